@@ -1,0 +1,12 @@
+"""The registry of tito subcommands, in the order `tito --help` lists them."""
+
+from __future__ import annotations
+
+from tito.command import Command
+from tito.commands import export, status, test
+
+COMMANDS: tuple[Command, ...] = (
+    export.COMMAND,
+    test.COMMAND,
+    status.COMMAND,
+)

@@ -1,0 +1,69 @@
+"""`tito status [--no-tests]`: one line per course module."""
+
+from __future__ import annotations
+
+import argparse
+
+from tito.checking import Change, find_changes, module_is_current
+from tito.command import Command
+from tito.course import MODULES, Course, Module
+from tito.testing import run_pytest
+
+DESCRIPTION = """\
+Show every module of the course: whether its dev file exists (modules not written yet
+are "planned"), whether it is exported and up to date (its generated file exists and
+matches a fresh export, and its .py and .ipynb agree), and whether its tests
+(tests/test_NN_*.py) pass. --no-tests skips running the tests."""
+
+HEADER = ("module", "dev file", "export", "tests")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-tests", action="store_true", help="do not run each module's tests")
+
+
+def export_state(course: Course, module: Module, changes: list[Change]) -> str:
+    if not course.generated_file(module).exists():
+        return "not exported"
+    return "up to date" if module_is_current(course, module, changes) else "out of date"
+
+
+def test_state(course: Course, module: Module) -> str:
+    files = course.test_files(module)
+    if not files:
+        return "no tests"
+    result = run_pytest(course, files, ["-q", "--no-header", "-p", "no:warnings"], capture=True)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    summary = lines[-1].strip("= ") if lines else ""
+    return ("pass" if result.returncode == 0 else "FAIL") + (f" ({summary})" if summary else "")
+
+
+def rows(course: Course, run_tests: bool) -> list[tuple[str, str, str, str]]:
+    changes = find_changes(course)
+    table = []
+    for module in MODULES:
+        if not course.exists(module):
+            table.append((module.dirname, "planned", "-", "-"))
+            continue
+        tests = test_state(course, module) if run_tests else "not run"
+        table.append((module.dirname, "yes", export_state(course, module, changes), tests))
+    return table
+
+
+def render(table: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+
+
+def run(args: argparse.Namespace, course: Course) -> int:
+    print(render([HEADER, *rows(course, run_tests=not args.no_tests)]))
+    return 0
+
+
+COMMAND = Command(
+    name="status",
+    help="show each course module: written, exported, tests passing",
+    description=DESCRIPTION,
+    add_arguments=add_arguments,
+    run=run,
+)
