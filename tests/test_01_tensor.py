@@ -270,3 +270,17 @@ def test_bool_of_multi_element_tensor_is_ambiguous():
     with pytest.raises(ValueError, match="ambiguous"):
         bool(Tensor([1.0, 2.0]))
     assert bool(Tensor([1.0]))
+
+
+@pytest.mark.parametrize("make", [lambda d: zeros(2, dtype=d), lambda d: ones(2, dtype=d),
+                                  lambda d: full((2,), 1.0, dtype=d), lambda d: randn(2, dtype=d),
+                                  lambda d: rand(2, dtype=d), lambda d: zeros_like(Tensor([1.0], dtype=d)),
+                                  lambda d: ones_like(Tensor([1.0], dtype=d))])
+def test_constructors_honour_dtype(make):
+    assert make(np.float64).dtype == np.float64
+    assert make(np.float32).dtype == np.float32
+
+
+def test_transpose_out_of_range_names_shape():
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        Tensor(np.ones((2, 3))).transpose(0, 5)

@@ -89,6 +89,8 @@ class Function:
         try:
             data = fn.forward(*[t.data for t in inputs], **params)
         except ValueError as err:
+            if all(str(t.shape) in str(err) for t in inputs):
+                raise                        # the op's own message already names the shapes
             shapes = " and ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__.lower()}: cannot apply to shapes {shapes}: {err}") from None
         out = Tensor._wrap(data)
@@ -302,6 +304,8 @@ class Tensor:
         """Swap two axes (by default the last two, as matrix transposition does)."""
         if self.ndim < 2:
             raise ValueError(f"transpose: needs at least 2 dimensions, got shape {self.shape}")
+        if not (-self.ndim <= dim0 < self.ndim and -self.ndim <= dim1 < self.ndim):
+            raise ValueError(f"transpose: axes ({dim0}, {dim1}) out of range for shape {self.shape}")
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return Permute.apply(self, axes=tuple(axes))
@@ -394,23 +398,23 @@ def _shape(shape: tuple) -> tuple[int, ...]:
 
 
 def zeros(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(np.zeros(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
 def ones(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return Tensor(np.ones(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
 def full(shape: Sequence[int], value: float, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full(tuple(shape), value, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(np.full(tuple(shape), value), dtype=dtype, requires_grad=requires_grad)
 
 
 def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
+    return Tensor(np.zeros_like(t.data), dtype=t.dtype, requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
+    return Tensor(np.ones_like(t.data), dtype=t.dtype, requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
@@ -421,15 +425,15 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
 def randn(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False,
           rng: np.random.Generator | None = None) -> Tensor:
     """Standard normal samples from `rng` (default: the global generator)."""
-    data = (rng or get_rng()).standard_normal(_shape(shape)).astype(dtype)
-    return Tensor(data, requires_grad=requires_grad)
+    data = (rng or get_rng()).standard_normal(_shape(shape))
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 
 def rand(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False,
          rng: np.random.Generator | None = None) -> Tensor:
     """Uniform samples in [0, 1) from `rng` (default: the global generator)."""
-    data = (rng or get_rng()).random(_shape(shape)).astype(dtype)
-    return Tensor(data, requires_grad=requires_grad)
+    data = (rng or get_rng()).random(_shape(shape))
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 # %% ../../modules/01_tensor/tensor_dev.ipynb #23caf782
 class Add(Function):
@@ -479,7 +483,7 @@ class MatMul(Function):
     """(..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast. Keeps both inputs."""
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if a.shape[-1] != b.shape[-2]:
-            raise ValueError(f"inner dimensions differ: {a.shape[-1]} (last of {a.shape}) "
+            raise ValueError(f"matmul: inner dimensions differ: {a.shape[-1]} (last of {a.shape}) "
                              f"vs {b.shape[-2]} (second to last of {b.shape})")
         self.a, self.b = a, b
         if a.ndim > 2 and b.ndim == 2:   # (B, T, k) @ (k, m): one big GEMM beats B small ones
