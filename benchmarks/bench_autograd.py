@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from common import table, time_it, write_results
+from common import compare, table, write_results
 
 import tinytorch  # noqa: F401  (switches autograd on)
 from tinytorch.core.tensor import Tensor
@@ -49,10 +49,9 @@ def elementwise(n: int, repeats: int) -> dict:
     np.testing.assert_allclose(loss.item(), ref_loss, rtol=1e-4)
     np.testing.assert_allclose(w.grad.data, ref_gw, rtol=1e-5)
     np.testing.assert_allclose(b.grad.data, ref_gb, rtol=1e-5)
-    t_np = time_it(numpy_version, repeats=repeats)
-    t_tt = time_it(tinytorch_version, repeats=repeats)
-    return {"numpy_ms": t_np["median_s"] * 1e3, "tinytorch_ms": t_tt["median_s"] * 1e3,
-            "ratio": t_tt["median_s"] / t_np["median_s"], "target_ratio": 1.5, "elements": n}
+    r = compare(numpy_version, tinytorch_version, repeats=repeats)
+    return {"numpy_ms": r["baseline_ms"], "tinytorch_ms": r["candidate_ms"], "ratio": r["ratio"],
+            "target_ratio": 1.5, "elements": n}
 
 
 def matmul(n: int, repeats: int) -> dict:
@@ -79,12 +78,10 @@ def matmul(n: int, repeats: int) -> dict:
     tinytorch_version()
     np.testing.assert_allclose(a.grad.data, ga_ref, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(b.grad.data, gb_ref, rtol=1e-4, atol=1e-3)
-    t_np = time_it(numpy_version, repeats=repeats)
-    t_tt = time_it(tinytorch_version, repeats=repeats)
+    r = compare(numpy_version, tinytorch_version, repeats=repeats)
     flops = 3 * 2 * n ** 3
-    return {"numpy_ms": t_np["median_s"] * 1e3, "tinytorch_ms": t_tt["median_s"] * 1e3,
-            "ratio": t_tt["median_s"] / t_np["median_s"], "target_ratio": 1.2, "size": n,
-            "numpy_gflops": flops / t_np["median_s"] / 1e9}
+    return {"numpy_ms": r["baseline_ms"], "tinytorch_ms": r["candidate_ms"], "ratio": r["ratio"],
+            "target_ratio": 1.2, "size": n, "numpy_gflops": flops / r["baseline_ms"] / 1e6}
 
 
 def main() -> None:

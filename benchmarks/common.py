@@ -31,6 +31,24 @@ def time_it(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_se
             "p90_s": samples[int(0.9 * (len(samples) - 1))], "runs": len(samples)}
 
 
+def compare(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int = 20,
+            warmup: int = 3) -> dict:
+    """Time two functions alternately (A B A B ...) so that a slow drift of the machine's
+    speed (another process, frequency scaling) hits both alike; medians and their ratio."""
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, samples in ((baseline, a), (candidate, b)):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    ma, mb = statistics.median(a), statistics.median(b)
+    return {"baseline_ms": ma * 1e3, "candidate_ms": mb * 1e3, "ratio": mb / ma, "runs": repeats,
+            "baseline_spread_ms": (max(a) - min(a)) * 1e3, "candidate_spread_ms": (max(b) - min(b)) * 1e3}
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     return {"python": sys.version.split()[0], "numpy": np.__version__, "cpus": os.cpu_count(),

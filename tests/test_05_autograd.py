@@ -63,6 +63,14 @@ def test_gradients_accumulate_across_calls_until_zero_grad():
     assert x.grad is None
 
 
+def test_zero_dimensional_leaves_accumulate():
+    x = Tensor(3.0, requires_grad=True)
+    (x * x).backward()
+    (x * x).backward()
+    assert x.grad.item() == 12.0 and isinstance(x.grad.data, np.ndarray)
+    assert isinstance((x * x).data, np.ndarray), "0-d results are arrays, not numpy scalars"
+
+
 def test_reused_node_accumulates():
     x = Tensor(3.0, requires_grad=True)
     h = x * 2                             # h used twice

@@ -1,12 +1,16 @@
 """Float64 central-difference gradient checks for every differentiable op of the framework.
 
 Each case builds a function and its inputs; `test_gradcheck` compares backward() with
-finite differences. `test_every_differentiable_op_is_gradchecked` walks the graphs the
+finite differences. Later modules keep their cases in their own test file, in a dict
+named `GRADCHECK_CASES` with the same form (and run them there).
+`test_every_differentiable_op_has_a_backward_and_a_gradcheck` walks the graphs that all
 cases build and fails if any Function subclass defined anywhere in tinytorch has no case
 (or no backward rule), so a new op cannot land without its gradient test.
 """
 import importlib
+import importlib.util
 import pkgutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,9 +183,22 @@ def _ops_in_graph(root):
     return ops
 
 
+def _all_cases():
+    """CASES here plus every `GRADCHECK_CASES` dict of the other test files."""
+    cases = dict(CASES)
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        spec = importlib.util.spec_from_file_location(f"_gradcheck_cases_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cases.update({f"{path.stem}:{k}": v for k, v in getattr(module, "GRADCHECK_CASES", {}).items()})
+    return cases
+
+
 def test_every_differentiable_op_has_a_backward_and_a_gradcheck():
     covered = set()
-    for build in CASES.values():
+    for build in _all_cases().values():
         func, inputs = build()
         covered |= _ops_in_graph(func(*inputs))
     differentiable = {f for f in _all_function_subclasses() if f.differentiable}

@@ -51,6 +51,13 @@ class Tensor:
 
 # %% nbgrader={"grade": true, "grade_id": "test-tensor", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 assert Tensor([1, 2]).total() == 3
+
+# %%
+#| export
+def double(x):
+    ### BEGIN SOLUTION
+    return 2 * x
+    ### END SOLUTION
 '''
 
 ACTIVATIONS_DEV = '''\
@@ -161,6 +168,7 @@ def test_solution_markers_are_stripped_but_code_kept(exported: Course) -> None:
     assert "### BEGIN" not in text and "### END" not in text
     assert "        self.data = np.asarray(data)\n" in text
     assert "        hidden = 0\n" in text
+    assert text.endswith("def double(x):\n    return 2 * x\n")  # no blank lines left behind
 
 
 def test_exporting_one_module_leaves_others_alone(exported: Course) -> None:
@@ -213,7 +221,8 @@ def test_newer_notebook_wins_when_syncing(exported: Course) -> None:
     """As with `jupytext --sync`, edits made in the notebook flow back into the .py."""
     module = resolve_module("01")
     nb = nbformat.read(exported.dev_ipynb(module), as_version=4)
-    nb.cells[-1].source = "assert Tensor([1, 2]).total() == 3  # checked"
+    test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test-tensor")
+    test_cell.source = "assert Tensor([1, 2]).total() == 3  # checked"
     nbformat.write(nb, exported.dev_ipynb(module))
     touch_later(exported.dev_ipynb(module))
     assert "modules/01_tensor/tensor_dev.py" in paths(find_changes(exported))
@@ -356,3 +365,22 @@ def test_constraints_pin_every_dev_requirement() -> None:
     for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
         name = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0]
         assert name.lower().replace("_", "-") in pins, f"{name} is not pinned in constraints.txt"
+
+
+def test_test_command_runs_check_and_notebooks(exported: Course, capsys) -> None:
+    assert main(["--root", str(exported.root), "test", "--no-pytest"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS export check" in out and "PASS 01_tensor" in out and "PASS 02_activations" in out
+    write(exported.dev_py(resolve_module("01")), TENSOR_DEV.replace("== 3", "== 4"))
+    assert main(["--root", str(exported.root), "test", "--no-pytest"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL export check" in out and "FAIL 01_tensor" in out and "AssertionError" in out
+
+
+def test_status_command(exported: Course, capsys) -> None:
+    (exported.lib_dir / "core/activations.py").write_text("# hand-edited\n")
+    assert main(["--root", str(exported.root), "status", "--no-tests"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "up to date" in lines["01_tensor"]
+    assert "out of date" in lines["02_activations"]
+    assert "planned" in lines["16_tinygpt"]

@@ -32,7 +32,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _tracked_files(course: Course) -> dict[str, str]:
+def tracked_files(course: Course) -> dict[str, str]:
     """Digest of every file an export may write: the package and the dev file pairs."""
     files: dict[str, str] = {}
     if course.lib_dir.exists():
@@ -79,7 +79,7 @@ def export_changes(course: Course) -> list[Change]:
             export(copy, copy.existing_modules())
         except ExportError as exc:
             return [Change(LIB_NAME + "/", f"export fails: {exc}")]
-        before, after = _tracked_files(course), _tracked_files(copy)
+        before, after = tracked_files(course), tracked_files(copy)
     changes = []
     for path in sorted(before.keys() | after.keys()):
         if path not in after:

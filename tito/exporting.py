@@ -108,7 +108,8 @@ def nbdev_project(root: Path) -> Iterator[None]:
 def strip_marker_lines(cell) -> None:
     """nbdev processor: drop nbgrader's BEGIN/END SOLUTION and HIDDEN TESTS marker lines."""
     if cell.cell_type == "code" and "###" in cell.source:
-        cell.source = MARKER_LINE.sub("", cell.source)
+        stripped = MARKER_LINE.sub("", cell.source)
+        cell.source = stripped if cell.source.endswith("\n") else stripped.rstrip("\n")
 
 
 def _directives(nb_path: Path) -> list[dict[str, list[str]]]:

@@ -165,6 +165,8 @@ class Function:
                 raise                        # the op's own message already names the shapes
             shapes = " and ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__.lower()}: cannot apply to shapes {shapes}: {err}") from None
+        if type(data) is not np.ndarray:     # numpy returns scalars for 0-d results
+            data = np.asarray(data)
         out = Tensor._wrap(data)
         if Autograd.grad_enabled and cls.differentiable:
             for t in inputs:

@@ -450,7 +450,9 @@ def topological_order(root: Tensor) -> list[Tensor]:
 
 def _store_leaf_grad(leaf: Tensor, g: np.ndarray, shared: set[int]) -> None:
     """Add `g` into `leaf.grad`, copying it first unless the array is exclusively ours."""
-    if g.dtype != leaf.dtype:
+    if type(g) is not np.ndarray:          # numpy gives scalars for 0-d results
+        g = np.array(g, dtype=leaf.dtype)
+    elif g.dtype != leaf.dtype:
         g = g.astype(leaf.dtype)
     elif id(g) in shared or g.base is not None or not g.flags.writeable:
         g = g.copy()

@@ -50,7 +50,6 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         raise AutogradError(f"a gradient of shape {grad.shape} cannot be reduced to the input shape {shape}")
     return out
 
-
 # %% ../../modules/05_autograd/autograd_dev.ipynb #dd1f2ad2
 @register_backward(Add)
 def add_backward(fn: Add, g: np.ndarray):
@@ -88,7 +87,6 @@ def pow_backward(fn: Pow, g: np.ndarray):
     gb = g * fn.out * np.log(a) if fn.inputs[1].requires_grad else None
     return ga, gb
 
-
 # %% ../../modules/05_autograd/autograd_dev.ipynb #e1738ad1
 @register_backward(MatMul)
 def matmul_backward(fn: MatMul, g: np.ndarray):
@@ -102,7 +100,6 @@ def matmul_backward(fn: MatMul, g: np.ndarray):
     ga = g @ np.swapaxes(b, -1, -2) if need_a else None
     gb = np.swapaxes(a, -1, -2) @ g if need_b else None
     return ga, gb
-
 
 # %% ../../modules/05_autograd/autograd_dev.ipynb #1bed3ee8
 def _expand(g: np.ndarray, axis: tuple[int, ...] | None, keepdims: bool) -> np.ndarray:
@@ -175,7 +172,6 @@ def getitem_backward(fn: GetItem, g: np.ndarray):
         np.add.at(full, fn.index, g)                     # repeated indices accumulate
     return (full,)
 
-
 # %% ../../modules/05_autograd/autograd_dev.ipynb #1f561f32
 _GELU_C = float(np.sqrt(2.0 / np.pi))   # a Python float keeps float32 float32
 
@@ -214,7 +210,6 @@ def softmax_backward(fn: SoftmaxFunction, g: np.ndarray):
 def log_softmax_backward(fn: LogSoftmaxFunction, g: np.ndarray):
     return (g - np.exp(fn.out) * g.sum(axis=fn.axis, keepdims=True),)
 
-
 # %% ../../modules/05_autograd/autograd_dev.ipynb #368b7eed
 def topological_order(root: Tensor) -> list[Tensor]:
     """Tensors of the graph below `root` that require grad, each after all of its inputs.
@@ -242,7 +237,9 @@ def topological_order(root: Tensor) -> list[Tensor]:
 
 def _store_leaf_grad(leaf: Tensor, g: np.ndarray, shared: set[int]) -> None:
     """Add `g` into `leaf.grad`, copying it first unless the array is exclusively ours."""
-    if g.dtype != leaf.dtype:
+    if type(g) is not np.ndarray:          # numpy gives scalars for 0-d results
+        g = np.array(g, dtype=leaf.dtype)
+    elif g.dtype != leaf.dtype:
         g = g.astype(leaf.dtype)
     elif id(g) in shared or g.base is not None or not g.flags.writeable:
         g = g.copy()

@@ -93,6 +93,8 @@ class Function:
                 raise                        # the op's own message already names the shapes
             shapes = " and ".join(str(t.shape) for t in inputs)
             raise ValueError(f"{cls.__name__.lower()}: cannot apply to shapes {shapes}: {err}") from None
+        if type(data) is not np.ndarray:     # numpy returns scalars for 0-d results
+            data = np.asarray(data)
         out = Tensor._wrap(data)
         if Autograd.grad_enabled and cls.differentiable:
             for t in inputs:
@@ -477,7 +479,6 @@ class Pow(Function):
         self.out = a ** b
         return self.out
 
-
 # %% ../../modules/01_tensor/tensor_dev.ipynb #e9762e9b
 class MatMul(Function):
     """(..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast. Keeps both inputs."""
@@ -539,7 +540,6 @@ class Max(Function):
         self.out = np.max(a, axis=self.axis, keepdims=keepdims)
         return self.out
 
-
 # %% ../../modules/01_tensor/tensor_dev.ipynb #87e80be1
 class Exp(Function):
     """e ** a. Keeps the output: d/da e^a = e^a."""
@@ -591,4 +591,3 @@ class GetItem(Function):
             return a[index]
         except IndexError as err:
             raise IndexError(f"getitem: index {index!r} does not fit shape {a.shape}: {err}") from None
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tito.checking import find_changes
+from tito.checking import find_changes, tracked_files
 from tito.command import Command
 from tito.course import Course
 from tito.exporting import export
@@ -42,9 +42,16 @@ def run(args: argparse.Namespace, course: Course) -> int:
         return _check(course, args.modules)
     modules = course.select(args.modules)
     started = time.perf_counter()
+    before = tracked_files(course)
     export(course, modules)
+    after = tracked_files(course)
+    changed = [p for p in sorted(before.keys() | after.keys()) if before.get(p) != after.get(p)]
+    for path in changed:
+        verb = "removed" if path not in after else "created" if path not in before else "updated"
+        print(f"  {verb} {path}")
     names = ", ".join(m.dirname for m in modules) or "no modules"
-    print(f"exported {names} to {course.lib_dir.name}/ ({time.perf_counter() - started:.1f} s)")
+    summary = f"{len(changed)} file(s) changed" if changed else "nothing changed"
+    print(f"exported {names} to {course.lib_dir.name}/: {summary} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 

@@ -38,8 +38,7 @@ def test_state(course: Course, module: Module) -> str:
     return ("pass" if result.returncode == 0 else "FAIL") + (f" ({summary})" if summary else "")
 
 
-def rows(course: Course, run_tests: bool) -> list[tuple[str, str, str, str]]:
-    changes = find_changes(course)
+def rows(course: Course, changes: list[Change], run_tests: bool) -> list[tuple[str, str, str, str]]:
     table = []
     for module in MODULES:
         if not course.exists(module):
@@ -55,8 +54,21 @@ def render(table: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
 
 
+def package_changes(course: Course, changes: list[Change]) -> list[Change]:
+    """Changes that belong to no single module (e.g. tinytorch/__init__.py, _modidx.py)."""
+    owned = {
+        p.relative_to(course.root).as_posix()
+        for m in MODULES
+        for p in (course.dev_py(m), course.dev_ipynb(m), course.generated_file(m))
+    }
+    return [c for c in changes if c.path not in owned]
+
+
 def run(args: argparse.Namespace, course: Course) -> int:
-    print(render([HEADER, *rows(course, run_tests=not args.no_tests)]))
+    changes = find_changes(course)
+    print(render([HEADER, *rows(course, changes, run_tests=not args.no_tests)]))
+    for change in package_changes(course, changes):
+        print(f"out of date: {change.path}: {change.reason} (run `tito export`)")
     return 0
 
 
