@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from tito.command import Command
-from tito.commands import export, status, test
+from tito.commands import export, milestone, status, test
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
     test.COMMAND,
     status.COMMAND,
+    milestone.COMMAND,
 )

@@ -1,0 +1,500 @@
+"""Tests for module 07 (training): Trainer, metrics, divergence, checkpoint files, exact resume."""
+import json
+import math
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinytorch  # noqa: F401  (autograd on)
+from tinytorch.core.activations import ReLU, Tanh
+from tinytorch.core.autograd import is_grad_enabled
+from tinytorch.core.layers import Dense, Dropout, Module, Sequential
+from tinytorch.core.losses import CrossEntropyLoss, MSELoss
+from tinytorch.core.optimizers import SGD, Adam, AdamW, CosineWarmupLR, StepLR
+from tinytorch.core.tensor import Tensor, get_rng, manual_seed
+from tinytorch.core.training import (
+    CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, Trainer, TrainingDivergedError, accuracy,
+    load_npz_checkpoint, save_npz_checkpoint)
+
+
+class ArrayBatches:
+    """Mini-batches of (x, y); the order of epoch e is a pure function of (seed, e)."""
+
+    def __init__(self, x, y, batch_size, seed=0, shuffle=True, as_tensors=False):
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.shuffle, self.as_tensors, self.epoch, self.epochs_set = shuffle, as_tensors, 0, []
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.epochs_set.append(epoch)
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x, y = self.x[idx], self.y[idx]
+            yield (Tensor(x), Tensor(y)) if self.as_tensors else (x, y)
+
+
+def blobs(n_per_class=60, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])[:classes]
+    x = np.concatenate([c + 0.5 * rng.standard_normal((n_per_class, 2)) for c in centers])
+    y = np.repeat(np.arange(classes), n_per_class)
+    return x.astype(np.float32), y
+
+
+def spirals(n_per_class=150, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.sqrt(rng.uniform(0.05, 1, n_per_class)) * 3 * np.pi
+    arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3 * np.pi)
+    x = np.concatenate([arm, -arm]) + noise * rng.standard_normal((2 * n_per_class, 2)) / 3
+    return x.astype(np.float32), np.repeat([0, 1], n_per_class)
+
+
+def mlp(seed, hidden=32, dropout=0.0, classes=2):
+    manual_seed(seed)
+    layers = [Dense(2, hidden), ReLU()]
+    if dropout:
+        layers.append(Dropout(dropout))
+    return Sequential(*layers, Dense(hidden, hidden), Tanh(), Dense(hidden, classes))
+
+
+# ---- learning -----------------------------------------------------------------------------
+def test_mlp_learns_two_spirals_through_the_trainer():
+    x, y = spirals()
+    model = mlp(0, hidden=64)
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.01), CrossEntropyLoss(), progress=False)
+    history = trainer.fit(ArrayBatches(x, y, 32, seed=1), epochs=30)
+    assert history["train_accuracy"][-1] >= 0.97, history["train_accuracy"]
+    assert trainer.evaluate(ArrayBatches(x, y, 64, shuffle=False))["accuracy"] >= 0.97
+    assert history["train_loss"][-1] < history["train_loss"][0] / 5
+
+
+def test_tensor_batches_lists_and_sgd_work_too():
+    x, y = blobs()
+    model = mlp(1, classes=3)
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = Trainer(model, opt, CrossEntropyLoss(), scheduler=StepLR(opt, step_size=20, gamma=0.5), progress=False)
+    trainer.fit(ArrayBatches(x, y, 30, as_tensors=True), epochs=5)
+    batches = [(x[i:i + 50], y[i:i + 50]) for i in range(0, len(x), 50)]       # a plain list of pairs
+    assert trainer.evaluate(batches)["accuracy"] >= 0.95
+    # 6 steps per epoch: the last step of each epoch is t = 5, 11, 17, 23, 29; lr halves at t = 20
+    assert trainer.history["lr"] == [0.1, 0.1, 0.1, 0.05, 0.05]
+
+
+# ---- history, metrics, evaluation -----------------------------------------------------------
+def test_history_keys_and_values():
+    x, y = blobs(20)
+    model = mlp(2, classes=3)
+    opt = Adam(model.parameters(), lr=0.01)
+    sched = CosineWarmupLR(opt, warmup_steps=2, total_steps=6)
+    trainer = Trainer(model, opt, CrossEntropyLoss(), scheduler=sched, progress=False)
+    data = ArrayBatches(x, y, 20)
+    h = trainer.fit(data, epochs=2)
+    assert list(h) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert h["epoch"] == [1, 2] and all(len(v) == 2 for v in h.values())
+    assert all(math.isnan(v) for v in h["val_loss"] + h["val_accuracy"]), "no validation data: NaN"
+    assert h["lr"] == [pytest.approx(sched.lr_at(2)), pytest.approx(sched.lr_at(5))], "rate of the epoch's last step"
+    assert data.epochs_set == [0, 1], "set_epoch(epoch) before every epoch"
+    assert h is trainer.history and all(s > 0 for s in h["seconds"])
+    json.dumps(h)
+
+
+def test_epoch_averages_are_weighted_by_batch_size():
+    class Constant(Module):
+        """Predicts class 0 always; loss = mean of the targets (as floats) per batch."""
+        def forward(self, x):
+            out = np.zeros((x.shape[0], 2), dtype=np.float32)
+            out[:, 0] = 1
+            return Tensor(out)
+
+    model = Constant()
+    model.w = Dense(1, 1)                  # something for the optimizer
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), lambda out, t: Tensor(np.float32(np.mean(t))),
+                      progress=False)
+    y = np.array([0, 0, 0, 1, 1])            # batches of 3 and 2: accuracy 3/5, not (1 + 0) / 2
+    result = trainer.evaluate([(np.zeros((3, 1)), y[:3]), (np.zeros((2, 1)), y[3:])])
+    assert result["accuracy"] == pytest.approx(0.6) and result["loss"] == pytest.approx(0.4)
+
+
+def test_custom_metrics_callable_and_dict():
+    def mean_abs_error(outputs, targets):
+        return float(np.abs(outputs[:, 0] - targets).sum()), len(targets)
+
+    x = np.linspace(-1, 1, 40, dtype=np.float32).reshape(-1, 1)
+    y = 2 * x[:, 0]
+    manual_seed(3)
+    model = Dense(1, 1)
+    mse = MSELoss()
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.05), lambda out, t: mse(out.reshape(-1), t),
+                      metrics=(mean_abs_error,), progress=False)
+    data = ArrayBatches(x, y, 8)
+    h = trainer.fit(data, data, epochs=3)
+    assert "train_mean_abs_error" in h and "val_mean_abs_error" in h and "train_accuracy" not in h
+    expected = np.abs(model(Tensor(x)).data[:, 0] - y).mean()
+    assert h["val_mean_abs_error"][-1] == pytest.approx(expected, rel=1e-5)
+    named = Trainer(model, Adam(model.parameters()), MSELoss(), metrics={"mae": mean_abs_error}, progress=False)
+    assert list(named.metrics) == ["mae"]
+
+
+@pytest.mark.parametrize("metrics, match", [
+    (("precision",), "unknown metric 'precision'"),
+    ((lambda o, t: (0, 1),), "metric name '<lambda>'"),
+    (("accuracy", "accuracy"), "given twice"),
+    ({"loss": lambda o, t: (0, 1)}, "other than 'loss'"),
+    ((3,), "not a callable"),
+])
+def test_bad_metrics_are_refused(metrics, match):
+    model = Dense(2, 2)
+    with pytest.raises((ValueError, TypeError), match=match):
+        Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(), metrics=metrics)
+
+
+def test_accuracy_metric():
+    assert accuracy(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]]), np.array([0, 0, 1])) == (2, 3)
+    with pytest.raises(ValueError, match=r"outputs of shape \(3, 2\).*targets of shape \(2,\)"):
+        accuracy(np.zeros((3, 2)), np.zeros(2, dtype=int))
+
+
+def test_evaluate_uses_no_grad_and_eval_mode_and_restores_the_mode():
+    seen = []
+
+    class Probe(Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = Dense(2, 2)
+
+        def forward(self, x):
+            seen.append((is_grad_enabled(), self.training))
+            return self.dense(x)
+
+    model = Probe()
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(), progress=False)
+    data = [(np.ones((4, 2), dtype=np.float32), np.array([0, 1, 0, 1]))]
+    for mode in (True, False):
+        model.train(mode)
+        trainer.evaluate(data)
+        assert seen[-1] == (False, False) and model.training is mode and model.dense.training is mode
+    model.train()
+    trainer.fit(data, epochs=1)
+    assert seen[-1] == (True, True)
+
+
+# ---- divergence ---------------------------------------------------------------------------
+def test_nan_loss_stops_training_with_where_and_what():
+    x, y = blobs(10)
+    x_bad = x.copy()
+    x_bad[25] = np.nan                        # lands in the third batch of 10 (no shuffling)
+    model = mlp(4, classes=3)
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.01), CrossEntropyLoss(), progress=False)
+    trainer.fit(ArrayBatches(x, y, 10, shuffle=False), epochs=1)
+    with pytest.raises(TrainingDivergedError) as info:
+        trainer.fit(ArrayBatches(x_bad, y, 10, shuffle=False), epochs=3)
+    err = info.value
+    assert isinstance(err, RuntimeError) and (err.epoch, err.batch) == (2, 3) and math.isnan(err.value)
+    assert "epoch 2, batch 3" in str(err) and "nan" in str(err) and "learning rate" in str(err)
+    assert all(np.isfinite(p.data).all() for p in model.parameters()), "the bad batch was not applied"
+    assert trainer.epoch == 1 and len(trainer.history["epoch"]) == 1
+
+
+def test_infinite_gradient_norm_is_caught_with_grad_clip():
+    model = Dense(1, 1)
+    model.weight.data[...] = 0.0               # output exactly 0: sqrt(0) = 0, its slope is infinite
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), lambda out, t: out.sqrt().sum(),
+                      metrics=(), grad_clip=1.0, progress=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        with pytest.raises(TrainingDivergedError, match="gradient norm is (inf|nan) at epoch 1, batch 1"):
+            trainer.fit([(np.ones((2, 1), dtype=np.float32), np.zeros(2))], epochs=1)
+    assert model.weight.data[0, 0] == 0.0, "no step was taken"
+
+
+# ---- exact resume -------------------------------------------------------------------------
+def make_trainer(seed, checkpoint_dir=None, steps_per_epoch=8, progress=False):
+    model = mlp(seed, dropout=0.3)
+    opt = AdamW(model.parameters(), lr=0.02, weight_decay=0.01)
+    sched = CosineWarmupLR(opt, warmup_steps=3, total_steps=4 * steps_per_epoch, min_lr=1e-4)
+    return Trainer(model, opt, CrossEntropyLoss(), scheduler=sched, grad_clip=2.0,
+                   checkpoint_dir=checkpoint_dir, progress=progress)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    x, y = spirals(60)
+    data = ArrayBatches(x, y, 15, seed=5)
+    val = ArrayBatches(x, y, 40, shuffle=False)
+
+    straight = make_trainer(seed=0)
+    straight.fit(data, val, epochs=4)
+
+    first = make_trainer(seed=0, checkpoint_dir=tmp_path)
+    first.fit(data, val, epochs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]
+    saved = shutil.copy(tmp_path / "last.npz", tmp_path / "after-epoch-2.npz")
+    manual_seed(999)                                   # disturb the global generator
+    get_rng().random(17)
+    resumed = make_trainer(seed=7, checkpoint_dir=tmp_path)     # different initial weights
+    resumed.fit(data, val, epochs=4, resume=True)
+
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for key in ("train_loss", "train_accuracy", "val_loss", "lr"):
+        assert straight.history[key] == resumed.history[key], key
+    for name, buf in straight.optimizer.state.items():
+        np.testing.assert_array_equal(buf, resumed.optimizer.state[name])
+    assert resumed.epoch == 4 and resumed.scheduler.last_step == straight.scheduler.last_step == 32
+
+    again = make_trainer(seed=8)                        # resume from an explicit path
+    again.fit(data, val, epochs=3, resume=saved)
+    assert again.epoch == 3 and again.history["epoch"] == [1, 2, 3]
+
+
+def test_resume_restores_generators_kept_by_modules(tmp_path):
+    def build(seed):
+        manual_seed(seed)
+        model = Sequential(Dense(2, 16), ReLU(), Dropout(0.5, rng=np.random.default_rng(seed)), Dense(16, 2))
+        return Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(), checkpoint_dir=tmp_path,
+                       progress=False)
+
+    x, y = blobs(10, classes=2)
+    data = ArrayBatches(x, y, 5)
+    straight = build(1)
+    straight.fit(data, epochs=3)
+    build(1).fit(data, epochs=1)
+    resumed = build(2)
+    resumed.fit(data, epochs=3, resume=True)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_resume_true_without_checkpoint_starts_fresh_and_done_means_nothing(tmp_path, capsys):
+    x, y = blobs(10, classes=2)
+    trainer = make_trainer(seed=0, checkpoint_dir=tmp_path / "run")
+    trainer.fit(ArrayBatches(x, y, 10), epochs=1, resume=True)
+    assert "no checkpoint" in capsys.readouterr().out and trainer.epoch == 1
+    assert (tmp_path / "run" / "last.npz").exists()
+    done = make_trainer(seed=0, checkpoint_dir=tmp_path / "run")
+    before = [p.data.copy() for p in done.model.parameters()]
+    done.fit(ArrayBatches(x, y, 10), epochs=1, resume=True)
+    assert "nothing to train" in capsys.readouterr().out and done.epoch == 1
+    assert not all(np.array_equal(a, p.data) for a, p in zip(before, done.model.parameters())), "loaded"
+    with pytest.raises(ValueError, match="checkpoint_dir is None"):
+        make_trainer(seed=0).fit(ArrayBatches(x, y, 10), epochs=1, resume=True)
+
+
+def test_epochs_is_the_total(tmp_path):
+    x, y = blobs(10, classes=2)
+    trainer = make_trainer(seed=0)
+    trainer.fit(ArrayBatches(x, y, 10), epochs=2)
+    with pytest.raises(ValueError, match="pass epochs=4 to train 2 more"):
+        trainer.fit(ArrayBatches(x, y, 10), epochs=2)
+    trainer.fit(ArrayBatches(x, y, 10), epochs=3)
+    assert trainer.history["epoch"] == [1, 2, 3]
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            trainer.fit(ArrayBatches(x, y, 10), epochs=bad)
+
+
+# ---- checkpoint files ---------------------------------------------------------------------
+@pytest.fixture
+def trained(tmp_path):
+    x, y = blobs(10, classes=2)
+    trainer = make_trainer(seed=0)
+    trainer.fit(ArrayBatches(x, y, 10), epochs=1)
+    path = trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    return trainer, path
+
+
+def test_checkpoint_is_one_npz_with_json_metadata(trained):
+    trainer, path = trained
+    with np.load(path, allow_pickle=False) as npz:
+        files = set(npz.files)
+        header = json.loads(str(npz["__meta__"]))
+    assert header["format"] == CHECKPOINT_FORMAT == "tinytorch-checkpoint" and header["version"] == CHECKPOINT_VERSION
+    assert header["kind"] == "trainer" and header["meta"]["epoch"] == 1
+    assert {"model/layers.0.weight", "optimizer/0.exp_avg", "optimizer/0.step"} <= files
+    assert header["meta"]["rng"]["bit_generator"] == "PCG64"
+    assert zipfile.is_zipfile(path)
+
+
+def expect(path, match, kind="trainer"):
+    with pytest.raises(CheckpointError, match=match):
+        load_npz_checkpoint(path, kind=kind)
+
+
+def test_missing_truncated_and_corrupt_files(trained, tmp_path):
+    trainer, path = trained
+    data = path.read_bytes()
+    expect(tmp_path / "nope.npz", "no checkpoint at")
+    expect(tmp_path, "is a directory")
+    for cut in (len(data) - 10, len(data) // 2, 100):
+        (tmp_path / "cut.npz").write_bytes(data[:cut])
+        expect(tmp_path / "cut.npz", "truncated or corrupt")
+    corrupt = bytearray(data)
+    start = data.index(b"model/layers.0.weight.npy") + 200      # inside that array's bytes
+    corrupt[start:start + 16] = bytes(16)
+    (tmp_path / "corrupt.npz").write_bytes(bytes(corrupt))
+    expect(tmp_path / "corrupt.npz", "truncated or corrupt")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    expect(tmp_path / "empty.npz", "empty")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        trainer.load_checkpoint(tmp_path / "cut.npz")
+
+
+def test_foreign_files_are_refused_without_unpickling(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (pytest.fail, ("the pickle was executed",))
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(Boom()))
+    expect(tmp_path / "model.pkl", "pickle")
+    np.savez(tmp_path / "random.npz", weights=np.ones(3))
+    expect(tmp_path / "random.npz", "without TinyTorch metadata")
+    np.savez(tmp_path / "objects.npz", __meta__=np.array([{"a": 1}], dtype=object))
+    expect(tmp_path / "objects.npz", "object arrays")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    expect(tmp_path / "single.npy", "single .npy array")
+    (tmp_path / "notes.txt").write_text("epoch 3, loss 0.1\n")
+    expect(tmp_path / "notes.txt", "not an .npz")
+    np.savez(tmp_path / "other.npz", __meta__=np.array(json.dumps({"format": "something-else"})))
+    expect(tmp_path / "other.npz", "not a TinyTorch checkpoint")
+    np.savez(tmp_path / "garbled.npz", __meta__=np.array("{not json"))
+    expect(tmp_path / "garbled.npz", "unreadable metadata")
+    newer = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION + 1, "kind": "trainer", "meta": {}}
+    np.savez(tmp_path / "newer.npz", __meta__=np.array(json.dumps(newer)))
+    expect(tmp_path / "newer.npz", "newer TinyTorch")
+    save_npz_checkpoint(tmp_path / "gpt.npz", {"w": np.ones(2)}, {}, kind="tinygpt")
+    expect(tmp_path / "gpt.npz", "'tinygpt' checkpoint, expected 'trainer'")
+
+
+def test_save_and_load_any_file_name(tmp_path):
+    arrays = {"emb": np.arange(12, dtype=np.float32).reshape(3, 4), "ids": np.array([1, 2], dtype=np.int64)}
+    path = save_npz_checkpoint(tmp_path / "sub" / "model.pkl", arrays, {"vocab": ["a", "b"], "n": np.int64(3)},
+                               kind="tinygpt")
+    assert path.read_bytes()[:2] == b"PK", "a .pkl name still gets a safe .npz archive"
+    loaded, meta = load_npz_checkpoint(path, kind="tinygpt")
+    assert meta == {"vocab": ["a", "b"], "n": 3}
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(loaded[k], v)
+        assert loaded[k].dtype == v.dtype
+    with pytest.raises(CheckpointError, match="reserved"):
+        save_npz_checkpoint(tmp_path / "x.npz", {"__meta__": np.ones(1)}, {}, kind="k")
+    with pytest.raises(CheckpointError, match="dtype object"):
+        save_npz_checkpoint(tmp_path / "x.npz", {"o": np.array([None, 1], dtype=object)}, {}, kind="k")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        save_npz_checkpoint(tmp_path / "x.npz", {}, {"f": object()}, kind="k")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = save_npz_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)}, {"v": 1}, kind="k")
+    old = path.read_bytes()
+
+    def broken_savez(f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_checkpoint(path, {"w": np.zeros(3)}, {"v": 2}, kind="k")
+    monkeypatch.undo()
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+    assert load_npz_checkpoint(path, kind="k")[1] == {"v": 1}
+
+
+def test_checkpoint_that_does_not_fit_the_model_changes_nothing(trained, tmp_path):
+    _, path = trained
+    other = Sequential(Dense(2, 32), ReLU(), Dropout(0.3), Dense(32, 16), Tanh(), Dense(16, 2))   # other shapes
+    t = Trainer(other, AdamW(other.parameters()), CrossEntropyLoss(), progress=False)
+    before = [p.data.copy() for p in other.parameters()]
+    with pytest.raises(CheckpointError, match=r"layers.3.weight: shape \(32, 32\) in the checkpoint, \(32, 16\)"):
+        t.load_checkpoint(path)
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters()))
+    assert t.epoch == 0
+
+    fewer = Sequential(Dense(2, 32), ReLU(), Dense(32, 2))
+    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['layers.2.weight'.*does not have: \['layers.3.weight'"):
+        Trainer(fewer, AdamW(fewer.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
+
+
+def test_checkpoint_with_other_optimizer_scheduler_or_metrics(trained):
+    _, path = trained
+    model = mlp(0, dropout=0.3)
+    with pytest.raises(CheckpointError, match="belongs to a AdamW optimizer, not Adam"):
+        Trainer(model, Adam(model.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="the checkpoint has a scheduler, this trainer has none"):
+        Trainer(model, AdamW(model.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
+    opt = AdamW(model.parameters())
+    sched = CosineWarmupLR(opt, warmup_steps=3, total_steps=32, min_lr=1e-4)
+    with pytest.raises(CheckpointError, match="tracked"):
+        Trainer(model, opt, CrossEntropyLoss(), scheduler=sched, metrics=(), progress=False).load_checkpoint(path)
+    ok = Trainer(model, opt, CrossEntropyLoss(), scheduler=sched, progress=False)
+    ok.load_checkpoint(path)
+    assert ok.epoch == 1 and sched.last_step == 2
+
+
+# ---- plots, progress, inputs --------------------------------------------------------------
+def test_plot_history_writes_a_png(tmp_path):
+    x, y = blobs(10)
+    model = mlp(0, classes=3)
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.01), CrossEntropyLoss(), progress=False)
+    with pytest.raises(ValueError, match="call fit"):
+        trainer.plot_history()
+    data = ArrayBatches(x, y, 10)
+    trainer.fit(data, data, epochs=2)
+    fig = trainer.plot_history(tmp_path / "plots" / "history.png")
+    assert (tmp_path / "plots" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
+    assert len(fig.axes[0].get_lines()) == 2, "train and validation curves"
+
+
+def test_progress_bar_shows_epochs_and_loss(capsys):
+    x, y = blobs(10)
+    model = mlp(0, classes=3)
+    trainer = Trainer(model, Adam(model.parameters()), CrossEntropyLoss(), progress=True)
+    trainer.postfix_every = 1
+    trainer.fit(ArrayBatches(x, y, 10), epochs=2)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "loss=" in err and "3/3" in err
+    trainer2 = Trainer(model, Adam(model.parameters()), CrossEntropyLoss(), progress=False)
+    trainer2.fit(ArrayBatches(x, y, 10), epochs=1)
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_batches_and_sources():
+    model = Dense(2, 2)
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(), progress=False)
+    with pytest.raises(TypeError, match="batch 1 of epoch 1 is a tuple of length 3"):
+        trainer.fit([(np.ones((2, 2)), np.zeros(2), np.zeros(2))], epochs=1)
+    batches = ((np.ones((2, 2), dtype=np.float32), np.array([0, 1])) for _ in range(2))
+    with pytest.raises(ValueError, match="no batches in epoch 2"):
+        trainer.fit(batches, epochs=2)
+    with pytest.raises(ValueError, match="one-element Tensor"):
+        Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(reduction="none"),
+                progress=False).fit([(np.ones((2, 2)), np.array([0, 1]))], epochs=1)
+    with pytest.raises(ValueError, match="no batches"):
+        trainer.evaluate([])
+    regression = Trainer(model, SGD(model.parameters(), lr=0.1), MSELoss(), progress=False)   # accuracy by default
+    with pytest.raises(ValueError, match=r"metric 'accuracy' failed: .*metrics=\(\)"):
+        regression.fit([(np.ones((4, 2), dtype=np.float32), np.ones((4, 2), dtype=np.float32))], epochs=1)
+
+
+def test_trainer_construction_errors():
+    model = Dense(2, 2)
+    opt = SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="optimizer must be an Optimizer"):
+        Trainer(model, "sgd", CrossEntropyLoss())
+    with pytest.raises(ValueError, match="scheduler must be an LRScheduler created for this optimizer"):
+        Trainer(model, opt, CrossEntropyLoss(), scheduler=StepLR(SGD(model.parameters(), lr=0.1), 2))
+    for bad in (0, -1.0, float("inf"), "1"):
+        with pytest.raises(ValueError, match="grad_clip"):
+            Trainer(model, opt, CrossEntropyLoss(), grad_clip=bad)
+    with pytest.raises(TypeError, match="model must be a Module"):
+        Trainer(lambda x: x, opt, CrossEntropyLoss())
+    assert "Trainer(model=Dense" in repr(Trainer(model, opt, CrossEntropyLoss()))
