@@ -1,0 +1,1267 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 08: DataLoader
+#
+# **Where you are.** Modules 01–07 gave you tensors, layers, losses, gradients, optimizers
+# and a training loop. Everything so far trained on arrays that were already in memory,
+# already shuffled, already numbers. Real data sits in files on disk (or on a server),
+# in a format someone else chose, and a training loop needs it as a stream of *batches*:
+# shuffled differently every epoch, augmented, normalised, and converted to tensors of
+# the right dtype. This module builds that pipeline and uses it on a real data set,
+# CIFAR-10: 60,000 colour images of 32 x 32 pixels in ten classes, the data of the
+# course's first milestone (an MLP, `milestones/mlp_cifar10.py`) and of the CNN of
+# module 09.
+#
+# **What you build.**
+#
+# | name | what it is |
+# |---|---|
+# | `Dataset`, `TensorDataset`, `Subset` | indexable collections of samples `(x, y, ...)`, with a vectorised `get_batch` |
+# | `DataLoader` | batches, seeded shuffling that is a pure function of `(seed, epoch)`, `set_epoch`, `drop_last`, transforms |
+# | `ToFloat`, `Normalize`, `channel_stats`, `RandomCrop`, `RandomHorizontalFlip`, `Compose` | batch transforms on `(N, C, H, W)` arrays, no loop over images |
+# | `data_dir`, `download`, `extract_tar`, `file_hash` | where data lives, atomic and verified downloads, safe extraction |
+# | `read_cifar_file`, `CIFAR10`, `train_val_split` | the CIFAR-10 binary format, parsed with one numpy call per file |
+# | `tiny_shakespeare` | the character-level text of module 16 |
+#
+# **Where it goes.** `tito export` compiles the `#| export` cells into
+# `tinytorch/core/dataloader.py`.
+#
+# **The one idea of this module: work on batches, never on samples.** A training step of
+# the CIFAR MLP costs tens of milliseconds of matrix multiplication for 128 images. If the
+# loader spent even 20 µs of Python per image (one `__getitem__` call, one tuple, one
+# `np.stack` entry) it would add 2.5 ms per batch; real per-sample pipelines with
+# decoding and augmentation cost far more. So every piece here works on whole batches
+# with numpy: a dataset hands out 128 samples with one fancy-indexing call, a random crop
+# cuts 128 different windows with one indexing call, a flip flips a masked subset in one
+# assignment. The loader should be a rounding error next to the model; you will measure
+# that it is.
+
+# %%
+#| default_exp core.dataloader
+
+# %%
+#| export
+"""Data loading: datasets, the DataLoader, batch transforms, downloads, CIFAR-10, Tiny Shakespeare.
+
+Module 08 of TinyTorch (generated from modules/08_dataloader/dataloader_dev.py; do not edit).
+
+Datasets return samples as tuples of numpy arrays and, when they can, whole batches at
+once (`get_batch`). The DataLoader turns them into tuples of Tensors (floating data
+float32, integer labels int64); its shuffle order and augmentation randomness are a
+pure function of (seed, epoch). Data files live under `data_dir()` ($TINYTORCH_DATA, or a
+per-user cache); downloads are atomic and checksummed.
+"""
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from tinytorch.core.tensor import Tensor, get_rng
+
+# %% [markdown]
+# ## 1. Datasets: samples, and batches of samples
+#
+# A **dataset** is anything with a length and an index: `len(ds)` samples, and `ds[i]`
+# returns sample `i` as a tuple of arrays, typically `(image, label)`. That minimal
+# contract (PyTorch's "map-style" dataset) is enough to write a loader, but it forces the
+# loader to call Python once per sample and then `np.stack` the results.
+#
+# Most data sets of this course are arrays already in memory, so we add an optional
+# fast path: `ds.get_batch(indices)` with `indices` an int64 array of shape `(B,)`
+# returns the whole batch at once, a tuple of arrays of shape `(B, ...)`. For arrays
+# that is one fancy-indexing call per field, `images[indices]`, which numpy runs as a
+# single C loop (a gather). `fetch_batch(ds, indices)` uses `get_batch` when the
+# dataset has one and falls back to stacking `ds[i]` otherwise, so any dataset works and
+# array datasets are fast.
+#
+# | class | holds | `get_batch(idx)` |
+# |---|---|---|
+# | `TensorDataset(x, y)` | arrays (or Tensors) with the same first dimension | `(x[idx], y[idx])` |
+# | `Subset(ds, indices)` | a view of `ds` restricted to some indices | `fetch_batch(ds, indices[idx])` |
+#
+# A subset never copies the data: a validation split of CIFAR-10 is 5,000 integers,
+# not 15 MB of pixels.
+
+# %% nbgrader={"grade": false, "grade_id": "datasets", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class Dataset:
+    """Base class of datasets: `len(ds)` samples, `ds[i]` -> tuple of ndarrays `(x, y, ...)`.
+
+    Subclasses must define `__len__` and `__getitem__`. They may also define
+    `get_batch(indices)`: `indices` an int64 array of shape (B,), returning a tuple of
+    arrays of shape (B, ...), one per field; the DataLoader then does no per-sample
+    Python work.
+    """
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define __len__ (the number of samples)")
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(i) -> tuple of arrays")
+
+
+def _stack_samples(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Batch from `dataset[i]` for each i: one np.stack per field (the slow, general path)."""
+    samples = []
+    for i in indices:
+        s = dataset[int(i)]
+        samples.append(tuple(s) if isinstance(s, (tuple, list)) else (s,))
+    if not samples:
+        raise ValueError(f"{type(dataset).__name__}: cannot build a batch from zero indices")
+    width = len(samples[0])
+    for i, s in zip(indices, samples):
+        if len(s) != width:
+            raise ValueError(f"{type(dataset).__name__}: sample {int(i)} has {len(s)} fields, "
+                             f"sample {int(indices[0])} has {width}")
+    batch = []
+    for f in range(width):
+        field = [np.asarray(s[f]) for s in samples]
+        shapes = {a.shape for a in field}
+        if len(shapes) > 1:
+            raise ValueError(f"{type(dataset).__name__}: field {f} has different shapes within one "
+                             f"batch: {sorted(shapes)}; samples must have equal shapes to be stacked")
+        batch.append(np.stack(field))
+    return tuple(batch)
+
+
+def fetch_batch(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`dataset.get_batch(indices)` when the dataset has it, else stack `dataset[i]`.
+
+    indices: (B,) integer array. Returns a tuple of (B, ...) arrays, one per field.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    get_batch = getattr(dataset, "get_batch", None)
+    if get_batch is not None:
+        batch = get_batch(indices)
+        return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    return _stack_samples(dataset, indices)
+
+
+def _as_ndarray(a: Any) -> np.ndarray:
+    return a.data if isinstance(a, Tensor) else np.asarray(a)
+
+
+class TensorDataset(Dataset):
+    """Samples are rows of arrays with a common first dimension N.
+
+    `TensorDataset(x, y)` with x: (N, ...) and y: (N, ...) (ndarrays or Tensors, used
+    without copying); `ds[i]` is `(x[i], y[i])`, `ds.get_batch(idx)` is `(x[idx], y[idx])`.
+    """
+    def __init__(self, *arrays: Any):
+        if not arrays:
+            raise ValueError("TensorDataset: give at least one array, e.g. TensorDataset(images, labels)")
+        self.arrays = tuple(_as_ndarray(a) for a in arrays)
+        for k, a in enumerate(self.arrays):
+            if a.ndim == 0:
+                raise ValueError(f"TensorDataset: array {k} is a scalar (shape ()); every array needs "
+                                 f"a first dimension that counts the samples")
+        ### BEGIN SOLUTION
+        if len({a.shape[0] for a in self.arrays}) > 1:
+            shapes = ", ".join(str(a.shape) for a in self.arrays)
+            raise ValueError(f"TensorDataset: all arrays must have the same first dimension (the number "
+                             f"of samples), got shapes {shapes}")
+        ### END SOLUTION
+
+    def __len__(self) -> int:
+        return self.arrays[0].shape[0]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"TensorDataset: index {index} is out of range for {n} samples")
+        return tuple(a[index] for a in self.arrays)
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(B,) int indices -> one (B, ...) array per field, by fancy indexing (a copy)."""
+        ### BEGIN SOLUTION
+        return tuple(a[indices] for a in self.arrays)
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{a.shape} {a.dtype}" for a in self.arrays)
+        return f"TensorDataset({len(self)} samples: {fields})"
+
+
+class Subset(Dataset):
+    """The samples of `dataset` at `indices` (an int array), without copying any data."""
+    def __init__(self, dataset: Any, indices: Any):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(dataset)
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
+            bad = self.indices[(self.indices < 0) | (self.indices >= n)]
+            raise IndexError(f"Subset: indices {bad[:5].tolist()} are out of range for a dataset of {n} samples")
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        return self.dataset[int(self.indices[index])]
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        ### BEGIN SOLUTION
+        return fetch_batch(self.dataset, self.indices[indices])
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return f"Subset({len(self)} of {len(self.dataset)} samples of {type(self.dataset).__name__})"
+
+# %% nbgrader={"grade": true, "grade_id": "test-datasets", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+xs = np.arange(24, dtype=np.float32).reshape(6, 4)
+ys = np.array([0, 1, 2, 0, 1, 2])
+ds = TensorDataset(xs, Tensor(ys))
+assert len(ds) == 6 and np.array_equal(ds[2][0], xs[2]) and ds[2][1] == 2
+bx, by = ds.get_batch(np.array([5, 0, 5]))
+assert np.array_equal(bx, xs[[5, 0, 5]]) and by.tolist() == [2, 0, 2]
+try:
+    TensorDataset(xs, ys[:5])
+    raise AssertionError("6 images and 5 labels must be refused")
+except ValueError as err:
+    assert "(6, 4)" in str(err) and "(5,)" in str(err), err
+sub = Subset(ds, [4, 1])
+assert len(sub) == 2 and sub.get_batch(np.array([1, 0]))[1].tolist() == [1, 1]
+
+
+class Squares(Dataset):              # no get_batch: fetch_batch stacks samples
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return np.array([i, i * i]), i % 2
+
+
+sx, sy = fetch_batch(Squares(), np.array([3, 4]))
+assert sx.tolist() == [[3, 9], [4, 16]] and sy.tolist() == [1, 0]
+print(ds, sub, sep="\n")
+print("datasets: OK")
+
+# %% [markdown]
+# ## 2. The DataLoader
+#
+# One **epoch** visits every sample once. The loader cuts the index range `0..N-1` into
+# batches of `batch_size`; the last batch is smaller unless `drop_last=True` drops it
+# (useful when a layer needs full batches, or to keep the step count a fixed function
+# of N). So
+#
+# $$\text{len(loader)} = \left\lceil N / B \right\rceil \quad\text{or}\quad \left\lfloor N / B \right\rfloor \text{ with drop\_last}.$$
+#
+# **Shuffling.** Stochastic gradient descent wants each batch to be a fresh random draw,
+# so with `shuffle=True` each epoch visits the samples in a new random permutation.
+#
+# **Reproducibility, and why the order is a pure function of (seed, epoch).** Training
+# runs get interrupted. Module 07's `Trainer` saves a checkpoint after each epoch; when
+# you resume at epoch 7 you want *exactly* the batches an uninterrupted run would have
+# seen in epoch 7. A loader that owns one generator and keeps drawing from it cannot
+# do that: its state after six epochs is not in the checkpoint. Instead, we derive a
+# fresh generator for every epoch from the pair `(seed, epoch)`:
+#
+# ```python
+# np.random.SeedSequence([seed, epoch]).spawn(2)  ->  one stream for the order, one for augmentation
+# ```
+#
+# `set_epoch(e)` (the `Trainer` calls it before each epoch) chooses the epoch of the next
+# iteration; every iteration then moves the counter on by one, so a plain
+# `for epoch in range(E): for batch in loader:` also gets a new order each epoch. Two
+# separate streams keep the augmentation of epoch `e` independent of whether shuffling
+# is on. When `seed=None`, the loader draws its seed once from TinyTorch's global
+# generator, so `manual_seed` (module 01) makes it reproducible too.
+#
+# **Conversion.** Batches are handed out as tuples of `Tensor`s: floating arrays as
+# float32 (the framework's dtype), integer arrays as int64 (class labels, token ids:
+# what `CrossEntropyLoss` expects). A `transform` (section 3) is applied to the *first*
+# field of each batch (the inputs) as a numpy array, with the epoch's augmentation
+# generator, before that conversion.
+#
+# `__iter__` must start the epoch when it is *called*, not when the first batch is
+# requested, so it is an ordinary method that returns a generator.
+
+# %% nbgrader={"grade": false, "grade_id": "dataloader", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def to_tensor(a: np.ndarray) -> Tensor:
+    """An array as a Tensor for the model: floating -> float32, integer -> int64, bool kept."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return Tensor(a.astype(np.float32, copy=False))
+    if a.dtype.kind in "iu":
+        return Tensor(a.astype(np.int64, copy=False))
+    if a.dtype.kind == "b":
+        return Tensor(a)
+    raise TypeError(f"DataLoader: cannot turn an array of dtype {a.dtype} (shape {a.shape}) into a "
+                    f"tensor; datasets must return numeric arrays")
+
+
+class DataLoader:
+    """Iterate over `dataset` in batches of tuples of Tensors.
+
+    Args:
+        dataset: a Dataset (or anything with `__len__` and `__getitem__`); its `get_batch`
+            is used when present.
+        batch_size: samples per batch B; the last batch has N mod B samples unless
+            `drop_last`.
+        shuffle: visit the samples in a new random order every epoch.
+        drop_last: drop the last, incomplete batch.
+        seed: the order and the transform randomness of epoch e are a pure function of
+            (seed, e). None draws a seed from TinyTorch's global generator.
+        transform: `transform(x, rng) -> x` applied to the first field of each batch
+            (a numpy array, e.g. (B, C, H, W) uint8 images) before conversion.
+
+    Each batch is a tuple of Tensors, one per field: floating data float32, integers int64.
+    """
+    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False,
+                 drop_last: bool = False, seed: int | None = None,
+                 transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
+        if not hasattr(dataset, "__len__") or not (hasattr(dataset, "__getitem__") or hasattr(dataset, "get_batch")):
+            raise TypeError(f"DataLoader: a {type(dataset).__name__} is not a dataset "
+                            f"(it needs __len__ and __getitem__ or get_batch)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
+        if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"DataLoader: seed must be a non-negative integer or None, got {seed!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform must be callable as transform(x, rng), got a "
+                            f"{type(transform).__name__}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.seed = int(get_rng().integers(2**63)) if seed is None else int(seed)
+        self.transform = transform
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration will use."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (its order and augmentation depend on it)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise ValueError(f"DataLoader.set_epoch: epoch must be a non-negative integer, got {epoch!r}")
+        self._epoch = int(epoch)
+
+    def generators(self, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:
+        """(order generator, transform generator) of `epoch`: a pure function of (seed, epoch)."""
+        order_seq, transform_seq = np.random.SeedSequence([self.seed, int(epoch)]).spawn(2)
+        return np.random.default_rng(order_seq), np.random.default_rng(transform_seq)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The (N,) int64 sample order of `epoch`: a permutation when shuffling, else 0..N-1."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        return self.generators(epoch)[0].permutation(n).astype(np.int64, copy=False)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        epoch = self._epoch
+        self._epoch += 1
+        ### BEGIN SOLUTION
+        order = self.order(epoch)
+        rng = self.generators(epoch)[1]
+        n_batches = len(self)
+
+        def batches() -> Iterator[tuple[Tensor, ...]]:
+            for b in range(n_batches):
+                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                fields = list(fetch_batch(self.dataset, idx))
+                if self.transform is not None:
+                    x = self.transform(fields[0], rng)
+                    if len(x) != len(idx):
+                        raise ValueError(f"DataLoader: the transform returned {len(x)} samples for a "
+                                         f"batch of {len(idx)} (shape {np.shape(x)})")
+                    fields[0] = x
+                yield tuple(to_tensor(f) for f in fields)
+        return batches()
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({len(self.dataset)} samples, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
+                f"{len(self)} batches)")
+
+# %% nbgrader={"grade": true, "grade_id": "test-dataloader", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+images = np.arange(10 * 3, dtype=np.float64).reshape(10, 3)
+labels = np.arange(10)
+loader = DataLoader(TensorDataset(images, labels), batch_size=4)
+batches = list(loader)
+assert len(loader) == 3 and [len(b[1]) for b in batches] == [4, 4, 2]
+assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int64
+assert np.concatenate([b[1].data for b in batches]).tolist() == list(range(10)), "no shuffle: in order"
+assert len(DataLoader(TensorDataset(images, labels), batch_size=4, drop_last=True)) == 2
+
+shuffled = DataLoader(TensorDataset(images, labels), batch_size=3, shuffle=True, seed=7)
+epoch0 = np.concatenate([b[1].data for b in shuffled])
+epoch1 = np.concatenate([b[1].data for b in shuffled])            # the counter moved on
+assert sorted(epoch0.tolist()) == list(range(10)), "every sample exactly once"
+assert not np.array_equal(epoch0, epoch1), "a new order each epoch"
+shuffled.set_epoch(0)
+assert np.array_equal(np.concatenate([b[1].data for b in shuffled]), epoch0), "same (seed, epoch), same order"
+again = DataLoader(TensorDataset(images, labels), batch_size=3, shuffle=True, seed=7)
+again.set_epoch(1)
+assert np.array_equal(np.concatenate([b[1].data for b in again]), epoch1), "a fresh loader resumes epoch 1"
+print(shuffled)
+print("dataloader: OK")
+
+# %% [markdown]
+# ## 3. Batch transforms
+#
+# A transform takes a whole batch `x` of shape `(N, C, H, W)` and a generator `rng`, and
+# returns the transformed batch. Deterministic transforms ignore `rng`.
+#
+# **`ToFloat`.** Images are stored as uint8 (0..255): one byte per number. Converting all
+# of CIFAR-10's training set to float32 up front would take 50,000 x 3,072 x 4 bytes =
+# 614 MB instead of 154 MB, so we keep bytes and convert one batch at a time:
+# `x.astype(float32) / 255`. Applied to float data it would divide by 255 a second time,
+# a bug that silently ruins training, so it refuses floating input.
+#
+# **`Normalize(mean, std)`.** Per channel $c$: $x'_{n,c,h,w} = (x_{n,c,h,w} - \mu_c) / \sigma_c$,
+# with $\mu_c, \sigma_c$ the mean and standard deviation of channel $c$ over the training
+# images (all samples and pixels). Inputs centred at 0 with unit scale keep the first
+# layer's pre-activations in the range its He initialisation was designed for.
+# `channel_stats` computes $\mu, \sigma$ in chunks with float64 sums, so it never holds a
+# float copy of the whole data set: $\sigma^2 = E[x^2] - E[x]^2$ in float64 loses nothing
+# here, since pixel values are bounded.
+#
+# **`RandomHorizontalFlip(p)`.** A horse facing left is still a horse: with probability
+# $p$ per image, reverse the width axis. Vectorised: draw a boolean mask of shape
+# `(N,)` and assign `out[mask] = x[mask, ..., ::-1]`.
+#
+# **`RandomCrop(size, padding)`.** Pad every image by `padding` pixels on each side
+# (once, for the whole batch: for zero padding, allocate a zero array and assign the
+# batch into its middle, which is about 3x faster than the general `np.pad`), then cut a `size` x `size` window at a random
+# offset $(o_y, o_x) \in [0, H + 2p - s] \times [0, W + 2p - s]$, different for each
+# image. The small shifts teach the model that an object's exact position does not matter.
+# A loop over 128 images would cut the windows one by one. Instead,
+# `sliding_window_view(padded, (s, s), axis=(2, 3))` is a *view* (no copy) of shape
+# `(N, C, H', W', s, s)` holding every possible window of every image, and a single
+# fancy index picks window $(o_y^{(n)}, o_x^{(n)})$ of image $n$:
+#
+# ```python
+# windows[np.arange(N), :, oy, ox]      # (N,) (N,) (N,) index arrays -> (N, C, s, s)
+# ```
+#
+# (Advanced indices separated by a slice: numpy puts the broadcast index dimension
+# first, then the sliced `C`, then the window axes.)
+#
+# **Order matters for speed.** Crop and flip move bytes around without arithmetic, so
+# run them on uint8 before `ToFloat` and they move 4x less memory. `Compose` chains
+# transforms in the order given, passing the same generator along.
+
+# %% nbgrader={"grade": false, "grade_id": "transforms", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def _check_batch(x: Any, name: str, ndim: int | None = 4) -> np.ndarray:
+    x = np.asarray(x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expects a batch of images of shape (N, C, H, W), got shape {x.shape}")
+    if ndim is None and x.ndim < 2:
+        raise ValueError(f"{name}: expects a batch of shape (N, C, ...), got shape {x.shape}")
+    return x
+
+
+class Transform:
+    """A batch transform: `t(x, rng) -> x'` on an (N, C, H, W) numpy batch."""
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(x, rng)")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class ToFloat(Transform):
+    """Integer pixels (uint8, 0..255) -> float32 in [0, 1]: x * scale, scale = 1/255."""
+    def __init__(self, scale: float = 1 / 255):
+        self.scale = float(scale)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "iu":
+            raise TypeError(f"ToFloat: expects integer pixels (uint8), got dtype {x.dtype}; the data is "
+                            f"already floating, and scaling it again by {self.scale:g} would be a bug")
+        ### BEGIN SOLUTION
+        return np.multiply(x, np.float32(self.scale), dtype=np.float32)
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:g}"
+
+
+class Normalize(Transform):
+    """Per channel (axis 1): (x - mean[c]) / std[c]. mean, std: (C,). x: (N, C, ...) floating."""
+    def __init__(self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray):
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"Normalize: mean has {self.mean.size} channels and std {self.std.size}")
+        if not np.all(self.std > 0):
+            raise ValueError(f"Normalize: every std must be positive, got {self.std.tolist()}")
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check_batch(x, "Normalize", ndim=None)
+        if x.dtype.kind != "f":
+            raise TypeError(f"Normalize: expects floating data, got dtype {x.dtype}; apply ToFloat first")
+        if x.shape[1] != self.mean.size:
+            raise ValueError(f"Normalize: batch of shape {x.shape} has {x.shape[1]} channels (axis 1), "
+                             f"but mean/std have {self.mean.size}")
+        ### BEGIN SOLUTION
+        shape = (1, -1) + (1,) * (x.ndim - 2)                      # (1, C, 1, 1) for images
+        mean = self.mean.reshape(shape).astype(x.dtype)
+        inv_std = (1 / self.std).reshape(shape).astype(x.dtype)
+        out = x - mean                                              # a new array: x is not modified
+        out *= inv_std
+        return out
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"mean={[round(float(v), 4) for v in self.mean]}, std={[round(float(v), 4) for v in self.std]}"
+
+
+def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of images (N, C, ...) or of the first field of a dataset.
+
+    Values are multiplied by `scale` first; None means 1/255 for integer data (so the
+    statistics match what ToFloat produces) and 1 for floating data. Works in chunks of
+    `chunk` samples with float64 sums. Returns (mean, std), each float32 of shape (C,).
+    """
+    if isinstance(data, (np.ndarray, Tensor)):
+        array = _as_ndarray(data)
+        n = len(array)
+        get = lambda idx: array[idx]
+    else:
+        n = len(data)
+        get = lambda idx: fetch_batch(data, idx)[0]
+    if n == 0:
+        raise ValueError("channel_stats: the data is empty")
+    total = total_sq = None
+    count = 0
+    for start in range(0, n, chunk):
+        x = np.asarray(get(np.arange(start, min(start + chunk, n))))
+        if x.ndim < 2:
+            raise ValueError(f"channel_stats: expects samples of shape (C, ...), got a batch of shape {x.shape}")
+        if scale is None:
+            scale = 1 / 255 if x.dtype.kind in "iu" else 1.0
+        axes = (0,) + tuple(range(2, x.ndim))
+        xf = x.astype(np.float64)
+        s, sq = xf.sum(axis=axes), np.square(xf).sum(axis=axes)
+        total = s if total is None else total + s
+        total_sq = sq if total_sq is None else total_sq + sq
+        count += x.size // x.shape[1]
+    mean = total / count
+    var = np.maximum(total_sq / count - mean ** 2, 0.0)
+    return (mean * scale).astype(np.float32), (np.sqrt(var) * scale).astype(np.float32)
+
+
+class RandomHorizontalFlip(Transform):
+    """Reverse the last (width) axis of each image with probability p. (N, C, H, W) -> same."""
+    def __init__(self, p: float = 0.5):
+        if not 0 <= p <= 1:
+            raise ValueError(f"RandomHorizontalFlip: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check_batch(x, "RandomHorizontalFlip")
+        rng = rng or get_rng()
+        ### BEGIN SOLUTION
+        flip = rng.random(len(x)) < self.p                          # (N,)
+        out = x.copy()
+        out[flip] = x[flip, ..., ::-1]
+        return out
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class RandomCrop(Transform):
+    """Pad by `padding` on each side, then cut a random (h, w) window per image.
+
+    (N, C, H, W) -> (N, C, h, w). `size` is an int (square) or (h, w); `padding_mode` is
+    any np.pad mode ("constant" pads with zeros, "reflect", "edge").
+    """
+    def __init__(self, size: int | tuple[int, int], padding: int = 0, padding_mode: str = "constant"):
+        h, w = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+        if h < 1 or w < 1 or padding < 0:
+            raise ValueError(f"RandomCrop: size must be positive and padding non-negative, "
+                             f"got size={size!r}, padding={padding!r}")
+        self.size, self.padding, self.padding_mode = (int(h), int(w)), int(padding), padding_mode
+
+    def crop_at(self, x: np.ndarray, top: np.ndarray, left: np.ndarray) -> np.ndarray:
+        """Window of image n at (top[n], left[n]) of the padded batch: (N, C, h, w)."""
+        x = _check_batch(x, "RandomCrop")
+        p = self.padding
+        if p and self.padding_mode == "constant":          # zeros: 3x faster than np.pad
+            padded = np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), dtype=x.dtype)
+            padded[:, :, p:p + x.shape[2], p:p + x.shape[3]] = x
+            x = padded
+        elif p:
+            x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode=self.padding_mode)
+        (h, w), (H, W) = self.size, x.shape[2:]
+        if h > H or w > W:
+            raise ValueError(f"RandomCrop: a {h}x{w} crop does not fit images of {H}x{W} "
+                             f"(after padding by {p})")
+        top, left = np.asarray(top, dtype=np.int64), np.asarray(left, dtype=np.int64)
+        if top.shape != (len(x),) or left.shape != (len(x),):
+            raise ValueError(f"RandomCrop: need one offset per image: {len(x)} images, offsets of "
+                             f"shapes {top.shape} and {left.shape}")
+        if top.size and (top.min() < 0 or top.max() > H - h or left.min() < 0 or left.max() > W - w):
+            raise ValueError(f"RandomCrop: offsets must lie in [0, {H - h}] x [0, {W - w}]")
+        ### BEGIN SOLUTION
+        windows = sliding_window_view(x, (h, w), axis=(2, 3))        # (N, C, H-h+1, W-w+1, h, w), a view
+        return np.ascontiguousarray(windows[np.arange(len(x)), :, top, left])
+        ### END SOLUTION
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check_batch(x, "RandomCrop")
+        rng = rng or get_rng()
+        H, W = x.shape[2] + 2 * self.padding, x.shape[3] + 2 * self.padding
+        (h, w) = self.size
+        if h > H or w > W:
+            raise ValueError(f"RandomCrop: a {h}x{w} crop does not fit images of {x.shape[2]}x{x.shape[3]} "
+                             f"padded by {self.padding} ({H}x{W}); batch shape {x.shape}")
+        top = rng.integers(0, H - h + 1, size=len(x))
+        left = rng.integers(0, W - w + 1, size=len(x))
+        return self.crop_at(x, top, left)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, padding={self.padding}, padding_mode={self.padding_mode!r}"
+
+
+class Compose(Transform):
+    """Apply transforms in order, each with the same generator: Compose([a, b])(x, rng) = b(a(x, rng), rng)."""
+    def __init__(self, transforms: Sequence[Callable]):
+        self.transforms = list(transforms)
+        for i, t in enumerate(self.transforms):
+            if not callable(t):
+                raise TypeError(f"Compose: element {i} is a {type(t).__name__}, not a transform")
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = rng or get_rng()
+        for t in self.transforms:
+            x = t(x, rng)
+        return x
+
+    def __repr__(self) -> str:
+        return "Compose([" + ", ".join(map(repr, self.transforms)) + "])"
+
+# %% nbgrader={"grade": true, "grade_id": "test-transforms", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+rng = np.random.default_rng(0)
+pix = rng.integers(0, 256, size=(64, 3, 6, 5), dtype=np.uint8)
+xf = ToFloat()(pix)
+assert xf.dtype == np.float32 and np.allclose(xf * 255, pix)
+mean, std = channel_stats(pix)
+assert mean.shape == (3,) and np.allclose(mean, xf.mean(axis=(0, 2, 3)), atol=1e-6)
+assert np.allclose(std, xf.std(axis=(0, 2, 3)), atol=1e-6)
+z = Normalize(mean, std)(xf)
+assert z.dtype == np.float32 and np.allclose(z.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+assert np.allclose(z.std(axis=(0, 2, 3)), 1, atol=1e-4)
+
+flipped = RandomHorizontalFlip(0.5)(pix, np.random.default_rng(1))
+same = (flipped == pix).all(axis=(1, 2, 3))
+mirrored = (flipped == pix[..., ::-1]).all(axis=(1, 2, 3))
+assert (same | mirrored).all() and 10 < mirrored.sum() < 54, "each image is either kept or mirrored"
+
+crop = RandomCrop(4, padding=2)
+top, left = rng.integers(0, 5, 64), rng.integers(0, 6, 64)
+fast = crop.crop_at(pix, top, left)
+padded = np.pad(pix, ((0, 0), (0, 0), (2, 2), (2, 2)))
+slow = np.stack([padded[n, :, top[n]:top[n] + 4, left[n]:left[n] + 4] for n in range(64)])
+assert fast.shape == (64, 3, 4, 4) and np.array_equal(fast, slow), "matches a per-image loop"
+pipeline = Compose([RandomCrop(6, padding=1), RandomHorizontalFlip(), ToFloat(), Normalize(mean, std)])
+out_a = pipeline(pix, np.random.default_rng(5))
+assert out_a.shape == (64, 3, 6, 6) and out_a.dtype == np.float32
+assert np.array_equal(out_a, pipeline(pix, np.random.default_rng(5))), "same rng, same augmentation"
+try:
+    ToFloat()(xf)
+    raise AssertionError("ToFloat must refuse float input")
+except TypeError as err:
+    assert "float32" in str(err)
+print(pipeline)
+print("transforms: OK")
+
+# %% [markdown]
+# ### Transforms in the loader
+#
+# With a `transform`, the loader draws the augmentation from the epoch's second
+# generator, so a resumed run sees the same crops and flips as well as the same order:
+
+# %%
+aug_ds = TensorDataset(pix, np.arange(64))
+aug_loader = DataLoader(aug_ds, batch_size=16, shuffle=True, seed=3,
+                        transform=Compose([RandomCrop(6, padding=1), RandomHorizontalFlip(), ToFloat()]))
+aug_loader.set_epoch(4)
+first = next(iter(aug_loader))
+aug_loader.set_epoch(4)
+assert np.array_equal(first[0].data, next(iter(aug_loader))[0].data)
+print("batch:", first[0].shape, first[0].dtype, first[1].shape, first[1].dtype)
+
+# %% [markdown]
+# ## 4. Getting data onto the machine
+#
+# **Where.** One directory holds all data sets: `$TINYTORCH_DATA` if set (a shared
+# directory on a course server, say), otherwise a per-user cache,
+# `$XDG_CACHE_HOME/tinytorch` or `~/.cache/tinytorch`. Data never goes into the
+# repository.
+#
+# **Atomic downloads.** A download that dies halfway (network drop, Ctrl-C, full disk)
+# must not leave a half file under the final name, or the next run would trust it. So
+# `download` writes to a temporary file *in the same directory*, verifies it, and only
+# then `os.replace`s it onto the final name: a rename within one file system is atomic,
+# so the final name either does not exist or holds the complete, verified file.
+#
+# **Checksums.** A hash (MD5 or SHA-256) of the bytes identifies the file: a truncated
+# download, a proxy's HTML error page saved as `.tar.gz`, or a different version of the
+# data all give a different hash. MD5 is no protection against an attacker, but it is
+# what CIFAR-10's authors publish, and it catches every accident. We hash in 1 MiB
+# chunks, so memory stays flat however large the file.
+#
+# **Offline machines.** Many clusters have no internet access. When the fetch fails, the
+# error must say exactly what to do: which file to put where, or which variable to set.
+#
+# **Safe extraction.** A tar archive can contain a member named `../../.bashrc` or
+# `/etc/passwd`, or a symbolic link pointing outside; naive extraction writes wherever
+# the archive says ("tar slip"). `extract_tar` refuses absolute paths, `..` components
+# and anything that is not a plain file or directory, before extracting anything.
+
+# %% nbgrader={"grade": false, "grade_id": "downloads", "locked": false, "schema_version": 3, "solution": true}
+#| export
+DATA_ENV_VAR = "TINYTORCH_DATA"
+
+
+class DatasetError(RuntimeError):
+    """A data file is missing, damaged, or could not be fetched."""
+
+
+class DownloadError(DatasetError):
+    """A download failed (offline machine, server error)."""
+
+
+class ChecksumError(DatasetError):
+    """A file's hash differs from the published one."""
+
+
+class CorruptFileError(DatasetError):
+    """A file has the wrong size or contents that cannot be valid."""
+
+
+def data_dir() -> Path:
+    """Where data sets live: $TINYTORCH_DATA, else $XDG_CACHE_HOME/tinytorch, else ~/.cache/tinytorch."""
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "tinytorch"
+
+
+def file_hash(path: str | os.PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file, read in chunks of `chunk` bytes ("md5", "sha256", ...)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_hashes(path: Path, md5: str | None, sha256: str | None) -> list[tuple[str, str, str]]:
+    """[(algorithm, expected, actual)] for each given hash that `path` does not match."""
+    wrong = []
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is not None:
+            actual = file_hash(path, algorithm)
+            if actual != expected.lower():
+                wrong.append((algorithm, expected.lower(), actual))
+    return wrong
+
+
+def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Stream `url` into the file `dest` (raises OSError / urllib.error.URLError on failure)."""
+    from tqdm.auto import tqdm
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}",
+                  leave=False) as bar:
+            while block := response.read(1 << 20):
+                out.write(block)
+                bar.update(len(block))
+
+
+def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None,
+             hint: str = "") -> Path:
+    """Fetch `url` to `dest` atomically and verify it; returns `dest`.
+
+    A `dest` that already exists and matches the given hashes is kept as is (no network).
+    The file is written to a temporary name in dest's directory, checked against `md5`
+    and/or `sha256`, and renamed into place. Raises DownloadError when the fetch fails
+    (the message says where to put the file by hand; `hint` is appended to it) and
+    ChecksumError when the fetched bytes do not match.
+    """
+    dest = Path(dest)
+    if dest.is_file() and not _check_hashes(dest, md5, sha256):
+        return dest
+    manual = (f"If this machine is offline, download {url} elsewhere and put it at {dest}{hint}, "
+              f"or set {DATA_ENV_VAR} to a directory that already holds the data.")
+    ### BEGIN SOLUTION
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        os.close(fd)
+    except OSError as err:
+        raise DownloadError(f"cannot write to {dest.parent} ({err}). {manual}") from err
+    tmp = Path(tmp_name)
+    try:
+        try:
+            _fetch(url, tmp)
+        except (OSError, urllib.error.URLError, ValueError) as err:
+            raise DownloadError(f"could not download {url}: {err}. {manual}") from err
+        wrong = _check_hashes(tmp, md5, sha256)
+        if wrong:
+            algorithm, expected, actual = wrong[0]
+            raise ChecksumError(f"the file downloaded from {url} has {algorithm} {actual}, expected "
+                                f"{expected}: the download is damaged or the server sent something "
+                                f"else. Try again later, or {manual[0].lower() + manual[1:]}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+    ### END SOLUTION
+
+
+_download = download          # for functions whose `download` argument is a flag
+
+
+def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+    """Extract a (possibly compressed) tar archive into `dest`; returns the member names.
+
+    Refuses the whole archive, before writing anything, if a member has an absolute
+    path, a `..` component, or is not a regular file or directory (links, devices).
+    """
+    archive, dest = Path(archive), Path(dest)
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        ### BEGIN SOLUTION
+        root = dest.resolve()
+        for m in members:
+            name = m.name
+            path = PurePosixPath(name.replace("\\", "/"))
+            if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+                raise DatasetError(f"refusing to extract {archive}: member {name!r} has an absolute "
+                                   f"path or a '..' component (it would be written outside {dest})")
+            if not (m.isfile() or m.isdir()):
+                kind = "link" if (m.issym() or m.islnk()) else "special file"
+                raise DatasetError(f"refusing to extract {archive}: member {name!r} is a {kind}; "
+                                   f"only regular files and directories are extracted")
+            if not (root / path).resolve().is_relative_to(root):
+                raise DatasetError(f"refusing to extract {archive}: member {name!r} resolves "
+                                   f"outside {dest}")
+        dest.mkdir(parents=True, exist_ok=True)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, members=members, filter="data")
+        else:
+            tar.extractall(dest, members=members)
+        ### END SOLUTION
+    return [m.name for m in members]
+
+# %% nbgrader={"grade": true, "grade_id": "test-downloads", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+import io
+
+with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    payload = b"tinytorch " * 1000
+    def fake_fetch(url, dest, timeout=60.0):
+        dest.write_bytes(payload)
+    real_fetch, _fetch = _fetch, fake_fetch         # download() looks up _fetch when it runs
+    try:
+        good = download("https://example.org/a.txt", tmp / "sub" / "a.txt", sha256=hashlib.sha256(payload).hexdigest())
+        assert good.read_bytes() == payload
+        try:
+            download("https://example.org/b.txt", tmp / "b.txt", md5="0" * 32)
+            raise AssertionError("a checksum mismatch must be refused")
+        except ChecksumError as err:
+            assert "0" * 32 in str(err) and hashlib.md5(payload).hexdigest() in str(err)
+        assert not (tmp / "b.txt").exists() and sorted(p.name for p in tmp.iterdir()) == ["sub"], "no debris"
+        def offline(url, dest, timeout=60.0):
+            raise urllib.error.URLError("no route to host")
+        _fetch = offline
+        try:
+            download("https://example.org/c.txt", tmp / "c.txt")
+            raise AssertionError("an offline fetch must raise DownloadError")
+        except DownloadError as err:
+            assert str(tmp / "c.txt") in str(err) and DATA_ENV_VAR in str(err)
+        assert download("https://example.org/a.txt", good) == good, "a verified file is not fetched again"
+    finally:
+        _fetch = real_fetch
+    evil = tmp / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    try:
+        extract_tar(evil, tmp / "out")
+        raise AssertionError("'..' must be refused")
+    except DatasetError as err:
+        assert "../escape.txt" in str(err)
+    assert not (tmp / "escape.txt").exists()
+print("downloads: OK")
+
+# %% [markdown]
+# ## 5. CIFAR-10, byte by byte
+#
+# The "binary version" of CIFAR-10 is six files in a folder `cifar-10-batches-bin/`:
+# `data_batch_1.bin` ... `data_batch_5.bin` (the 50,000 training images) and
+# `test_batch.bin` (10,000 test images). Each file is 10,000 **records** of 3,073 bytes:
+#
+# ```
+# byte 0         the label, 0..9
+# bytes 1..1024    red channel, 32 rows of 32 pixels, row-major
+# bytes 1025..2048 green channel
+# bytes 2049..3072 blue channel
+# ```
+#
+# That layout is exactly a C-ordered uint8 array of shape `(records, 3073)`, and the
+# pixel part of a record is exactly `(3, 32, 32)` in (channel, row, column) order, the
+# `(C, H, W)` layout our models use. So parsing a whole file is:
+#
+# ```python
+# raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3073)     # one read, no Python loop
+# labels, images = raw[:, 0], raw[:, 1:].reshape(-1, 3, 32, 32)
+# ```
+#
+# On the course machine this parses a file in about 8 ms. A loop over the 10,000
+# records, even one that hands each record to `np.frombuffer`, takes about 30 ms; one that
+# turns the bytes into Python lists of numbers takes about half a second per file.
+#
+# **Validate before trusting.** Bytes do not know what they mean, so we check: the file
+# size must be a multiple of 3,073 (else the file is truncated: `reshape` would fail
+# with a message nobody understands) and hold the expected number of records, every
+# label must be in 0..9 (else the file is not CIFAR-10, or is corrupt), and the MD5 of
+# the file must match the published one (which catches everything else). Each check
+# names the file and what was found.
+#
+# The whole training set is 50,000 x 3,073 bytes = 154 MB in memory, as uint8.
+# `get_batch` gathers a batch with one fancy index; `train_val_split` returns two
+# `Subset`s over a seeded permutation, so the validation images are carved out of the
+# training set without copying anything.
+
+# %% nbgrader={"grade": false, "grade_id": "cifar10", "locked": false, "schema_version": 3, "solution": true}
+#| export
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CIFAR10_FOLDER = "cifar-10-batches-bin"
+CIFAR10_MD5 = {
+    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+}
+CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
+
+
+def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
+                    num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one CIFAR-10 binary file: (images (R, 3, 32, 32) uint8, labels (R,) int64).
+
+    Checks, in order: the MD5 (when `md5` is given), that the size is a multiple of 3073
+    bytes, the record count (when `records` is given), and that labels are < num_classes.
+    Raises ChecksumError or CorruptFileError naming the file.
+    """
+    path = Path(path)
+    raw = np.fromfile(path, dtype=np.uint8)
+    ### BEGIN SOLUTION
+    if md5 is not None:
+        actual = hashlib.md5(raw).hexdigest()
+        if actual != md5.lower():
+            raise ChecksumError(
+                f"{path}: MD5 is {actual}, expected {md5.lower()}. The file is damaged, truncated or "
+                f"not from the CIFAR-10 binary version; delete {path.parent} and let CIFAR10(download=True) "
+                f"fetch it again, or replace it with the file from {CIFAR10_URL}.")
+    if raw.size % CIFAR10_RECORD_BYTES:
+        raise CorruptFileError(
+            f"{path}: {raw.size} bytes is not a whole number of {CIFAR10_RECORD_BYTES}-byte records "
+            f"(1 label + 3072 pixels): the file is truncated or not a CIFAR-10 binary file")
+    raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
+    if records is not None and len(raw) != records:
+        raise CorruptFileError(f"{path}: {raw.size} bytes hold {len(raw)} records, expected {records}: "
+                               f"the file is truncated or has extra data")
+    labels = raw[:, 0].astype(np.int64)
+    bad = np.flatnonzero(labels >= num_classes)
+    if bad.size:
+        raise CorruptFileError(f"{path}: corrupt: record {int(bad[0])} has label {int(labels[bad[0]])}, "
+                               f"labels must be 0..{num_classes - 1} ({bad.size} bad records)")
+    images = np.ascontiguousarray(raw[:, 1:]).reshape(-1, 3, 32, 32)
+    return images, labels
+    ### END SOLUTION
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10: 50,000 training or 10,000 test images, (3, 32, 32) uint8, labels int64 0..9.
+
+    Args:
+        root: directory holding `cifar-10-batches-bin/` (default: `data_dir()`).
+        train: the five training files, or the test file.
+        download: fetch and extract the archive when files are missing.
+        verify: check each file's MD5 (against `checksums`, default the published ones).
+        checksums: {file name: md5} to use instead of the published values.
+        records_per_file: expected records in each file (None: any whole number).
+
+    `images`: (N, 3, 32, 32) uint8; `labels`: (N,) int64; `ds[i]` -> (image, label);
+    `get_batch(idx)` -> (images[idx], labels[idx]).
+    """
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    train_files = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    test_files = ("test_batch.bin",)
+
+    def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = True,
+                 verify: bool = True, checksums: dict[str, str] | None = None,
+                 records_per_file: int | None = 10000):
+        self.root = Path(root).expanduser() if root is not None else data_dir()
+        self.train = bool(train)
+        self.folder = self.root / CIFAR10_FOLDER
+        names = self.train_files if self.train else self.test_files
+        missing = [n for n in names if not (self.folder / n).is_file()]
+        if missing:
+            if not download:
+                raise FileNotFoundError(
+                    f"CIFAR10: {len(missing)} file(s) missing from {self.folder}: {', '.join(missing)}. "
+                    f"Use download=True, or download {CIFAR10_URL}, extract it into {self.root}, "
+                    f"or set {DATA_ENV_VAR} to a directory that holds {CIFAR10_FOLDER}/.")
+            self._download()
+        sums = CIFAR10_MD5 if checksums is None else checksums
+        parts = []
+        for name in names:
+            if verify and name not in sums:
+                raise KeyError(f"CIFAR10: no checksum for {name} (checksums has {sorted(sums)}); pass verify=False")
+            parts.append(read_cifar_file(self.folder / name, md5=sums[name] if verify else None,
+                                         records=records_per_file, num_classes=len(self.classes)))
+        self.images = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        self.labels = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+
+    def _download(self) -> None:
+        """Fetch the archive, extract it safely next to it, move the folder into place."""
+        names = ", ".join(self.train_files + self.test_files)
+        hint = (f" (or extract it yourself so that {self.folder} holds {names})")
+        archive = download(CIFAR10_URL, self.root / "cifar-10-binary.tar.gz", md5=CIFAR10_ARCHIVE_MD5, hint=hint)
+        with tempfile.TemporaryDirectory(prefix=".extract-", dir=self.root) as tmp:
+            extract_tar(archive, tmp)
+            extracted = Path(tmp) / CIFAR10_FOLDER
+            if not extracted.is_dir():
+                raise CorruptFileError(f"{archive} holds no {CIFAR10_FOLDER}/ folder; it is not the "
+                                       f"CIFAR-10 binary archive. Delete it and try again.")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for f in extracted.iterdir():
+                os.replace(f, self.folder / f.name)
+        archive.unlink()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.labels[index]
+
+    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[indices], self.labels[indices]
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return f"CIFAR10({split}: {len(self)} images {self.images.shape[1:]} uint8, root={self.root})"
+
+
+def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple[Subset, Subset]:
+    """Split `dataset` into (train, validation) Subsets with a seeded random permutation.
+
+    `val_size`: a number of samples (int), or a fraction in (0, 1). Both index arrays
+    are sorted (memory order), disjoint, and together cover every sample once.
+    """
+    n = len(dataset)
+    k = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
+    if isinstance(val_size, float) and not 0 < val_size < 1:
+        raise ValueError(f"train_val_split: a fractional val_size must lie in (0, 1), got {val_size}")
+    if not 0 < k < n:
+        raise ValueError(f"train_val_split: val_size={val_size!r} gives {k} validation samples out of {n}; "
+                         f"both parts must be non-empty")
+    ### BEGIN SOLUTION
+    perm = np.random.default_rng(seed).permutation(n)
+    return Subset(dataset, np.sort(perm[k:])), Subset(dataset, np.sort(perm[:k]))
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-cifar10", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+def write_cifar(path, labels, rng):
+    """A file in the CIFAR-10 binary format: per record 1 label byte + 3072 pixel bytes."""
+    records = np.empty((len(labels), 3073), dtype=np.uint8)
+    records[:, 0] = labels
+    records[:, 1:] = rng.integers(0, 256, size=(len(labels), 3072))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.tofile(path)
+    return records
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    folder = Path(tmp) / CIFAR10_FOLDER
+    rng = np.random.default_rng(0)
+    recs = [write_cifar(folder / name, rng.integers(0, 10, 8), rng) for name in CIFAR10.train_files]
+    write_cifar(folder / "test_batch.bin", rng.integers(0, 10, 8), rng)
+    sums = {p.name: file_hash(p) for p in folder.iterdir()}
+    train = CIFAR10(tmp, train=True, download=False, checksums=sums, records_per_file=8)
+    assert len(train) == 40 and train.images.shape == (40, 3, 32, 32) and train.images.dtype == np.uint8
+    assert train.labels.dtype == np.int64 and train.labels.tolist() == np.concatenate([r[:, 0] for r in recs]).tolist()
+    r = recs[1][3]                                       # file 2, record 3: sample 8 + 3
+    assert np.array_equal(train.images[11, 0].ravel(), r[1:1025]), "red plane first"
+    assert np.array_equal(train.images[11, 2, 31], r[-32:]), "last row of blue last"
+    assert len(CIFAR10(tmp, train=False, download=False, verify=False, records_per_file=8)) == 8
+    tr, va = train_val_split(train, 10, seed=1)
+    assert len(tr) == 30 and len(va) == 10 and not set(tr.indices) & set(va.indices)
+    try:
+        CIFAR10(tmp, download=False, records_per_file=8)          # the published MD5s
+        raise AssertionError("generated files do not have the published checksums")
+    except ChecksumError as err:
+        assert "data_batch_1.bin" in str(err) and CIFAR10_MD5["data_batch_1.bin"] in str(err)
+    with open(folder / "data_batch_3.bin", "ab") as f:
+        f.write(b"\x00" * 100)                           # no longer a multiple of 3073
+    try:
+        CIFAR10(tmp, download=False, verify=False, records_per_file=8)
+        raise AssertionError("a truncated file must be refused")
+    except CorruptFileError as err:
+        assert "data_batch_3.bin" in str(err) and str(8 * 3073 + 100) in str(err)
+print(train, tr, sep="\n")
+print("cifar10: OK")
+
+# %% [markdown]
+# ### The real thing
+#
+# If CIFAR-10 is already on this machine (`$TINYTORCH_DATA` or the cache), load it, look
+# at the class balance and time the parse. (Nothing is downloaded here.)
+
+# %%
+import time
+
+if all((data_dir() / CIFAR10_FOLDER / n).is_file() for n in CIFAR10.train_files):
+    t0 = time.perf_counter()
+    real = CIFAR10(download=False)
+    print(f"{real}: parsed and verified in {time.perf_counter() - t0:.2f} s, "
+          f"{real.images.nbytes / 2**20:.0f} MiB as uint8")
+    print(dict(zip(CIFAR10.classes, np.bincount(real.labels, minlength=10).tolist())))
+else:
+    print(f"CIFAR-10 is not in {data_dir()}: set {DATA_ENV_VAR}, or run CIFAR10() with network access")
+
+# %% [markdown]
+# ## 6. Tiny Shakespeare
+#
+# Module 16 trains a character-level GPT on 1.1 MB of Shakespeare's plays, one text file.
+# Same rules: `<root>/tinyshakespeare/input.txt`, fetched once, verified by SHA-256,
+# a clear message offline.
+
+# %% nbgrader={"grade": false, "grade_id": "shakespeare", "locked": false, "schema_version": 3, "solution": true}
+#| export
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = True, verify: bool = True) -> str:
+    """The Tiny Shakespeare text (about 1.1 million characters) from `<root>/tinyshakespeare/input.txt`.
+
+    Downloads it when missing (and `download`); with `verify`, checks its SHA-256.
+    """
+    root = Path(root).expanduser() if root is not None else data_dir()
+    path = root / "tinyshakespeare" / "input.txt"
+    sha = TINY_SHAKESPEARE_SHA256 if verify else None
+    ### BEGIN SOLUTION
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(f"tiny_shakespeare: {path} is missing. Use download=True, or put "
+                                    f"{TINY_SHAKESPEARE_URL} there, or set {DATA_ENV_VAR} to a directory "
+                                    f"that holds tinyshakespeare/input.txt.")
+        _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
+    elif sha is not None:
+        actual = file_hash(path, "sha256")
+        if actual != sha:
+            raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {sha}. Delete the file and run "
+                                f"again to download it, or replace it with {TINY_SHAKESPEARE_URL}.")
+    return path.read_text(encoding="utf-8")
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-shakespeare", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+with tempfile.TemporaryDirectory() as tmp:
+    try:
+        tiny_shakespeare(tmp, download=False)
+        raise AssertionError("a missing file must be reported")
+    except FileNotFoundError as err:
+        assert "tinyshakespeare" in str(err) and DATA_ENV_VAR in str(err)
+    (Path(tmp) / "tinyshakespeare").mkdir()
+    (Path(tmp) / "tinyshakespeare" / "input.txt").write_text("First Citizen:\nSpeak.\n", encoding="utf-8")
+    assert tiny_shakespeare(tmp, download=False, verify=False).startswith("First Citizen")
+    try:
+        tiny_shakespeare(tmp, download=False)
+        raise AssertionError("this is not the published text")
+    except ChecksumError as err:
+        assert TINY_SHAKESPEARE_SHA256 in str(err)
+print("tiny_shakespeare: OK")
+
+# %% [markdown]
+# ## 7. How much does loading cost?
+#
+# One epoch of CIFAR-sized data through the full augmentation pipeline, against what the
+# model does with it. (`benchmarks/bench_dataloader.py` measures the full 50,000 images
+# against a real MLP training step; here, a quick look on 5,000 random images.)
+
+# %%
+fake = TensorDataset(np.random.default_rng(0).integers(0, 256, (5000, 3, 32, 32), dtype=np.uint8),
+                     np.random.default_rng(1).integers(0, 10, 5000))
+m, s = channel_stats(fake)
+timed = DataLoader(fake, batch_size=128, shuffle=True, seed=0, transform=Compose(
+    [RandomCrop(32, padding=4), RandomHorizontalFlip(), ToFloat(), Normalize(m, s)]))
+t0 = time.perf_counter()
+n_seen = sum(len(y) for _, y in timed)
+dt = time.perf_counter() - t0
+print(f"{n_seen} images in {dt * 1e3:.0f} ms: {dt / len(timed) * 1e3:.2f} ms per batch of 128, "
+      f"{n_seen / dt:,.0f} images/s")
+
+# %% [markdown]
+# ## Systems thinking
+#
+# 1. **Per-sample overhead.** Time one epoch of `DataLoader(TensorDataset(x, y), 128)` on
+#    50,000 CIFAR-sized images, then wrap the same dataset in a class *without*
+#    `get_batch` (only `__getitem__`). How many microseconds of Python does each sample
+#    cost in the slow path, and what fraction of an MLP training step (measure one) is that?
+# 2. **Memory.** CIFAR-10's training set is 154 MB as uint8. What would it be as float32,
+#    and as float64? Why does this module convert to float one batch at a time, and where
+#    in the pipeline (before or after `RandomCrop`) should `ToFloat` sit to move the fewest
+#    bytes?
+# 3. **Reproducibility.** A run is stopped after epoch 6 and resumed from its checkpoint.
+#    Which facts must the checkpoint contain so that epoch 7 sees the same batches, crops
+#    and flips as an uninterrupted run? What would go wrong if the loader kept one
+#    generator and drew from it epoch after epoch?
+# 4. **Fancy indexing costs.** `images[indices]` with shuffled indices gathers 128 records
+#    of 3 KB from random places in 154 MB. Compare its time with the contiguous slice
+#    `images[i:i + 128]` (a view, no copy). When would the difference matter (think of data
+#    sets that do not fit in RAM and are read from disk)?
+# 5. **Overlapping work.** numpy releases Python's global interpreter lock inside most of
+#    its C loops. Sketch how a background thread could prepare batch k+1 while the model
+#    trains on batch k. How much could it save, given your answer to question 1 and the
+#    share that `benchmarks/bench_dataloader.py` reports?
