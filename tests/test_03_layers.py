@@ -433,3 +433,28 @@ def test_mlp_gradients_reach_every_parameter_and_zero_grad_clears_them():
     assert np.abs(model[3].bias.grad.data - 4).max() == 0, "d(sum)/d(last bias) = batch size"
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_buffers_are_saved_but_not_learnt():
+    class Counter(Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = Parameter(np.ones(2))
+            self.register_buffer("seen", np.zeros(2))
+
+        def forward(self, x):
+            self.seen += 1
+            return x * self.scale
+
+    outer = Sequential(Counter(), Counter())
+    outer(Tensor([1.0, 2.0]))
+    assert [n for n, _ in outer.named_buffers()] == ["layers.0.seen", "layers.1.seen"]
+    assert len(outer.parameters()) == 2
+    state = outer.state_dict()
+    assert state["layers.0.seen"].tolist() == [1.0, 1.0]
+    fresh = Sequential(Counter(), Counter())
+    fresh.load_state_dict(state)
+    assert fresh.layers[1].seen.tolist() == [1.0, 1.0]
+    state["layers.1.seen"] = np.zeros(3)
+    with pytest.raises(StateDictError, match=r"layers.1.seen: expected shape \(2,\), got \(3,\)"):
+        fresh.load_state_dict(state)

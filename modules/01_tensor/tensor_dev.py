@@ -39,6 +39,18 @@
 # you will give each `Function` a `backward` and walk this graph in reverse: that is
 # automatic differentiation. Nothing else in the framework (layers, losses, optimizers,
 # attention) needs to know about gradients: it only composes `Tensor` operations.
+#
+# **Points: 21** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.tensor

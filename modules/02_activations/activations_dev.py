@@ -39,6 +39,18 @@
 # **Gradients.** As in module 01, every `forward` keeps on `self` what its derivative will
 # need; module 05 registers the backward rules. The table below each section says what is
 # kept and why.
+#
+# **Points: 13** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.activations

@@ -39,6 +39,18 @@
 # (`@`, `+`, `*`, `reshape`). Because every one of them records itself in the graph,
 # `loss.backward()` (module 05) reaches the weights of any layer you can write, without
 # the layer knowing anything about derivatives.
+#
+# **Points: 13** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.layers
@@ -67,7 +79,7 @@ from tinytorch.core.activations import Activation
 # %% [markdown]
 # ## 1. Parameter: a tensor that learns
 #
-# An optimizer (module 07) must find every number it is allowed to change. We mark those
+# An optimizer (module 06) must find every number it is allowed to change. We mark those
 # tensors with a subclass: a `Parameter` *is* a `Tensor` (all operations work on it), it
 # requires gradients unless told otherwise, and `Module` finds it by its type. Tensors a
 # layer keeps that are *not* Parameters (a constant mask, a cached value) are invisible to
@@ -120,7 +132,8 @@ print("parameter: OK")
 # | `parameters()`, `named_parameters()` | what the optimizer updates |
 # | `train()`, `eval()` | set `training` on every module (Dropout and BatchNorm behave differently) |
 # | `zero_grad()` | forget the gradients of the previous step |
-# | `state_dict()`, `load_state_dict()` | save and restore the numbers (checkpoints) |
+# | `state_dict()`, `load_state_dict()` | save and restore the numbers (checkpoints), parameters and buffers |
+# | `register_buffer()`, `named_buffers()` | state that is saved but not learnt (BatchNorm's running statistics, module 10) |
 # | `num_parameters()` | the model's size |
 #
 # `load_state_dict` checks everything *before* copying anything, and names each problem:
@@ -233,17 +246,40 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    # ---- buffers: state that is saved but not learnt --------------------------------
+    def register_buffer(self, name: str, value: Any) -> np.ndarray:
+        """Keep `value` (an array) as the attribute `name`: saved by `state_dict()` but not
+        returned by `parameters()` (e.g. BatchNorm's running statistics). Returns the array."""
+        array = np.asarray(value)
+        setattr(self, name, array)
+        names = self.__dict__.setdefault("_buffer_names", [])
+        if name not in names:
+            names.append(name)
+        return array
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        """All buffers of this module and its children as (dotted name, array)."""
+        out = [(prefix + n, getattr(self, n)) for n in self.__dict__.get("_buffer_names", [])]
+        for child_name, child in self.named_children():
+            if isinstance(child, Module):
+                out.extend(child.named_buffers(prefix=f"{prefix}{child_name}."))
+        return out
+
     # ---- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Name -> a copy of each parameter's array, in `named_parameters()` order."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Name -> a copy of each parameter's array (in `named_parameters()` order), then of
+        each buffer."""
+        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> LoadResult:
-        """Copy arrays (or Tensors) from `state` into the parameters, in place, keeping each
-        parameter's dtype. Raises StateDictError (a KeyError) listing missing and unexpected keys (when
+        """Copy arrays (or Tensors) from `state` into the parameters and buffers, in place,
+        keeping each one's dtype. Raises StateDictError (a KeyError) listing missing and unexpected keys (when
         `strict`) and every shape mismatch; nothing is modified if anything is wrong."""
         ### BEGIN SOLUTION
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict((n, p.data) for n, p in self.named_parameters())
+        own.update(self.named_buffers())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         problems = []
@@ -261,7 +297,7 @@ class Module:
         for name, p in own.items():
             if name in state:
                 value = state[name].data if isinstance(state[name], Tensor) else state[name]
-                np.copyto(p.data, np.asarray(value), casting="same_kind")
+                np.copyto(p, np.asarray(value), casting="same_kind")
         return LoadResult(missing, unexpected)
         ### END SOLUTION
 
@@ -542,7 +578,7 @@ print("containers: OK")
 # ## 5. A first network
 #
 # A two-layer MLP on a batch of random "images", and its size. Nothing is trained yet
-# (that needs gradients, module 05, and an optimizer, module 07), but the forward pass
+# (that needs gradients, module 05, and an optimizer, module 06), but the forward pass
 # already runs at full speed on whole batches.
 
 # %%
@@ -566,7 +602,7 @@ print(f"input second moment {np.mean(images.data ** 2):.3f}, after Dense+ReLU {n
 #    weights are applied to every position of a sequence (B, T, in)?
 # 2. **Memory of training.** Count, for the MLP above, the bytes of parameters, of
 #    gradients (same size) and of the activations kept for backward for a batch of 64.
-#    Which term grows with the batch size? Which one would an Adam optimizer (module 07)
+#    Which term grows with the batch size? Which one would an Adam optimizer (module 06)
 #    double?
 # 3. **Initialisation.** Stack 20 `Dense(256, 256)` + `ReLU` layers and print the second
 #    moment of the activations after each layer, first with He init, then with weights

@@ -18,7 +18,7 @@
 #
 # **Where you are.** A network (module 03) maps inputs to predictions. Training needs one
 # number that says how wrong the predictions are, and that shrinks when they improve: the
-# **loss**. Module 05 differentiates it with respect to every parameter; module 07 moves
+# **loss**. Module 05 differentiates it with respect to every parameter; module 06 moves
 # the parameters downhill.
 #
 # **What you build.**
@@ -35,6 +35,18 @@
 # **No gradient code, again.** Each loss is a `Module` without parameters whose `forward`
 # composes Tensor operations and the log-softmax and ReLU of module 02. Its gradient comes
 # out of the graph; the tests at the end of module 05 check that it is the textbook one.
+#
+# **Points: 9** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.losses

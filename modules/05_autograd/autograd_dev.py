@@ -42,6 +42,18 @@
 # | `topological_order`, `backward` | the engine behind `Tensor.backward()` |
 # | `no_grad`, `enable_grad`, `is_grad_enabled` | switch recording off for inference |
 # | `gradcheck` | compares every rule with central finite differences, in float64 |
+#
+# **Points: 14** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.autograd

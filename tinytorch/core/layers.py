@@ -133,16 +133,39 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    # ---- buffers: state that is saved but not learnt --------------------------------
+    def register_buffer(self, name: str, value: Any) -> np.ndarray:
+        """Keep `value` (an array) as the attribute `name`: saved by `state_dict()` but not
+        returned by `parameters()` (e.g. BatchNorm's running statistics). Returns the array."""
+        array = np.asarray(value)
+        setattr(self, name, array)
+        names = self.__dict__.setdefault("_buffer_names", [])
+        if name not in names:
+            names.append(name)
+        return array
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        """All buffers of this module and its children as (dotted name, array)."""
+        out = [(prefix + n, getattr(self, n)) for n in self.__dict__.get("_buffer_names", [])]
+        for child_name, child in self.named_children():
+            if isinstance(child, Module):
+                out.extend(child.named_buffers(prefix=f"{prefix}{child_name}."))
+        return out
+
     # ---- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Name -> a copy of each parameter's array, in `named_parameters()` order."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Name -> a copy of each parameter's array (in `named_parameters()` order), then of
+        each buffer."""
+        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> LoadResult:
-        """Copy arrays (or Tensors) from `state` into the parameters, in place, keeping each
-        parameter's dtype. Raises StateDictError (a KeyError) listing missing and unexpected keys (when
+        """Copy arrays (or Tensors) from `state` into the parameters and buffers, in place,
+        keeping each one's dtype. Raises StateDictError (a KeyError) listing missing and unexpected keys (when
         `strict`) and every shape mismatch; nothing is modified if anything is wrong."""
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict((n, p.data) for n, p in self.named_parameters())
+        own.update(self.named_buffers())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         problems = []
@@ -160,7 +183,7 @@ class Module:
         for name, p in own.items():
             if name in state:
                 value = state[name].data if isinstance(state[name], Tensor) else state[name]
-                np.copyto(p.data, np.asarray(value), casting="same_kind")
+                np.copyto(p, np.asarray(value), casting="same_kind")
         return LoadResult(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------
