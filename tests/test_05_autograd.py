@@ -241,3 +241,15 @@ def test_mul_gradient_property(arr):
     c = np.random.default_rng(0).standard_normal(arr.shape)
     (x * Tensor(c, dtype=np.float64)).sum().backward()
     np.testing.assert_allclose(x.grad.data, c)
+
+
+def test_views_of_one_gradient_are_not_shared_between_leaves():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    y = Tensor(np.ones((3, 2)), requires_grad=True)
+    (x.reshape(6) + y.T.reshape(6)).sum().backward()   # both leaves get views of one array
+    x.grad.data[0, 0] = 100.0
+    assert y.grad.data[0, 0] == 1.0
+    second = Tensor(np.ones(2), requires_grad=True)
+    (second + second.detach()).sum().backward()
+    (second + second.detach()).sum().backward()        # accumulates in place, no aliasing
+    assert second.grad.data.tolist() == [2.0, 2.0]

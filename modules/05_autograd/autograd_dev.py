@@ -429,8 +429,11 @@ def log_softmax_backward(fn: LogSoftmaxFunction, g: np.ndarray):
 # zero the gradients every step.
 #
 # **Ownership.** A `.grad` must be a real, writable array that belongs to that tensor alone
-# (optimizers update it in place). Rules may return read-only broadcast views or the same
-# array for two inputs (`Add` does), so the engine copies such arrays when it stores them.
+# (later `backward()` calls add into it in place, and so may an optimizer). Rules may
+# return read-only broadcast views, or the same array for two inputs (`Add` does), so when
+# the engine stores a leaf's first gradient it copies the array if it is read-only or if
+# its memory already went to another leaf in this pass. Copying always would be simpler
+# and cost a full pass over every parameter's gradient per step.
 
 # %% nbgrader={"grade": false, "grade_id": "engine", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -460,18 +463,27 @@ def topological_order(root: Tensor) -> list[Tensor]:
     ### END SOLUTION
 
 
-def _store_leaf_grad(leaf: Tensor, g: np.ndarray, shared: set[int]) -> None:
-    """Add `g` into `leaf.grad`, copying it first unless the array is exclusively ours."""
+def _memory_owner(a: np.ndarray) -> np.ndarray:
+    """The array whose memory `a` uses (itself, or the base of a view of a view ...)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _store_leaf_grad(leaf: Tensor, g: np.ndarray, given: set[int]) -> None:
+    """Add `g` into `leaf.grad`. A first gradient is copied when it is read-only or when its
+    memory was already given to another leaf in this pass (`given` holds their ids)."""
     if type(g) is not np.ndarray:          # numpy gives scalars for 0-d results
         g = np.array(g, dtype=leaf.dtype)
     elif g.dtype != leaf.dtype:
         g = g.astype(leaf.dtype)
-    elif id(g) in shared or g.base is not None or not g.flags.writeable:
-        g = g.copy()
-    if leaf.grad is None:
-        leaf.grad = Tensor._wrap(g)
-    else:
+    if leaf.grad is not None:              # accumulate across backward() calls
         np.add(leaf.grad.data, g, out=leaf.grad.data)
+        return
+    if not g.flags.writeable or id(_memory_owner(g)) in given:
+        g = g.copy()
+    given.add(id(_memory_owner(g)))
+    leaf.grad = Tensor._wrap(g)
 
 
 def backward(root: Tensor, gradient: Any = None) -> None:
@@ -495,26 +507,24 @@ def backward(root: Tensor, gradient: Any = None) -> None:
         if seed.shape != root.shape:
             raise AutogradError(f"backward(): gradient has shape {seed.shape} but the output has shape {root.shape}")
     grads: dict[int, np.ndarray] = {id(root): seed}
-    shared: set[int] = set()               # arrays handed to more than one input
+    given: set[int] = set()                # memory already stored in a leaf's .grad
     for node in reversed(topological_order(root)):
         g = grads.pop(id(node), None)
         if g is None:                      # every path to this node returned None
             continue
         fn = node._ctx
         if fn is None:
-            _store_leaf_grad(node, g, shared)
+            _store_leaf_grad(node, g, given)
             continue
         in_grads = fn.backward(g)
         if len(in_grads) != len(fn.inputs):
             raise AutogradError(f"{type(fn).__name__} backward returned {len(in_grads)} gradients "
                                 f"for {len(fn.inputs)} inputs")
-        for i, (inp, ig) in enumerate(zip(fn.inputs, in_grads)):
+        for inp, ig in zip(fn.inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue
             if ig.shape != inp.shape:
                 ig = unbroadcast(ig, inp.shape)
-            if any(ig is other for other in in_grads[:i]):
-                shared.add(id(ig))
             key = id(inp)
             if key in grads:
                 grads[key] = grads[key] + ig       # a new array: never modify in place
