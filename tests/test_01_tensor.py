@@ -284,3 +284,15 @@ def test_constructors_honour_dtype(make):
 def test_transpose_out_of_range_names_shape():
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
         Tensor(np.ones((2, 3))).transpose(0, 5)
+
+
+def test_allocator_tuning_can_be_switched_off():
+    import subprocess, sys, os
+    code = "import tinytorch.core.tensor as t; print(t.ALLOCATOR_TUNED)"
+    env = dict(os.environ, TINYTORCH_KEEP_FREED_MEMORY="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from tinytorch.core.tensor import keep_freed_memory
+    assert keep_freed_memory() in (True, False)
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert keep_freed_memory() is True, "glibc accepts the thresholds"

@@ -68,6 +68,9 @@ backward rule of every function defined here is registered in module 05.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -112,6 +115,43 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     elif dtype is None and arr.dtype.kind in "iu" and not isinstance(data, np.ndarray | np.generic):
         arr = arr.astype(DEFAULT_FLOAT)  # Python ints and int lists are numbers, not labels
     return arr
+
+# %% [markdown]
+# ### Where the memory comes from
+#
+# numpy allocates a fresh array for every result. Training allocates the *same* sizes
+# over and over (this step's activations, then the next step's), so the cheapest memory
+# is the memory just freed. glibc, the C library behind Python on Linux, does not always
+# agree: blocks above a threshold come straight from the operating system (`mmap`) and
+# go back to it when freed, and the top of the heap is trimmed when it grows idle. The
+# next allocation then *page-faults*: the kernel hands out and zero-fills every 4 KiB
+# page again. For a (768, 512) float32 temporary that is about 100 page faults, and a
+# GPT training step does hundreds of such allocations: measured here, a TinyGPT step
+# went from 84 ms to 66 ms once freed memory was kept. Deep-learning frameworks keep a
+# *caching allocator* for this reason. We get most of the effect by asking glibc (through
+# `mallopt`) to keep freed blocks of up to 32 MiB, its largest allowed threshold, and not
+# to trim the heap. This runs once when `tinytorch` is imported; set the environment
+# variable `TINYTORCH_KEEP_FREED_MEMORY=0` to leave the allocator alone. Elsewhere than
+# Linux with glibc it does nothing.
+
+# %%
+#| export
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameter numbers (malloc.h)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Ask glibc to reuse freed memory instead of returning it to the OS. True if applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+
+
+ALLOCATOR_TUNED = os.environ.get("TINYTORCH_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()
 
 # %% [markdown]
 # ## 2. Functions: the unit of computation

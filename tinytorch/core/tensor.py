@@ -12,15 +12,18 @@ backward rule of every function defined here is registered in module 05.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEFAULT_FLOAT', 'Axis', 'AutogradError', 'Autograd', 'Function', 'register_backward', 'Tensor', 'manual_seed',
-           'get_rng', 'zeros', 'ones', 'full', 'zeros_like', 'ones_like', 'arange', 'randn', 'rand', 'Add', 'Sub',
-           'Neg', 'Mul', 'Div', 'Pow', 'MatMul', 'matmul', 'Sum', 'Mean', 'Max', 'Exp', 'Log', 'Sqrt', 'Cast',
-           'Reshape', 'Permute', 'GetItem']
+__all__ = ['DEFAULT_FLOAT', 'ALLOCATOR_TUNED', 'Axis', 'keep_freed_memory', 'AutogradError', 'Autograd', 'Function',
+           'register_backward', 'Tensor', 'manual_seed', 'get_rng', 'zeros', 'ones', 'full', 'zeros_like', 'ones_like',
+           'arange', 'randn', 'rand', 'Add', 'Sub', 'Neg', 'Mul', 'Div', 'Pow', 'MatMul', 'matmul', 'Sum', 'Mean',
+           'Max', 'Exp', 'Log', 'Sqrt', 'Cast', 'Reshape', 'Permute', 'GetItem']
 
 # %% ../../modules/01_tensor/tensor_dev.ipynb #f96f3d38
 DEFAULT_FLOAT = np.float32
@@ -46,6 +49,24 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     elif dtype is None and arr.dtype.kind in "iu" and not isinstance(data, np.ndarray | np.generic):
         arr = arr.astype(DEFAULT_FLOAT)  # Python ints and int lists are numbers, not labels
     return arr
+
+# %% ../../modules/01_tensor/tensor_dev.ipynb #5330c990
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameter numbers (malloc.h)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Ask glibc to reuse freed memory instead of returning it to the OS. True if applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+
+
+ALLOCATOR_TUNED = os.environ.get("TINYTORCH_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()
 
 # %% ../../modules/01_tensor/tensor_dev.ipynb #168a7e36
 class AutogradError(RuntimeError):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from tito.command import Command
-from tito.commands import export, milestone, status, test
+from tito.commands import export, milestone, reuse, status, test
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
     test.COMMAND,
     status.COMMAND,
     milestone.COMMAND,
+    reuse.COMMAND,
 )

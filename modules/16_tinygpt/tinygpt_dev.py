@@ -1,0 +1,1643 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 16: TinyGPT
+#
+# **Where you are.** This is the last module. You have tensors and autograd (01, 05),
+# layers and losses (03, 04), optimizers and a trainer (06, 07), data loading (08),
+# normalisation (10) and attention with a key/value cache (11). This module adds almost
+# nothing new: it *assembles* those parts into a character-level GPT, trains it on
+# Shakespeare and makes it write.
+#
+# **What you build.**
+#
+# | name | what it is |
+# |---|---|
+# | `CharTokenizer` | text ⇄ integer ids, one id per character; a clear policy for unknown characters |
+# | `Embedding` | a trainable lookup table `(vocab, C)`: ids `(B, T)` → vectors `(B, T, C)` |
+# | `PositionalEncoding` | adds "where am I" to each vector: sinusoidal (fixed) or learned |
+# | `TransformerBlock` | pre-LayerNorm block: `x + attn(ln1(x))`, then `x + ff(ln2(x))` |
+# | `TinyGPT` | embeddings → blocks → LayerNorm → `Dense` head: logits `(B, T, vocab)`; `generate`, `save`, `load` |
+# | `LanguageModelLoss`, `shift_targets` | next-token cross-entropy on `(B, T, V)` logits |
+# | `greedy`, `apply_temperature`, `top_k_filter`, `top_p_filter`, `sample_next` | how the next character is chosen |
+# | `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; training with AdamW, warm-up + cosine, checkpoints |
+#
+# **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/tinygpt.py`.
+# `MultiHeadAttention` (module 11) and `LayerNorm` (module 10) are re-exported from there
+# unchanged: `tinytorch.tinygpt.LayerNorm is tinytorch.core.normalization.LayerNorm`.
+#
+# **The one idea of this module.** A language model is a function from a sequence of
+# tokens to a probability distribution over the *next* token, evaluated at every position
+# at once. Training makes it predict text it has seen; generation feeds its own
+# predictions back in, one token at a time. Everything is composition: the only new
+# differentiable operation in this module is the embedding lookup, and even that one
+# exists only because it is faster than the general indexing op of module 01 (we measure
+# it). `tito reuse` counts how much of TinyGPT was written in earlier modules.
+#
+# **Points: 31** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
+
+# %%
+#| default_exp tinygpt
+
+# %%
+#| export
+"""TinyGPT: a character-level GPT assembled from the components of modules 01-15.
+
+Module 16 of TinyTorch (generated from modules/16_tinygpt/tinygpt_dev.py; do not edit).
+
+CharTokenizer (text <-> ids), Embedding, PositionalEncoding, TransformerBlock (pre-LN,
+module 11's MultiHeadAttention and module 10's LayerNorm, both re-exported here), TinyGPT
+(logits, KV-cached generation with a sliding window, save/load through module 07's safe
+npz checkpoints), LanguageModelLoss, sampling strategies (greedy, temperature, top-k,
+top-p), and LanguageModelTrainer (module 07's Trainer on random text windows, AdamW with
+warm-up and cosine decay).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor, get_rng
+from tinytorch.core.activations import GELU, ReLU
+from tinytorch.core.layers import Dense, Dropout, Module, Parameter, Sequential, StateDictError
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.autograd import no_grad
+from tinytorch.core.optimizers import AdamW, CosineWarmupLR
+from tinytorch.core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
+from tinytorch.core.normalization import LayerNorm
+from tinytorch.core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
+
+_all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
+
+# %% [markdown]
+# ## 1. From characters to numbers: `CharTokenizer`
+#
+# A network computes with numbers, so text becomes a sequence of integer **ids**. The
+# simplest tokenizer gives every character its own id: the *vocabulary* is a list of
+# characters and a character's id is its index in that list.
+#
+# | text | `H` | `i` | `!` |
+# |---|---|---|---|
+# | id (default vocabulary) | 42 | 75 | 3 |
+#
+# Real GPTs use sub-word tokenizers (about 50,000 tokens of 3–4 characters each), which
+# shortens sequences; a character tokenizer keeps the vocabulary tiny (65 symbols for
+# Shakespeare) and needs no training, at the price of longer sequences.
+#
+# Design decisions, all visible in the code:
+#
+# * **A default vocabulary.** `CharTokenizer()` works out of the box: tab, newline and the
+#   95 printable ASCII characters (97 ids, sorted by code point). `fit(text)` replaces it
+#   with the sorted unique characters of a corpus, which is what a trained model uses.
+# * **Unknown characters are an error by default**, and the error names them:
+#   *unknown characters 'é', '→' (not in the 65-character vocabulary)*. Silently dropping
+#   or replacing characters changes the text the model sees, which is a bug you would
+#   rather hear about. If you *want* replacement, construct the tokenizer with
+#   `unknown="?"`: every unknown character then maps to the id of `"?"` (added to the
+#   vocabulary if it is not there). Decoding cannot recover the original character, of
+#   course.
+# * **Vectorised.** Encoding the 1.1 million characters of Tiny Shakespeare with a Python
+#   dictionary takes about a fifth of a second; we instead turn the text into an array of
+#   Unicode code points (`str.encode("utf-32-le")` is exactly that, 4 bytes per character)
+#   and look all of them up at once in a table indexed by code point.
+# * **Serialisable.** `to_dict()` gives JSON (the characters as one string), so a saved
+#   model carries its tokenizer and `TinyGPT.load` can decode without the training text.
+
+# %% nbgrader={"grade": false, "grade_id": "tokenizer", "locked": false, "schema_version": 3, "solution": true}
+#| export
+DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
+
+
+class UnknownCharacterError(ValueError):
+    """Text contains characters that are not in the tokenizer's vocabulary."""
+
+
+def _quote_chars(chars: Iterable[str], limit: int = 10) -> str:
+    """'a', 'b', '\\n' (at most `limit`, then 'and N more')."""
+    chars = list(chars)
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+class CharTokenizer:
+    """Character-level tokenizer: one id per character, ids = positions in `chars`.
+
+    Args:
+        chars: the vocabulary, a string (or sequence of one-character strings) without
+            repeats; default `DEFAULT_CHARS` (tab, newline, printable ASCII: 97 characters).
+        unknown: None (default): encoding a character outside the vocabulary raises
+            UnknownCharacterError naming it. A single character, e.g. "?": unknown
+            characters are encoded as its id (it is appended to `chars` if missing).
+
+    `encode(text) -> ids (len(text),) int64`, `decode(ids) -> str`, `fit(text)` (sorted
+    unique characters of a corpus), `vocab_size`, `to_dict()` / `from_dict(d)` (JSON).
+    """
+
+    def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
+        items = list(DEFAULT_CHARS if chars is None else chars)
+        if unknown is not None and (not isinstance(unknown, str) or len(unknown) != 1):
+            raise TypeError(f"CharTokenizer: unknown must be None or a single character, got {unknown!r}")
+        if unknown is not None and unknown not in items:
+            items.append(unknown)
+        self.unknown = unknown
+        self._set_vocabulary(items)
+
+    def _set_vocabulary(self, items: list[str]) -> None:
+        """Check `items` and build the lookup structures: `chars`, `_table`, `_chars_array`."""
+        ### BEGIN SOLUTION
+        bad = [c for c in items if not isinstance(c, str) or len(c) != 1]
+        if bad:
+            raise TypeError(f"CharTokenizer: the vocabulary must consist of single characters, got {bad[:5]!r}")
+        if not items:
+            raise ValueError("CharTokenizer: the vocabulary is empty")
+        if len(set(items)) != len(items):
+            repeated = sorted({c for c in items if items.count(c) > 1})
+            raise ValueError(f"CharTokenizer: characters {_quote_chars(repeated)} appear more than once in the vocabulary")
+        self.chars: tuple[str, ...] = tuple(items)
+        codes = np.array([ord(c) for c in items], dtype=np.int64)
+        self._table = np.full(int(codes.max()) + 1, -1, dtype=np.int64)   # code point -> id, -1 unknown
+        self._table[codes] = np.arange(len(items))
+        self._chars_array = np.array(items, dtype="<U1")                    # id -> character
+        self.unknown_id: int | None = None if self.unknown is None else int(self._table[ord(self.unknown)])
+        ### END SOLUTION
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def fit(self, text: str) -> CharTokenizer:
+        """Make the vocabulary the sorted unique characters of `text` (plus `unknown`, if set); returns self."""
+        ### BEGIN SOLUTION
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"CharTokenizer.fit: needs a non-empty string, got {type(text).__name__} "
+                             f"of length {len(text) if isinstance(text, str) else '?'}")
+        chars = set(text)
+        if self.unknown is not None:
+            chars.add(self.unknown)
+        self._set_vocabulary(sorted(chars))
+        return self
+        ### END SOLUTION
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of the characters of `text`: shape (len(text),), int64."""
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.encode: expects a str, got {type(text).__name__}")
+        ### BEGIN SOLUTION
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
+        ids = np.full(codes.shape, -1, dtype=np.int64)
+        known = codes < self._table.size
+        ids[known] = self._table[codes[known]]
+        missing = ids < 0
+        if missing.any():
+            if self.unknown_id is None:
+                where = np.flatnonzero(missing)
+                unseen = list(dict.fromkeys(text[i] for i in where))            # first-seen order
+                raise UnknownCharacterError(
+                    f"CharTokenizer.encode: unknown characters {_quote_chars(unseen)} (not in the "
+                    f"{self.vocab_size}-character vocabulary; first at position {where[0]}). Fit the "
+                    f"tokenizer on text that contains them, or construct it with unknown='?' to map "
+                    f"them to one token")
+            ids[missing] = self.unknown_id
+        return ids
+        ### END SOLUTION
+
+    def decode(self, ids: Any) -> str:
+        """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
+        arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            raise ValueError(f"CharTokenizer.decode: decodes one sequence (1-D ids), got shape {arr.shape}; "
+                             f"decode the rows one by one")
+        if arr.size == 0:
+            return ""
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
+                raise TypeError(f"CharTokenizer.decode: ids must be integers, got dtype {arr.dtype}")
+            arr = arr.astype(np.int64)
+        ### BEGIN SOLUTION
+        bad = arr[(arr < 0) | (arr >= self.vocab_size)]
+        if bad.size:
+            raise ValueError(f"CharTokenizer.decode: ids {np.unique(bad)[:10].tolist()} are outside the "
+                             f"vocabulary [0, {self.vocab_size})")
+        return "".join(self._chars_array[arr].tolist())
+        ### END SOLUTION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description: {"type", "chars" (one string), "unknown"}."""
+        return {"type": "CharTokenizer", "chars": "".join(self.chars), "unknown": self.unknown}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CharTokenizer:
+        """Inverse of `to_dict` (the vocabulary order is kept exactly)."""
+        if not isinstance(d, dict) or d.get("type") != "CharTokenizer" or not isinstance(d.get("chars"), str):
+            raise ValueError(f"CharTokenizer.from_dict: expected a dict from to_dict() with type "
+                             f"'CharTokenizer' and a 'chars' string, got {d!r:.200}")
+        return cls(d["chars"], unknown=d.get("unknown"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
+
+    __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self.unknown!r})"
+
+# %% nbgrader={"grade": true, "grade_id": "test-tokenizer", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+tok = CharTokenizer()
+ids = tok.encode("Hello, TinyTorch!")
+assert ids.dtype == np.int64 and ids.shape == (17,)
+assert tok.decode(ids) == "Hello, TinyTorch!" and tok.vocab_size == 97
+assert tok.decode(tok.encode("tab\tand\nnewline")) == "tab\tand\nnewline"
+shakespeare = CharTokenizer().fit("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+assert list(shakespeare.chars) == sorted(set(shakespeare.chars)), "fit sorts the characters"
+assert shakespeare.vocab_size == len(set("First Citizen:\nBefore we proceed any further, hear me speak.\n"))
+try:
+    shakespeare.encode("Fiancé → café")
+    raise AssertionError("unknown characters must be refused")
+except UnknownCharacterError as err:
+    assert "'é'" in str(err) and "'→'" in str(err) and f"{shakespeare.vocab_size}-character" in str(err), err
+lenient = CharTokenizer(unknown="?")
+assert lenient.decode(lenient.encode("naïve")) == "na?ve"
+assert CharTokenizer.from_dict(shakespeare.to_dict()) == shakespeare
+print(ids, "->", repr(tok.decode(ids)))
+print("tokenizer: OK")
+
+# %% [markdown]
+# ## 2. Embeddings: a lookup table that learns
+#
+# An id is a name, not a quantity: id 42 is not "twice" id 21. So the model's first layer
+# looks each id up in a table `W` of shape `(vocab, C)` and uses that **row** as the
+# token's vector. For ids of shape `(B, T)`:
+#
+# $$\text{out}[b, t, :] = W[\text{ids}[b, t], :] \qquad (B, T) \to (B, T, C).$$
+#
+# This is exactly `W[ids]` with an integer index array, which module 01's `GetItem`
+# already does, with module 05's backward: scatter the gradient rows back into a zero
+# `(vocab, C)` array, *adding* rows whose id repeats (the letter `e` appears many times
+# in a batch, and each occurrence contributes). Module 05 does that with `np.add.at`,
+# which is correct for every kind of index but slow: it processes one element at a time.
+#
+# For the special case of an embedding we can do better. Sort the ids; equal ids are now
+# adjacent, so each id's gradient is the sum of a *contiguous run* of rows, and
+# `np.add.reduceat` sums all runs in one vectorised call:
+#
+# ```
+# ids (flat)    : 7 2 7 0      order = argsort(ids) = [3, 1, 0, 2]
+# sorted ids    : 0 2 7 7      runs start at [0, 1, 2]
+# grad rows     : g3 g1 g0 g2  -> sums: W'[0] = g3, W'[2] = g1, W'[7] = g0 + g2
+# ```
+#
+# Measured while writing this module (2 CPU cores), for a batch of 12 × 64 tokens and
+# `C = 128`: `np.add.at` about 0.84 ms, sort + `reduceat` about 0.13 ms (run the cell
+# after the tests to measure yours). That is why `EmbeddingFunction` is a new `Function`
+# with its `backward` right beside its `forward`, as module 05 prescribes for ops
+# introduced after it. The `Embedding` layer owns the `Parameter` and checks the ids.
+
+# %% nbgrader={"grade": false, "grade_id": "embedding", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def _as_ids(ids: Any, who: str) -> np.ndarray:
+    """Token ids as an int64 ndarray (from a list, ndarray or integer Tensor)."""
+    arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)) and np.isfinite(arr).all():
+            return arr.astype(np.int64)
+        if arr.size:
+            raise TypeError(f"{who}: token ids must be integers, got dtype {arr.dtype} (shape {arr.shape})")
+    return arr.astype(np.int64, copy=False)
+
+
+class EmbeddingFunction(Function):
+    """Row gather `weight[ids]`: weight (V, C), ids (...) integer -> (..., C).
+
+    Backward: the gradient rows are summed per id (ids may repeat) by sorting the ids and
+    adding contiguous runs with np.add.reduceat; rows of ids that do not occur get 0.
+    """
+
+    def forward(self, weight: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ### BEGIN SOLUTION
+        self.ids, self.shape = ids, weight.shape
+        return weight[ids]                                   # (..., C), a copy
+        ### END SOLUTION
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        ### BEGIN SOLUTION
+        V, C = self.shape
+        flat = self.ids.reshape(-1)                          # (N,)
+        out = np.zeros((V, C), dtype=grad.dtype)
+        if flat.size == 0:
+            return (out,)
+        rows = grad.reshape(-1, C)                           # (N, C)
+        order = np.argsort(flat, kind="stable")
+        sorted_ids = flat[order]
+        starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+        out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)   # one sum per distinct id
+        return (out,)
+        ### END SOLUTION
+
+
+class Embedding(Module):
+    """Trainable lookup table: ids (...) -> vectors (..., dim).
+
+    `weight`: Parameter (num_embeddings, dim), initialised N(0, std²). Ids must be
+    integers in [0, num_embeddings).
+    """
+
+    def __init__(self, num_embeddings: int, dim: int, std: float = 1.0, dtype: Any = DEFAULT_FLOAT,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        if int(num_embeddings) < 1 or int(dim) < 1:
+            raise ValueError(f"Embedding: sizes must be positive, got num_embeddings={num_embeddings}, dim={dim}")
+        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
+        w = (rng or get_rng()).standard_normal((self.num_embeddings, self.dim)) * std
+        self.weight = Parameter(w, dtype=dtype)
+
+    def forward(self, ids: Any) -> Tensor:
+        ### BEGIN SOLUTION
+        ids = _as_ids(ids, "Embedding")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            bad = ids[(ids < 0) | (ids >= self.num_embeddings)]
+            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got "
+                             f"{np.unique(bad)[:10].tolist()} in ids of shape {ids.shape}")
+        return EmbeddingFunction.apply(self.weight, ids=ids)
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, dim={self.dim}"
+
+# %% nbgrader={"grade": true, "grade_id": "test-embedding", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.autograd import gradcheck
+
+emb = Embedding(10, 4, rng=np.random.default_rng(0))
+out = emb(np.array([[1, 2, 1], [9, 0, 1]]))
+assert out.shape == (2, 3, 4) and np.array_equal(out.data[0, 0], emb.weight.data[1])
+out.sum().backward()
+assert emb.weight.grad.data[1].tolist() == [3.0] * 4, "id 1 occurs three times: its row gets 3"
+assert emb.weight.grad.data[5].tolist() == [0.0] * 4, "id 5 does not occur"
+emb64 = Embedding(6, 3, dtype=np.float64, rng=np.random.default_rng(1))
+assert gradcheck(lambda w: emb64(np.array([[0, 5, 5], [2, 0, 5]])) * 2.0, [emb64.weight])
+try:
+    emb(np.array([3, 10]))
+    raise AssertionError("id 10 is outside a 10-row table")
+except IndexError as err:
+    assert "[0, 10)" in str(err) and "10" in str(err)
+print("embedding: OK")
+
+# %% [markdown]
+# ### Measure it: `GetItem` (module 05's `np.add.at`) against the sorted scatter
+
+# %%
+import time
+
+def _time(fn: Any, repeats: int = 50) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+table = Parameter(np.random.default_rng(0).standard_normal((65, 128)), dtype=np.float32)
+batch_ids = np.random.default_rng(1).integers(0, 65, size=(12, 64))
+upstream = np.ones((12, 64, 128), dtype=np.float32)
+
+def via_getitem() -> None:
+    table.grad = None
+    table[batch_ids].backward(upstream)
+
+def via_embedding() -> None:
+    table.grad = None
+    EmbeddingFunction.apply(table, ids=batch_ids).backward(upstream)
+
+via_getitem()
+reference = table.grad.data.copy()
+via_embedding()
+assert np.allclose(reference, table.grad.data, atol=1e-4), "both compute the same gradient"
+print(f"forward + backward, 12 x 64 ids: GetItem {_time(via_getitem) * 1e3:.2f} ms, "
+      f"EmbeddingFunction {_time(via_embedding) * 1e3:.2f} ms")
+
+# %% [markdown]
+# ## 3. Where is each token? Positional encoding
+#
+# Attention compares every query with every key and sums the values: a *set* operation.
+# Shuffle the tokens and each output moves with its token but is otherwise unchanged, so
+# without help the model cannot tell "dog bites man" from "man bites dog". We add to each
+# token vector a vector that depends only on its **position** `p`:
+#
+# * **Sinusoidal** (the original transformer): for feature pairs `(2i, 2i + 1)`,
+#   $PE[p, 2i] = \sin(p / 10000^{2i/C})$ and $PE[p, 2i+1] = \cos(p / 10000^{2i/C})$.
+#   Each pair is a clock hand turning at its own speed, from one turn every $2\pi$
+#   positions down to one every $2\pi \cdot 10000$; no parameters, and a shift by `k`
+#   positions is a fixed rotation of each pair, which attention can learn to use.
+# * **Learned** (GPT-2, nanoGPT): a `Parameter` of shape `(max_length, C)` trained like
+#   the token embedding. More flexible, but it knows nothing about positions it never saw.
+#
+# Both have a maximum length: asking for position `max_length` or beyond is an error that
+# says so, rather than silently wrapping or extrapolating. `forward(x, offset)` adds the
+# rows `offset ... offset + T - 1`: during generation with a key/value cache the new token
+# sits at position `offset = cache length`, not at 0.
+
+# %% nbgrader={"grade": false, "grade_id": "positional-encoding", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def sinusoidal_table(max_length: int, d_model: int, dtype: Any = DEFAULT_FLOAT) -> np.ndarray:
+    """(max_length, d_model): PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
+    ### BEGIN SOLUTION
+    positions = np.arange(max_length, dtype=np.float64)[:, None]              # (L, 1)
+    freqs = 10000.0 ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)   # (ceil(d/2),)
+    angles = positions * freqs                                                 # (L, ceil(d/2))
+    table = np.empty((max_length, d_model), dtype=np.float64)
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles[:, :d_model // 2])
+    return table.astype(dtype)
+    ### END SOLUTION
+
+
+class PositionalEncoding(Module):
+    """Adds a position vector to each token vector: (B, T, C) -> (B, T, C).
+
+    learned=False: the fixed sinusoidal table (no parameters). learned=True: a Parameter
+    `weight` (max_length, C), initialised N(0, std²). `forward(x, offset=0)` adds the rows
+    for positions offset .. offset + T - 1, which must be < max_length.
+    """
+
+    def __init__(self, max_length: int, d_model: int, learned: bool = False, std: float = 0.02,
+                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
+        super().__init__()
+        if int(max_length) < 1 or int(d_model) < 1:
+            raise ValueError(f"PositionalEncoding: sizes must be positive, got max_length={max_length}, d_model={d_model}")
+        self.max_length, self.d_model, self.learned = int(max_length), int(d_model), bool(learned)
+        if self.learned:
+            w = (rng or get_rng()).standard_normal((self.max_length, self.d_model)) * std
+            self.weight = Parameter(w, dtype=dtype)
+        else:
+            self.table = sinusoidal_table(self.max_length, self.d_model, dtype)
+            self.table.flags.writeable = False
+
+    def encoding(self, length: int, offset: int = 0) -> Tensor:
+        """The position vectors of positions offset .. offset + length - 1: (length, C)."""
+        ### BEGIN SOLUTION
+        if offset < 0 or offset + length > self.max_length:
+            raise ValueError(f"PositionalEncoding: positions {offset}..{offset + length - 1} requested, but "
+                             f"max_length={self.max_length} (positions 0..{self.max_length - 1}); use a "
+                             f"shorter sequence or a larger max_length")
+        if self.learned:
+            return self.weight[offset:offset + length]                 # (T, C), gradient flows to weight
+        return Tensor(self.table[offset:offset + length], dtype=self.table.dtype)   # (T, C), a constant
+        ### END SOLUTION
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"PositionalEncoding: input of shape {x.shape} does not fit: expected "
+                             f"(B, T, d_model={self.d_model})")
+        ### BEGIN SOLUTION
+        return x + self.encoding(x.shape[1], offset)                    # (B, T, C) + (T, C)
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"max_length={self.max_length}, d_model={self.d_model}, learned={self.learned}"
+
+# %% nbgrader={"grade": true, "grade_id": "test-positional", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+pe = PositionalEncoding(16, 6)
+assert np.allclose(pe.table[0], [0, 1, 0, 1, 0, 1]), "position 0: sin 0 = 0, cos 0 = 1"
+assert np.allclose(pe.table[3, 0], np.sin(3.0)) and np.allclose(pe.table[3, 1], np.cos(3.0))
+assert np.allclose(pe.table[5, 2], np.sin(5 / 10000 ** (2 / 6)))
+x0 = Tensor(np.zeros((2, 4, 6)))
+assert np.allclose(pe(x0, offset=3).data[1, 0], pe.table[3]), "offset shifts the positions"
+assert pe.parameters() == [], "the sinusoidal table is a constant"
+try:
+    pe(Tensor(np.zeros((1, 17, 6))))
+    raise AssertionError("17 positions do not fit max_length=16")
+except ValueError as err:
+    assert "max_length=16" in str(err) and "0..16" in str(err), err
+learned = PositionalEncoding(8, 3, learned=True, dtype=np.float64, rng=np.random.default_rng(0))
+assert gradcheck(lambda x, w: learned(x, offset=2), [Tensor(np.ones((2, 5, 3)), dtype=np.float64), learned.weight])
+print("positional encoding: OK")
+
+# %% [markdown]
+# Each column is one "clock": the first pairs turn fast, the last ones barely move over 64
+# positions. Nearby positions have similar vectors (their dot product is large), distant
+# ones less so.
+
+# %%
+from matplotlib.figure import Figure
+
+fig = Figure(figsize=(7, 2.6), layout="constrained")
+ax = fig.subplots()
+image = ax.imshow(sinusoidal_table(64, 128).T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
+ax.set_xlabel("position p")
+ax.set_ylabel("feature")
+fig.colorbar(image, ax=ax)
+fig
+
+# %% [markdown]
+# ## 4. The transformer block
+#
+# A GPT is a stack of identical blocks. Each block lets the tokens **communicate**
+# (attention: every position reads from the positions before it) and then lets each token
+# **compute** on what it gathered (a feed-forward network applied to every position
+# separately):
+#
+# ```
+# x ──┬── LayerNorm ── MultiHeadAttention (causal) ──(+)──┬── LayerNorm ── Dense ─ GELU ─ Dense ──(+)── out
+#     └────────────────────────────────────────────────┘  └─────────────────────────────────────┘
+#          x = x + attn(ln1(x))                                x = x + ff(ln2(x))
+# ```
+#
+# * **Residual connections** (`x + ...`): each block only *adds* a correction to `x`, so
+#   the gradient reaches early layers undiminished through the identity path.
+# * **Pre-LayerNorm**: the normalisation sits *inside* the branch, before attention and
+#   before the feed-forward network (GPT-2 and later), not after the addition as in the
+#   original transformer. The residual stream itself is never normalised, which makes
+#   deep stacks train without a careful warm-up. A final LayerNorm follows the last block.
+# * **Causal**: position `t` may only attend to positions `<= t` (module 11's additive mask),
+#   otherwise predicting the next character would be copying it.
+# * The feed-forward network widens to `ff_dim = 4 C` and back: two thirds of the
+#   block's parameters and FLOPs are here.
+#
+# Everything in the block comes from earlier modules: `LayerNorm` (10),
+# `MultiHeadAttention` (11), `Dense`, `Sequential`, `Dropout` (03), `GELU` (02). You can
+# build it from sizes, or hand it the modules to use:
+#
+# ```python
+# TransformerBlock(128, 4)                                        # d_model, num_heads
+# TransformerBlock(attention=MultiHeadAttention(d_model=128, num_heads=8),
+#                  feedforward=Sequential([Dense(128, 512), ReLU(), Dense(512, 128)]))
+# ```
+#
+# When the given attention module is not causal itself, the block passes module 11's
+# causal mask to it. With a key/value cache (generation, section 8) the block forwards the
+# cache to the attention layer, which is then causal by construction.
+
+# %% nbgrader={"grade": false, "grade_id": "transformer-block", "locked": false, "schema_version": 3, "solution": true}
+#| export
+@functools.lru_cache(maxsize=32)
+def _causal(T: int, dtype: np.dtype) -> np.ndarray:
+    """Module 11's additive causal mask (T, T), read-only and shared between calls."""
+    mask = causal_mask(T, dtype=dtype)
+    mask.flags.writeable = False
+    return mask
+
+
+_ACTIVATIONS = {"gelu": GELU, "relu": ReLU}
+
+
+def _layer_norm(d_model: int, dtype: Any) -> LayerNorm:
+    """Module 10's LayerNorm over the last axis (d_model features), parameters in `dtype`."""
+    return LayerNorm(d_model, dtype=dtype)
+
+
+class TransformerBlock(Module):
+    """Pre-LayerNorm transformer block: (B, T, C) -> (B, T, C).
+
+        x = x + attn(ln1(x))     # tokens exchange information (causal self-attention)
+        x = x + ff(ln2(x))       # each position computes on its own
+
+    Args:
+        d_model, num_heads: sizes, to build `MultiHeadAttention(d_model, num_heads, dropout)`.
+        ff_dim: hidden width of the feed-forward network (default 4 * d_model).
+        dropout: on the attention weights and outputs and after the feed-forward network.
+        attention: use this attention module instead (it must take (B, T, C) and have
+            `d_model`); if it is not causal itself and `causal`, the block passes a causal mask.
+        feedforward: use this module instead of Dense - activation - Dense - Dropout.
+        activation: "gelu" (default) or "relu" for the built feed-forward network.
+        causal: mask the future (default True).
+    `forward(x, cache=None)`: with a KVCache (inference only) x holds the new positions.
+    """
+
+    def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
+                 dropout: float = 0.0, *, attention: Module | None = None, feedforward: Any = None,
+                 activation: str = "gelu", causal: bool = True, dtype: Any = DEFAULT_FLOAT,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        ### BEGIN SOLUTION
+        if attention is None:
+            if d_model is None or num_heads is None:
+                raise ValueError("TransformerBlock: give d_model and num_heads, or an attention module")
+            attention = MultiHeadAttention(d_model, num_heads, dropout=dropout, dtype=dtype, rng=rng, causal=causal)
+        else:
+            size = getattr(attention, "d_model", None)
+            if not callable(attention) or size is None:
+                raise TypeError(f"TransformerBlock: attention must be an attention module with a d_model "
+                                f"attribute, got {type(attention).__name__}")
+            if d_model is not None and int(d_model) != size:
+                raise ValueError(f"TransformerBlock: d_model={d_model} but the attention module has d_model={size}")
+            d_model = size
+        if feedforward is None:
+            if activation not in _ACTIVATIONS:
+                raise ValueError(f"TransformerBlock: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+            hidden = 4 * int(d_model) if ff_dim is None else int(ff_dim)
+            feedforward = Sequential(Dense(d_model, hidden, dtype=dtype, rng=rng), _ACTIVATIONS[activation](),
+                                     Dense(hidden, d_model, dtype=dtype, rng=rng), Dropout(dropout, rng=rng))
+        elif not callable(feedforward):
+            raise TypeError(f"TransformerBlock: feedforward must be a module, got {type(feedforward).__name__}")
+        self.d_model, self.causal = int(d_model), bool(causal)
+        self.ln1 = _layer_norm(self.d_model, dtype)
+        self.attn = attention
+        self.ln2 = _layer_norm(self.d_model, dtype)
+        self.ff = feedforward
+        ### END SOLUTION
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"TransformerBlock: input of shape {x.shape} does not fit: expected "
+                             f"(B, T, d_model={self.d_model})")
+        ### BEGIN SOLUTION
+        h = self.ln1(x)                                                  # (B, T, C)
+        if cache is not None:
+            a = self.attn(h, cache=cache)                                # new positions after the cached ones
+        elif self.causal and not getattr(self.attn, "causal", False):
+            a = self.attn(h, mask=_causal(x.shape[1], x.dtype))          # mask (T, T) broadcasts over (B, nh)
+        else:
+            a = self.attn(h)
+        x = x + a                                                        # (B, T, C) residual
+        return x + self.ff(self.ln2(x))                                  # (B, T, C) residual
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, causal={self.causal}"
+
+# %% nbgrader={"grade": true, "grade_id": "test-transformer-block", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.layers import Dense, Sequential
+from tinytorch.core.activations import ReLU
+
+block = TransformerBlock(16, 4, rng=np.random.default_rng(0))
+x = Tensor(np.random.default_rng(1).standard_normal((2, 5, 16)))
+y = block(x)
+assert y.shape == (2, 5, 16) and y.dtype == np.float32
+changed = x.data.copy()
+changed[:, 3:] += 1.0                                   # change positions 3 and 4 only
+assert np.allclose(block(Tensor(changed)).data[:, :3], y.data[:, :3], atol=1e-6), "causal: the past ignores the future"
+custom = TransformerBlock(attention=MultiHeadAttention(d_model=16, num_heads=8, rng=np.random.default_rng(2)),
+                          feedforward=Sequential([Dense(16, 32), ReLU(), Dense(32, 16)]))
+assert custom(x).shape == (2, 5, 16)
+assert np.allclose(custom(Tensor(changed)).data[:, :3], custom(x).data[:, :3], atol=1e-6), \
+    "a non-causal attention module gets the causal mask from the block"
+n_block = sum(p.size for p in block.parameters())
+assert n_block == 4 * (16 * 16 + 16) + (16 * 64 + 64 + 64 * 16 + 16) + 2 * 2 * 16, n_block
+try:
+    block(Tensor(np.zeros((2, 5, 8))))
+    raise AssertionError("d_model 8 does not fit")
+except ValueError as err:
+    assert "(2, 5, 8)" in str(err)
+print(f"transformer block: OK ({n_block} parameters)")
+
+# %% [markdown]
+# ## 5. TinyGPT: the whole model
+#
+# ```
+# ids (B, T) ──Embedding──> (B, T, C) ──+ positions──> Dropout ──> block 1 ... block L ──> LayerNorm ──> Dense ──> logits (B, T, V)
+# ```
+#
+# For every position `t` the logits `(V,)` score each possible *next* character given
+# the characters `0..t`. One forward pass therefore makes `T` predictions, and because of
+# the causal mask none of them can peek at its own answer.
+#
+# **Initialisation.** We follow GPT-2: every weight matrix and embedding is drawn from
+# N(0, 0.02²) and biases start at zero; the two matrices that write into the residual
+# stream in each block (attention's `out_proj` and the feed-forward network's second
+# `Dense`) get a smaller standard deviation, 0.02/√(2L), so that the sum of 2L residual
+# branches starts with about the same variance as one. The initial logits are then close
+# to zero: the model starts by predicting the uniform distribution, a loss of
+# ln(V) ≈ 4.17 for 65 characters. (Module 03's `Dense` uses He initialisation, which is
+# right for ReLU networks but makes the initial logits of a deep residual stack large.)
+#
+# **Context length.** The learned position table has `max_length` rows, so a forward pass
+# accepts at most `max_length` tokens (counting those already in a key/value cache).
+# Longer inputs are an error that says what to do; `generate` slides a window (section 8).
+#
+# | parameter group | count for V = 65, C = 128, L = 4, T = 64 |
+# |---|---|
+# | token embedding `V·C` | 8,320 |
+# | positions `T·C` (learned) | 8,192 |
+# | per block `12 C² + 13 C` (attention `4C² + 4C`, feed-forward `8C² + 5C`, two LayerNorms `4C`) | 198,272 |
+# | final LayerNorm + head `2C + C·V + V` | 8,641 |
+# | **total** | **818,241** |
+
+# %% nbgrader={"grade": false, "grade_id": "tinygpt", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class TinyGPT(Module):
+    """A character-level GPT: ids (B, T) -> next-token logits (B, T, vocab_size).
+
+    token Embedding + PositionalEncoding (learned by default) -> Dropout -> num_layers
+    causal TransformerBlocks -> LayerNorm -> Dense head. GPT-2 initialisation.
+
+    Args:
+        vocab_size: number of token ids (default: the tokenizer's vocab_size).
+        d_model, num_heads, num_layers: width, attention heads per block, blocks.
+        max_length: context length: the most positions one forward pass can see.
+        dropout: dropout probability (embeddings, attention, feed-forward).
+        tokenizer: a CharTokenizer, used by `generate` (strings) and saved with the model.
+        ff_dim: feed-forward width (default 4 * d_model).
+        learned_positions: learned position table (True) or sinusoidal (False).
+        dtype, rng: parameter dtype and the generator for initialisation and dropout.
+    """
+
+    def __init__(self, vocab_size: int | None = None, d_model: int = 128, num_heads: int = 4,
+                 num_layers: int = 4, max_length: int = 64, dropout: float = 0.0,
+                 tokenizer: CharTokenizer | None = None, *, ff_dim: int | None = None,
+                 learned_positions: bool = True, dtype: Any = DEFAULT_FLOAT,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        if vocab_size is None:
+            if tokenizer is None:
+                raise ValueError("TinyGPT: give vocab_size, or a tokenizer to take it from")
+            vocab_size = tokenizer.vocab_size
+        if tokenizer is not None and tokenizer.vocab_size > vocab_size:
+            raise ValueError(f"TinyGPT: the tokenizer has {tokenizer.vocab_size} characters but vocab_size="
+                             f"{vocab_size}; the head must score every id the tokenizer can produce")
+        sizes = {"vocab_size": vocab_size, "d_model": d_model, "num_heads": num_heads,
+                 "num_layers": num_layers, "max_length": max_length}
+        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
+        if bad:
+            raise ValueError(f"TinyGPT: sizes must be positive integers, got {bad}")
+        ff_dim = 4 * int(d_model) if ff_dim is None else int(ff_dim)
+        self.config: dict[str, Any] = {**{k: int(v) for k, v in sizes.items()}, "dropout": float(dropout),
+                                       "ff_dim": ff_dim, "learned_positions": bool(learned_positions),
+                                       "dtype": np.dtype(dtype).name}
+        self.tokenizer = tokenizer
+        init = rng or get_rng()
+        ### BEGIN SOLUTION
+        self.token_embedding = Embedding(vocab_size, d_model, std=0.02, dtype=dtype, rng=init)
+        self.positions = PositionalEncoding(max_length, d_model, learned=learned_positions, std=0.02,
+                                            dtype=dtype, rng=init)
+        self.dropout = Dropout(dropout, rng=rng)
+        self.blocks = [TransformerBlock(d_model, num_heads, ff_dim, dropout, dtype=dtype, rng=rng)
+                       for _ in range(num_layers)]
+        self.ln_f = _layer_norm(int(d_model), dtype)
+        self.head = Dense(d_model, vocab_size, dtype=dtype, rng=rng)
+        self._init_weights(init)
+        ### END SOLUTION
+
+    def _init_weights(self, rng: np.random.Generator, std: float = 0.02) -> None:
+        """GPT-2 initialisation: Dense weights N(0, std²), biases 0; residual projections std/sqrt(2L)."""
+        residual = {id(b.attn.out_proj.weight) for b in self.blocks}
+        residual |= {id(b.ff[2].weight) for b in self.blocks}
+        for m in self.modules():
+            if isinstance(m, Dense):
+                s = std / math.sqrt(2 * len(self.blocks)) if id(m.weight) in residual else std
+                m.weight.data[...] = rng.standard_normal(m.weight.shape) * s
+                if m.bias is not None:
+                    m.bias.data[...] = 0
+
+    # ---- sizes ----------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.config["vocab_size"]
+
+    @property
+    def max_length(self) -> int:
+        return self.config["max_length"]
+
+    @property
+    def num_layers(self) -> int:
+        return self.config["num_layers"]
+
+    # ---- the forward pass -------------------------------------------------------------
+    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
+        """Logits (B, T, vocab_size) for ids `idx` (B, T) (or (T,), treated as B = 1).
+
+        caches: one KVCache per block (see `new_caches`): `idx` holds the positions after the
+        cached ones (inference only, under no_grad). last_only: compute the logits of the
+        last position only, (B, 1, vocab_size) (what generation needs).
+        """
+        ids = _as_ids(idx, "TinyGPT")
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"TinyGPT: expects token ids of shape (B, T) with T >= 1, got shape {ids.shape}")
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(f"TinyGPT: got {len(caches)} caches for {len(self.blocks)} blocks; use new_caches()")
+        past = 0 if caches is None else caches[0].length
+        B, T = ids.shape
+        if past + T > self.max_length:
+            raise ValueError(f"TinyGPT: {T} tokens after {past} cached ones exceed the context length "
+                             f"max_length={self.max_length}; crop the input (idx[:, -{self.max_length}:]) "
+                             f"or use generate(), which slides a window")
+        ### BEGIN SOLUTION
+        x = self.token_embedding(ids)                                    # (B, T, C)
+        x = self.dropout(self.positions(x, offset=past))                 # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if caches is None else caches[i])    # (B, T, C)
+        if last_only and T > 1:
+            x = x[:, -1:]                                                # (B, 1, C)
+        return self.head(self.ln_f(x))                                   # (B, T, V)
+        ### END SOLUTION
+
+    def new_caches(self, batch_size: int = 1) -> list[KVCache]:
+        """One empty KVCache per block, each with room for max_length positions."""
+        return [block.attn.new_cache(batch_size, self.max_length) for block in self.blocks]
+
+    # ---- what the model can do (each method is explained in its own section) -------------
+    def generate(self, prompt: str | Any, max_length: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 use_cache: bool = True, window_keep: int | None = None) -> str | np.ndarray:
+        """Continue `prompt` by `max_length` new tokens (section 8).
+
+        prompt: a string (needs the tokenizer) or token ids (1-D). Returns the prompt plus the
+        continuation: a string when the model has a tokenizer, else the ids (1-D int64).
+        temperature 0 is greedy; top_k / top_p restrict the candidates (section 7); seed makes
+        it reproducible; use_cache uses a key/value cache per block; window_keep is how many
+        recent tokens are kept when the context window slides (default max_length // 2).
+        """
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer (TinyGPT(..., tokenizer=...)); "
+                                 "or pass token ids")
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = _as_ids(prompt, "TinyGPT.generate").reshape(-1)
+        if ids.size == 0:
+            raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
+        rng = np.random.default_rng(seed) if seed is not None else get_rng()
+        out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
+                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]
+        return self.tokenizer.decode(out) if self.tokenizer is not None else out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save parameters, config and tokenizer to one safe .npz file (any file name; section 9)."""
+        return save_tinygpt(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TinyGPT:
+        """Load a model written by `save` (never unpickles; CheckpointError if the file is not one)."""
+        return load_tinygpt(path)
+
+    def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
+                      **kwargs: Any) -> dict[str, list]:
+        """Quick path: fit the tokenizer if the model has none, then train with a
+        LanguageModelTrainer for epochs * iterations_per_epoch steps (section 10). Extra
+        keyword arguments go to LanguageModelTrainer. Returns the history."""
+        if self.tokenizer is None:
+            tokenizer = CharTokenizer().fit(text)
+            if tokenizer.vocab_size > self.vocab_size:
+                raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
+                                 f"but the model's vocab_size is {self.vocab_size}")
+            self.tokenizer = tokenizer
+        trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
+                                       eval_interval=iterations_per_epoch, **kwargs)
+        return trainer.fit()
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"vocab_size={c['vocab_size']}, d_model={c['d_model']}, num_heads={c['num_heads']}, "
+                f"num_layers={c['num_layers']}, max_length={c['max_length']}")
+
+# %% nbgrader={"grade": true, "grade_id": "test-tinygpt", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+model = TinyGPT(vocab_size=100, d_model=128, num_layers=6, rng=np.random.default_rng(0))
+assert model.num_parameters() == 100 * 128 + 64 * 128 + 6 * (12 * 128 * 128 + 13 * 128) + 2 * 128 + 128 * 100 + 100
+small = TinyGPT(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_length=16, rng=np.random.default_rng(0))
+ids = np.random.default_rng(0).integers(0, 65, size=(3, 16))
+logits = small(ids)
+assert logits.shape == (3, 16, 65) and logits.dtype == np.float32
+assert abs(float(logits.data.std())) < 0.5, "GPT-2 initialisation: small initial logits"
+later = ids.copy()
+later[:, 9:] = (later[:, 9:] + 1) % 65                    # change the tokens from position 9 on
+assert np.allclose(small(later).data[:, :9], logits.data[:, :9], atol=1e-5), "causal: earlier logits unchanged"
+assert not np.allclose(small(later).data[:, 9:], logits.data[:, 9:]), "later logits do change"
+assert np.allclose(small(ids, last_only=True).data[:, 0], logits.data[:, -1], atol=1e-6)
+try:
+    small(np.zeros((1, 17), dtype=np.int64))
+    raise AssertionError("17 tokens exceed max_length=16")
+except ValueError as err:
+    assert "max_length=16" in str(err)
+print(small)
+print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
+
+# %% [markdown]
+# ## 6. The language-modelling loss
+#
+# Take a window of `T + 1` consecutive characters. The model reads the first `T` and at
+# every position predicts the one that follows, so the targets are the same window shifted
+# by one:
+#
+# ```
+# window  : F  i  r  s  t  ␣          (T + 1 = 6)
+# inputs  : F  i  r  s  t             window[:, :-1]   (B, T)
+# targets : i  r  s  t  ␣             window[:, 1:]    (B, T)
+# ```
+#
+# The loss is the mean cross-entropy over all `B · T` predictions: module 04's
+# `CrossEntropyLoss` already accepts logits `(..., V)` with targets `(...)`, and an
+# `ignore_index` for padding. `LanguageModelLoss` adds the shape checks that catch the
+# classic bug (targets not shifted, or shifted the wrong way, gives shapes that still
+# match, so we test the *values* in the test cell: a model that sees its own target
+# would reach zero loss immediately).
+#
+# A loss of `ln V` (4.17 for 65 characters) is the uniform guess; a loss `ℓ` means the
+# model is, on average, as uncertain as a uniform choice among `e^ℓ` characters (the
+# *perplexity*): 1.88 ≈ 6.6 candidates per character.
+
+# %% nbgrader={"grade": false, "grade_id": "lm-loss", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def shift_targets(window: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Token windows (B, T + 1) -> (inputs (B, T), targets (B, T)): targets[:, t] = window[:, t + 1]."""
+    w = _as_ids(window, "shift_targets")
+    if w.ndim != 2 or w.shape[1] < 2:
+        raise ValueError(f"shift_targets: expects windows of shape (B, T + 1) with T >= 1, got shape {w.shape}")
+    ### BEGIN SOLUTION
+    return w[:, :-1], w[:, 1:]
+    ### END SOLUTION
+
+
+class LanguageModelLoss(Module):
+    """Mean next-token cross-entropy: logits (B, T, V), targets (B, T) integer ids.
+
+    Targets equal to `ignore_index` (e.g. padding) are skipped. Built on module 04's
+    CrossEntropyLoss; returns a scalar Tensor.
+    """
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.cross_entropy = CrossEntropyLoss(ignore_index=ignore_index)
+
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        ### BEGIN SOLUTION
+        t = _as_ids(targets, "LanguageModelLoss")
+        if logits.ndim != 3 or t.shape != logits.shape[:2]:
+            raise ValueError(f"LanguageModelLoss: logits must be (B, T, V) and targets (B, T), got logits "
+                             f"{logits.shape} and targets {t.shape} (make them with shift_targets(window))")
+        return self.cross_entropy(logits, t)
+        ### END SOLUTION
+
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}"
+
+# %% nbgrader={"grade": true, "grade_id": "test-lm-loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+window = np.array([[5, 1, 4, 1, 5, 9]])
+inputs, targets = shift_targets(window)
+assert inputs.tolist() == [[5, 1, 4, 1, 5]] and targets.tolist() == [[1, 4, 1, 5, 9]]
+lm_loss = LanguageModelLoss()
+uniform = Tensor(np.zeros((2, 5, 65)))
+assert abs(lm_loss(uniform, np.zeros((2, 5), dtype=np.int64)).item() - np.log(65)) < 1e-5, "uniform: ln V"
+sure = np.full((1, 5, 10), -20.0, dtype=np.float32)
+sure[0, np.arange(5), targets[0]] = 20.0                 # confident and right at every position
+assert lm_loss(Tensor(sure), targets).item() < 1e-6
+padded = LanguageModelLoss(ignore_index=-1)(Tensor(sure), np.array([[1, 4, -1, -1, 9]]))
+assert padded.item() < 1e-6, "ignored positions do not count"
+try:
+    lm_loss(uniform, np.zeros((2, 6), dtype=np.int64))
+    raise AssertionError("targets (2, 6) do not fit logits (2, 5, 65)")
+except ValueError as err:
+    assert "(2, 5, 65)" in str(err) and "(2, 6)" in str(err)
+print("language-model loss: OK")
+
+# %% [markdown]
+# ## 7. Choosing the next character
+#
+# The model gives logits `z` over the vocabulary; how we turn them into one character
+# decides what the text looks like. All strategies below work on a batch of logits
+# `(B, V)` (or one row `(V,)`) with numpy, outside the autograd graph.
+#
+# | strategy | what it does | semantics, exactly |
+# |---|---|---|
+# | greedy | always the most likely character | `argmax z`; ties go to the lowest id. Deterministic, and for a small model usually a loop (`the the the`) |
+# | temperature τ | sample from `softmax(z / τ)` | τ < 1 sharpens (safer, duller), τ > 1 flattens (wilder); τ = 0 means greedy |
+# | top-k | sample only among the `k` highest logits | exactly `k` candidates (ties at the boundary: lower ids win); `k >= V` changes nothing |
+# | top-p (nucleus) | sample only among the most likely characters whose probabilities add up to `p` | sort by probability (ties: lower id first), keep the shortest prefix whose sum is `>= p`; the top character is always kept; `p = 1` changes nothing |
+#
+# `sample_next` applies them in the order temperature → top-k → top-p (so top-p sees the
+# tempered distribution), then samples by *inverse CDF*: draw `u ~ U(0, 1]` per row and
+# pick the first token whose cumulative probability reaches `u`. One random number per
+# row, no Python loop over the batch, and the same generator state always gives the same
+# characters. Filtered-out tokens get logit `-inf`, hence probability exactly 0, and are
+# never chosen.
+
+# %% nbgrader={"grade": false, "grade_id": "sampling", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def _logits_2d(logits: Any, who: str) -> np.ndarray:
+    z = np.asarray(logits.data if isinstance(logits, Tensor) else logits)
+    if z.ndim not in (1, 2) or z.shape[-1] == 0 or z.dtype.kind != "f":
+        raise ValueError(f"{who}: expects float logits of shape (V,) or (B, V), got shape {z.shape} and dtype {z.dtype}")
+    return z.reshape(-1, z.shape[-1])
+
+
+def greedy(logits: Any) -> np.ndarray:
+    """The most likely id of each row: (B, V) -> (B,) int64 ((V,) -> 0-d); ties: lowest id."""
+    z = _logits_2d(logits, "greedy")
+    ids = z.argmax(axis=-1).astype(np.int64)
+    return ids.reshape(np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1])
+
+
+def apply_temperature(logits: Any, temperature: float) -> np.ndarray:
+    """logits / temperature (float64), temperature > 0: below 1 sharpens the distribution,
+    above 1 flattens it."""
+    z = _logits_2d(logits, "apply_temperature")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"apply_temperature: temperature must be positive and finite, got {temperature!r} "
+                         f"(use greedy() for temperature 0)")
+    return z.astype(np.float64) / temperature
+
+
+def top_k_filter(logits: Any, k: int) -> np.ndarray:
+    """Logits with all but the k largest of each row set to -inf (exactly k kept; ties: lower ids)."""
+    z = _logits_2d(logits, "top_k_filter")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"top_k_filter: k must be a positive integer, got {k!r}")
+    ### BEGIN SOLUTION
+    if k >= z.shape[-1]:
+        return z.copy()
+    keep = np.argsort(-z, axis=-1, kind="stable")[:, :k]                 # (B, k) ids of the k largest
+    out = np.full_like(z, -np.inf)
+    np.put_along_axis(out, keep, np.take_along_axis(z, keep, axis=-1), axis=-1)
+    return out
+    ### END SOLUTION
+
+
+def top_p_filter(logits: Any, p: float) -> np.ndarray:
+    """Logits with all but the nucleus set to -inf: per row, the most probable ids (ties:
+    lower ids first) up to and including the one where the cumulative probability reaches p
+    (within 1e-9, so that rounding cannot add a token)."""
+    z = _logits_2d(logits, "top_p_filter")
+    if not 0 < p <= 1:
+        raise ValueError(f"top_p_filter: p must lie in (0, 1], got {p!r}")
+    ### BEGIN SOLUTION
+    probs = _softmax_rows(z)                                             # (B, V) float64
+    order = np.argsort(-probs, axis=-1, kind="stable")                   # most probable first
+    cumulative = np.cumsum(np.take_along_axis(probs, order, axis=-1), axis=-1)
+    count = np.minimum((cumulative < p - 1e-9).sum(axis=-1) + 1, z.shape[-1])   # (B,) ids to keep, >= 1
+    ranks = np.argsort(order, axis=-1)                                   # rank of each id, 0 = most probable
+    return np.where(ranks < count[:, None], z, -np.inf)
+    ### END SOLUTION
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (rows of all -inf are refused by the caller)."""
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d array).
+
+    temperature == 0: greedy. Otherwise softmax(logits / temperature), restricted by top_k
+    then top_p (see top_k_filter, top_p_filter), sampled by inverse CDF with one uniform
+    number per row from `rng` (default: TinyTorch's global generator).
+    """
+    shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
+    z = _logits_2d(logits, "sample_next")
+    if not np.isfinite(z.max(axis=-1)).all():
+        raise ValueError("sample_next: some row of logits has no finite maximum (all -inf, or nan/inf)")
+    if temperature < 0 or not math.isfinite(temperature):
+        raise ValueError(f"sample_next: temperature must be >= 0 (0 = greedy), got {temperature!r}")
+    if temperature == 0:
+        return greedy(z).reshape(shape)
+    ### BEGIN SOLUTION
+    z = apply_temperature(z, temperature)
+    if top_k is not None:
+        z = top_k_filter(z, top_k)
+    if top_p is not None:
+        z = top_p_filter(z, top_p)
+    cdf = np.cumsum(_softmax_rows(z), axis=-1)                           # (B, V), last column ~1
+    u = 1.0 - (rng or get_rng()).random(len(z))                          # (B,) in (0, 1]
+    ids = (cdf < u[:, None] * cdf[:, -1:]).sum(axis=-1)                  # first id with cdf >= u
+    return ids.astype(np.int64).reshape(shape)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-sampling", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+z = np.log(np.array([[0.5, 0.2, 0.15, 0.1, 0.05]]))
+assert greedy(z).tolist() == [0] and sample_next(z, temperature=0).tolist() == [0]
+sharp, flat = _softmax_rows(apply_temperature(z, 0.5))[0], _softmax_rows(apply_temperature(z, 2.0))[0]
+assert sharp[0] > 0.5 > flat[0], "a low temperature sharpens the distribution, a high one flattens it"
+assert np.isfinite(top_k_filter(z, 2)).sum() == 2 and np.isfinite(top_k_filter(z, 2)[0, :2]).all()
+assert np.isfinite(top_p_filter(z, 0.6)).tolist() == [[True, True, False, False, False]], "0.5 < 0.6 <= 0.7"
+assert np.isfinite(top_p_filter(z, 0.5)).tolist() == [[True, False, False, False, False]], "0.5 reaches 0.5"
+assert np.isfinite(top_p_filter(z, 1.0)).all()
+draws = sample_next(np.repeat(z, 4000, axis=0), rng=np.random.default_rng(0))
+freq = np.bincount(draws, minlength=5) / draws.size
+assert np.allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.03), freq
+assert set(sample_next(np.repeat(z, 500, axis=0), top_k=3, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
+assert set(sample_next(np.repeat(z, 500, axis=0), top_p=0.8, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
+a = sample_next(np.repeat(z, 50, axis=0), temperature=1.5, rng=np.random.default_rng(7))
+b = sample_next(np.repeat(z, 50, axis=0), temperature=1.5, rng=np.random.default_rng(7))
+assert np.array_equal(a, b), "same seed, same samples"
+print("sampling: OK", np.round(freq, 3))
+
+# %% [markdown]
+# ## 8. Generating text, fast: the key/value cache and the sliding window
+#
+# Generation is a loop: run the model on the text so far, take the logits of the *last*
+# position, choose a character, append it, repeat. Done naively, step `t` recomputes all
+# `t` positions although only the last one is new: for `n` new characters that is
+# O(n²) work in total.
+#
+# **The cache.** In a causal model the keys and values of position `i` never change
+# once computed (position `i` cannot see later tokens). Module 11's `KVCache` keeps them,
+# one cache per block; a step then runs only the **new** token through the network: its
+# query attends to all cached keys, and its key and value are appended. Cost per step:
+# O(1) positions through the projections and feed-forward, O(t) in attention. The first
+# call, *prefill*, runs the whole prompt at once and fills the caches.
+#
+# **Positions.** A token's position embedding is added *before* the first block, so every
+# cached key and value encodes the absolute position of its token. The new token's
+# position is the cache length (`offset` in `PositionalEncoding`).
+#
+# **The sliding window.** The model has `max_length` positions. When the cache is full we
+# cannot simply drop the oldest entry and go on (`KVCache.drop_oldest`): the remaining
+# keys would still carry positions 1..L-1, while the model was trained on windows that
+# start at position 0. So TinyGPT **re-prefills**: reset the caches, run the last
+# `window_keep` tokens again at positions `0 .. window_keep - 1`, and continue from there.
+# This gives exactly what the model was trained on (a window starting at position 0) at
+# the cost of one prefill every `max_length - window_keep + 1` steps.
+#
+# | `window_keep` | context right after a slide | prefills per 100 tokens past the window (L = 64) |
+# |---|---|---|
+# | `max_length` | full window, identical to recomputing `ids[-64:]` every step (no cache) | 100 |
+# | `max_length - 1` | 63 tokens | 50 |
+# | `max_length // 2` (default) | 32 tokens, growing back to 64 | 3 |
+#
+# The default trades a slightly shorter context (between 32 and 64 characters, 48 on
+# average, instead of always 64) for a prefill only once per 33 tokens. Inside the first
+# window cached generation computes *the same logits* as full recomputation (we test that
+# to 1e-5); past it, the two differ in how much context they keep, by design.
+# `use_cache=False` gives the reference: every step recomputes the last `max_length` ids.
+
+# %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: float = 1.0,
+                    top_k: int | None = None, top_p: float | None = None,
+                    rng: np.random.Generator | None = None, use_cache: bool = True,
+                    window_keep: int | None = None) -> np.ndarray:
+    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0): returns (B, T0 + n) int64.
+
+    Runs under no_grad in eval mode (the model's mode is restored). With `use_cache`, one
+    KVCache per block; when the window of max_length positions is full, the caches are
+    reset and the last `window_keep` tokens (default max_length // 2) are run again at
+    positions 0..window_keep-1. Without the cache, every step runs the last max_length ids.
+    """
+    ids = _as_ids(ids, "generate_tokens")
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"generate_tokens: expects ids of shape (B, T0) with T0 >= 1, got {ids.shape}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        raise ValueError(f"generate_tokens: max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    L = model.max_length
+    keep = max(1, L // 2) if window_keep is None else int(window_keep)
+    if not 1 <= keep <= L:
+        raise ValueError(f"generate_tokens: window_keep must lie in [1, max_length={L}], got {window_keep}")
+    B, T0 = ids.shape
+    tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
+    tokens[:, :T0] = ids
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            ### BEGIN SOLUTION
+            if use_cache and max_new_tokens:
+                caches = model.new_caches(B)
+                logits = model(tokens[:, max(0, T0 - L):T0], caches=caches, last_only=True)   # prefill
+            for pos in range(T0, T0 + max_new_tokens):          # pos: where the new token goes
+                if not use_cache:
+                    logits = model(tokens[:, max(0, pos - L):pos], last_only=True)        # (B, 1, V)
+                elif pos > T0 and caches[0].length == L:          # window full: slide
+                    for cache in caches:
+                        cache.reset()
+                    logits = model(tokens[:, pos - keep:pos], caches=caches, last_only=True)
+                elif pos > T0:                                    # one new token at position cache.length
+                    logits = model(tokens[:, pos - 1:pos], caches=caches, last_only=True)
+                tokens[:, pos] = sample_next(logits.data[:, -1], temperature, top_k, top_p, rng)
+            ### END SOLUTION
+    finally:
+        model.train(was_training)
+    return tokens
+
+# %% nbgrader={"grade": true, "grade_id": "test-generate", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+from tinytorch.core.autograd import no_grad
+
+gpt = TinyGPT(tokenizer=CharTokenizer(), d_model=32, num_heads=4, num_layers=2, max_length=16,
+              rng=np.random.default_rng(0))
+prompt = gpt.tokenizer.encode("To be, or not")                  # 13 tokens
+with no_grad():
+    full = gpt(prompt[None, :]).data                             # (1, 13, V): all positions at once
+    caches = gpt.new_caches(1)
+    stepwise = [gpt(prompt[None, :5], caches=caches).data]       # prefill 5, then one at a time
+    stepwise += [gpt(prompt[None, t:t + 1], caches=caches).data for t in range(5, 13)]
+assert np.allclose(np.concatenate(stepwise, axis=1), full, atol=1e-5), "cache = full recomputation"
+text = gpt.generate("To be, or not", max_length=40, seed=3)      # past the 16-token window
+assert text.startswith("To be, or not") and len(text) == 13 + 40
+assert gpt.generate("To be, or not", max_length=40, seed=3) == text, "seeded sampling is reproducible"
+assert gpt.generate("To be", max_length=10, temperature=0) == gpt.generate("To be", max_length=10, temperature=0,
+                                                                            use_cache=False)
+ids_only = generate_tokens(gpt, prompt[None, :], 30, rng=np.random.default_rng(0))
+assert ids_only.shape == (1, 43) and ids_only[:, :13].tolist() == [prompt.tolist()]
+print(repr(text))
+print("generate: OK")
+
+# %% [markdown]
+# ## 9. Saving and loading a model
+#
+# A trained model is its parameters **plus** everything needed to rebuild it: the
+# configuration (sizes) and the tokenizer (which character is id 17). Module 07 wrote the
+# safe file format once: `save_npz_checkpoint(path, arrays, meta, kind)` stores named
+# arrays and JSON metadata in one `.npz`, written to a temporary file and renamed into
+# place (a crash never leaves half a file under the real name), and
+# `load_npz_checkpoint(path, kind)` reads it with `allow_pickle=False`.
+#
+# That last point matters. Many frameworks save models with `pickle`, and **unpickling
+# runs code**: a model file downloaded from the internet can execute anything on your
+# machine. A TinyGPT file is only arrays and JSON, whatever its name: `model.pkl` is
+# still an `.npz` inside and loads without unpickling, and a real pickle is refused with
+# an error that says why. Corrupt, truncated or foreign files raise `CheckpointError`
+# naming the problem; a file whose arrays do not fit its own configuration too.
+
+# %% nbgrader={"grade": false, "grade_id": "save-load", "locked": false, "schema_version": 3, "solution": true}
+#| export
+CHECKPOINT_KIND = "tinygpt"
+_CONFIG_KEYS = ("vocab_size", "d_model", "num_heads", "num_layers", "max_length", "dropout", "ff_dim",
+                "learned_positions", "dtype")
+
+
+def save_tinygpt(model: TinyGPT, path: str | os.PathLike) -> Path:
+    """Write parameters (named as in state_dict), config and tokenizer to `path` (any name)."""
+    ### BEGIN SOLUTION
+    meta = {"config": model.config,
+            "tokenizer": model.tokenizer.to_dict() if model.tokenizer is not None else None}
+    return save_npz_checkpoint(path, model.state_dict(), meta, kind=CHECKPOINT_KIND)
+    ### END SOLUTION
+
+
+def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
+    """Rebuild the model saved at `path`. CheckpointError if the file is not a TinyGPT
+    checkpoint, is damaged, or its arrays do not fit its configuration."""
+    ### BEGIN SOLUTION
+    arrays, meta = load_npz_checkpoint(path, kind=CHECKPOINT_KIND)
+    config = meta.get("config")
+    if not isinstance(config, dict) or sorted(config) != sorted(_CONFIG_KEYS):
+        have = sorted(config) if isinstance(config, dict) else config
+        raise CheckpointError(f"{path}: the TinyGPT config should have the keys {sorted(_CONFIG_KEYS)}, got {have}")
+    try:
+        tokenizer = CharTokenizer.from_dict(meta["tokenizer"]) if meta.get("tokenizer") is not None else None
+        model = TinyGPT(**config, tokenizer=tokenizer, rng=np.random.default_rng(0))
+        model.load_state_dict(arrays)
+    except (ValueError, TypeError, StateDictError) as err:
+        raise CheckpointError(f"{path}: the saved TinyGPT does not fit together: {err}") from None
+    return model
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-save-load", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+import pickle
+import tempfile
+
+folder = Path(tempfile.mkdtemp())
+for name in ("tiny.npz", "tiny.pkl", "no_extension"):
+    gpt.save(folder / name)
+    again = TinyGPT.load(folder / name)
+    assert again.config == gpt.config and again.tokenizer == gpt.tokenizer
+    assert np.array_equal(again(prompt).data, gpt(prompt).data), f"identical logits after {name}"
+(folder / "evil.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+for bad, reason in (("evil.pkl", "pickle"), ("cut.npz", "truncated")):
+    if bad == "cut.npz":
+        (folder / bad).write_bytes((folder / "tiny.npz").read_bytes()[:3000])
+    try:
+        TinyGPT.load(folder / bad)
+        raise AssertionError(f"{bad} must be refused")
+    except CheckpointError as err:
+        assert reason in str(err), err
+print("save and load: OK")
+
+# %% [markdown]
+# ## 10. Training on text
+#
+# **The data.** A corpus is one long array of ids. A training batch is `B` windows of
+# `T + 1` consecutive ids starting at random offsets, split by `shift_targets` into inputs
+# and targets. There is no natural "epoch" (there are a million overlapping windows), so
+# an *epoch* here is `eval_interval` iterations, after which we evaluate.
+#
+# `TextWindows` is a data source in module 07's sense: iterable of `(inputs, targets)`
+# batches, with `len()` for the progress bar and `set_epoch(epoch)`. The random offsets of
+# epoch `e` come from `np.random.default_rng([seed, e])`, a pure function of `(seed, e)`:
+# a run resumed from a checkpoint after epoch 7 draws *exactly* the windows the
+# uninterrupted run would have drawn in epoch 8. Gathering the windows is one fancy-index
+# into a strided view (`sliding_window_view`), no Python loop over the batch.
+#
+# **The split.** The first 90% of the characters train, the last 10% validate. (A random
+# split of windows would put nearly identical overlapping windows on both sides, and the
+# validation loss would measure memorisation.) The validation source uses *fixed* windows
+# (`resample_each_epoch=False`), so successive evaluations are comparable; `num_batches=None`
+# walks every non-overlapping window once, for a final, exact number.
+#
+# **The optimiser.** `LanguageModelTrainer` wires module 06 and 07 together as nanoGPT
+# does: AdamW (β = (0.9, 0.99), weight decay 0.1), a linear warm-up of the learning rate
+# followed by cosine decay to `min_lr` (`CosineWarmupLR`, stepped once per iteration),
+# gradient clipping at norm 1, and module 07's `Trainer` for the loop, the progress bar,
+# the history and checkpoints (`checkpoint_dir/last.npz` after every epoch;
+# `fit(resume=True)` continues bit-exactly).
+
+# %% nbgrader={"grade": false, "grade_id": "training", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
+    """(first 1 - val_fraction of the characters, the rest): a split by position, not at random."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"split_text: val_fraction must lie in (0, 1), got {val_fraction!r}")
+    cut = int(round(len(text) * (1 - val_fraction)))
+    return text[:cut], text[cut:]
+
+
+class TextWindows:
+    """Batches of token windows from one id array, for module 07's Trainer.
+
+    Yields (inputs (B, T) as an int64 Tensor, targets (B, T) int64 ndarray), targets being
+    the inputs shifted by one. `num_batches` given: that many batches of random windows per
+    epoch, drawn from np.random.default_rng([seed, epoch]) (or [seed] for every epoch when
+    `resample_each_epoch` is False). `num_batches=None`: every non-overlapping window of the
+    array once, in order (deterministic; the last batch may be smaller).
+    """
+
+    def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
+                 seed: int = 0, resample_each_epoch: bool = True):
+        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
+        self.context, self.batch_size = int(context), int(batch_size)
+        if self.context < 1 or self.batch_size < 1 or (num_batches is not None and int(num_batches) < 1):
+            raise ValueError(f"TextWindows: context, batch_size and num_batches must be positive, got "
+                             f"{context}, {batch_size}, {num_batches}")
+        if self.tokens.size < self.context + 1:
+            raise ValueError(f"TextWindows: {self.tokens.size} tokens are fewer than one window of "
+                             f"context + 1 = {self.context + 1}")
+        self.num_batches = None if num_batches is None else int(num_batches)
+        self.seed, self.resample_each_epoch = int(seed), bool(resample_each_epoch)
+        self.epoch = 0
+        self._windows = np.lib.stride_tricks.sliding_window_view(self.tokens, self.context + 1)   # (N - T, T + 1) view
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.num_batches is not None:
+            return self.num_batches
+        return math.ceil(self._sequential_starts().size / self.batch_size)
+
+    def _sequential_starts(self) -> np.ndarray:
+        return np.arange(0, self.tokens.size - self.context, self.context)
+
+    def starts(self) -> np.ndarray:
+        """The window offsets of the current epoch: (num_batches, B), or (n,) for the sequential walk."""
+        ### BEGIN SOLUTION
+        if self.num_batches is None:
+            return self._sequential_starts()
+        rng = np.random.default_rng([self.seed, self.epoch] if self.resample_each_epoch else [self.seed])
+        return rng.integers(0, len(self._windows), size=(self.num_batches, self.batch_size))
+        ### END SOLUTION
+
+    def __iter__(self) -> Iterator[tuple[Tensor, np.ndarray]]:
+        starts = self.starts()
+        rows = starts if starts.ndim == 2 else [starts[i:i + self.batch_size] for i in range(0, starts.size, self.batch_size)]
+        for batch_starts in rows:
+            ### BEGIN SOLUTION
+            window = self._windows[batch_starts]                              # (B, T + 1), a copy
+            inputs, targets = shift_targets(window)
+            yield Tensor(np.ascontiguousarray(inputs)), np.ascontiguousarray(targets)   # int64 stays int64
+            ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return (f"TextWindows(tokens={self.tokens.size}, context={self.context}, batch_size={self.batch_size}, "
+                f"num_batches={self.num_batches}, seed={self.seed})")
+
+
+class _Reporting:
+    """A data source that calls `report()` before each epoch, then behaves like `data`
+    (module 07's Trainer calls set_epoch at the start of every epoch)."""
+
+    def __init__(self, data: TextWindows, report: Any):
+        self.data, self.report = data, report
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, np.ndarray]]:
+        return iter(self.data)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.report()
+        self.data.set_epoch(epoch)
+
+
+class LanguageModelTrainer:
+    """Trains a TinyGPT on a text with module 07's Trainer.
+
+    The text is encoded with the model's tokenizer and split by characters (first
+    1 - val_fraction train, the rest validation). Training: `iterations` steps of batches
+    of `batch_size` random windows of `context` (default: model.max_length) tokens;
+    AdamW(lr, betas, weight_decay), CosineWarmupLR(warmup, iterations, min_lr), gradient
+    clipping at `grad_clip`. Every `eval_interval` iterations (one Trainer epoch) the
+    validation loss is estimated on `eval_batches` fixed random batches and printed.
+    `checkpoint_dir`: Trainer checkpoints (`last.npz`), `fit(resume=True)` continues.
+    """
+
+    def __init__(self, model: TinyGPT, text: str, *, iterations: int = 2000, eval_interval: int = 200,
+                 batch_size: int = 12, context: int | None = None, lr: float = 1e-3, min_lr: float = 1e-4,
+                 warmup: int = 100, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.99),
+                 grad_clip: float | None = 1.0, eval_batches: int = 20, val_fraction: float = 0.1,
+                 seed: int = 0, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
+                 verbose: bool = True, metrics: Any = ("accuracy",)):
+        if model.tokenizer is None:
+            raise ValueError("LanguageModelTrainer: the model has no tokenizer; build it with "
+                             "TinyGPT(..., tokenizer=CharTokenizer().fit(text)) or use model.train_on_text(text)")
+        if iterations < 1 or eval_interval < 1 or iterations % eval_interval:
+            raise ValueError(f"LanguageModelTrainer: iterations ({iterations}) must be a positive multiple of "
+                             f"eval_interval ({eval_interval}): one epoch is eval_interval iterations")
+        self.model, self.iterations, self.eval_interval = model, int(iterations), int(eval_interval)
+        self.context = model.max_length if context is None else int(context)
+        if not 1 <= self.context <= model.max_length:
+            raise ValueError(f"LanguageModelTrainer: context={context} must lie in [1, max_length={model.max_length}]")
+        self.batch_size, self.verbose, self._printed = int(batch_size), bool(verbose), 0
+        ### BEGIN SOLUTION
+        train_text, val_text = split_text(text, val_fraction)
+        self.train_tokens = model.tokenizer.encode(train_text)
+        self.val_tokens = model.tokenizer.encode(val_text)
+        self.train_data = TextWindows(self.train_tokens, self.context, self.batch_size, eval_interval, seed=seed)
+        self.val_data = TextWindows(self.val_tokens, self.context, self.batch_size, eval_batches,
+                                    seed=seed + 1, resample_each_epoch=False)
+        self.optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+        self.scheduler = CosineWarmupLR(self.optimizer, warmup_steps=min(warmup, iterations - 1),
+                                        total_steps=iterations, min_lr=min(min_lr, lr))
+        self.trainer = Trainer(model, self.optimizer, LanguageModelLoss(), metrics=metrics,
+                               scheduler=self.scheduler, grad_clip=grad_clip,
+                               checkpoint_dir=checkpoint_dir, progress=progress)
+        ### END SOLUTION
+
+    @property
+    def epochs(self) -> int:
+        return self.iterations // self.eval_interval
+
+    @property
+    def history(self) -> dict[str, list]:
+        return self.trainer.history
+
+    @property
+    def iterations_done(self) -> int:
+        return self.trainer.epoch * self.eval_interval
+
+    @property
+    def tokens_seen(self) -> int:
+        """Training tokens processed so far (iterations x batch_size x context)."""
+        return self.iterations_done * self.batch_size * self.context
+
+    def fit(self, resume: bool | str | os.PathLike = False, epochs: int | None = None) -> dict[str, list]:
+        """Train until `epochs` epochs (of eval_interval iterations) are done in total
+        (default: all iterations // eval_interval), printing the train and validation loss
+        after each; returns the Trainer's history. resume: True continues from
+        checkpoint_dir/last.npz (if it exists yet), or pass a checkpoint path."""
+        last = self.epochs if epochs is None else min(int(epochs), self.epochs)
+        ### BEGIN SOLUTION
+        if self.trainer.epoch < last or resume is not False:
+            self.trainer.fit(_Reporting(self.train_data, self._report), self.val_data, epochs=last, resume=resume)
+        self._report()
+        return self.history
+        ### END SOLUTION
+
+    def _report(self) -> None:
+        """Print the history lines not printed yet (one per finished epoch)."""
+        h = self.history
+        while self.verbose and self._printed < len(h["epoch"]):
+            i = self._printed
+            print(f"iter {h['epoch'][i] * self.eval_interval:5d}/{self.iterations}: train loss {h['train_loss'][i]:.4f}, "
+                  f"val loss {h['val_loss'][i]:.4f}, lr {h['lr'][i]:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)
+            self._printed += 1
+
+    def evaluate(self, split: str = "val", full: bool = True) -> dict[str, float]:
+        """Loss (and metrics) on "val" or "train": every non-overlapping window when `full`,
+        else the fixed `eval_batches` batches (val only)."""
+        if split not in ("val", "train"):
+            raise ValueError(f"LanguageModelTrainer.evaluate: split must be 'val' or 'train', got {split!r}")
+        tokens = self.val_tokens if split == "val" else self.train_tokens
+        data = TextWindows(tokens, self.context, self.batch_size) if full or split == "train" else self.val_data
+        return self.trainer.evaluate(data)
+
+    def plot_history(self, path: str | os.PathLike | None = None) -> Any:
+        return self.trainer.plot_history(path)
+
+# %% nbgrader={"grade": true, "grade_id": "test-training", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+text = "to be or not to be, that is the question. " * 30
+windows = TextWindows(CharTokenizer().encode(text), context=8, batch_size=4, num_batches=3, seed=5)
+windows.set_epoch(2)
+first = [(x.data.copy(), y.copy()) for x, y in windows]
+windows.set_epoch(0)
+windows.set_epoch(2)
+assert all(np.array_equal(a[0], b[0].data) for a, b in zip(first, windows)), "epoch 2 is a pure function of (seed, 2)"
+x_batch, y_batch = first[0]
+assert x_batch.shape == (4, 8) and np.array_equal(x_batch[:, 1:], y_batch[:, :-1]), "targets = inputs shifted by one"
+assert split_text("abcdefghij") == ("abcdefghi", "j")
+
+parrot = TinyGPT(tokenizer=CharTokenizer().fit(text), d_model=48, num_heads=2, num_layers=2, max_length=16,
+                 rng=np.random.default_rng(0))
+lm_trainer = LanguageModelTrainer(parrot, text, iterations=150, eval_interval=50, batch_size=8, lr=5e-3,
+                                  warmup=10, weight_decay=0.0, eval_batches=2, progress=False)
+history = lm_trainer.fit()
+assert len(history["epoch"]) == 3 and lm_trainer.tokens_seen == 150 * 8 * 16
+assert history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
+# The first characters of a window are ambiguous ('o' starts "or" and ends "to"); with 8 or
+# more characters of context the continuation is certain, and the model has learned it.
+x_check, y_check = next(iter(TextWindows(parrot.tokenizer.encode(text), 16, 32, num_batches=1, seed=9)))
+with no_grad():
+    late_loss = LanguageModelLoss()(parrot(x_check)[:, 8:], y_check[:, 8:]).item()
+assert late_loss < 0.05, f"a short repeated text is learned almost perfectly: loss {late_loss:.3f}"
+sample = parrot.generate("to be or", max_length=40, temperature=0)
+assert sample.startswith("to be or not to be, that is the"), sample
+print(repr(sample))
+print("training: OK")
+
+# %% [markdown]
+# ### A few seconds of Shakespeare
+#
+# The real run, on 1.1 million characters of Tiny Shakespeare, is the milestone
+# (`tito milestone tinygpt`: 3000 iterations, a few minutes on two CPU cores, validation
+# loss below 1.88; `--long` for a bigger model). Here, a few lines and a few seconds, to watch the pieces
+# work together: the loss falls, and the attention of the trained model can be drawn with
+# module 11's `plot_attention`.
+
+# %%
+verse = """Shall I compare thee to a summer's day?
+Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May,
+And summer's lease hath all too short a date.
+""" * 8
+bard = TinyGPT(tokenizer=CharTokenizer().fit(verse), d_model=48, num_heads=4, num_layers=2, max_length=32,
+               rng=np.random.default_rng(1))
+bard_history = bard.train_on_text(verse, epochs=4, iterations_per_epoch=50, batch_size=8, lr=3e-3, warmup=20,
+                                  progress=False, eval_batches=2)
+print(bard.generate("Shall I", max_length=120, temperature=0.8, seed=0))
+
+# %%
+line = "Rough winds do shake the darling"
+with no_grad():
+    bard.eval()
+    bard(bard.tokenizer.encode(line))
+    bard.train()
+plot_attention(bard.blocks[-1].attn.last_weights, tokens=list(line), title="last block, per head")
+
+# %% [markdown]
+# ## 11. How much of TinyGPT is new?
+#
+# Walk the model's module tree and attribute every class to the course module that
+# defines it (`cls.__module__`: `tinytorch.core.layers` is module 03). `tito reuse` does
+# this thoroughly: it also collects the `Function` types of a forward + backward pass and
+# counts the *lines* of earlier modules that TinyGPT actually executes, against the lines
+# of this module. Run it and compare with what you expected.
+
+# %%
+from collections import Counter
+
+origin = Counter()
+for m in TinyGPT(vocab_size=65).modules():
+    where = type(m).__module__.removeprefix("tinytorch.")
+    origin[("tinygpt (this notebook)" if where == "__main__" else where, type(m).__name__)] += 1
+for (where, name), count in sorted(origin.items()):
+    print(f"{where:24s} {name:20s} x{count}")
+
+# %% [markdown]
+# ## Systems thinking
+#
+# 1. **Where the time goes.** One training step of the default model (B = 12, T = 64,
+#    C = 128, L = 4) multiplies matrices of shapes `(768, 128) @ (128, 512)` and similar.
+#    Count the FLOPs of one step (forward ≈ 2 × tokens × parameters, plus attention's
+#    `4 B T² C` per layer; backward about twice the forward), measure how fast your BLAS
+#    multiplies at these sizes, and compute the best possible step time. How far from it
+#    is TinyTorch (`python benchmarks/bench_tinygpt.py`), and which non-matmul operations
+#    (LayerNorm, GELU, softmax, the residual adds) take the rest?
+# 2. **The cache's memory.** For the default model, how many bytes do the key/value caches
+#    of one sequence take (`KVCache.nbytes`)? For GPT-2 small (L = 12, C = 768,
+#    T = 1024) in float16? At what batch size does the cache outgrow the model's weights?
+# 3. **Cache or recompute.** Without the cache, step `t` runs `min(t, L)` positions through
+#    the model; with it, one. Yet at batch 1 the cached step is far from 64 times faster.
+#    Measure both (`generate(..., use_cache=False)`) and explain the ratio with the fixed
+#    per-operation cost of Python and numpy (about a microsecond per op, a few hundred ops
+#    per step) against the arithmetic.
+# 4. **The sliding window.** With `window_keep = max_length // 2`, how many prefills does
+#    generating 1,000 characters need, and how long is the context on average? What would
+#    a model with *relative* positions (rotary embeddings, ALiBi) allow instead, and why
+#    does `KVCache.drop_oldest` only make sense for such models?
+# 5. **Characters versus sub-words.** A 50,000-token vocabulary makes sequences about four
+#    times shorter. What does that do to attention's cost (quadratic in T), to the size of
+#    the embedding table and head (linear in V), and to the loss values you can compare?

@@ -1,0 +1,560 @@
+"""Tests for module 16 (TinyGPT): tokenizer, embedding, positional encoding, transformer
+block, the model (causality, KV cache, sliding window), loss, sampling, save/load, and
+training on text (overfitting, exact resume).
+
+The one new differentiable op is `EmbeddingFunction`; `GRADCHECK_CASES` checks it and the
+compositions of this module in float64 (test_05_gradcheck gathers the dict too). All data
+is generated here: no network, no shared data directory.
+"""
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# The import list every TinyGPT user relies on.
+from tinytorch.core.tensor import Tensor
+from tinytorch.core.layers import Dense
+from tinytorch.core.activations import ReLU, Softmax
+from tinytorch.core.optimizers import Adam
+from tinytorch.core.training import CheckpointError, Trainer, save_npz_checkpoint
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.tinygpt import CharTokenizer, MultiHeadAttention, TinyGPT
+
+import tinytorch.core.attention
+import tinytorch.core.normalization
+import tinytorch.tinygpt as tg
+from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.layers import Sequential
+from tinytorch.tinygpt import (
+    DEFAULT_CHARS, Embedding, EmbeddingFunction, apply_temperature, LanguageModelLoss, LanguageModelTrainer,
+    PositionalEncoding, TextWindows, TransformerBlock, UnknownCharacterError, generate_tokens,
+    greedy, sample_next, shift_targets, split_text, top_k_filter, top_p_filter)
+
+F64 = np.float64
+
+
+def small_gpt(seed=0, **kw):
+    cfg = dict(tokenizer=CharTokenizer(), d_model=32, num_heads=4, num_layers=2, max_length=16)
+    cfg.update(kw)
+    return TinyGPT(**cfg, rng=np.random.default_rng(seed))
+
+
+def ids(*shape, high=97, seed=0):
+    return np.random.default_rng(seed).integers(0, high, size=shape)
+
+
+# ---- gradient checks ---------------------------------------------------------------------
+def _embedding_case():
+    emb = Embedding(7, 3, dtype=F64, rng=np.random.default_rng(0))
+    index = np.array([[0, 6, 6, 2], [2, 2, 0, 5]])          # repeats: gradients add up
+    return (lambda w: emb(index)), [emb.weight]
+
+
+def _positional_learned_case():
+    pe = PositionalEncoding(6, 4, learned=True, dtype=F64, rng=np.random.default_rng(1))
+    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 4)), dtype=F64, requires_grad=True)
+    return (lambda x, w: pe(x, offset=2) * x), [x, pe.weight]
+
+
+def _positional_sinusoidal_case():
+    pe = PositionalEncoding(5, 4, dtype=F64)
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 5, 4)), dtype=F64, requires_grad=True)
+    return (lambda x: pe(x) * pe(x)), [x]
+
+
+def _block_case():
+    block = TransformerBlock(8, 2, ff_dim=12, dtype=F64, rng=np.random.default_rng(4))
+    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 8)), dtype=F64, requires_grad=True)
+    return (lambda x, w1, w2: block(x)), [x, block.ff[0].weight, block.attn.q_proj.weight]
+
+
+def _tinygpt_case():
+    model = TinyGPT(vocab_size=7, d_model=8, num_heads=2, num_layers=1, max_length=4, dtype=F64,
+                    rng=np.random.default_rng(6))
+    index = np.array([[1, 5, 5, 0], [3, 1, 6, 6]])
+    params = [model.token_embedding.weight, model.positions.weight, model.head.weight,
+              model.blocks[0].ln1.parameters()[0]]
+    return (lambda *p: model(index)), params
+
+
+def _lm_loss_case():
+    logits = Tensor(np.random.default_rng(7).standard_normal((2, 3, 5)), dtype=F64, requires_grad=True)
+    targets = np.array([[0, 4, 4], [2, -1, 1]])
+    return (lambda z: LanguageModelLoss(ignore_index=-1)(z, targets)), [logits]
+
+
+GRADCHECK_CASES = {
+    "embedding_repeated_ids": _embedding_case,
+    "positional_learned_offset": _positional_learned_case,
+    "positional_sinusoidal": _positional_sinusoidal_case,
+    "transformer_block": _block_case,
+    "tinygpt_logits": _tinygpt_case,
+    "lm_loss_ignore_index": _lm_loss_case,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
+def test_gradcheck(name):
+    func, inputs = GRADCHECK_CASES[name]()
+    assert gradcheck(func, inputs)
+
+
+def test_embedding_backward_equals_add_at_reference():
+    rng = np.random.default_rng(0)
+    weight = Tensor(rng.standard_normal((11, 5)), requires_grad=True)
+    index = rng.integers(0, 11, size=(4, 9))
+    upstream = rng.standard_normal((4, 9, 5)).astype(np.float32)
+    EmbeddingFunction.apply(weight, ids=index).backward(upstream)
+    expected = np.zeros((11, 5), dtype=np.float32)
+    np.add.at(expected, index.reshape(-1), upstream.reshape(-1, 5))
+    assert np.allclose(weight.grad.data, expected, atol=1e-5)
+
+
+# ---- the import list ----------------------------------------------------------------------
+def test_public_imports_and_reexports():
+    assert tg.LayerNorm is tinytorch.core.normalization.LayerNorm
+    assert MultiHeadAttention is tinytorch.core.attention.MultiHeadAttention
+    assert all(callable(c) for c in (Tensor, Dense, ReLU, Softmax, Adam, Trainer, CrossEntropyLoss))
+    block = small_gpt().blocks[0]
+    assert isinstance(block.attn, tinytorch.core.attention.MultiHeadAttention)
+    assert isinstance(block.ln1, tinytorch.core.normalization.LayerNorm)
+
+
+# ---- tokenizer -----------------------------------------------------------------------------
+def test_tokenizer_default_round_trip():
+    tok = CharTokenizer()
+    text = "Hello, TinyTorch!"
+    encoded = tok.encode(text)
+    assert encoded.dtype == np.int64 and encoded.shape == (len(text),)
+    assert tok.decode(encoded) == text
+    assert tok.vocab_size == len(DEFAULT_CHARS) == 97
+    assert tok.decode(tok.encode(DEFAULT_CHARS)) == DEFAULT_CHARS
+    assert tok.encode("").shape == (0,) and tok.decode([]) == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(DEFAULT_CHARS)), max_size=200))
+def test_tokenizer_round_trip_property(text):
+    tok = CharTokenizer()
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_tokenizer_fit_sorted_unique():
+    tok = CharTokenizer().fit("banana\nBAND")
+    assert tok.chars == tuple(sorted(set("banana\nBAND")))
+    assert tok.decode(tok.encode("nab\nDAB")) == "nab\nDAB"
+    with pytest.raises(ValueError, match="non-empty"):
+        CharTokenizer().fit("")
+
+
+def test_tokenizer_unknown_characters_are_named():
+    tok = CharTokenizer().fit("abc def")
+    with pytest.raises(UnknownCharacterError) as info:
+        tok.encode("a café → bed")
+    message = str(info.value)
+    assert "'é'" in message and "'→'" in message and "7-character vocabulary" in message
+    assert "position 5" in message and "unknown='?'" in message
+    with pytest.raises(UnknownCharacterError, match="'😀'"):
+        CharTokenizer().encode("emoji 😀")
+
+
+def test_tokenizer_unknown_token_policy():
+    tok = CharTokenizer("abc ", unknown="?")
+    assert tok.vocab_size == 5 and tok.chars[-1] == "?"
+    assert tok.decode(tok.encode("a béc ✓")) == "a b?c ?"
+    fitted = CharTokenizer(unknown="~").fit("xyz")
+    assert "~" in fitted.chars and fitted.decode(fitted.encode("xqz")) == "x~z"
+
+
+def test_tokenizer_decode_checks_ids():
+    tok = CharTokenizer("ab")
+    with pytest.raises(ValueError, match=r"\[2, 7\]"):
+        tok.decode([0, 2, 7])
+    with pytest.raises(ValueError, match="1-D"):
+        tok.decode(np.zeros((2, 3), dtype=np.int64))
+    assert tok.decode(Tensor(np.array([1, 0, 1]))) == "bab"
+
+
+def test_tokenizer_bad_vocabulary():
+    with pytest.raises(ValueError, match="'a'"):
+        CharTokenizer("aba")
+    with pytest.raises(TypeError, match="single character"):
+        CharTokenizer("ab", unknown="??")
+
+
+def test_tokenizer_json_round_trip():
+    tok = CharTokenizer("zyx\n", unknown="?")
+    again = CharTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert again == tok and again.chars == ("z", "y", "x", "\n", "?")
+    with pytest.raises(ValueError, match="CharTokenizer"):
+        CharTokenizer.from_dict({"type": "BPE", "merges": []})
+
+
+# ---- embedding and positions -----------------------------------------------------------
+def test_embedding_lookup_and_errors():
+    emb = Embedding(5, 3, rng=np.random.default_rng(0))
+    out = emb(Tensor(np.array([[4, 0]])))
+    assert out.shape == (1, 2, 3) and np.array_equal(out.data[0, 0], emb.weight.data[4])
+    with pytest.raises(IndexError, match=r"\[0, 5\).*\[-1, 5\]"):
+        emb(np.array([-1, 2, 5]))
+    with pytest.raises(TypeError, match="integers"):
+        emb(np.array([0.5, 1.0]))
+
+
+def test_positional_encoding_limits():
+    pe = PositionalEncoding(8, 4)
+    with pytest.raises(ValueError, match=r"positions 0\.\.8 .*max_length=8"):
+        pe(Tensor(np.zeros((1, 9, 4))))
+    with pytest.raises(ValueError, match=r"positions 6\.\.8"):
+        pe(Tensor(np.zeros((1, 3, 4))), offset=6)
+    with pytest.raises(ValueError, match="d_model=4"):
+        pe(Tensor(np.zeros((1, 3, 5))))
+    table = tg.sinusoidal_table(8, 5)                        # odd width works too
+    assert table.shape == (8, 5) and np.allclose(table[:, 4], np.sin(np.arange(8) / 10000 ** (4 / 5)))
+
+
+# ---- the model ---------------------------------------------------------------------------
+def test_model_shapes_and_parameter_count():
+    model = TinyGPT(vocab_size=100, d_model=128, num_layers=6, rng=np.random.default_rng(0))
+    C, V, T, L = 128, 100, 64, 6
+    assert model.num_parameters() == V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C + C * V + V
+    logits = small_gpt()(ids(3, 10))
+    assert logits.shape == (3, 10, 97) and logits.dtype == np.float32
+    assert small_gpt()(ids(10)).shape == (1, 10, 97), "1-D ids are one sequence"
+
+
+def test_model_is_causal():
+    model = small_gpt(seed=1)
+    x = ids(2, 16, seed=1)
+    base = model(x).data
+    for t in (0, 7, 15):
+        changed = x.copy()
+        changed[:, t:] = (changed[:, t:] + 13) % 97
+        out = model(changed).data
+        assert np.allclose(out[:, :t], base[:, :t], atol=1e-5), f"positions before {t} must not change"
+        assert not np.allclose(out[:, t], base[:, t], atol=1e-3)
+
+
+def test_model_input_errors():
+    model = small_gpt()
+    with pytest.raises(ValueError, match="max_length=16"):
+        model(ids(1, 17))
+    with pytest.raises(IndexError, match=r"\[0, 97\)"):
+        model(np.array([[3, 97]]))
+    with pytest.raises(ValueError, match="tokenizer has 97 characters"):
+        TinyGPT(vocab_size=50, tokenizer=CharTokenizer())
+    with pytest.raises(ValueError, match="positive integers"):
+        TinyGPT(vocab_size=10, num_layers=0)
+    with pytest.raises(ValueError, match="not divisible"):
+        TinyGPT(vocab_size=10, d_model=30, num_heads=4)
+
+
+def test_transformer_block_from_modules():
+    block = TransformerBlock(attention=MultiHeadAttention(d_model=16, num_heads=8, rng=np.random.default_rng(0)),
+                             feedforward=Sequential([Dense(16, 64), ReLU(), Dense(64, 16)]))
+    x = np.random.default_rng(1).standard_normal((2, 6, 16)).astype(np.float32)
+    y = block(Tensor(x)).data
+    x2 = x.copy()
+    x2[:, 4:] = 0
+    assert np.allclose(block(Tensor(x2)).data[:, :4], y[:, :4], atol=1e-5), "the block adds the causal mask"
+    with pytest.raises(ValueError, match="d_model=8 but the attention module has d_model=16"):
+        TransformerBlock(8, attention=MultiHeadAttention(16, 4))
+    with pytest.raises(ValueError, match="d_model and num_heads"):
+        TransformerBlock()
+
+
+def test_kv_cache_matches_full_recomputation():
+    model = small_gpt(seed=2)
+    x = ids(3, 16, seed=2)
+    with no_grad():
+        full = model(x).data
+        caches = model.new_caches(3)
+        parts = [model(x[:, :6], caches=caches).data]
+        parts += [model(x[:, t:t + 1], caches=caches).data for t in range(6, 12)]
+        parts.append(model(x[:, 12:], caches=caches).data)          # a chunk of 4 after the cache
+    assert np.abs(np.concatenate(parts, axis=1) - full).max() < 1e-5
+    with no_grad(), pytest.raises(ValueError, match="16 cached"):
+        model(x[:, :1], caches=caches)
+
+
+def test_cached_greedy_equals_uncached_inside_the_window():
+    model = small_gpt(seed=3)
+    prompt = ids(2, 4, seed=3)
+    cached = generate_tokens(model, prompt, 12, temperature=0)
+    plain = generate_tokens(model, prompt, 12, temperature=0, use_cache=False)
+    assert np.array_equal(cached, plain)
+
+
+def _windowed_reference(model, prompt, n, keep):
+    """Greedy generation without a cache, following the documented window rule."""
+    tokens, start = list(prompt), 0
+    L = model.max_length
+    start = max(0, len(tokens) - L)
+    for _ in range(n):
+        pos = len(tokens)
+        if pos - start > L:
+            start = pos - keep
+        with no_grad():
+            logits = model(np.array(tokens[start:pos])).data[0, -1]
+        tokens.append(int(np.argmax(logits)))
+    return np.array(tokens)
+
+
+@pytest.mark.parametrize("keep", [None, 3, 15, 16])
+def test_sliding_window_beyond_the_context(keep):
+    model = small_gpt(seed=4)
+    prompt = ids(20, seed=4)                                   # longer than max_length=16
+    out = generate_tokens(model, prompt[None], 30, temperature=0, window_keep=keep)
+    assert out.shape == (1, 50) and np.array_equal(out[0, :20], prompt)
+    expected = _windowed_reference(model, prompt, 30, keep=8 if keep is None else keep)
+    assert np.array_equal(out[0], expected)
+    if keep == 16:                                             # full window: same as no cache
+        plain = generate_tokens(model, prompt[None], 30, temperature=0, use_cache=False)
+        assert np.array_equal(out, plain)
+    with pytest.raises(ValueError, match="window_keep"):
+        generate_tokens(model, prompt[None], 3, window_keep=17)
+
+
+def test_generate_text_seeded_and_restores_mode():
+    model = small_gpt(seed=5, dropout=0.1)
+    model.train()
+    a = model.generate("ROMEO:", max_length=40, temperature=0.9, top_k=20, seed=11)
+    b = model.generate("ROMEO:", max_length=40, temperature=0.9, top_k=20, seed=11)
+    c = model.generate("ROMEO:", max_length=40, temperature=0.9, top_k=20, seed=12)
+    assert a == b and a != c and a.startswith("ROMEO:") and len(a) == 46
+    assert model.training, "generate restores training mode"
+    assert model.generate("ROMEO:", max_length=0) == "ROMEO:"
+
+
+def test_generate_prompt_policies():
+    model = small_gpt()
+    with pytest.raises(UnknownCharacterError, match="'é'"):
+        model.generate("Juliette é", max_length=5)
+    lenient = small_gpt(tokenizer=CharTokenizer(unknown="?"))
+    assert lenient.generate("Juliette é", max_length=5, seed=0).startswith("Juliette ?")
+    with pytest.raises(ValueError, match="empty"):
+        model.generate("", max_length=5)
+    bare = TinyGPT(vocab_size=11, d_model=16, num_heads=2, num_layers=1, max_length=8)
+    out = bare.generate([1, 2, 3], max_length=5, seed=0)
+    assert isinstance(out, np.ndarray) and out.shape == (8,) and out[:3].tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="tokenizer"):
+        bare.generate("abc", max_length=2)
+
+
+# ---- sampling ----------------------------------------------------------------------------
+def test_greedy_and_temperature_zero():
+    z = np.array([[0.1, 2.0, 2.0, -1.0], [5.0, 0.0, 0.0, 0.0]])
+    assert greedy(z).tolist() == [1, 0], "ties go to the lowest id"
+    assert sample_next(z, temperature=0).tolist() == [1, 0]
+    assert sample_next(z[0], temperature=0).shape == ()
+
+
+def test_temperature_scales_the_logits():
+    z = np.log(np.array([[0.7, 0.2, 0.1]]))
+    probs = lambda t: np.exp(apply_temperature(z, t)) / np.exp(apply_temperature(z, t)).sum()
+    assert np.allclose(probs(1.0), [[0.7, 0.2, 0.1]])
+    assert probs(0.5)[0, 0] > 0.7 > probs(3.0)[0, 0]
+    assert np.allclose(probs(0.5), np.array([[0.49, 0.04, 0.01]]) / 0.54)     # p^(1/T), renormalised
+    with pytest.raises(ValueError, match="greedy"):
+        apply_temperature(z, 0.0)
+
+
+def test_top_k_support_is_exactly_k():
+    z = np.random.default_rng(0).standard_normal((3, 30))
+    kept = np.isfinite(top_k_filter(z, 5))
+    assert (kept.sum(axis=1) == 5).all()
+    top = np.argsort(-z, axis=1)[:, :5]
+    assert all(set(np.flatnonzero(kept[i])) == set(top[i]) for i in range(3))
+    draws = sample_next(np.repeat(z[:1], 3000, axis=0), top_k=5, rng=np.random.default_rng(1))
+    assert set(draws.tolist()) == set(top[0].tolist())
+    assert np.isfinite(top_k_filter(z, 99)).all()
+    with pytest.raises(ValueError, match="positive integer"):
+        top_k_filter(z, 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=2, max_size=20), st.floats(0.01, 1.0))
+def test_top_p_keeps_the_smallest_nucleus(values, p):
+    z = np.array([values])
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    kept = np.isfinite(top_p_filter(z, p))[0]
+    assert kept.any()
+    mass = probs[0][kept].sum()
+    assert mass >= p - 1e-9, "the kept tokens reach p"
+    assert mass - probs[0][kept].min() < p + 1e-9, "dropping the least likely kept token falls below p"
+    assert probs[0][kept].min() >= probs[0][~kept].max(initial=0) - 1e-12, "the most likely ones are kept"
+
+
+def test_top_p_sampling_support_and_frequencies():
+    z = np.log(np.array([[0.4, 0.3, 0.2, 0.1]]))
+    draws = sample_next(np.repeat(z, 4000, axis=0), top_p=0.65, rng=np.random.default_rng(2))
+    assert set(draws.tolist()) == {0, 1}
+    freq = np.bincount(draws, minlength=4) / draws.size
+    assert np.allclose(freq[:2], [0.4 / 0.7, 0.3 / 0.7], atol=0.03)
+
+
+def test_sampling_reproducible_and_checked():
+    z = np.random.default_rng(3).standard_normal((8, 12))
+    a = sample_next(z, temperature=1.3, top_k=6, top_p=0.9, rng=np.random.default_rng(5))
+    b = sample_next(z, temperature=1.3, top_k=6, top_p=0.9, rng=np.random.default_rng(5))
+    assert np.array_equal(a, b) and a.shape == (8,)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_next(z, temperature=-1)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        top_p_filter(z, 0.0)
+
+
+# ---- loss --------------------------------------------------------------------------------
+def test_shift_targets_and_loss():
+    window = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    x, y = shift_targets(window)
+    assert x.tolist() == [[1, 2, 3], [5, 6, 7]] and y.tolist() == [[2, 3, 4], [6, 7, 8]]
+    with pytest.raises(ValueError, match=r"\(B, T \+ 1\)"):
+        shift_targets(np.array([[1]]))
+    loss = LanguageModelLoss()(Tensor(np.zeros((2, 3, 10))), y)
+    assert abs(loss.item() - np.log(10)) < 1e-5
+    with pytest.raises(ValueError, match="shift_targets"):
+        LanguageModelLoss()(Tensor(np.zeros((2, 3, 10))), window)
+
+
+# ---- save and load -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["model.npz", "model.pkl", "model"])
+def test_save_load_identical_logits(tmp_path, name):
+    model = small_gpt(seed=6, tokenizer=CharTokenizer().fit("to be or not to be\n"), vocab_size=None,
+                      learned_positions=False)
+    path = model.save(tmp_path / name)
+    assert path.exists() and not list(tmp_path.glob("*.tmp")), "written atomically"
+    assert zipfile.is_zipfile(path), "an npz archive whatever the name"
+    again = TinyGPT.load(tmp_path / name)
+    assert again.config == model.config and again.tokenizer == model.tokenizer
+    x = model.tokenizer.encode("not to be")
+    assert np.array_equal(again(x).data, model(x).data)
+    assert again.generate("to", max_length=20, seed=1) == model.generate("to", max_length=20, seed=1)
+
+
+def test_load_refuses_bad_files(tmp_path):
+    model = small_gpt()
+    good = model.save(tmp_path / "good.npz").read_bytes()
+    cases = {
+        "truncated.npz": (good[: len(good) // 2], "truncated or corrupt"),
+        "empty.pkl": (b"", "empty"),
+        "noise.bin": (np.random.default_rng(0).bytes(2000), "not an .npz"),
+        "pickled.pkl": (pickle.dumps({"weights": np.ones(3)}), "pickle"),
+        "notes.txt": (b"ROMEO: hello\n", "not an .npz"),
+    }
+    for name, (content, reason) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=reason):
+            TinyGPT.load(tmp_path / name)
+    np.savez(tmp_path / "plain.npz", w=np.ones(3))
+    with pytest.raises(CheckpointError, match="without TinyTorch metadata"):
+        TinyGPT.load(tmp_path / "plain.npz")
+    save_npz_checkpoint(tmp_path / "trainer.npz", {"w": np.ones(2)}, {}, kind="trainer")
+    with pytest.raises(CheckpointError, match="'trainer' checkpoint, expected 'tinygpt'"):
+        TinyGPT.load(tmp_path / "trainer.npz")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        TinyGPT.load(tmp_path / "missing.npz")
+
+
+def test_load_refuses_inconsistent_contents(tmp_path):
+    model = small_gpt()
+    state = model.state_dict()
+    meta = {"config": model.config, "tokenizer": model.tokenizer.to_dict()}
+    wrong = dict(state)
+    wrong["head.weight"] = np.zeros((3, 3), dtype=np.float32)
+    save_npz_checkpoint(tmp_path / "shapes.npz", wrong, meta, kind="tinygpt")
+    with pytest.raises(CheckpointError, match="head.weight"):
+        TinyGPT.load(tmp_path / "shapes.npz")
+    missing = {k: v for k, v in state.items() if k != "ln_f.bias"}
+    save_npz_checkpoint(tmp_path / "missing.npz", missing, meta, kind="tinygpt")
+    with pytest.raises(CheckpointError, match="ln_f.bias"):
+        TinyGPT.load(tmp_path / "missing.npz")
+    save_npz_checkpoint(tmp_path / "config.npz", state, {"config": {"d_model": 32}}, kind="tinygpt")
+    with pytest.raises(CheckpointError, match="config"):
+        TinyGPT.load(tmp_path / "config.npz")
+
+
+# ---- training ------------------------------------------------------------------------------
+TEXT = "to be or not to be, that is the question. " * 30
+
+
+def test_text_windows_are_a_pure_function_of_seed_and_epoch():
+    tokens = CharTokenizer().encode(TEXT)
+    a = TextWindows(tokens, 8, 4, num_batches=3, seed=1)
+    b = TextWindows(tokens, 8, 4, num_batches=3, seed=1)
+    a.set_epoch(5)
+    b.set_epoch(2)
+    b.set_epoch(5)
+    assert all(np.array_equal(x.data, y.data) for (x, _), (y, _) in zip(a, b))
+    a.set_epoch(6)
+    assert not np.array_equal(a.starts(), b.starts())
+    x, y = next(iter(a))
+    assert x.dtype == np.int64 and x.shape == (4, 8) and np.array_equal(x.data[:, 1:], y[:, :-1])
+    full = TextWindows(tokens[:100], 8, 5)
+    starts = full.starts()
+    assert len(full) == 3 and starts.tolist() == list(range(0, 92, 8))
+    with pytest.raises(ValueError, match="fewer than one window"):
+        TextWindows(tokens[:5], 8, 2)
+
+
+def test_split_text_is_by_position():
+    train, val = split_text("abcdefghijklmnopqrst", 0.1)
+    assert (train, val) == ("abcdefghijklmnopqr", "st")
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_text("abc", 1.5)
+
+
+def test_small_model_overfits_a_repeated_string():
+    model = TinyGPT(tokenizer=CharTokenizer().fit(TEXT), d_model=48, num_heads=2, num_layers=2, max_length=16,
+                    rng=np.random.default_rng(0))
+    trainer = LanguageModelTrainer(model, TEXT, iterations=150, eval_interval=50, batch_size=8, lr=5e-3,
+                                   warmup=10, weight_decay=0.0, eval_batches=2, progress=False, verbose=False)
+    history = trainer.fit()
+    assert history["train_loss"][-1] < history["train_loss"][0] / 4
+    x, y = next(iter(TextWindows(model.tokenizer.encode(TEXT), 16, 32, num_batches=1, seed=9)))
+    with no_grad():
+        late = LanguageModelLoss()(model(x)[:, 8:], y[:, 8:]).item()
+    assert late < 0.05, f"with 8+ characters of context the text is certain: loss {late}"
+    assert model.generate("to be or", max_length=34, temperature=0) == "to be or not to be, that is the question. "
+    assert trainer.evaluate("val")["loss"] < 0.3
+
+
+def test_trainer_resume_is_exact(tmp_path):
+    def make():
+        model = TinyGPT(tokenizer=CharTokenizer().fit(TEXT), d_model=16, num_heads=2, num_layers=1,
+                        max_length=8, dropout=0.1, rng=np.random.default_rng(3))
+        return model, dict(iterations=30, eval_interval=10, batch_size=4, eval_batches=1, progress=False,
+                           verbose=False, seed=4)
+
+    model, kw = make()
+    LanguageModelTrainer(model, TEXT, checkpoint_dir=tmp_path / "a", **kw).fit()
+
+    first, kw = make()
+    interrupted = LanguageModelTrainer(first, TEXT, checkpoint_dir=tmp_path / "b", **kw)
+    interrupted.fit(epochs=2)                                  # stop after 20 of 30 iterations
+    assert interrupted.iterations_done == 20
+    resumed_model, kw = make()
+    resumed = LanguageModelTrainer(resumed_model, TEXT, checkpoint_dir=tmp_path / "b", **kw)
+    resumed.fit(resume=True)
+    assert resumed.iterations_done == 30
+    for (name, p), q in zip(model.named_parameters(), resumed_model.parameters()):
+        assert np.array_equal(p.data, q.data), name
+
+
+def test_train_on_text_fits_the_tokenizer():
+    model = TinyGPT(vocab_size=20, d_model=16, num_heads=2, num_layers=1, max_length=8,
+                    rng=np.random.default_rng(0))
+    history = model.train_on_text("abcabcabd " * 20, epochs=2, iterations_per_epoch=5, batch_size=4,
+                                  progress=False, verbose=False, eval_batches=1)
+    assert model.tokenizer is not None and model.tokenizer.vocab_size == 5
+    assert len(history["epoch"]) == 2
+    tiny = TinyGPT(vocab_size=3, d_model=8, num_heads=2, num_layers=1, max_length=4)
+    with pytest.raises(ValueError, match="5 distinct characters"):
+        tiny.train_on_text("abcd ", epochs=1)
+    with pytest.raises(ValueError, match="multiple of eval_interval"):
+        LanguageModelTrainer(model, "abcabcabd " * 20, iterations=7, eval_interval=5)
