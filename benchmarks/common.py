@@ -52,7 +52,10 @@ def compare(baseline: Callable[[], object], candidate: Callable[[], object], rep
 def machine() -> dict:
     """What the numbers were measured on."""
     return {"python": sys.version.split()[0], "numpy": np.__version__, "cpus": os.cpu_count(),
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "blas_threads_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                                 if k in os.environ},
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def write_results(name: str, payload: dict) -> Path:

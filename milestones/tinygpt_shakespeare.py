@@ -125,6 +125,8 @@ def machine_info() -> dict[str, Any]:
         pass
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    info["blas_threads_env"] = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                                if k in os.environ}
     return info
 
 
