@@ -15,6 +15,7 @@ from pathlib import Path
 from tito.checking import find_changes, module_is_current
 from tito.course import Course, Module
 from tito.notebooks import DEFAULT_CELL_TIMEOUT, kernel_env, run_dev_file
+from tito.pairing import pair_differences
 
 
 @dataclass
@@ -42,18 +43,49 @@ def run_pytest(course: Course, paths: list[Path], args: list[str], capture: bool
     )
 
 
-def run_notebooks(course: Course, modules: list[Module], timeout: int) -> bool:
-    """Execute each module's dev file; print one line per module (and why, on failure)."""
+def run_notebooks(course: Course, modules: list[Module], timeout: int, report_cells: bool = False) -> bool:
+    """Execute each module's dev file; print one line per module (and why, on failure).
+
+    With `report_cells` every cell runs even after a failure, and each test cell gets a
+    line of its own: its grade_id, PASS or FAIL, and the error (what students see with
+    `tito test MODULE`). When the notebook was edited after its `.py` (in Jupyter, before
+    `tito export`), the notebook is what runs.
+    """
     all_ok = True
     for module in modules:
-        result = run_dev_file(course.dev_py(module), course.root, timeout=timeout)
+        source = _newest_source(course, module) if report_cells else course.dev_py(module)
+        if source != course.dev_py(module):
+            print(f"note: {source.name} is newer than {course.dev_py(module).name}: testing the notebook "
+                  f"(`tito export {module.dirname}` brings the two in step and updates tinytorch/)", flush=True)
+        result = run_dev_file(source, course.root, timeout=timeout, all_cells=report_cells)
         status = "PASS" if result.ok else "FAIL"
-        print(f"{status} {module.dirname}: notebook {course.dev_py(module).relative_to(course.root)} "
+        print(f"{status} {module.dirname}: notebook {source.relative_to(course.root)} "
               f"({result.seconds:.1f} s)", flush=True)
-        if not result.ok:
+        if report_cells and result.cells:
+            passed = [c for c in result.cells if c.ok]
+            graded = [c for c in result.cells if c.points is not None]
+            earned = sum(c.points for c in graded if c.ok)
+            total = sum(c.points for c in graded)
+            print(f"    {len(passed)} of {len(result.cells)} checks pass"
+                  + (f" ({earned:g} of {total:g} points)" if graded else "") + ":", flush=True)
+            for cell in result.cells:
+                print(f"    {cell.describe()}", flush=True)
+            for failure in result.other_failures:  # cells that are not checks fail too
+                print(f"    error in {failure}", flush=True)
+            if not result.ok and not result.cells and not result.other_failures:
+                print(_indent(result.describe()), flush=True)  # e.g. the kernel did not start
+        elif not result.ok:
             print(_indent(result.describe()), flush=True)
-            all_ok = False
+        all_ok = all_ok and result.ok
     return all_ok
+
+
+def _newest_source(course: Course, module: Module) -> Path:
+    """The dev `.py`, or its `.ipynb` when that was modified later and differs (edited in Jupyter)."""
+    py, ipynb = course.dev_py(module), course.dev_ipynb(module)
+    if ipynb.exists() and ipynb.stat().st_mtime > py.stat().st_mtime and pair_differences(py, ipynb):
+        return ipynb
+    return py
 
 
 def _indent(text: str) -> str:
@@ -98,7 +130,7 @@ def run_modules(course: Course, modules: list[Module], options: TestOptions) -> 
     """Named modules: their notebooks, then one pytest run over their test files."""
     ok = True
     if options.notebooks:
-        ok = run_notebooks(course, modules, options.timeout)
+        ok = run_notebooks(course, modules, options.timeout, report_cells=True)
     if options.pytest:
         files = [path for module in modules for path in course.test_files(module)]
         for module in modules:

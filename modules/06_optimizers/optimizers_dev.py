@@ -40,6 +40,18 @@
 # runs once per training step over every number of the model: for a model with 100
 # million parameters, one temporary array per operation would mean allocating gigabytes
 # per step.
+#
+# **Points: 18** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.optimizers

@@ -41,6 +41,18 @@
 # moments, schedule position, epoch, and the state of the random generators), then
 # stopping and resuming gives the **bit-identical** result of a run that never stopped.
 # We will test exactly that.
+#
+# **Points: 15** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.training

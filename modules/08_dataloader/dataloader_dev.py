@@ -49,6 +49,18 @@
 # cuts 128 different windows with one indexing call, a flip flips a masked subset in one
 # assignment. The loader should be a rounding error next to the model; you will measure
 # that it is.
+#
+# **Points: 20** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.dataloader

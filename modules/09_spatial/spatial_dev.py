@@ -48,6 +48,18 @@
 # These are the first ops introduced *after* autograd (module 05). So, as the course's
 # convention says, each `Function` here writes its `backward(self, grad)` right beside its
 # `forward`: one gradient (or `None`) per input, never modifying `grad` in place.
+#
+# **Points: 22** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.spatial

@@ -43,6 +43,18 @@
 # hand and *fuse* the whole layer into one `Function`. The fused version computes the same
 # numbers (the tests check values and gradients against the composed one) with a fraction
 # of the passes over memory, which is what makes it fast.
+#
+# **Points: 15** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.normalization

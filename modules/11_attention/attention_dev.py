@@ -46,6 +46,18 @@
 # Python loop over the batch or the heads: one batched `@` does them all. No gradient code
 # either: attention is a composition of `MatMul`, `Mul`, `Add`, softmax, `Reshape` and
 # `Permute`, whose backward rules module 05 already has.
+#
+# **Points: 20** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
 
 # %%
 #| default_exp core.attention

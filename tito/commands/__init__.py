@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tito.command import Command
-from tito.commands import export, milestone, reuse, status, test
+from tito.commands import book, export, grade, milestone, release, reuse, status, test, workspace
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
@@ -11,4 +11,8 @@ COMMANDS: tuple[Command, ...] = (
     status.COMMAND,
     milestone.COMMAND,
     reuse.COMMAND,
+    release.COMMAND,
+    workspace.COMMAND,
+    grade.COMMAND,
+    book.COMMAND,
 )

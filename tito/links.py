@@ -1,0 +1,261 @@
+"""Where the course lives on GitHub, and everything derived from it.
+
+The GitHub account and repository of the course are written down once, in settings.ini
+(`user`, `repo`, `branch`; nbdev reads the same keys). From them come:
+
+* the Colab link of every module (https://colab.research.google.com/github/USER/REPO/blob/BRANCH/modules/NN_name/name_dev.ipynb)
+  and the Binder link of the course;
+* the **Colab cell**, the first code cell of every module: on Colab it pip-installs the
+  course from that repository, anywhere else it does nothing;
+* the launch line near the top of README.md and the `repository: url:` of _config.yml
+  (the book's launch buttons).
+
+`tito book --update` rewrites all of these (and each module's "Points: N" line) after
+settings.ini changes; `tito book --check` and the tests report any that disagree.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from tito.course import Course, Module
+from tito.pairing import PY_FORMAT, read_py
+
+#: First line of the Colab cell; how the cell is recognised.
+COLAB_CELL_FIRST_LINE = "# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch"
+
+COLAB_CELL_TEMPLATE = """\
+{first_line}
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "{requirement}"], check=True)"""
+
+#: README.md's launch line starts with this (one line, near the top).
+LAUNCH_PREFIX = "**Launch:**"
+
+#: "Points: N" in a module's first markdown cell (the total of its graded cells).
+POINTS_LINE = re.compile(r"\*\*Points: (\d+(?:\.\d+)?)\*\*")
+
+_CONFIG_URL = re.compile(r"^(repository:\n(?:[ \t]+.*\n)*?[ \t]+url:[ \t]*)(\S+)[ \t]*$", re.MULTILINE)
+_CONFIG_BRANCH = re.compile(r"^(repository:\n(?:[ \t]+.*\n)*?[ \t]+branch:[ \t]*)(\S+)[ \t]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The course's GitHub repository, as settings.ini names it."""
+
+    user: str
+    repo: str
+    branch: str = "main"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.user}/{self.repo}"
+
+    @property
+    def url(self) -> str:
+        return f"https://github.com/{self.slug}"
+
+    @property
+    def pip_requirement(self) -> str:
+        """What the Colab cell installs: the course package straight from GitHub."""
+        return f"tinytorch @ git+{self.url}@{self.branch}"
+
+    def colab_url(self, course: Course, module: Module) -> str:
+        notebook = course.dev_ipynb(module).relative_to(course.root).as_posix()
+        return f"https://colab.research.google.com/github/{self.slug}/blob/{self.branch}/{notebook}"
+
+    @property
+    def binder_url(self) -> str:
+        return f"https://mybinder.org/v2/gh/{self.slug}/{self.branch}?urlpath=lab/tree/modules"
+
+
+def repository(course: Course) -> Repository:
+    """The repository named by the course's settings.ini (`user`, `repo`, `branch`)."""
+    parser = configparser.ConfigParser()
+    parser.read(course.settings_file, encoding="utf-8")
+    settings = parser["DEFAULT"]
+    missing = [key for key in ("user", "repo") if not settings.get(key, "").strip()]
+    if missing:
+        raise ValueError(f"{course.settings_file} must set {' and '.join(missing)} (the course's GitHub repository)")
+    return Repository(settings["user"].strip(), settings["repo"].strip(), settings.get("branch", "main").strip())
+
+
+# ------------------------------------------------------------------------ the Colab cell
+
+
+def colab_cell(repo: Repository) -> str:
+    """The source of the first code cell of every module."""
+    return COLAB_CELL_TEMPLATE.format(first_line=COLAB_CELL_FIRST_LINE, requirement=repo.pip_requirement)
+
+
+def is_colab_cell(source: str) -> bool:
+    return source.startswith(COLAB_CELL_FIRST_LINE)
+
+
+def first_code_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    return next((cell for cell in nb.cells if cell.cell_type == "code"), None)
+
+
+# ------------------------------------------------------------------------ points
+
+
+def graded_points(nb: nbformat.NotebookNode) -> float:
+    """The total points of a notebook's graded cells (nbgrader `grade: true`)."""
+    total = 0.0
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade"):
+            total += float(meta.get("points", 0))
+    return total
+
+
+def format_points(points: float) -> str:
+    return str(int(points)) if float(points).is_integer() else str(points)
+
+
+def stated_points(nb: nbformat.NotebookNode) -> list[float]:
+    """Every "**Points: N**" in the notebook's markdown cells."""
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found += [float(m.group(1)) for m in POINTS_LINE.finditer(cell.source)]
+    return found
+
+
+def points_sentence(points: float) -> str:
+    return f"**Points: {format_points(points)}** (the total of this module's graded test cells)"
+
+
+# ------------------------------------------------------------------------ checking
+
+
+def module_problems(course: Course, module: Module, repo: Repository | None = None) -> list[str]:
+    """What is wrong with a module's Colab cell and Points line (empty when both are right)."""
+    repo = repo or repository(course)
+    nb = read_py(course.dev_py(module))
+    problems = []
+    first = first_code_cell(nb)
+    if first is None or not is_colab_cell(first.source):
+        problems.append(f"{module.dirname}: the first code cell is not the Colab cell (run `tito book --update`)")
+    elif first.source != colab_cell(repo):
+        problems.append(f"{module.dirname}: the Colab cell does not install from {repo.url}@{repo.branch} "
+                        f"(run `tito book --update`)")
+    intro = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
+    stated = stated_points(nb)
+    total = graded_points(nb)
+    if intro is None or not POINTS_LINE.search(intro.source):
+        problems.append(f"{module.dirname}: the first markdown cell does not state **Points: "
+                        f"{format_points(total)}** (run `tito book --update`)")
+    elif stated != [total]:
+        said = ", ".join(format_points(p) for p in stated)
+        problems.append(f"{module.dirname}: the notebook states Points: {said}, but its graded cells "
+                        f"add up to {format_points(total)} (run `tito book --update`)")
+    return problems
+
+
+def launch_line(course: Course, repo: Repository | None = None) -> str:
+    """README.md's launch line."""
+    repo = repo or repository(course)
+    modules = course.existing_modules()
+    colab = repo.colab_url(course, modules[0]) if modules else f"https://colab.research.google.com/github/{repo.slug}"
+    return (f"{LAUNCH_PREFIX} [![Binder](https://mybinder.org/badge_logo.svg)]({repo.binder_url}) "
+            f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+            f"(every module's notebook opens on Colab the same way; the repository, `{repo.slug}`, "
+            f"is set in settings.ini)")
+
+
+def config_repository(config_text: str) -> tuple[str | None, str | None]:
+    """(url, branch) of the `repository:` section of _config.yml."""
+    url, branch = _CONFIG_URL.search(config_text), _CONFIG_BRANCH.search(config_text)
+    return (url.group(2) if url else None, branch.group(2) if branch else None)
+
+
+def site_problems(course: Course, repo: Repository | None = None) -> list[str]:
+    """README's launch line and _config.yml's repository, against settings.ini."""
+    repo = repo or repository(course)
+    problems = []
+    readme = course.root / "README.md"
+    if readme.exists() and launch_line(course, repo) not in readme.read_text(encoding="utf-8").splitlines():
+        problems.append("README.md: the launch line is missing or out of date (run `tito book --update`)")
+    config = course.root / "_config.yml"
+    if config.exists():
+        url, branch = config_repository(config.read_text(encoding="utf-8"))
+        if (url, branch) != (repo.url, repo.branch):
+            problems.append(f"_config.yml: repository is {url} ({branch}), settings.ini says {repo.url} "
+                            f"({repo.branch}) (run `tito book --update`)")
+    return problems
+
+
+# ------------------------------------------------------------------------ updating
+
+
+def update_module(course: Course, module: Module, repo: Repository | None = None) -> bool:
+    """Put the current Colab cell first and the right Points line into a module's dev file.
+
+    Edits the `.py` only (run `tito export` afterwards to bring the `.ipynb` in step).
+    Returns whether the file changed.
+    """
+    repo = repo or repository(course)
+    py = course.dev_py(module)
+    text = py.read_text(encoding="utf-8")
+    nb = jupytext.reads(text, fmt=PY_FORMAT)
+    first = first_code_cell(nb)
+    if first is not None and is_colab_cell(first.source):
+        first.source = colab_cell(repo)
+    else:
+        index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+        nb.cells.insert(index, nbformat.v4.new_code_cell(colab_cell(repo)))
+    intro = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
+    sentence = points_sentence(graded_points(nb))
+    if intro is not None:
+        lines = intro.source.split("\n")
+        kept = [line for line in lines if not POINTS_LINE.search(line)]
+        while kept and not kept[-1].strip():
+            kept.pop()
+        intro.source = "\n".join(kept + ["", sentence])
+    new_text = jupytext.writes(nb, fmt=PY_FORMAT)
+    if new_text != text:
+        py.write_text(new_text, encoding="utf-8")
+        return True
+    return False
+
+
+def update_site(course: Course, repo: Repository | None = None) -> list[Path]:
+    """Rewrite README's launch line and _config.yml's repository from settings.ini."""
+    repo = repo or repository(course)
+    changed = []
+    readme = course.root / "README.md"
+    if readme.exists():
+        text = readme.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        line = launch_line(course, repo)
+        index = next((i for i, l in enumerate(lines) if l.startswith(LAUNCH_PREFIX)), None)
+        if index is None:
+            # After the first paragraph following the title.
+            index = next((i for i, l in enumerate(lines) if i > 1 and not l.strip()), len(lines))
+            lines[index:index] = ["", line]
+        else:
+            lines[index] = line
+        if "\n".join(lines) != text:
+            readme.write_text("\n".join(lines), encoding="utf-8")
+            changed.append(readme)
+    config = course.root / "_config.yml"
+    if config.exists():
+        text = config.read_text(encoding="utf-8")
+        new = _CONFIG_URL.sub(lambda m: m.group(1) + repo.url, text, count=1)
+        new = _CONFIG_BRANCH.sub(lambda m: m.group(1) + repo.branch, new, count=1)
+        if new != text:
+            config.write_text(new, encoding="utf-8")
+            changed.append(config)
+    return changed
