@@ -23,67 +23,30 @@ With --quick, the files go to a temporary directory unless --out-dir is given.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import json
-import os
-import platform
-import shlex
-import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-import numpy as np
+import common  # the shared command line, data, optimizer and results (milestones/common.py)
+from tinytorch.core.activations import GELU, ReLU
+from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.tensor import manual_seed
+from tinytorch.core.training import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:                      # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
-
-import tinytorch  # noqa: E402,F401  (switches autograd on)
-from tinytorch.core.activations import GELU, ReLU  # noqa: E402
-from tinytorch.core.dataloader import (  # noqa: E402
-    CIFAR10, Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, Subset, ToFloat,
-    channel_stats, data_dir, train_val_split)
-from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential  # noqa: E402
-from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
-from tinytorch.core.optimizers import AdamW, CosineWarmupLR  # noqa: E402
-from tinytorch.core.tensor import manual_seed  # noqa: E402
-from tinytorch.core.training import Trainer  # noqa: E402
-
-NAME = "mlp_cifar10"
-PUBLISHED_ACCURACY = 0.527          # the course's published figure for this milestone
-QUICK_SIZES = {"train": 2000, "val": 500, "test": 1000}
+SPEC = common.Milestone("mlp_cifar10", "mlp_cifar10.py", published=0.527, budget_minutes=10)
+PUBLISHED_ACCURACY = SPEC.published          # the course's published figure for this milestone
+QUICK_SIZES = common.QUICK_SIZES
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the split, the weights, dropout, shuffling and augmentation")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer widths (default 1024 512)")
-    p.add_argument("--activation", choices=["relu", "gelu"], default="relu")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW's decoupled weight decay (default 0.05)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
-    p.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine (default 1e-5)")
-    p.add_argument("--val-size", type=int, default=5000, help="validation images carved out of the 50,000 (default 5000)")
-    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--crop-padding", type=int, default=0,
-                   help="random shifts of up to this many pixels (RandomCrop with padding; default 0: off)")
-    p.add_argument("--data", type=Path, default=None, help="directory holding cifar-10-batches-bin/ (default: $TINYTORCH_DATA or the cache)")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write the .json and .png (default results/)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: {QUICK_SIZES['train']} training, {QUICK_SIZES['val']} validation and "
-                        f"{QUICK_SIZES['test']} test images, 1 epoch, results to a temporary directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.epochs = 1
-    if args.epochs < 1 or args.batch_size < 1 or not 0 <= args.dropout < 1 or args.crop_padding < 0:
-        p.error("--epochs and --batch-size must be positive, --dropout in [0, 1), --crop-padding >= 0")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = common.make_parser(SPEC, __doc__, epochs=15, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+                           warmup_epochs=1.0, min_lr=1e-5, crop_padding=0)
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer widths (default 1024 512)")
+    model.add_argument("--activation", choices=["relu", "gelu"], default="relu")
+    model.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    args = common.parse_args(p, argv)
+    if not 0 <= args.dropout < 1 or min(args.hidden) < 1:
+        p.error("--dropout must lie in [0, 1) and --hidden widths must be positive")
     return args
 
 
@@ -101,177 +64,35 @@ def build_model(hidden: list[int], activation: str = "relu", dropout: float = 0.
     return Sequential(layers)
 
 
-def _head(ds: Any, n: int, seed: int) -> Subset:
-    """A seeded random subset of n samples (for --quick)."""
-    pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
-    return Subset(ds, pick)
-
-
-def make_data(args: argparse.Namespace) -> dict[str, Any]:
-    """The three loaders, the normalisation statistics and the split sizes."""
-    root = args.data if args.data is not None else data_dir()
-    t0 = time.perf_counter()
-    full = CIFAR10(root, train=True)
-    test = CIFAR10(root, train=False)
-    load_s = time.perf_counter() - t0
-    train, val = train_val_split(full, args.val_size, seed=args.seed)
-    if args.quick:
-        train, val = _head(train, QUICK_SIZES["train"], args.seed), _head(val, QUICK_SIZES["val"], args.seed)
-        test = _head(test, QUICK_SIZES["test"], args.seed)
-    mean, std = channel_stats(train)
-    normalise = [ToFloat(), Normalize(mean, std)]
-    augment: list[Any] = []
-    if args.crop_padding:
-        augment.append(RandomCrop(32, padding=args.crop_padding))
-    if not args.no_flip:
-        augment.append(RandomHorizontalFlip())
-    eval_batch = max(args.batch_size, 1000)
-    return {
-        "root": str(root), "load_seconds": load_s, "mean": mean, "std": std,
-        "train": DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                            transform=Compose(augment + normalise)),
-        "val": DataLoader(val, batch_size=eval_batch, transform=Compose(normalise)),
-        "test": DataLoader(test, batch_size=eval_batch, transform=Compose(normalise)),
-        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
-        "augmentation": [repr(t) for t in augment],
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    """What the run was measured on, including how busy the machine was."""
-    info: dict[str, Any] = {
-        "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-    }
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-        if model:
-            info["cpu_model"] = model
-    except OSError:
-        pass
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.25.0" else {}
-    blas = config.get("Build Dependencies", {}).get("blas", {})
-    if blas:
-        info["blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    return info
-
-
-def jsonable(obj: Any) -> Any:
-    """History and metrics as plain JSON values (dicts, lists, floats, ints, strings)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None                                   # JSON has no NaN or infinity
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(dataclasses.asdict(obj))
-    for method in ("to_dict", "as_dict", "state_dict"):
-        if callable(getattr(obj, method, None)):
-            return jsonable(getattr(obj, method)())
-    if hasattr(obj, "__dict__"):
-        return jsonable(vars(obj))
-    return str(obj)
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    started = time.perf_counter()
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in ["python", "milestones/mlp_cifar10.py", *(sys.argv[1:] if argv is None else argv)])
-    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="tinytorch-mlp-quick-")) if args.quick else ROOT / "results")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
+    run = common.Run(SPEC, args)
 
-    data = make_data(args)
-    sizes = data["sizes"]
-    print(f"CIFAR-10 from {data['root']} ({data['load_seconds']:.1f} s): {sizes['train']} train / "
-          f"{sizes['val']} validation / {sizes['test']} test images")
-    print(f"channel mean {[round(float(m), 4) for m in data['mean']]}, "
-          f"std {[round(float(v), 4) for v in data['std']]}; "
-          f"augmentation: {', '.join(data['augmentation']) or 'none'}")
+    # ---- data: 45k/5k split of the training images, the test set; per-channel normalisation
+    data = common.cifar10(args)
+    print(data.summary())
 
+    # ---- model
     manual_seed(args.seed)
     model = build_model(args.hidden, args.activation, args.dropout)
-    params = model.num_parameters()
-    steps_per_epoch = len(data["train"])
-    total_steps = steps_per_epoch * args.epochs
-    warmup = min(int(round(args.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    optimizer = AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = CosineWarmupLR(optimizer, warmup_steps=warmup, total_steps=total_steps,
-                               min_lr=min(args.min_lr, args.lr))
     print(model)
-    print(f"{params:,} parameters; {args.epochs} epoch(s) of {steps_per_epoch} steps, AdamW lr {args.lr} "
-          f"(warm-up {warmup} steps, cosine to {args.min_lr}), weight decay {args.weight_decay}")
 
+    # ---- training: AdamW, warm-up + cosine, cross-entropy
+    optimizer, scheduler, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, len(data.train))
+    print(f"{model.num_parameters():,} parameters; {args.epochs} epoch(s) of {len(data.train)} steps, "
+          f"{common.describe_optimizer(opt_hyper)}")
     trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
                       progress=not args.no_progress)
-    t_train = time.perf_counter()
-    history = trainer.fit(data["train"], val_data=data["val"], epochs=args.epochs)
-    train_seconds = time.perf_counter() - t_train
+    with run.timed("train"):
+        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
+    with run.timed("test"):
+        test = trainer.evaluate(data.test)           # once, with the final epoch's model
 
-    t_test = time.perf_counter()
-    test = trainer.evaluate(data["test"])         # once, with the final epoch's model
-    test_seconds = time.perf_counter() - t_test
-    accuracy = float(test["accuracy"])
-
-    stem = f"{NAME}_quick" if args.quick else NAME
-    png = out_dir / f"{stem}.png"
-    trainer.plot_history(png)
-    wall = time.perf_counter() - started
-    if hasattr(os, "getloadavg"):
-        machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result = {
-        "milestone": NAME,
-        "test_accuracy": accuracy,
-        "test_loss": float(test["loss"]),
-        "test_images": sizes["test"],
-        "published_accuracy": PUBLISHED_ACCURACY,
-        "beats_published": accuracy >= PUBLISHED_ACCURACY,
-        "epochs": args.epochs,
-        "wall_seconds": round(wall, 1),
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / args.epochs, 1),
-        "test_seconds": round(test_seconds, 2),
-        "seed": args.seed,
-        "quick": args.quick,
-        "command": command,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hyperparameters": {
-            "hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
-            "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
-            "weight_decay": args.weight_decay, "schedule": "CosineWarmupLR", "warmup_steps": warmup,
-            "total_steps": total_steps, "min_lr": min(args.min_lr, args.lr), "loss": "CrossEntropyLoss",
-            "augmentation": data["augmentation"], "normalisation": "per-channel mean/std of the training split",
-        },
-        "params": params,
-        "architecture": repr(model),
-        "data": {"root": data["root"], **sizes, "val_split_seed": args.seed,
-                 "mean": np.asarray(data["mean"]).tolist(), "std": np.asarray(data["std"]).tolist()},
-        "history": jsonable(history),
-        "machine": machine,
-        "plot": str(png),
-    }
-    path = out_dir / f"{stem}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    if args.quick:
-        verdict = "a smoke test on subsets: not comparable with"
-    else:
-        verdict = "reaches" if result["beats_published"] else "does NOT reach"
-    print(f"\ntest accuracy {accuracy:.2%} on {sizes['test']} images ({verdict} the published "
-          f"{PUBLISHED_ACCURACY:.1%}); {wall / 60:.1f} min wall time, {train_seconds / args.epochs:.0f} s per epoch")
-    print(f"wrote {path} and {png}")
-    return result
+    # ---- results
+    hyper = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
+             "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
+             "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
+    return run.finish(trainer, test, model, data, hyper)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""Tests for the CIFAR-10 milestone scripts (milestones/*_cifar10.py) and their shared code
+(milestones/common.py).
+
+The scripts need CIFAR-10, so each test writes a tiny fake CIFAR-10 (random pixels and labels)
+in the canonical binary format to tmp_path and points TINYTORCH_DATA at it; the scripts are
+run with --no-verify (the fake files have neither the published MD5s nor 10,000 records
+each). Neither the real data nor the network is used, and nothing is written to results/.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinytorch.core.dataloader import CIFAR10, CIFAR10_FOLDER, RandomCrop, RandomHorizontalFlip, Subset
+from tinytorch.core.optimizers import SGD, AdamW
+
+ROOT = Path(__file__).resolve().parents[1]
+MILESTONES = ROOT / "milestones"
+SCRIPTS = {"mlp": "mlp_cifar10", "lenet1": "lenet1_cifar10", "lenet5": "lenet5_cifar10", "cnn": "cnn_cifar10"}
+PER_FILE = 40                      # records in each fake file: 200 training, 40 test images
+REQUIRED_KEYS = {"milestone", "test_accuracy", "test_loss", "test_images", "published_accuracy", "epochs",
+                 "wall_seconds", "train_seconds", "seconds_per_epoch", "seed", "quick", "command", "history",
+                 "hyperparameters", "params", "architecture", "data", "machine", "plot"}
+
+
+def write_fake_cifar(root: Path, per_file: int = PER_FILE, seed: int = 0) -> Path:
+    """<root>/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin: records of 1 label byte
+    and 3072 pixel bytes (3 planes of 32x32, row-major), as in the real binary version."""
+    folder = root / CIFAR10_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in CIFAR10.train_files + CIFAR10.test_files:
+        rec = np.empty((per_file, 3073), dtype=np.uint8)
+        rec[:, 0] = np.arange(per_file) % 10                  # every class present
+        rec[:, 1:] = rng.integers(0, 256, size=(per_file, 3072))
+        rec.tofile(folder / name)
+    return root
+
+
+@pytest.fixture
+def fake_data(tmp_path, monkeypatch):
+    root = write_fake_cifar(tmp_path / "data")
+    monkeypatch.setenv("TINYTORCH_DATA", str(root))
+    return root
+
+
+@pytest.fixture
+def ms(monkeypatch):
+    """Import milestone modules by name ("common", "cnn_cifar10", ...) from milestones/, and
+    forget them afterwards (so that no other `common` module is shadowed)."""
+    names = ["common", *SCRIPTS.values()]
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    monkeypatch.syspath_prepend(str(MILESTONES))
+    yield importlib.import_module
+    for n in names:
+        sys.modules.pop(n, None)
+    sys.modules.update(saved)
+
+
+# ---- every script, end to end -----------------------------------------------------------------
+@pytest.mark.parametrize("milestone", sorted(SCRIPTS))
+def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
+    out = tmp_path / "out"
+    script = MILESTONES / f"{SCRIPTS[milestone]}.py"
+    env = dict(os.environ, TINYTORCH_DATA=str(fake_data), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    env.pop("PYTHONPATH", None)                          # the script must find tinytorch by itself
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--no-verify", "--val-size", "40",
+                           "--no-progress", "--out-dir", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    name = SCRIPTS[milestone]
+    result = json.loads((out / f"{name}_quick.json").read_text())
+    assert REQUIRED_KEYS <= set(result)
+    assert result["milestone"] == name and result["quick"] is True and result["seed"] == 0
+    assert result["epochs"] == 1 and result["history"]["epoch"] == [1]
+    assert len(result["history"]["val_accuracy"]) == 1 and len(result["history"]["train_loss"]) == 1
+    assert result["test_images"] == PER_FILE                    # the whole (fake) test file, once
+    assert result["data"]["train"] == 5 * PER_FILE - 40 and result["data"]["val"] == 40
+    assert result["data"]["verified_checksums"] is False
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["params"] > 0
+    assert result["command"].startswith(f"python milestones/{name}.py --quick")
+    assert result["hyperparameters"]["batch_size"] == 128 and "lr" in result["hyperparameters"]
+    assert "load_average_at_end" in result["machine"] and "blas_threads_env" in result["machine"]
+    assert (out / f"{name}_quick.png").stat().st_size > 1000
+    assert Path(result["plot"]) == (out / f"{name}_quick.png").resolve()
+    assert "test accuracy" in proc.stdout
+    assert not list(out.glob("*.tmp"))
+
+
+def test_generated_data_is_refused_without_no_verify(fake_data, tmp_path):
+    env = dict(os.environ, TINYTORCH_DATA=str(fake_data), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(MILESTONES / "lenet1_cifar10.py"), "--quick", "--val-size", "40",
+                           "--no-progress", "--out-dir", str(tmp_path / "out")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "MD5" in proc.stderr and "--no-verify" in proc.stderr
+    assert not (tmp_path / "out" / "lenet1_cifar10_quick.json").exists()
+
+
+@pytest.mark.parametrize("milestone", sorted(SCRIPTS))
+def test_script_help_lists_the_common_options(milestone, ms, capsys):
+    mod = ms(SCRIPTS[milestone])
+    with pytest.raises(SystemExit) as exit_info:
+        mod.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--epochs", "--seed", "--quick", "--out-dir", "--no-verify", "--val-size", "--train-size",
+                   "--batch-size", "--lr", "--weight-decay", "--warmup-epochs", "--crop-padding", "--no-flip",
+                   "--blas-threads", "--optimizer"):
+        assert option in text, option
+    assert f"results/{SCRIPTS[milestone]}.json" in text
+
+
+def test_in_process_run_returns_the_results(ms, fake_data, tmp_path):
+    mod = ms("lenet5_cifar10")
+    result = mod.main(["--quick", "--no-verify", "--val-size", "40", "--no-progress", "--out-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "lenet5_cifar10_quick.json").read_text())
+    assert saved["test_accuracy"] == result["test_accuracy"]
+    assert saved["history"] == json.loads(json.dumps(result["history"]))
+    assert saved["params"] == 62006
+
+
+# ---- the models -------------------------------------------------------------------------------
+def test_lenet_models_have_the_classic_shapes(ms):
+    from tinytorch.core.tensor import Tensor
+    x = Tensor(np.zeros((2, 3, 32, 32), dtype=np.float32))
+    lenet1, lenet5 = ms("lenet1_cifar10").build_model(), ms("lenet5_cifar10").build_model()
+    assert lenet1.num_parameters() == (3 * 25 * 4 + 4) + (4 * 25 * 12 + 12) + (300 * 10 + 10) == 4526
+    assert lenet5.num_parameters() == 456 + 2416 + 48120 + 10164 + 850 == 62006
+    assert lenet1(x).shape == (2, 10) and lenet5(x).shape == (2, 10)
+    for mod in ("lenet1_cifar10", "lenet5_cifar10"):
+        assert ms(mod).build_model("tanh", "avg")(x).shape == (2, 10)
+
+
+def test_cnn_model_shapes_batchnorm_and_flops(ms):
+    from tinytorch.core.normalization import BatchNorm2d
+    from tinytorch.core.tensor import Tensor
+    cnn = ms("cnn_cifar10")
+    model = cnn.build_model([8, 16, 32], [1, 2, 1], head="max", dropout=0.1)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    assert model(x).shape == (4, 10)
+    assert sum(isinstance(m, BatchNorm2d) for m in model.layers) == 4
+    expected = 2 * 9 * (32 * 32 * 3 * 8 + 16 * 16 * (8 * 16 + 16 * 16) + 8 * 8 * 16 * 32) + 2 * 32 * 10
+    assert cnn.forward_flops([8, 16, 32], [1, 2, 1]) == expected
+    args = cnn.parse_args(["--widths", "8", "16", "--depths", "2"])
+    assert args.depths == [2, 2]
+    with pytest.raises(SystemExit):
+        cnn.parse_args(["--widths", "8", "16", "--depths", "1", "2", "3"])
+
+
+# ---- common.py ----------------------------------------------------------------------------------
+def test_parse_args_defaults_quick_and_errors(ms, capsys):
+    common = ms("common")
+    spec = common.Milestone("x_cifar10", "x_cifar10.py", published=0.5)
+    parser = lambda: common.make_parser(spec, "doc", epochs=7, optimizer="sgd", lr=0.1, crop_padding=4)  # noqa: E731
+    args = common.parse_args(parser(), [])
+    assert (args.epochs, args.optimizer, args.lr, args.crop_padding, args.no_flip) == (7, "sgd", 0.1, 4, False)
+    assert args.argv == [] and args.val_size == 5000 and args.train_size is None and not args.no_verify
+    quick = common.parse_args(parser(), ["--quick", "--epochs", "9"])
+    assert quick.epochs == 1 and quick.argv == ["--quick", "--epochs", "9"]
+    for bad in (["--epochs", "0"], ["--lr", "0"], ["--crop-padding", "-1"], ["--train-size", "0"],
+                ["--momentum", "0"], ["--val-size", "0"]):
+        with pytest.raises(SystemExit):
+            common.parse_args(parser(), bad)
+        assert "error" in capsys.readouterr().err
+
+
+def test_command_line_is_quoted_and_relative(ms):
+    common = ms("common")
+    assert common.command_line("cnn_cifar10.py", ["--epochs", "3", "--out-dir", "a b"]) == \
+        "python milestones/cnn_cifar10.py --epochs 3 --out-dir 'a b'"
+
+
+def test_repo_relative(ms, tmp_path):
+    common = ms("common")
+    assert common.repo_relative(ROOT / "results" / "cnn_cifar10.json") == "results/cnn_cifar10.json"
+    assert common.repo_relative(tmp_path / "x.json") == str((tmp_path / "x.json").resolve())
+
+
+def test_jsonable_and_write_json(ms, tmp_path):
+    common = ms("common")
+    value = {"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), "d": (1, np.int64(2)),
+             "e": ROOT / "results", 3: [float("inf"), None, True]}
+    assert common.jsonable(value) == {"a": 0.5, "b": [0, 1, 2], "c": None, "d": [1, 2], "e": "results",
+                                      "3": [None, None, True]}
+    path = common.write_json(tmp_path / "sub" / "r.json", value)
+    assert json.loads(path.read_text())["b"] == [0, 1, 2]
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]          # no temporary file left
+
+
+def test_seeded_subset(ms):
+    common = ms("common")
+    data = list(range(100))
+    a, b = common.seeded_subset(data, 10, seed=3), common.seeded_subset(data, 10, seed=3)
+    assert isinstance(a, Subset) and len(a) == 10
+    assert np.array_equal(a.indices, b.indices) and np.all(np.diff(a.indices) > 0)
+    assert not np.array_equal(a.indices, common.seeded_subset(data, 10, seed=4).indices)
+    assert common.seeded_subset(data, 100, seed=0) is data and common.seeded_subset(data, 500, seed=0) is data
+
+
+def test_augmentation_follows_the_options(ms):
+    common = ms("common")
+    ns = lambda **kw: argparse.Namespace(**{"crop_padding": 0, "no_flip": False, **kw})  # noqa: E731
+    assert [type(t) for t in common.augmentation(ns())] == [RandomHorizontalFlip]
+    assert common.augmentation(ns(no_flip=True)) == []
+    crop, flip = common.augmentation(ns(crop_padding=4))
+    assert isinstance(crop, RandomCrop) and crop.padding == 4 and crop.size == (32, 32)
+    assert isinstance(flip, RandomHorizontalFlip)
+
+
+def test_optimizer_and_schedule(ms):
+    common = ms("common")
+    from tinytorch.core.layers import Dense
+    params = Dense(4, 3).parameters()
+    base = dict(lr=0.1, weight_decay=5e-4, momentum=0.9, warmup_epochs=1.0, min_lr=1e-4, epochs=3)
+    opt, sched, hyper = common.optimizer_and_schedule(params, argparse.Namespace(optimizer="sgd", **base), 10)
+    assert isinstance(opt, SGD) and opt.hyper["nesterov"] and opt.hyper["momentum"] == 0.9
+    assert (hyper["warmup_steps"], hyper["total_steps"], hyper["optimizer"]) == (10, 30, "SGD")
+    assert sched.lr_at(0) == pytest.approx(0.01) and sched.lr_at(9) == pytest.approx(0.1)
+    assert sched.lr_at(30) == pytest.approx(1e-4)
+    opt, sched, hyper = common.optimizer_and_schedule(params, argparse.Namespace(optimizer="adamw", **base), 10)
+    assert isinstance(opt, AdamW) and hyper["optimizer"] == "AdamW" and opt.hyper["weight_decay"] == 5e-4
+    one = dict(base, epochs=1, warmup_epochs=5.0)                  # warm-up longer than the run: capped
+    assert common.optimizer_and_schedule(params, argparse.Namespace(optimizer="sgd", **one), 4)[2]["warmup_steps"] == 3
+
+
+def test_cifar10_split_subsets_and_normalisation(ms, fake_data):
+    common = ms("common")
+    args = argparse.Namespace(data=None, no_verify=True, val_size=50, seed=1, train_size=None, quick=False,
+                              batch_size=32, crop_padding=2, no_flip=False)
+    data = common.cifar10(args)
+    assert data.sizes == {"train": 150, "val": 50, "test": PER_FILE}
+    assert data.root == fake_data and not data.verified
+    train_idx, val_idx = data.train.dataset.indices, data.val.dataset.indices
+    assert len(np.intersect1d(train_idx, val_idx)) == 0 and len(np.union1d(train_idx, val_idx)) == 200
+    assert data.augmentation == [repr(RandomCrop(32, padding=2)), repr(RandomHorizontalFlip())]
+    images = data.train.dataset.dataset.images[train_idx] / 255.0
+    assert np.allclose(data.mean, images.mean(axis=(0, 2, 3)), atol=1e-5)
+    assert np.allclose(data.std, images.std(axis=(0, 2, 3)), atol=1e-5)
+    x, y = next(iter(data.val))
+    assert x.shape == (50, 3, 32, 32) and x.data.dtype == np.float32 and y.shape == (50,)
+    assert abs(float(x.data.mean())) < 0.2                           # normalised
+    again = common.cifar10(args)
+    assert np.array_equal(again.val.dataset.indices, val_idx)         # the split is a function of the seed
+    small = common.cifar10(argparse.Namespace(**{**vars(args), "train_size": 20}))
+    sub = small.train.dataset                                          # a Subset of the training part
+    assert small.sizes["train"] == 20 and set(sub.dataset.indices[sub.indices]) <= set(train_idx.tolist())
+    quick = common.cifar10(argparse.Namespace(**{**vars(args), "quick": True}))
+    assert quick.sizes == {"train": 150, "val": 50, "test": PER_FILE}     # fewer than QUICK_SIZES: all of it
+    describe = data.describe()
+    assert describe["train"] == 150 and describe["verified_checksums"] is False and len(describe["mean"]) == 3
+
+
+def test_cifar10_refuses_an_impossible_split(ms, fake_data):
+    common = ms("common")
+    args = argparse.Namespace(data=None, no_verify=True, val_size=5000, seed=0, train_size=None, quick=False,
+                              batch_size=32, crop_padding=0, no_flip=False)
+    with pytest.raises(SystemExit, match="--val-size"):
+        common.cifar10(args)
+
+
+def test_machine_info(ms, monkeypatch):
+    common = ms("common")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    info = common.machine_info()
+    assert {"python", "numpy", "platform", "cpus"} <= set(info)
+    assert info["blas_threads_env"] == {"OPENBLAS_NUM_THREADS": "1", **{v: os.environ[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if v in os.environ}}
+    json.dumps(info)
+
+
+def test_blas_threads_can_be_set_and_read(ms):
+    common = ms("common")
+    before = common.blas_threads()
+    if before is None:                                   # numpy without a reachable OpenBLAS
+        assert common.set_blas_threads(1) is None
+        return
+    try:
+        assert common.set_blas_threads(1) == 1
+        assert common.machine_info()["blas_threads"] == 1
+    finally:
+        common.set_blas_threads(before)
+    assert common.blas_threads() == before
+
+
+def test_conv_milestones_default_to_one_blas_thread(ms):
+    assert ms("cnn_cifar10").parse_args([]).blas_threads == 1
+    assert ms("lenet5_cifar10").parse_args([]).blas_threads == 1
+    assert ms("lenet1_cifar10").parse_args(["--blas-threads", "0"]).blas_threads == 0
+    assert ms("mlp_cifar10").parse_args([]).blas_threads is None          # unchanged: the environment decides
