@@ -63,6 +63,7 @@ from tinytorch.core.attention import plot_attention  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
+from common import blas_threads, set_blas_threads  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--long", action="store_true", help="bigger model and longer run (about 20 minutes)")
     size.add_argument("--quick", action="store_true", help="smoke test: tiny model, seconds; results to a temp dir")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="OpenBLAS threads (default 1: TinyGPT's products are small, and a second thread "
+                        "only helps on an otherwise idle machine; 0 keeps the environment's setting)")
     p.add_argument("--iterations", type=int, help="training iterations (a multiple of --eval-interval)")
     p.add_argument("--eval-interval", type=int, help="iterations between validation estimates")
     p.add_argument("--batch-size", type=int, help="windows per batch")
@@ -197,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     store = private_dir(ROOT / "results" / "tinygpt") if not args.quick else out_dir
     model_path = args.model_out or store / f"{stem}.npz"
     tuned = ALLOCATOR_TUNED              # module 01 keeps freed memory for reuse (page faults)
+    threads = set_blas_threads(args.blas_threads) if args.blas_threads else blas_threads()
     machine = machine_info()
+    machine["blas_threads"] = threads
 
     text = tiny_shakespeare(args.data)
     tokenizer = CharTokenizer().fit(text)
