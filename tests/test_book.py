@@ -1,0 +1,27 @@
+"""The course book really builds (Jupyter Book 1.x, notebooks not executed), one page per module.
+
+`tito book` installs Jupyter Book into .venv-book/ on first use (from PyPI, about half a
+minute), because it cannot share the development environment; later runs take seconds.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+from tito.course import MODULES, Course
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_book_builds_with_a_page_per_module(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tito", "--root", str(REPO), "book", "--output", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "index.html").exists()
+    course = Course(REPO)
+    existing = [m for m in MODULES if course.exists(m)]
+    assert len(existing) >= 5
+    for module in existing:
+        page = html / "modules" / module.dirname / f"{course.dev_py(module).stem}.html"
+        assert page.exists(), f"no book page for {module.dirname}"
+        assert module.name.split("_")[0].lower() in page.read_text(encoding="utf-8").lower()
