@@ -44,7 +44,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from tinytorch.core.attention import plot_attention  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
-from common import blas_threads, set_blas_threads  # noqa: E402  (milestones/common.py)
+from common import machine_info, set_blas_threads  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
@@ -113,25 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch-size must be positive and --dropout in [0, 1)")
     args.cfg = cfg
     return args
-
-
-def machine_info() -> dict[str, Any]:
-    """What the run was measured on, including how busy the machine was."""
-    info: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__,
-                            "platform": platform.platform(), "cpus": os.cpu_count(),
-                            "processor": platform.processor() or platform.machine()}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-        if model:
-            info["cpu_model"] = model
-    except OSError:
-        pass
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    info["blas_threads_env"] = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-                                if k in os.environ}
-    return info
 
 
 def finite(x: Any) -> Any:
@@ -201,9 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     store = private_dir(ROOT / "results" / "tinygpt") if not args.quick else out_dir
     model_path = args.model_out or store / f"{stem}.npz"
     tuned = ALLOCATOR_TUNED              # module 01 keeps freed memory for reuse (page faults)
-    threads = set_blas_threads(args.blas_threads) if args.blas_threads else blas_threads()
-    machine = machine_info()
-    machine["blas_threads"] = threads
+    if args.blas_threads:
+        set_blas_threads(args.blas_threads)
+    machine = machine_info()              # after set_blas_threads: records the count in use
 
     text = tiny_shakespeare(args.data)
     tokenizer = CharTokenizer().fit(text)
