@@ -11,30 +11,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-COURSE = ROOT / "course"
 
 c = get_config()  # noqa: F821 (defined by nbgrader's config loader)
 
-c.CourseDirectory.course_id = "tinytorch"
-c.CourseDirectory.root = str(COURSE)
-c.CourseDirectory.source_directory = "source"          # written by tito from modules/
-c.CourseDirectory.release_directory = "release"        # the student versions
-c.CourseDirectory.submitted_directory = "submitted"    # <student>/<NN_name>/name_dev.ipynb
-c.CourseDirectory.autograded_directory = "autograded"
-c.CourseDirectory.feedback_directory = "feedback"
-c.CourseDirectory.db_url = f"sqlite:///{COURSE / 'gradebook.db'}"
-# Never copy the paired dev .py (it holds the solutions) or caches into a release.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
-
-# Autograding: seconds one cell may run, and seconds one notebook may run in all.
-c.Execute.timeout = 120
-c.GradingExecute.notebook_timeout = 600
-
-# tito's additions to nbgrader's pipelines: stubs that name the module to finish
-# (ClearSolutions.code_stub is "# YOUR CODE HERE" + "raise NotImplementedError()"), and
-# the executor with the per-notebook limit. See tito/grading.py.
+# The settings live in one place, tito/grading.py (`default_config`), which student
+# workspaces use too:
+#   course id "tinytorch"; source/release/submitted/autograded/feedback folders under
+#   course/; the gradebook course/gradebook.db; `*.py` ignored, so the paired dev .py (it
+#   holds the solutions) never reaches a release; 120 s per cell and 600 s per notebook when
+#   autograding; and tito's preprocessors: stubs that name the module to finish, and the
+#   executor with the per-notebook limit.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from tito.grading import use_tito_preprocessors  # noqa: E402
+from tito.course import Course  # noqa: E402
+from tito.grading import default_config  # noqa: E402
 
-use_tito_preprocessors(c)
+c.merge(default_config(Course(ROOT)))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import tinytorch
+from graph_helpers import ops_in_cases
 from tinytorch.core.activations import gelu, log_softmax, relu, sigmoid, softmax, tanh
 from tinytorch.core.autograd import GradcheckError, gradcheck
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential
@@ -171,18 +172,6 @@ def _all_function_subclasses():
     return seen
 
 
-def _ops_in_graph(root):
-    ops, stack, visited = set(), [root], set()
-    while stack:
-        node = stack.pop()
-        if id(node) in visited or node._ctx is None:
-            continue
-        visited.add(id(node))
-        ops.add(type(node._ctx))
-        stack.extend(node._ctx.inputs)
-    return ops
-
-
 def _all_cases():
     """CASES here plus every `GRADCHECK_CASES` dict of the other test files."""
     cases = dict(CASES)
@@ -197,10 +186,7 @@ def _all_cases():
 
 
 def test_every_differentiable_op_has_a_backward_and_a_gradcheck():
-    covered = set()
-    for build in _all_cases().values():
-        func, inputs = build()
-        covered |= _ops_in_graph(func(*inputs))
+    covered = ops_in_cases(_all_cases())
     differentiable = {f for f in _all_function_subclasses() if f.differentiable}
     assert len(differentiable) >= 20, "the op registry looks empty: did the modules import?"
     no_backward = sorted(f.__name__ for f in differentiable

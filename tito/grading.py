@@ -322,7 +322,8 @@ class Gradebook:
 
 
 def default_config(course: Course) -> Config:
-    """nbgrader's settings when the course has no nbgrader_config.py (a student workspace)."""
+    """nbgrader's settings for `course` (nbgrader_config.py merges them; a student workspace,
+    which has no nbgrader_config.py, uses them directly)."""
     c = Config()
     root = course.root / DEFAULT_COURSE_DIR
     c.CourseDirectory.course_id = "tinytorch"

@@ -9,6 +9,7 @@ instructor publishes for students):
                                      unfinished functions raise NotImplementedError naming
                                      the module to finish)
     tests/test_NN_*.py               the module tests, which test the student's package
+    tests/<helper>.py                the helpers those tests import
     bin/tito, tito/, settings.ini, pyproject.toml, constraints.txt, binder/, milestones/
     README.md                        how to work in it
 
@@ -133,9 +134,12 @@ def build_workspace(course: Course, book: Gradebook, target: Path, modules: list
     target.mkdir(parents=True, exist_ok=True)
     _copy_course_files(course, target)
     student = Course(target)
+    student.tests_dir.mkdir(exist_ok=True)
+    for helper in sorted(course.tests_dir.glob("*.py")):       # shared test helpers, not tests
+        if not helper.name.startswith("test_"):
+            shutil.copy2(helper, student.tests_dir / helper.name)
     for item in released:
         write_student_pair(item.notebook, item.module, student)
-        student.tests_dir.mkdir(exist_ok=True)
         for test in course.test_files(item.module):
             shutil.copy2(test, student.tests_dir / test.name)
     (target / "README.md").write_text(
