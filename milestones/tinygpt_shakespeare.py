@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import math
 import os
 import shlex
 import sys
@@ -62,7 +60,7 @@ from tinytorch.core.attention import plot_attention  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
-from common import machine_info, set_blas_threads  # noqa: E402  (milestones/common.py)
+from common import machine_info, repo_relative, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
@@ -96,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-length", type=int, default=500, help="characters of the final sample (default 500)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of the final sample (default 0.8)")
     p.add_argument("--data", type=Path, default=None, help="directory holding tinyshakespeare/ (default: $TINYTORCH_DATA or the cache)")
+    p.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of input.txt (for generated test data)")
     p.add_argument("--out-dir", type=Path, default=None, help="where to write the .json and .png files (default results/)")
     p.add_argument("--model-out", type=Path, default=None, help="where to save the trained model (default results/tinygpt/<stem>.npz)")
     p.add_argument("--resume", action="store_true", help="continue from the last Trainer checkpoint of this configuration")
@@ -112,17 +111,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch-size must be positive and --dropout in [0, 1)")
     args.cfg = cfg
     return args
-
-
-def finite(x: Any) -> Any:
-    """JSON has no NaN or infinity."""
-    if isinstance(x, dict):
-        return {k: finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [finite(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def plot_losses(history: dict[str, list], eval_interval: int, target: float | None, path: Path, title: str) -> None:
@@ -152,14 +140,6 @@ def attention_line(val_text: str, max_chars: int) -> str:
     return val_text[:max_chars]
 
 
-def rel(path: Path) -> str:
-    """`path` relative to the repository when it lies inside it (results stay portable)."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def private_dir(path: Path) -> Path:
     """A folder under results/ whose contents git ignores (model files, checkpoints)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -185,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         set_blas_threads(args.blas_threads)
     machine = machine_info()              # after set_blas_threads: records the count in use
 
-    text = tiny_shakespeare(args.data)
+    text = tiny_shakespeare(args.data, verify=not args.no_verify)
     tokenizer = CharTokenizer().fit(text)
     print(f"Tiny Shakespeare from {args.data or data_dir()}: {len(text):,} characters, "
           f"{tokenizer.vocab_size} distinct; first 90% train, last 10% validation")
@@ -274,24 +254,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "evaluation": {"val_loss": "every non-overlapping window of the validation split",
                        "train_loss": "200 fixed random batches of training windows",
                        "history_val_loss": "20 fixed random batches of validation windows"},
-        "history": finite(history),
+        "history": history,
         "malloc_tuned": tuned,
         "machine": machine,
-        "model_file": rel(saved),
-        "plots": [rel(png), rel(attention_png)],
+        "model_file": repo_relative(saved),
+        "plots": [repo_relative(png), repo_relative(attention_png)],
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = out_dir / f"{stem}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    path = write_json(out_dir / f"{stem}.json", result)       # finite numbers, atomically
     if target is None:
         verdict = "(smoke test: no target)"
     else:
         verdict = f"{'meets' if val_loss <= target else 'does NOT meet'} the target {target}"
     print(f"\nvalidation loss {val_loss:.4f} {verdict}; {trainer.iterations_done} iterations, "
           f"{trainer.tokens_seen:,} tokens, {trained_seconds / 60:.1f} min training, {wall / 60:.1f} min in all")
-    print(f"wrote {rel(path)}, {rel(png)}, {rel(attention_png)}; model {rel(saved)}")
+    print(f"wrote {repo_relative(path)}, {repo_relative(png)}, {repo_relative(attention_png)}; model {repo_relative(saved)}")
     return result
 
 

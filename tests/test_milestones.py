@@ -295,3 +295,23 @@ def test_conv_milestones_default_to_one_blas_thread(ms):
     assert ms("lenet5_cifar10").parse_args([]).blas_threads == 1
     assert ms("lenet1_cifar10").parse_args(["--blas-threads", "0"]).blas_threads == 0
     assert ms("mlp_cifar10").parse_args([]).blas_threads is None          # unchanged: the environment decides
+
+
+def test_tinygpt_milestone_runs_end_to_end_with_quick(tmp_path):
+    """The main job's script, on a small generated text (no network, no ../shared)."""
+    text_dir = tmp_path / "data" / "tinyshakespeare"
+    text_dir.mkdir(parents=True)
+    verse = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n"
+    (text_dir / "input.txt").write_text(verse * 60, encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(MILESTONES / "tinygpt_shakespeare.py"), "--quick", "--no-verify",
+                           "--no-progress", "--data", str(tmp_path / "data"), "--out-dir", str(out),
+                           "--model-out", str(out / "model.npz"), "--sample-length", "40"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((out / "tinygpt_shakespeare_quick.json").read_text())
+    for key in ("val_loss", "train_loss", "iterations", "tokens_seen", "wall_seconds", "params", "seed",
+                "command", "sample"):
+        assert key in result, key
+    assert result["val_loss"] < np.log(result["data"]["vocab_size"]), "it learns something in the smoke run"
+    assert (out / "model.npz").exists() and (out / "tinygpt_shakespeare_quick.png").exists()
