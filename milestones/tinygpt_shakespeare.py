@@ -21,7 +21,10 @@ more iterations, which fit in the 5 minutes, to meet the target on the whole spl
 
 `--long`: 6 layers, 6 heads, d_model 192, context 128, batch 12, 3000 iterations (4.6
 million tokens), lr 1.5e-3 with 200 warm-up steps; aims at <= 1.60 within 20 minutes
-(about 27 GFLOP of matrix products per step).
+(about 27 GFLOP of matrix products per step, three quarters of its time). It uses every
+core for BLAS by default: on one thread the products alone need about 20 minutes, so run
+it on an otherwise idle machine (with other jobs running, `--blas-threads 1` is safer:
+OpenBLAS threads that must share a core slow down many times over).
 
 During training the validation loss is estimated every `--eval-interval` iterations on 20
 fixed batches of validation windows; at the end it is computed exactly, on every
@@ -82,9 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--long", action="store_true", help="bigger model and longer run (about 20 minutes)")
     size.add_argument("--quick", action="store_true", help="smoke test: tiny model, seconds; results to a temp dir")
-    p.add_argument("--blas-threads", type=int, default=1,
-                   help="OpenBLAS threads (default 1: TinyGPT's products are small, and a second thread "
-                        "only helps on an otherwise idle machine; 0 keeps the environment's setting)")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="OpenBLAS threads (default: 1, and every core with --long; the default model's "
+                        "products are small, and more threads only help on an otherwise idle machine; "
+                        "pass 1 with --long on a shared one; 0 keeps the environment's setting)")
     p.add_argument("--iterations", type=int, help="training iterations (a multiple of --eval-interval)")
     p.add_argument("--eval-interval", type=int, help="iterations between validation estimates")
     p.add_argument("--batch-size", type=int, help="windows per batch")
@@ -101,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     args.kind = "long" if args.long else "quick" if args.quick else "default"
+    if args.blas_threads is None:       # --long multiplies 3x bigger matrices: worth every core
+        args.blas_threads = (os.cpu_count() or 1) if args.long else 1
     cfg = dict(CONFIGS[args.kind])
     for key in ("iterations", "eval_interval", "batch_size", "lr", "dropout"):
         if getattr(args, key) is not None:

@@ -1,9 +1,10 @@
 """Tests for module 11 (attention): masks, scaled dot-product attention, SelfAttention,
 MultiHeadAttention (heads, masks, cross-attention, dropout), the KV cache and plot_attention.
 
-Attention adds no new Function: its gradients come from composing MatMul, Mul, Add,
-softmax, Reshape, Permute and Dropout. `GRADCHECK_CASES` checks those compositions in
-float64 (test_05_gradcheck gathers the dict too).
+Attention adds one Function, the fused `ScaledMaskedSoftmax` (checked against its
+composition from module-05 ops); the rest of its gradients come from composing MatMul, Add,
+Reshape, Permute and Dropout. `GRADCHECK_CASES` checks the fused op and those compositions
+in float64 (test_05_gradcheck gathers the dict too).
 """
 import math
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from tinytorch.core.attention import (
     KVCache, MultiHeadAttention, SelfAttention, additive_mask, causal_mask, plot_attention,
-    scaled_dot_product_attention)
+    scaled_dot_product_attention, scaled_masked_softmax, scaled_masked_softmax_composed)
 from tinytorch.core.autograd import gradcheck, no_grad
 from tinytorch.core.layers import Dropout
 from tinytorch.core.losses import MSELoss
@@ -389,6 +390,12 @@ def _mha_dropout_case():
 
 # name -> () -> (function, inputs), as in tests/test_05_gradcheck.py
 GRADCHECK_CASES = {
+    "scaled_masked_softmax": lambda: (lambda s: scaled_masked_softmax(s, 0.3),
+                                      [t64(2, 3, 4)]),
+    "scaled_masked_softmax_learned_mask": lambda: (lambda s, m: scaled_masked_softmax(s, 0.6, m),
+                                                   [t64(2, 2, 3, 4), t64(3, 4, seed=1)]),
+    "scaled_masked_softmax_reused_scores": lambda: (lambda s: scaled_masked_softmax(s, 1.5, s) * s,
+                                                    [t64(3, 3)]),
     "sdpa_qkv": lambda: (lambda q, k, v: scaled_dot_product_attention(q, k, v)[0],
                          [t64(2, 3, 4), t64(2, 5, 4, seed=1), t64(2, 5, 3, seed=2)]),
     "sdpa_weights": lambda: (lambda q, k: scaled_dot_product_attention(q, k, k)[1],
@@ -560,3 +567,40 @@ def test_self_attention_learns_to_find_the_flagged_position():
         final = MSELoss()(head(x), y).item()
     on_flag = head.last_weights[np.arange(64), :, where].mean()
     assert final < 0.02 and on_flag > 0.85, (final, on_flag)
+
+
+# ---- the fused ScaledMaskedSoftmax against its composition ---------------------------------
+@settings(max_examples=30, deadline=None)
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2), tq=st.integers(1, 5), tk=st.integers(1, 5),
+       scale=st.floats(0.05, 4.0), mask_kind=st.sampled_from(["none", "full", "row", "causal"]),
+       seed=st.integers(0, 10_000))
+def test_fused_softmax_equals_composition(lead, tq, tk, scale, mask_kind, seed):
+    rng = np.random.default_rng(seed)
+    s_np = rng.standard_normal((*lead, tq, tk)) * 3
+    mask_np = {"none": None, "full": rng.standard_normal((*lead, tq, tk)), "row": rng.standard_normal(tk),
+               "causal": causal_mask(tq, past=tk - tq, dtype=F64) if tk >= tq else None}[mask_kind]
+    results = []
+    for fn in (scaled_masked_softmax, scaled_masked_softmax_composed):
+        s = Tensor(s_np, dtype=F64, requires_grad=True)
+        m = None if mask_np is None else Tensor(mask_np, dtype=F64, requires_grad=True)
+        a = fn(s, scale, m)
+        weights = Tensor(np.cos(np.arange(a.size)).reshape(a.shape), dtype=F64)   # a generic upstream gradient
+        (a * weights).sum().backward()
+        results.append((a.data, s.grad.data, None if m is None else m.grad.data))
+    (a1, gs1, gm1), (a2, gs2, gm2) = results
+    np.testing.assert_allclose(a1, a2, atol=1e-12)
+    np.testing.assert_allclose(gs1, gs2, atol=1e-12)
+    if gm1 is not None:
+        assert gm1.shape == np.shape(mask_np)
+        np.testing.assert_allclose(gm1, gm2, atol=1e-12)
+
+
+def test_fused_softmax_keeps_float32_and_zeroes_masked_keys():
+    s = Tensor(arr(2, 3, 4), requires_grad=True)
+    a = scaled_masked_softmax(s, 0.5, Tensor(causal_mask(3, past=1)))
+    assert a.dtype == np.float32 and a.shape == (2, 3, 4)
+    assert (a.data[:, 0, 2:] == 0).all() and (a.data[:, 1, 3:] == 0).all()
+    np.testing.assert_allclose(a.data.sum(-1), 1, rtol=1e-6)
+    a.sum().backward()
+    assert s.grad.dtype == np.float32
+    np.testing.assert_allclose(s.grad.data, 0, atol=1e-6)     # rows sum to 1: d(sum)/ds = 0

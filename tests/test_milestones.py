@@ -56,7 +56,7 @@ def fake_data(tmp_path, monkeypatch):
 def ms(monkeypatch):
     """Import milestone modules by name ("common", "cnn_cifar10", ...) from milestones/, and
     forget them afterwards (so that no other `common` module is shadowed)."""
-    names = ["common", *SCRIPTS.values()]
+    names = ["common", "tinygpt_shakespeare", *SCRIPTS.values()]
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     monkeypatch.syspath_prepend(str(MILESTONES))
     yield importlib.import_module
@@ -295,6 +295,14 @@ def test_conv_milestones_default_to_one_blas_thread(ms):
     assert ms("lenet5_cifar10").parse_args([]).blas_threads == 1
     assert ms("lenet1_cifar10").parse_args(["--blas-threads", "0"]).blas_threads == 0
     assert ms("mlp_cifar10").parse_args([]).blas_threads is None          # unchanged: the environment decides
+
+
+def test_tinygpt_milestone_uses_every_core_only_for_the_long_run(ms):
+    script = ms("tinygpt_shakespeare")
+    assert script.parse_args([]).blas_threads == 1
+    assert script.parse_args(["--quick"]).blas_threads == 1
+    assert script.parse_args(["--long"]).blas_threads == (os.cpu_count() or 1)
+    assert script.parse_args(["--long", "--blas-threads", "1"]).blas_threads == 1
 
 
 def test_tinygpt_milestone_runs_end_to_end_with_quick(tmp_path):

@@ -11,8 +11,10 @@ attend to a key, -inf where it may not. `causal_mask(T)` builds the autoregressi
 `additive_mask(allowed)` converts a boolean "may attend" array. Boolean masks are refused
 everywhere, so True can never be misread as "masked".
 
-All layers compose Tensor operations of modules 01-03; their gradients come from the
-backward rules of module 05. The KV-cache path of `MultiHeadAttention` is for inference
+All layers compose Tensor operations of modules 01-03, whose gradients come from the
+backward rules of module 05, and one fused op of this module, `ScaledMaskedSoftmax`
+(softmax(scale * scores + mask), the hot path on the (..., T, T) scores), whose backward
+sits beside its forward. The KV-cache path of `MultiHeadAttention` is for inference
 only (under `no_grad()`).
 """
 from __future__ import annotations
@@ -25,14 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .tensor import DEFAULT_FLOAT, Tensor
-from .activations import SoftmaxFunction, softmax
+from .tensor import DEFAULT_FLOAT, Function, Tensor
+from .activations import softmax
 from .layers import Dense, Dropout, Module
 from .autograd import is_grad_enabled
 
 # %% auto #0
-__all__ = ['causal_mask', 'additive_mask', 'scaled_dot_product_attention', 'SelfAttention', 'KVCache', 'MultiHeadAttention',
-           'plot_attention']
+__all__ = ['causal_mask', 'additive_mask', 'ScaledMaskedSoftmax', 'scaled_masked_softmax', 'scaled_masked_softmax_composed',
+           'scaled_dot_product_attention', 'SelfAttention', 'KVCache', 'MultiHeadAttention', 'plot_attention']
 
 # %% ../../modules/11_attention/attention_dev.ipynb #8ccd7191
 def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray:
@@ -125,6 +127,49 @@ def _prepare_mask(mask: Any, scores_shape: tuple[int, ...], dtype: np.dtype, who
     return Tensor(mask, dtype=dtype)
 
 # %% ../../modules/11_attention/attention_dev.ipynb #8e527be9
+class ScaledMaskedSoftmax(Function):
+    """softmax(scale * scores + mask) over the last axis, in one op.
+
+    scores (..., Tq, Tk); mask (optional second input) broadcastable to the scores. Keeps
+    only the output weights (..., Tq, Tk).
+    """
+    def forward(self, scores: np.ndarray, mask: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
+        z = scores * scale                           # (..., Tq, Tk): the one new array
+        if mask is not None:
+            z += mask                                # in place, broadcast over leading axes
+        z -= z.max(axis=-1, keepdims=True)           # largest entry of each row becomes 0
+        np.exp(z, out=z)
+        z /= z.sum(axis=-1, keepdims=True)           # rows sum to 1
+        self.out, self.scale = z, scale
+        return z
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        a = self.out
+        dz = grad * a                                # (..., Tq, Tk), new array
+        dz -= a * dz.sum(axis=-1, keepdims=True)     # A ⊙ (G - Σ G⊙A)
+        need = [t.requires_grad for t in self.inputs]
+        dscores = dz * self.scale if need[0] else None
+        if len(self.inputs) == 1:
+            return (dscores,)
+        return dscores, (dz if need[1] else None)    # the engine sums dz down to the mask's shape
+
+
+def scaled_masked_softmax(scores: Tensor, scale: float, mask: Tensor | None = None) -> Tensor:
+    """softmax(scale * scores + mask, axis=-1) as one op: scores (..., Tq, Tk) -> weights (..., Tq, Tk)."""
+    scale = float(scale)                             # a Python float keeps float32 float32
+    if mask is None:
+        return ScaledMaskedSoftmax.apply(scores, scale=scale)
+    return ScaledMaskedSoftmax.apply(scores, mask, scale=scale)
+
+
+def scaled_masked_softmax_composed(scores: Tensor, scale: float, mask: Tensor | None = None) -> Tensor:
+    """The same computation from module-05 ops (Mul, Add, Softmax): the reference for tests."""
+    z = scores * float(scale)
+    if mask is not None:
+        z = z + mask
+    return softmax(z, axis=-1)
+
+# %% ../../modules/11_attention/attention_dev.ipynb #62fc7260
 def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
                                  dropout: Module | None = None) -> tuple[Tensor, Tensor]:
     """softmax(q kᵀ / sqrt(d) + mask) v, batched over all leading axes.
@@ -147,11 +192,9 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
     if mask is not None:
         mask = _prepare_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype),
                              "scaled_dot_product_attention")
-    scale = 1.0 / math.sqrt(q.shape[-1])                 # a Python float: float32 stays float32
-    scores = (q * scale) @ k.transpose(-2, -1)           # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
-    if mask is not None:
-        scores = scores + mask                           # broadcast over the leading axes
-    weights = softmax(scores, axis=-1)                   # (..., Tq, Tk), rows sum to 1
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = q @ k.transpose(-2, -1)                     # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
+    weights = scaled_masked_softmax(scores, scale, mask) # softmax(scale*scores + mask): (..., Tq, Tk), rows sum to 1
     attended = dropout(weights) if dropout is not None else weights
     out = attended @ v                                   # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
     return out, weights
@@ -441,10 +484,8 @@ class MultiHeadAttention(Module):
         q = heads(_dense_forward(self.q_proj, rows))                          # (B, nh, t, hs)
         keys, values = cache.append(heads(_dense_forward(self.k_proj, rows)),  # (B, nh, past + t, hs)
                                     heads(_dense_forward(self.v_proj, rows)))
-        scores = (q * (1.0 / math.sqrt(hs))) @ keys.swapaxes(-1, -2)          # (B, nh, t, past + t)
-        if mask is not None:
-            scores += mask
-        weights = SoftmaxFunction().forward(scores, axis=-1)                  # (B, nh, t, past + t)
+        scores = q @ keys.swapaxes(-1, -2)                                    # (B, nh, t, past + t)
+        weights = ScaledMaskedSoftmax().forward(scores, mask, scale=1.0 / math.sqrt(hs))  # (B, nh, t, past + t)
         attended = self.attn_dropout(Tensor(weights, dtype=weights.dtype)).data
         y = (attended @ values).transpose(0, 2, 1, 3).reshape(B * t, C)      # (B, nh, t, hs) -> (B*t, C)
         out = _dense_forward(self.out_proj, y).reshape(B, t, C)
