@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke test)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
     args = parser.parse_args()
     n_elem, n_mat, reps = (10_000, 128, 3) if args.quick else (1_000_000, 1024, args.repeats)
     results = {"elementwise_chain": elementwise(n_elem, reps), "matmul": matmul(n_mat, reps)}
@@ -97,8 +98,8 @@ def main() -> None:
         rows.append([name, f"{r['numpy_ms']:.2f}", f"{r['tinytorch_ms']:.2f}", f"{r['ratio']:.2f}x",
                      f"<= {r['target_ratio']}x", ok])
     print(table(rows, ["benchmark", "numpy ms", "tinytorch ms", "ratio", "target", "met"]))
-    if not args.quick:
-        print(f"\nwrote {write_results('bench_autograd', results)}")
+    if not args.quick or args.out:
+        print(f"\nwrote {write_results('bench_autograd', results, args.out)}")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="batch 8, few repeats (smoke test, writes nothing)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
     args = parser.parse_args()
     batch, reps = (8, 3) if args.quick else (args.batch, args.repeats)
 
@@ -212,14 +213,14 @@ def main() -> None:
                   ", ".join(f"{k} {v:.3f}" for k, v in g["ms_by_strategy"].items())] for g in bound["gemms"]],
                 ["product", "shape", "faster", "ms", "GFLOP/s", "ms by strategy"]))
 
-    if not args.quick:
+    if not args.quick or args.out:
         out = write_results("bench_lenet5_step", {
             "batch": batch, "optimizer": optimizer_name, "blas_thread_env": threads, "step_ms": step_ms, "step_min_ms": step["min_s"] * 1e3,
             "runs": step["runs"], "lower_bound": bound, "ratio_to_gemm_bound": step_ms / bound["gemm_time_ms"],
             "peak_memory_mib": peak_bytes / 2**20,
             "torch_ms": torch_ms if torch_ms is not None else "not installed",
             "ratio_to_torch": step_ms / torch_ms if torch_ms else None,
-            "target": f"within {TARGET_RATIO_TO_TORCH}x of PyTorch (~{TORCH_REFERENCE_MS} ms)"})
+            "target": f"within {TARGET_RATIO_TO_TORCH}x of PyTorch (~{TORCH_REFERENCE_MS} ms)"}, args.out)
         print(f"\nwrote {out}")
 
 

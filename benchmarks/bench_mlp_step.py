@@ -104,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small model, few repeats (smoke test)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
     args = parser.parse_args()
     sizes, batch, reps = ((256, 64, 32, 10), 16, 3) if args.quick else ((3072, 512, 256, 10), 64, args.repeats)
 
@@ -142,8 +143,8 @@ def main() -> None:
                   f"{result['tinytorch_ms']:.2f}", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x",
                   "yes" if ratio <= TARGET_RATIO else "NO"]],
                 ["MLP step (forward, backward, Adam)", "numpy ms", "tinytorch ms", "ratio", "target", "met"]))
-    if not args.quick:
-        print(f"\nwrote {write_results('bench_mlp_step', result)}")
+    if not args.quick or args.out:
+        print(f"\nwrote {write_results('bench_mlp_step', result, args.out)}")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ def step_only(cfg: dict, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small model, few repeats (smoke test, writes nothing)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
     parser.add_argument("--repeats", type=int, default=30, help="timed training steps (default 30)")
     parser.add_argument("--new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     parser.add_argument("--step-only", action="store_true", help=argparse.SUPPRESS)   # for the subprocess
@@ -254,7 +255,7 @@ def main() -> None:
              ["peak memory: cached generation", f"{gen_peak:.1f} MiB", "tracemalloc"]]
     print(f"TinyGPT ({cfg_text}, {model.num_parameters():,} parameters), malloc tuned: {tuned}")
     print(table(rows, ["measurement", "value", "ratio"]))
-    if args.quick:
+    if args.quick and not args.out:
         return
     result = {"config": cfg, "parameters": model.num_parameters(), "malloc_tuned": tuned,
               "step_ms": step_ms, "step": timing, "target_step_ms": TARGET_STEP_MS,
@@ -263,7 +264,7 @@ def main() -> None:
               "generation": {"new_tokens": new_tokens, "cached": cached, "uncached": plain,
                              "cache_speedup": speedup, "target_tokens_per_s": TARGET_TOKENS_PER_S},
               "peak_mib": {"training_step": step_peak, "cached_generation": gen_peak}}
-    print(f"\nwrote {write_results('bench_tinygpt', result)}")
+    print(f"\nwrote {write_results('bench_tinygpt', result, args.out)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tito.command import Command
-from tito.commands import book, export, grade, milestone, release, reuse, status, test, workspace
+from tito.commands import book, export, grade, milestone, release, reuse, bench, status, test, workspace
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
@@ -11,6 +11,7 @@ COMMANDS: tuple[Command, ...] = (
     status.COMMAND,
     milestone.COMMAND,
     reuse.COMMAND,
+    bench.COMMAND,
     release.COMMAND,
     workspace.COMMAND,
     grade.COMMAND,

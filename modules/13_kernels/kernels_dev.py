@@ -1,0 +1,992 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 13: Kernels (how fast code is made, measured)
+#
+# **Where you are.** Your framework trains an MLP, CNNs and (module 16) a GPT. Every one
+# of those runs spends its time in a handful of **kernels**: the matrix product, the
+# convolution, the normalisation, the loss, the optimizer update. Modules 01–11 already
+# chose fast ways to write several of them (BLAS for `@`, im2col for `Conv2d`, a fused
+# `LayerNorm`, an in-place `Adam`) and said so in passing. This module stops and
+# *measures*: what makes a kernel fast, by how much, and what is still left on the table.
+#
+# **What you build.**
+#
+# | name | what it is |
+# |---|---|
+# | `matmul_loops`, `matmul_broadcast`, `matmul_blas`, `matmul_flops` | one matrix product three ways, and its operation count |
+# | `layout`, `strided_view` | what an array's memory looks like; a bounds-checked `as_strided` |
+# | `conv2d_loops`, `conv2d_shifted` | a direct loop convolution (the reference) and a copy-free shift-and-GEMM one, next to module 09's im2col |
+# | `SoftmaxCrossEntropyFunction`, `softmax_cross_entropy`, `FusedCrossEntropyLoss` | cross-entropy as **one** op: softmax and loss forward, `(softmax - onehot) / count` backward |
+# | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
+# | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
+#
+# **Where it goes.** `tito export` compiles the `#| export` cells into
+# `tinytorch/core/kernels.py`.
+#
+# **The one idea of this module.** On a CPU, arithmetic is cheap and *moving memory* is
+# expensive. A fast kernel (1) hands the arithmetic to a library that keeps numbers in
+# registers and cache (BLAS), (2) reads memory in the order it is laid out, and (3) makes
+# as few passes over memory, and as few new arrays, as it can: it *fuses* several steps
+# into one and works *in place*. Each section below states a claim, writes both versions,
+# checks that they compute the same numbers, and times them.
+#
+# **How to read the timings.** They depend on your machine and on what else runs on it.
+# Compare ratios, not milliseconds; `benchmarks/bench_kernels.py` repeats every
+# measurement many more times and records the result in `results/bench_kernels.json`.
+# Notebook measurements here are kept short (a few hundred milliseconds each).
+#
+# **Points: 18** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
+
+# %%
+#| default_exp core.kernels
+
+# %%
+#| export
+"""Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
+softmax-cross-entropy and GELU Functions, in-place Adam.
+
+Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
+
+The fused ops are `Function`s with their `backward` beside their `forward`; each equals
+its composed reference from modules 02 and 04 (values and gradients, tested).
+`benchmarks/bench_kernels.py` measures every fast kernel against its reference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
+from tinytorch.core.activations import Activation
+from tinytorch.core.layers import Module
+
+# %% [markdown]
+# A small timer for this notebook: the best of a few runs after one warm-up run (the
+# minimum is the least disturbed by other processes). `speedups` collects every measured
+# ratio for the table at the end.
+
+# %%
+import time
+
+
+def best_ms(fn, repeats: int = 5) -> float:
+    """Best wall time of `fn()` in milliseconds over `repeats` runs, after one warm-up run."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+speedups: dict[str, float] = {}
+
+# %% [markdown]
+# ## 1. One matrix product, three ways
+#
+# $C = AB$ with $A \in \mathbb{R}^{n \times k}$, $B \in \mathbb{R}^{k \times m}$:
+# $C_{ij} = \sum_p A_{ip} B_{pj}$. That is $nm$ dot products of length $k$: $nkm$
+# multiplications and as many additions, **$2nkm$ floating-point operations** (FLOPs).
+# Dividing by the time gives the rate, in GFLOP/s ($10^9$ FLOPs per second).
+#
+# | version | how | what limits it |
+# |---|---|---|
+# | `matmul_loops` | three nested Python loops, one multiply-add per iteration | the interpreter: ~50 ns of bookkeeping per multiply-add |
+# | `matmul_broadcast` | `A[:, :, None] * B[None, :, :]`, shape `(n, k, m)`, summed over `k` | memory: it writes and reads an `n k m` temporary, `k` times the output |
+# | `matmul_blas` | `np.matmul`, which calls BLAS (OpenBLAS here) | arithmetic: blocks that fit in cache, SIMD registers, several cores |
+#
+# BLAS's trick is **blocking**: it splits $A$ and $B$ into tiles small enough to stay in
+# the cache while each number is used many times (each entry of $A$ is used $m$ times), and
+# runs a hand-written assembly micro-kernel that keeps a small block of $C$ in SIMD
+# registers. The broadcast version uses the same numpy machinery as BLAS for the
+# arithmetic, but it streams an $n \times k \times m$ array through memory, so it runs at
+# memory speed, not arithmetic speed.
+#
+# Write the two slow versions. In `matmul_loops`, convert the matrices to nested Python
+# lists first (`a.tolist()`): indexing a list is several times faster than indexing a numpy
+# array element by element, and we want the fastest *honest* loop.
+
+# %% nbgrader={"grade": false, "grade_id": "matmul", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def matmul_flops(n: int, k: int, m: int) -> int:
+    """Floating-point operations of an (n, k) @ (k, m) product: 2 n k m."""
+    return 2 * n * k * m
+
+
+def _check_matmul(a: np.ndarray, b: np.ndarray, who: str) -> None:
+    """Refuse anything but two matrices (n, k) and (k, m)."""
+    if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+        raise TypeError(f"{who}: expected numpy arrays, got {type(a).__name__} and {type(b).__name__}")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"{who}: expected matrices (n, k) and (k, m), got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"{who}: inner dimensions differ: {a.shape} @ {b.shape} ({a.shape[1]} vs {b.shape[0]})")
+
+
+def matmul_loops(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, k) @ (k, m) -> (n, m) with three Python loops (the reference; tiny sizes only)."""
+    _check_matmul(a, b, "matmul_loops")
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.empty((n, m), dtype=np.result_type(a, b))
+    ### BEGIN SOLUTION
+    A, B = a.tolist(), b.tolist()                    # nested lists of Python numbers
+    for i in range(n):
+        row, out_row = A[i], [0.0] * m
+        for j in range(m):
+            acc = 0.0
+            for p in range(k):
+                acc += row[p] * B[p][j]
+            out_row[j] = acc
+        out[i] = out_row
+    ### END SOLUTION
+    return out
+
+
+def matmul_broadcast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, k) @ (k, m) -> (n, m) by broadcasting to (n, k, m) and summing over k."""
+    _check_matmul(a, b, "matmul_broadcast")
+    ### BEGIN SOLUTION
+    return (a[:, :, None] * b[None, :, :]).sum(axis=1)   # (n, k, 1) * (1, k, m) -> (n, k, m) -> (n, m)
+    ### END SOLUTION
+
+
+def matmul_blas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, k) @ (k, m) -> (n, m) by BLAS (np.matmul): the version the framework uses."""
+    _check_matmul(a, b, "matmul_blas")
+    return np.matmul(a, b)
+
+# %% nbgrader={"grade": true, "grade_id": "test-matmul", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+rng = np.random.default_rng(0)
+for n, k, m in [(1, 1, 1), (3, 4, 5), (7, 2, 6)]:
+    a, b = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    for fn in (matmul_loops, matmul_broadcast, matmul_blas):
+        out = fn(a, b)
+        assert out.shape == (n, m) and np.allclose(out, a @ b), fn.__name__
+a32, b32 = a.astype(np.float32), b.astype(np.float32)
+assert matmul_loops(a32, b32).dtype == np.float32 and matmul_broadcast(a32, b32).dtype == np.float32
+assert matmul_flops(2, 3, 4) == 48
+try:
+    matmul_loops(np.ones((2, 3)), np.ones((4, 2)))
+    raise AssertionError("(2, 3) @ (4, 2) must be refused")
+except ValueError as err:
+    assert "inner dimensions differ: (2, 3) @ (4, 2)" in str(err), err
+print("matmul three ways: OK")
+
+# %% [markdown]
+# Now the rates. The loops get a 64 x 64 product (262,144 multiply-adds, already tens of
+# milliseconds); the broadcast version and BLAS get 128 x 128; BLAS also gets 512 x 512,
+# where it reaches its full speed.
+
+# %%
+def gflops(n: int, ms: float) -> float:
+    return matmul_flops(n, n, n) / (ms * 1e-3) / 1e9
+
+
+rng = np.random.default_rng(1)
+rates = {}
+for name, fn, n, reps in [("loops", matmul_loops, 64, 1), ("broadcast", matmul_broadcast, 128, 3),
+                          ("BLAS", matmul_blas, 128, 20), ("BLAS", matmul_blas, 512, 3)]:
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    ms = best_ms(lambda: fn(a, b), repeats=reps)
+    rates[(name, n)] = gflops(n, ms)
+    print(f"{name:>9} {n:>3} x {n:<3}: {ms:9.3f} ms  {rates[(name, n)]:8.3f} GFLOP/s")
+speedups["matmul: BLAS vs broadcast (128)"] = rates[("BLAS", 128)] / rates[("broadcast", 128)]
+speedups["matmul: BLAS vs Python loops (rate)"] = rates[("BLAS", 128)] / rates[("loops", 64)]
+
+# %% [markdown]
+# Expect a factor of thousands between the loops and BLAS, and a factor of ten or more
+# between broadcasting and BLAS, for *the same arithmetic*. This is why every product in
+# the framework, from `Dense` to the attention scores of module 11, ends in `np.matmul`,
+# and why module 09 turns convolution into a matrix product.
+
+# %% [markdown]
+# ## 2. Memory layout: shapes, strides, views and copies
+#
+# A numpy array is a flat block of bytes plus a recipe to find element $(i_0, i_1, \dots)$
+# in it: the **strides**, the number of bytes to step along each axis,
+#
+# $$\text{address}(i_0, i_1, \dots) = \text{start} + \sum_a i_a \cdot \text{stride}_a .$$
+#
+# A C-contiguous (row-major) float32 array of shape `(3, 4)` has strides `(16, 4)`: the
+# next column is 4 bytes away, the next row 16. Many operations only change the recipe and
+# share the memory (**views**): `a.T` swaps the strides to `(4, 16)`, `a[:, ::2]` doubles
+# one, `a.reshape(...)` of a contiguous array recomputes them. Others must copy:
+# `np.ascontiguousarray(a.T)`, fancy indexing, reshaping a transpose.
+#
+# `np.lib.stride_tricks.as_strided` lets you write any recipe, including ones that read
+# the same bytes several times (overlapping sliding windows, the heart of im2col) or that
+# read **outside** the array (garbage, or a crash): it checks nothing. `strided_view` below
+# is the checked version: it computes the lowest and highest byte the view can touch and
+# refuses a recipe that leaves the array's buffer. For a view with shape $n_a$ and strides
+# $s_a$, the offsets span
+#
+# $$\Big[\sum_{s_a < 0} s_a (n_a - 1),\; \sum_{s_a > 0} s_a (n_a - 1) + \text{itemsize}\Big).$$
+#
+# **Why layout changes speed.** Memory moves in 64-byte cache lines. Reading a row of a
+# C-contiguous float32 matrix uses all 16 numbers of every line it loads; reading a column
+# uses one number per line and throws 15 away, and the hardware prefetcher cannot hide
+# the jumps.
+
+# %% nbgrader={"grade": false, "grade_id": "layout", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def layout(a: np.ndarray) -> dict[str, Any]:
+    """What the memory of `a` looks like: shape, strides (bytes), itemsize, contiguity,
+    and whether it owns its data or is a view of another array's."""
+    return {"shape": a.shape, "strides": a.strides, "itemsize": a.itemsize,
+            "c_contiguous": bool(a.flags.c_contiguous), "f_contiguous": bool(a.flags.f_contiguous),
+            "owns_data": a.base is None, "nbytes": a.nbytes}
+
+
+def strided_view(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of the C-contiguous array `a` with any shape and strides (in bytes),
+    checked: every element of the view lies inside `a`'s buffer. (..) -> shape."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+        raise ValueError("strided_view: the base array must be a C-contiguous numpy array "
+                         "(use np.ascontiguousarray first)")
+    shape, strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
+    if len(shape) != len(strides):
+        raise ValueError(f"strided_view: shape {shape} and strides {strides} have different lengths")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"strided_view: negative size in shape {shape}")
+    if any(s % a.itemsize for s in strides):
+        raise ValueError(f"strided_view: strides {strides} must be multiples of the itemsize {a.itemsize}")
+    if 0 in shape:
+        return as_strided(a, shape, strides, writeable=False)
+    ### BEGIN SOLUTION
+    low = sum(s * (n - 1) for n, s in zip(shape, strides) if s < 0)
+    high = sum(s * (n - 1) for n, s in zip(shape, strides) if s > 0) + a.itemsize
+    if low < 0 or high > a.nbytes:
+        raise ValueError(f"strided_view: shape {shape} with strides {strides} reaches bytes [{low}, {high}) "
+                         f"outside the {a.nbytes}-byte buffer of an array of shape {a.shape}")
+    return as_strided(a, shape, strides, writeable=False)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-layout", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+m = np.arange(12, dtype=np.float32).reshape(3, 4)
+assert layout(m)["strides"] == (16, 4) and layout(m.T)["strides"] == (4, 16)
+assert layout(m.T)["f_contiguous"] and not layout(m.T)["owns_data"]
+signal = np.arange(10, dtype=np.float64)
+windows = strided_view(signal, (8, 3), (8, 8))               # 8 overlapping windows of width 3
+assert np.array_equal(windows, np.stack([signal[i:i + 3] for i in range(8)]))
+assert np.shares_memory(windows, signal) and not windows.flags.writeable
+assert np.array_equal(strided_view(m, (4, 3), (4, 16)), m.T)  # a transpose is only new strides
+assert np.array_equal(strided_view(m, (3,), (20,)), [0.0, 5.0, 10.0])   # the diagonal
+for shape, strides in [((9, 3), (8, 8)), ((3,), (-8,)), ((2, 2), (80, 8))]:
+    try:
+        strided_view(signal, shape, strides)
+        raise AssertionError(f"{shape} / {strides} reads outside the array")
+    except ValueError as err:
+        assert "outside the 80-byte buffer" in str(err), err
+print("layout and strided_view: OK")
+
+# %% [markdown]
+# Measure the layout effects: summing rows of a 2048 x 2048 float32 matrix (each row
+# contiguous) against summing columns (consecutive numbers of a column are 8 KiB apart; we
+# take every 16th column so that each column sum loads its own cache lines), and copying a
+# matrix against copying its transpose into C order (a copy that reads with one stride and
+# writes with another).
+
+# %%
+big = np.random.default_rng(2).standard_normal((2048, 2048)).astype(np.float32)
+t_rows = best_ms(lambda: [big[i].sum() for i in range(0, 2048, 16)], repeats=3)
+t_cols = best_ms(lambda: [big[:, j].sum() for j in range(0, 2048, 16)], repeats=3)
+t_copy = best_ms(lambda: big.copy(), repeats=3)
+t_tcopy = best_ms(lambda: np.ascontiguousarray(big.T), repeats=3)
+print(f"128 row sums {t_rows:.2f} ms, 128 column sums {t_cols:.2f} ms ({t_cols / t_rows:.1f}x slower)")
+print(f"copy {t_copy:.2f} ms, copy of the transpose {t_tcopy:.2f} ms ({t_tcopy / t_copy:.1f}x slower)")
+speedups["layout: row vs column traversal"] = t_cols / t_rows
+
+# %% [markdown]
+# ## 3. Convolution: loops, shifted GEMMs, im2col
+#
+# A convolution of $x$ `(N, C, H, W)` with $w$ `(C_out, C, kh, kw)` at stride $s$ is
+#
+# $$y_{n,o,i,j} = b_o + \sum_{c,p,q} w_{o,c,p,q}\; x_{n,\,c,\,s i + p,\,s j + q}.$$
+#
+# Three ways to compute it:
+#
+# | version | loops in Python | work per iteration | extra memory |
+# |---|---|---|---|
+# | `conv2d_loops` (here, the reference) | $N \cdot C_\text{out} \cdot H_\text{out} \cdot W_\text{out}$ | one `(C, kh, kw)` window times one filter, summed | none |
+# | `conv2d_shifted` (here) | $kh \cdot kw$ | one GEMM `(C_out, C) @ (C, N H_out W_out)` on a *shifted strided view* of the input | one output-sized accumulator |
+# | module 09's `conv2d` (im2col) | none | **one** GEMM `(C_out, C kh kw) @ (C kh kw, N H_out W_out)` | the column matrix: the input $kh \cdot kw$ times |
+#
+# The shifted version is a middle way worth knowing: for kernel offset $(p, q)$, the slice
+# `xp[:, :, p::s, q::s]` (cut to `(H_out, W_out)`) is a strided view, no copy, of exactly
+# the pixels that offset multiplies; contracting it with `w[:, :, p, q]` over the channels
+# and adding up the $kh \cdot kw$ results gives the convolution. It trades im2col's big
+# column matrix for $kh \cdot kw$ smaller GEMMs.
+
+# %% nbgrader={"grade": false, "grade_id": "conv", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def _conv_setup(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int,
+                padding: int, who: str) -> tuple[np.ndarray, int, int]:
+    """Check shapes; return the zero-padded input (N, C, H + 2p, W + 2p) and (H_out, W_out)."""
+    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"{who}: expected x (N, C, H, W) and w (C_out, C, kh, kw) with the same C, "
+                         f"got x {x.shape} and w {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"{who}: bias must have shape ({w.shape[0]},), got {b.shape}")
+    if int(stride) < 1 or int(padding) < 0:
+        raise ValueError(f"{who}: stride must be >= 1 and padding >= 0, got stride={stride}, padding={padding}")
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
+    kh, kw = w.shape[2:]
+    if kh > xp.shape[2] or kw > xp.shape[3]:
+        raise ValueError(f"{who}: kernel ({kh}, {kw}) is larger than the padded input {xp.shape[2:]} of x {x.shape}")
+    return xp, (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
+
+
+def conv2d_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1,
+                 padding: int = 0) -> np.ndarray:
+    """Direct convolution (the reference): x (N, C, H, W), w (C_out, C, kh, kw), b (C_out,)
+    -> (N, C_out, H_out, W_out), one Python iteration per output number."""
+    xp, H_out, W_out = _conv_setup(x, w, b, stride, padding, "conv2d_loops")
+    N, C_out, (kh, kw), s = x.shape[0], w.shape[0], w.shape[2:], stride
+    out = np.zeros((N, C_out, H_out, W_out), dtype=np.result_type(x, w))
+    ### BEGIN SOLUTION
+    for n in range(N):
+        for o in range(C_out):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = xp[n, :, s * i:s * i + kh, s * j:s * j + kw]     # (C, kh, kw)
+                    out[n, o, i, j] = np.sum(window * w[o])
+            if b is not None:
+                out[n, o] += b[o]
+    ### END SOLUTION
+    return out
+
+
+def conv2d_shifted(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: int = 1,
+                   padding: int = 0) -> np.ndarray:
+    """Convolution as kh*kw GEMMs over shifted strided views (no column matrix):
+    x (N, C, H, W), w (C_out, C, kh, kw), b (C_out,) -> (N, C_out, H_out, W_out)."""
+    xp, H_out, W_out = _conv_setup(x, w, b, stride, padding, "conv2d_shifted")
+    N, C_out, (kh, kw), s = x.shape[0], w.shape[0], w.shape[2:], stride
+    acc = np.zeros((C_out, N, H_out, W_out), dtype=np.result_type(x, w))   # channels first: GEMM-friendly
+    ### BEGIN SOLUTION
+    for p in range(kh):
+        for q in range(kw):
+            view = xp[:, :, p:p + s * (H_out - 1) + 1:s, q:q + s * (W_out - 1) + 1:s]   # (N, C, H_out, W_out), a view
+            acc += np.tensordot(w[:, :, p, q], view, axes=([1], [1]))               # (C_out, N, H_out, W_out)
+    if b is not None:
+        acc += b[:, None, None, None]
+    ### END SOLUTION
+    return np.ascontiguousarray(acc.transpose(1, 0, 2, 3))                      # (N, C_out, H_out, W_out)
+
+# %% nbgrader={"grade": true, "grade_id": "test-conv", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.spatial import conv2d
+
+rng = np.random.default_rng(3)
+for (N, C, H, W), (C_out, k), s, pad in [((2, 3, 6, 5), (4, 3), 1, 0), ((1, 2, 7, 7), (3, 2), 2, 1),
+                                         ((2, 1, 4, 4), (2, 1), 1, 2)]:
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((C_out, C, k, k)), rng.standard_normal(C_out)
+    ref = conv2d(Tensor(x, dtype=np.float64), Tensor(w, dtype=np.float64), Tensor(b, dtype=np.float64),
+                 stride=s, padding=pad).data
+    assert np.allclose(conv2d_loops(x, w, b, s, pad), ref), ((N, C, H, W), k, s, pad)
+    assert np.allclose(conv2d_shifted(x, w, b, s, pad), ref), ((N, C, H, W), k, s, pad)
+    assert np.allclose(conv2d_shifted(x, w, None, s, pad), ref - b[:, None, None])
+assert conv2d_shifted(x.astype(np.float32), w.astype(np.float32)).dtype == np.float32
+try:
+    conv2d_loops(np.ones((1, 2, 5, 5)), np.ones((3, 4, 3, 3)))
+    raise AssertionError("2 input channels are not 4")
+except ValueError as err:
+    assert "got x (1, 2, 5, 5) and w (3, 4, 3, 3)" in str(err), err
+print("convolutions: OK")
+
+# %% [markdown]
+# Time the three on a small batch (the loops are the slow reference), then the two fast
+# ones on LeNet-5's second convolution: 64 images of `(6, 14, 14)`, sixteen 5 x 5 filters.
+
+# %%
+rng = np.random.default_rng(4)
+xs, ws, bs = (rng.standard_normal(s).astype(np.float32) for s in [(4, 3, 16, 16), (8, 3, 3, 3), (8,)])
+xt, wt, bt = Tensor(xs), Tensor(ws), Tensor(bs)
+t_loops = best_ms(lambda: conv2d_loops(xs, ws, bs, 1, 1), repeats=1)
+t_shift = best_ms(lambda: conv2d_shifted(xs, ws, bs, 1, 1), repeats=10)
+t_im2col = best_ms(lambda: conv2d(xt, wt, bt, padding=1), repeats=10)
+print(f"(4, 3, 16, 16) * (8, 3, 3, 3): loops {t_loops:.1f} ms, shifted {t_shift:.3f} ms, "
+      f"im2col {t_im2col:.3f} ms ({t_loops / t_im2col:.0f}x faster than loops)")
+speedups["conv: im2col (module 09) vs loops"] = t_loops / t_im2col
+xs, ws, bs = (rng.standard_normal(s).astype(np.float32) for s in [(64, 6, 14, 14), (16, 6, 5, 5), (16,)])
+xt, wt, bt = Tensor(xs), Tensor(ws), Tensor(bs)
+t_shift = best_ms(lambda: conv2d_shifted(xs, ws, bs), repeats=5)
+t_im2col = best_ms(lambda: conv2d(xt, wt, bt), repeats=5)
+cols_bytes = 6 * 5 * 5 * 64 * 10 * 10 * 4                     # (C k k, N H_out W_out) float32
+print(f"LeNet-5 conv2 forward, batch 64: shifted {t_shift:.2f} ms, im2col {t_im2col:.2f} ms "
+      f"(im2col {t_shift / t_im2col:.2f}x faster; its columns take {cols_bytes / 2**20:.1f} MiB, "
+      f"{cols_bytes / xs.nbytes:.1f}x the input)")
+speedups["conv: im2col vs shifted GEMMs (LeNet-5 conv2)"] = t_shift / t_im2col
+
+# %% [markdown]
+# ## 4. Fused softmax-cross-entropy
+#
+# Module 04's `CrossEntropyLoss` is composed from Tensor ops: `log_softmax` (one op), a
+# one-hot matrix, a product, a sum over classes, a sum over examples, a division. Each
+# records a node, allocates an `(R, C)` array (for `R` rows of `C` classes), and its
+# backward rule allocates more. But the derivative of the whole thing is famously simple.
+# With $p = \text{softmax}(z)$ per row, target $t$, and the mean over the $M$ rows that are
+# not ignored,
+#
+# $$L = \frac{1}{M}\sum_{r \text{ valid}} \Big(\log \sum_c e^{z_{rc}} - z_{r t_r}\Big), \qquad
+#   \frac{\partial L}{\partial z_{rc}} = \frac{1}{M}\big(p_{rc} - [c = t_r]\big)
+#   \text{ for valid rows, } 0 \text{ for ignored ones.}$$
+#
+# **The fused kernel.** Forward, per row: subtract the row maximum (so `exp` cannot
+# overflow; the largest term becomes $e^0 = 1$, so the sum is $\ge 1$ and its log is safe),
+# pick the target's shifted logit, exponentiate **in place**, sum, take the log, and turn
+# the exponentials into probabilities in place. One `(R, C)` array is allocated and it is
+# all backward needs. Backward: scale the probabilities by $g / M$ (the upstream gradient
+# over the count) into one new array, subtract $g / M$ at the target positions, zero the
+# ignored rows. `reduction="sum"` uses $1$ instead of $1/M$.
+#
+# Shapes: logits `(N, C)` or `(B, T, C)` (any leading axes), targets the leading shape.
+# Targets equal to `ignore_index` are skipped (if all are, the mean loss is 0, like module
+# 04's). The result keeps the logits' dtype.
+
+# %% nbgrader={"grade": false, "grade_id": "softmax-ce", "locked": false, "schema_version": 3, "solution": true}
+#| export
+_CE_REDUCTIONS = ("mean", "sum")
+
+
+class SoftmaxCrossEntropyFunction(Function):
+    """Cross-entropy of logits (..., C) against integer targets (...), softmax included, one op -> ().
+
+    Params: targets (int64, the logits' shape without the last axis), ignore_index (int or
+    None), reduction ("mean" over non-ignored rows, or "sum"). Keeps the probabilities
+    (R, C) with R = prod(leading axes), the target per row and the mask of valid rows.
+    """
+    def forward(self, logits: np.ndarray, targets: np.ndarray = None, ignore_index: int | None = None,
+                reduction: str = "mean") -> np.ndarray:
+        x = logits if logits.dtype.kind == "f" else logits.astype(DEFAULT_FLOAT)
+        C = x.shape[-1]
+        x2 = x.reshape(-1, C)                                    # (R, C), a view when contiguous
+        t = targets.reshape(-1)                                  # (R,)
+        self.shape = x.shape
+        ### BEGIN SOLUTION
+        valid = None if ignore_index is None else t != ignore_index   # (R,) bool, or None: all valid
+        if valid is not None:
+            t = np.where(valid, t, 0)                            # any in-range index for ignored rows
+        rows = np.arange(x2.shape[0])
+        z = x2 - x2.max(axis=1, keepdims=True)                   # (R, C), the one new array
+        picked = z[rows, t]                                      # (R,) shifted logit of the target
+        np.exp(z, out=z)                                         # in place: exponentials
+        total = np.einsum("rc->r", z)                            # (R,), each >= 1
+        losses = np.log(total) - picked                          # (R,) per-row loss
+        z *= (1.0 / total)[:, None]                              # in place: probabilities
+        count = x2.shape[0] if valid is None else int(valid.sum())
+        if valid is not None:
+            losses *= valid
+        self.scale = 1.0 / max(count, 1) if reduction == "mean" else 1.0
+        self.probs, self.rows, self.t, self.valid = z, rows, t, valid
+        return np.asarray(losses.sum() * self.scale, dtype=x.dtype)
+        ### END SOLUTION
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        ### BEGIN SOLUTION
+        g = grad * self.scale                                    # () upstream gradient over the count
+        dz = self.probs * g                                      # (R, C), the one new array
+        dz[self.rows, self.t] -= g                               # minus the one-hot
+        if self.valid is not None:
+            dz[~self.valid] = 0                                  # ignored rows get nothing
+        return (dz.reshape(self.shape),)
+        ### END SOLUTION
+
+
+def _check_targets(logits: Tensor, targets: Any, ignore_index: int | None, who: str) -> np.ndarray:
+    """Targets as int64 with the logits' leading shape, each in [0, C) or equal to ignore_index."""
+    t = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+    if t.dtype.kind == "f" and np.isfinite(t).all() and (t == np.round(t)).all():
+        t = t.astype(np.int64)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{who}: targets must be integer class indices, got dtype {t.dtype}")
+    if logits.ndim < 1 or t.shape != logits.shape[:-1]:
+        raise ValueError(f"{who}: logits of shape {logits.shape} need targets of shape {logits.shape[:-1]}, "
+                         f"got targets of shape {t.shape}")
+    C = logits.shape[-1]
+    t = t.astype(np.int64, copy=False)
+    bad = (t < 0) | (t >= C)
+    if ignore_index is not None:
+        bad &= t != ignore_index
+    if bad.any():
+        raise ValueError(f"{who}: targets must lie in [0, {C}) for {C} classes"
+                         f"{'' if ignore_index is None else f' or equal ignore_index={ignore_index}'}, "
+                         f"got {np.unique(t[bad])[:10].tolist()}")
+    return t
+
+
+def softmax_cross_entropy(logits: Tensor, targets: Any, ignore_index: int | None = None,
+                          reduction: str = "mean") -> Tensor:
+    """Fused cross-entropy: logits (..., C), integer targets (...) -> scalar Tensor."""
+    logits = logits if isinstance(logits, Tensor) else Tensor(logits)
+    if reduction not in _CE_REDUCTIONS:
+        raise ValueError(f"softmax_cross_entropy: reduction must be one of {_CE_REDUCTIONS}, got {reduction!r}")
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
+        raise TypeError(f"softmax_cross_entropy: ignore_index must be an int or None, got {ignore_index!r}")
+    t = _check_targets(logits, targets, ignore_index, "softmax_cross_entropy")
+    return SoftmaxCrossEntropyFunction.apply(logits, targets=t, ignore_index=ignore_index, reduction=reduction)
+
+
+class FusedCrossEntropyLoss(Module):
+    """Drop-in for module 04's CrossEntropyLoss (reductions "mean" and "sum") as one fused op.
+
+    logits (N, C) or (..., C); targets (N,) or (...), integer class indices; targets equal
+    to `ignore_index` are skipped. Returns a scalar Tensor in the logits' dtype.
+    """
+    def __init__(self, ignore_index: int | None = None, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in _CE_REDUCTIONS:
+            raise ValueError(f"FusedCrossEntropyLoss: reduction must be one of {_CE_REDUCTIONS}, got {reduction!r}")
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        return softmax_cross_entropy(logits, targets, self.ignore_index, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+# %% nbgrader={"grade": true, "grade_id": "test-softmax-ce", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+from tinytorch.core.autograd import gradcheck
+from tinytorch.core.losses import CrossEntropyLoss
+
+rng = np.random.default_rng(5)
+for shape, ignore in [((6, 4), None), ((2, 5, 3), -1), ((3, 4, 7), 2)]:
+    z = rng.standard_normal(shape) * 3
+    t = rng.integers(0, shape[-1], size=shape[:-1])
+    if ignore is not None:
+        t[..., 0] = ignore                                       # ignore the first position of every row
+    a, b = Tensor(z, dtype=np.float64, requires_grad=True), Tensor(z, dtype=np.float64, requires_grad=True)
+    fused, ref = FusedCrossEntropyLoss(ignore_index=ignore)(a, t), CrossEntropyLoss(ignore_index=ignore)(b, t)
+    assert fused.shape == () and np.isclose(fused.item(), ref.item()), (shape, fused.item(), ref.item())
+    fused.backward()
+    ref.backward()
+    assert np.allclose(a.grad.data, b.grad.data), shape
+    assert gradcheck(lambda z: softmax_cross_entropy(z, t, ignore_index=ignore), [a])
+z32 = Tensor(rng.standard_normal((4, 3)).astype(np.float32) * 1000, requires_grad=True)   # huge logits
+loss = softmax_cross_entropy(z32, [0, 1, 2, 0], reduction="sum")
+assert loss.dtype == np.float32 and np.isfinite(loss.item())
+loss.backward()
+assert z32.grad.dtype == np.float32 and np.isfinite(z32.grad.data).all()
+assert softmax_cross_entropy(Tensor(np.ones((2, 3))), [-1, -1], ignore_index=-1).item() == 0.0
+try:
+    softmax_cross_entropy(Tensor(np.ones((2, 3))), [0, 3])
+    raise AssertionError("class 3 does not exist among 3 classes")
+except ValueError as err:
+    assert "targets must lie in [0, 3) for 3 classes, got [3]" in str(err), err
+print(FusedCrossEntropyLoss(ignore_index=-1))
+print("fused softmax-cross-entropy: OK")
+
+# %% [markdown]
+# How much does fusing buy? Forward + backward at TinyGPT's shape: logits `(12, 64, 65)`
+# (batch 12, context 64, 65 characters), float32.
+
+# %%
+logits0 = np.random.default_rng(6).standard_normal((12, 64, 65)).astype(np.float32)
+targets0 = np.random.default_rng(7).integers(0, 65, size=(12, 64))
+lz = Tensor(logits0, requires_grad=True)
+composed_ce, fused_ce = CrossEntropyLoss(), FusedCrossEntropyLoss()
+
+
+def ce_step(loss_fn):
+    lz.grad = None
+    loss_fn(lz, targets0).backward()
+
+
+t_composed, t_fused = best_ms(lambda: ce_step(composed_ce), 20), best_ms(lambda: ce_step(fused_ce), 20)
+print(f"cross-entropy (12, 64, 65) forward + backward: composed {t_composed:.3f} ms, "
+      f"fused {t_fused:.3f} ms ({t_composed / t_fused:.1f}x)")
+speedups["loss: fused softmax-CE vs module 04 (12, 64, 65)"] = t_composed / t_fused
+
+# %% [markdown]
+# ## 5. Fused GELU: fewer temporaries, in place
+#
+# GELU with the tanh approximation (module 02):
+#
+# $$\text{gelu}(x) = \tfrac12 x (1 + t), \quad t = \tanh u, \quad u = c\,(x + 0.044715\, x^3), \quad c = \sqrt{2/\pi},$$
+# $$\text{gelu}'(x) = \tfrac12 (1 + t) + \tfrac12 x\,(1 - t^2)\, c\,(1 + 3 \cdot 0.044715\, x^2).$$
+#
+# Module 02 writes the forward as one numpy expression; numpy evaluates it one operation
+# at a time and every operation allocates a new array: `0.044715 * x`, `* x`, `* x`,
+# `x + ...`, `c * ...`, `tanh`, `0.5 * x`, `1 + t`, the product: nine arrays the size of
+# the input, of which two survive. Module 05's backward rule allocates thirteen more.
+# On TinyGPT's feed-forward activations `(12, 64, 512)` each is 1.5 MiB: more than the L2
+# cache, so every temporary is a trip to main memory.
+#
+# The fused op computes **the same formula in the same order** (so the forward values are
+# identical to module 02's, bit for bit) with numpy's in-place operators (`*=`, `+=`,
+# `np.tanh(t, out=t)`): forward allocates `t` (kept for backward) and the output; backward
+# allocates the input gradient and **one** scratch array, which it reuses for
+# $1 - t^2$ and then $\frac12(1 + t)$. Backward never writes into what forward kept, so it
+# can run twice on the same graph.
+
+# %% nbgrader={"grade": false, "grade_id": "gelu", "locked": false, "schema_version": 3, "solution": true}
+#| export
+_GELU_C = math.sqrt(2.0 / math.pi)       # a Python float: float32 arrays stay float32
+_GELU_A = 0.044715
+
+
+class FusedGELUFunction(Function):
+    """Tanh-approximated GELU, elementwise, any shape, with two temporaries forward and two
+    backward. Keeps `self.x` (the input, not copied) and `self.t = tanh(u)`."""
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = x if x.dtype.kind == "f" else x.astype(DEFAULT_FLOAT)
+        ### BEGIN SOLUTION
+        with np.errstate(over="ignore"):                         # x^3 may overflow to inf: tanh(inf) = 1
+            t = np.multiply(x, _GELU_A, out=np.empty_like(x))    # the kept temporary (an array even for 0-d x)
+            t *= x
+            t *= x                                               # 0.044715 x^3
+            t += x
+            t *= _GELU_C                                         # u
+            np.tanh(t, out=t)                                    # t = tanh(u)
+        y = np.add(t, 1, out=np.empty_like(t))                   # the output: 1 + t ...
+        y *= x                                                   # ... times x ...
+        y *= 0.5                                                 # ... times 1/2
+        self.x, self.t = x, t
+        return y
+        ### END SOLUTION
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        x, t = self.x, self.t
+        ### BEGIN SOLUTION
+        d = np.multiply(x, x, out=np.empty_like(x))              # becomes the input gradient
+        d *= 3 * _GELU_A
+        d += 1
+        d *= _GELU_C                                             # du/dx
+        d *= x
+        d *= 0.5                                                 # x du/dx / 2
+        s = np.multiply(t, t, out=np.empty_like(t))              # the one scratch array
+        np.subtract(1, s, out=s)                                 # 1 - t^2
+        d *= s
+        np.add(t, 1, out=s)                                      # reuse it: 1 + t
+        s *= 0.5
+        d += s                                                   # gelu'(x)
+        d *= grad
+        return (d,)
+        ### END SOLUTION
+
+
+def fused_gelu(x: Tensor) -> Tensor:
+    """Fused GELU (tanh approximation) of a tensor of any shape; same shape and dtype out."""
+    return FusedGELUFunction.apply(x if isinstance(x, Tensor) else Tensor(x))
+
+
+class FusedGELU(Activation):
+    """Layer form of `fused_gelu`, a drop-in for module 02's GELU: (...) -> (...)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_gelu(x)
+
+# %% nbgrader={"grade": true, "grade_id": "test-gelu", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.activations import gelu
+
+rng = np.random.default_rng(8)
+x32 = rng.standard_normal((4, 5, 6)).astype(np.float32) * 3
+assert np.array_equal(fused_gelu(Tensor(x32)).data, gelu(Tensor(x32)).data), "same formula, same order, same bits"
+assert fused_gelu(Tensor(x32)).dtype == np.float32
+a, b = Tensor(x32, requires_grad=True), Tensor(x32, requires_grad=True)
+up = rng.standard_normal(x32.shape).astype(np.float32)
+kept = up.copy()
+FusedGELU()(a).backward(up)
+gelu(b).backward(up)
+assert a.grad.dtype == np.float32 and np.allclose(a.grad.data, b.grad.data, rtol=1e-5, atol=1e-6)
+assert np.array_equal(up, kept), "backward must not modify grad"
+x64 = Tensor(rng.standard_normal((3, 4)) * 2, dtype=np.float64, requires_grad=True)
+assert gradcheck(fused_gelu, [x64])
+out = fused_gelu(x64)
+x64.grad = None                                                  # forget gradcheck's gradient
+out.backward(np.ones((3, 4)))
+first = x64.grad.data.copy()
+x64.grad = None
+out.backward(np.ones((3, 4)))                                    # backward twice on one graph
+assert np.array_equal(x64.grad.data, first), "backward must leave what forward kept intact"
+assert np.isfinite(fused_gelu(Tensor(np.array([1e30, -1e30], dtype=np.float32))).data).all()
+print("fused GELU: OK")
+
+# %% [markdown]
+# Forward + backward on TinyGPT's feed-forward activations, `(12, 64, 512)` float32:
+
+# %%
+hidden = Tensor(np.random.default_rng(9).standard_normal((12, 64, 512)).astype(np.float32), requires_grad=True)
+up = np.random.default_rng(10).standard_normal(hidden.shape).astype(np.float32)
+
+
+def gelu_step(fn):
+    hidden.grad = None
+    fn(hidden).backward(up)
+
+
+t_composed, t_fused = best_ms(lambda: gelu_step(gelu), 10), best_ms(lambda: gelu_step(fused_gelu), 10)
+print(f"GELU (12, 64, 512) forward + backward: module 02 {t_composed:.2f} ms, fused {t_fused:.2f} ms "
+      f"({t_composed / t_fused:.2f}x)")
+speedups["activation: fused GELU vs module 02 (12, 64, 512)"] = t_composed / t_fused
+
+# %% [markdown]
+# **LayerNorm is already fused.** Module 10 wrote `LayerNormFunction` as one op with an
+# analytic backward (six passes over memory each way instead of about twenty), next to the
+# composed reference `layer_norm_composed`; TinyGPT uses the fused one. Nothing to write
+# here: measure it at TinyGPT's shape `(12, 64, 128)`.
+
+# %%
+from tinytorch.core.normalization import LayerNorm, layer_norm_composed
+
+acts = Tensor(np.random.default_rng(11).standard_normal((12, 64, 128)).astype(np.float32), requires_grad=True)
+up_ln = np.random.default_rng(12).standard_normal(acts.shape).astype(np.float32)
+ln = LayerNorm(128)
+
+
+def ln_step(fn):
+    acts.grad = ln.weight.grad = ln.bias.grad = None
+    fn().backward(up_ln)
+
+
+t_composed = best_ms(lambda: ln_step(lambda: layer_norm_composed(acts, 1, ln.weight, ln.bias)), 10)
+t_fused = best_ms(lambda: ln_step(lambda: ln(acts)), 10)
+print(f"LayerNorm (12, 64, 128) forward + backward: composed {t_composed:.2f} ms, fused (module 10) "
+      f"{t_fused:.2f} ms ({t_composed / t_fused:.1f}x)")
+speedups["norm: fused LayerNorm (module 10) vs composed"] = t_composed / t_fused
+
+# %% [markdown]
+# ## 6. In-place optimizer updates
+#
+# One Adam step (module 06), for parameter $p$, gradient $g$, moments $m, v$, step $t$:
+#
+# $$m \leftarrow \beta_1 m + (1 - \beta_1) g, \quad v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \quad
+#   p \leftarrow p - \frac{\text{lr}}{1 - \beta_1^t} \cdot \frac{m}{\sqrt{v}/\sqrt{1 - \beta_2^t} + \varepsilon},$$
+#
+# with L2 weight decay ($g \leftarrow g + \lambda p$ first) or, for AdamW, decoupled decay
+# ($p \leftarrow p (1 - \text{lr}\,\lambda)$ first). Written the obvious way, every
+# operation of these three lines allocates a new parameter-sized array, about twelve per
+# parameter per step, and the old $p$, $m$, $v$ become garbage. Written with `out=`, the
+# same operations run **in the same order** (so the results are identical, bit for bit)
+# inside $p$, $m$, $v$ and two scratch arrays that can be reused for every parameter and
+# every step.
+#
+# **Module 06 already does this**: its `Adam._update` uses `np.multiply(..., out=...)`
+# into scratch buffers shared by all parameters. Below you write both versions as plain
+# functions; the test checks that they agree with each other and with module 06's `Adam`
+# and `AdamW` exactly, step after step.
+
+# %% nbgrader={"grade": false, "grade_id": "adam", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def adam_update_allocating(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, step: int,
+                           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                           weight_decay: float = 0.0, decoupled: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One Adam (or AdamW, `decoupled=True`) step, `step` counted from 1, allocating new
+    arrays: returns (p, m, v), all of p's shape; the inputs are not modified."""
+    b1, b2 = betas
+    ### BEGIN SOLUTION
+    if weight_decay and decoupled:
+        p = p * (1.0 - lr * weight_decay)
+    elif weight_decay:
+        g = p * weight_decay + g
+    m = m * b1 + g * (1.0 - b1)
+    v = v * b2 + g * g * (1.0 - b2)
+    denom = np.sqrt(v) * (1.0 / math.sqrt(1.0 - b2 ** step)) + eps
+    p = p - m / denom * (lr / (1.0 - b1 ** step))
+    ### END SOLUTION
+    return p, m, v
+
+
+def adam_update_inplace(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, step: int,
+                        lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                        weight_decay: float = 0.0, decoupled: bool = False,
+                        work: np.ndarray | None = None) -> None:
+    """The same step in place: p, m, v (p's shape) are updated, g is only read. `work`:
+    scratch of shape (2, *p.shape) and p's dtype, reused across calls (allocated if None)."""
+    if not (p.shape == g.shape == m.shape == v.shape):
+        raise ValueError(f"adam_update_inplace: p {p.shape}, g {g.shape}, m {m.shape} and v {v.shape} "
+                         f"must have one shape")
+    if work is None:
+        work = np.empty((2, *p.shape), dtype=p.dtype)
+    elif work.shape != (2, *p.shape) or work.dtype != p.dtype:
+        raise ValueError(f"adam_update_inplace: work must have shape {(2, *p.shape)} and dtype {p.dtype}, "
+                         f"got {work.shape} {work.dtype}")
+    b1, b2 = betas
+    w0, w1 = work[0], work[1]
+    ### BEGIN SOLUTION
+    if weight_decay and decoupled:
+        np.multiply(p, 1.0 - lr * weight_decay, out=p)
+    elif weight_decay:
+        np.multiply(p, weight_decay, out=w0)                     # g + wd p, into scratch
+        np.add(w0, g, out=w0)
+        g = w0
+    np.multiply(m, b1, out=m)                                    # m <- b1 m + (1 - b1) g
+    np.multiply(g, 1.0 - b1, out=w1)
+    np.add(m, w1, out=m)
+    np.multiply(g, g, out=w1)                                    # v <- b2 v + (1 - b2) g^2
+    np.multiply(w1, 1.0 - b2, out=w1)
+    np.multiply(v, b2, out=v)
+    np.add(v, w1, out=v)
+    np.sqrt(v, out=w1)                                           # denominator
+    np.multiply(w1, 1.0 / math.sqrt(1.0 - b2 ** step), out=w1)
+    np.add(w1, eps, out=w1)
+    np.divide(m, w1, out=w1)
+    np.multiply(w1, lr / (1.0 - b1 ** step), out=w1)
+    np.subtract(p, w1, out=p)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-adam", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.optimizers import Adam, AdamW
+
+rng = np.random.default_rng(13)
+for opt_cls, wd in [(Adam, 0.0), (Adam, 0.1), (AdamW, 0.05)]:
+    p0 = rng.standard_normal((5, 4)).astype(np.float32)
+    grads = [rng.standard_normal((5, 4)).astype(np.float32) for _ in range(6)]
+    decoupled = opt_cls is AdamW
+    pa, ma, va = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)     # allocating
+    pi, mi, vi = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)     # in place
+    param = Tensor(p0.copy(), requires_grad=True)                    # module 06
+    opt = opt_cls([param], lr=0.01, weight_decay=wd)
+    work = np.empty((2, 5, 4), dtype=np.float32)
+    for step, g in enumerate(grads, start=1):
+        g_before = g.copy()
+        pa, ma, va = adam_update_allocating(pa, g, ma, va, step, lr=0.01, weight_decay=wd, decoupled=decoupled)
+        adam_update_inplace(pi, g, mi, vi, step, lr=0.01, weight_decay=wd, decoupled=decoupled, work=work)
+        param.grad = Tensor(g)
+        opt.step()
+        assert np.array_equal(g, g_before), "the gradient is only read"
+        assert np.array_equal(pa, pi) and np.array_equal(ma, mi) and np.array_equal(va, vi), (opt_cls, wd, step)
+        assert np.array_equal(pi, param.data), (opt_cls.__name__, wd, step)
+    assert pi.dtype == np.float32 and not np.array_equal(pi, p0)
+print("Adam in place == allocating == module 06: OK")
+
+# %% [markdown]
+# Measure one optimizer step over TinyGPT's parameters (4 blocks of 128 dimensions, 65
+# characters: about 0.8 M numbers in 70 arrays): the allocating version, the in-place
+# version with one scratch buffer reused across all parameters, and module 06's `AdamW`.
+
+# %%
+def tinygpt_shapes(vocab: int = 65, d: int = 128, layers: int = 4, context: int = 64) -> list[tuple[int, ...]]:
+    """Parameter shapes of module 16's TinyGPT (embeddings, blocks, final norm, head)."""
+    shapes = [(vocab, d), (context, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,)] + [(d, d), (d,)] * 4 + [(d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,), (d, vocab), (vocab,)]
+
+
+rng = np.random.default_rng(14)
+shapes = tinygpt_shapes()
+params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+moments = [[np.zeros(s, np.float32), np.zeros(s, np.float32)] for s in shapes]
+scratch = np.empty(2 * max(p.size for p in params), dtype=np.float32)
+print(f"{len(shapes)} arrays, {sum(p.size for p in params):,} numbers")
+
+
+def step_allocating():
+    for k, (p, g, (m, v)) in enumerate(zip(params, grads, moments)):
+        params[k], moments[k][0], moments[k][1] = adam_update_allocating(p, g, m, v, 1, weight_decay=0.1, decoupled=True)
+
+
+def step_inplace():
+    for p, g, (m, v) in zip(params, grads, moments):
+        work = scratch[:2 * p.size].reshape(2, *p.shape)
+        adam_update_inplace(p, g, m, v, 1, weight_decay=0.1, decoupled=True, work=work)
+
+
+tensors = [Tensor(p, requires_grad=True) for p in params]
+for t, g in zip(tensors, grads):
+    t.grad = Tensor(g)
+adamw = AdamW(tensors, lr=1e-3, weight_decay=0.1)
+t_alloc, t_inplace, t_module06 = best_ms(step_allocating, 10), best_ms(step_inplace, 10), best_ms(adamw.step, 10)
+print(f"AdamW step: allocating {t_alloc:.2f} ms, in place {t_inplace:.2f} ms ({t_alloc / t_inplace:.2f}x), "
+      f"module 06 {t_module06:.2f} ms ({t_alloc / t_module06:.2f}x)")
+speedups["optimizer: in-place AdamW (module 06) vs allocating"] = t_alloc / t_module06
+
+# %% [markdown]
+# ## 7. float32 vs float64
+#
+# A float32 number is 4 bytes, a float64 one 8. Half the bytes means half the memory
+# traffic for elementwise kernels (which are memory-bound) and twice as many numbers per
+# SIMD register for BLAS (which is compute-bound). Both should run about twice as fast in
+# float32, which is why `DEFAULT_FLOAT` (module 01) is float32 and why every module keeps
+# float32 float32 (a Python float constant does; a numpy float64 scalar would not).
+# Gradient checks use float64 because finite differences need the precision; training
+# does not.
+
+# %%
+rng = np.random.default_rng(15)
+a64, b64 = rng.standard_normal((512, 512)), rng.standard_normal((512, 512))
+a32, b32 = a64.astype(np.float32), b64.astype(np.float32)
+v64 = rng.standard_normal(1 << 20)
+v32 = v64.astype(np.float32)
+for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
+                       ("exp, 1M numbers", lambda: np.exp(v32), lambda: np.exp(v64)),
+                       ("x * y + x, 1M numbers", lambda: v32 * v32 + v32, lambda: v64 * v64 + v64)]:
+    t32, t64 = best_ms(f32, 5), best_ms(f64, 5)
+    print(f"{name:>22}: float32 {t32:.2f} ms, float64 {t64:.2f} ms ({t64 / t32:.2f}x)")
+    speedups[f"dtype: float32 vs float64, {name}"] = t64 / t32
+
+# %% [markdown]
+# ## 8. What the framework uses, and what each buys
+#
+# | kernel | used where | status |
+# |---|---|---|
+# | BLAS matmul | every `@`: `Dense` (03), attention scores and values (11), TinyGPT (16); conv (09) ends in it | used |
+# | row-major traversal, strided views | im2col's `sliding_window_view` (09), pooling windows (09), `split_heads` (11) | used |
+# | im2col convolution | `Conv2d` (09) | used |
+# | fused LayerNorm | `LayerNorm` (10), twice per TinyGPT block | used |
+# | in-place Adam/AdamW | `Adam`, `AdamW` (06): every training run | used |
+# | float32 everywhere | `DEFAULT_FLOAT` (01) | used |
+# | fused softmax-cross-entropy | module 04's `CrossEntropyLoss` is composed; TinyGPT's `LanguageModelLoss` uses it | **available, not yet adopted** |
+# | fused GELU | module 02's `GELU` allocates about nine temporaries; TinyGPT's feed-forward uses it | **available, not yet adopted** |
+#
+# The attention softmax of module 11 is module 02's `SoftmaxFunction`, already one op.
+# The speed-ups measured in this notebook (ratios of times, reference over fast kernel):
+
+# %%
+for name, ratio in speedups.items():
+    print(f"{name:<55} {ratio:10.1f}x")
+
+# %% [markdown]
+# ## Systems thinking
+#
+# 1. **Arithmetic intensity.** A 512 x 512 float32 matmul does $2 \cdot 512^3$ FLOPs on
+#    $3 \cdot 512^2 \cdot 4$ bytes of operands; `np.exp` on 1M float32 numbers does roughly
+#    20 FLOPs per number on 8 bytes read and written. Compute FLOPs per byte for both. From
+#    your measurements in sections 1 and 7, which one is limited by memory bandwidth and
+#    which by arithmetic? Why did float32 help one more than the other?
+# 2. **Memory of the column matrix.** For LeNet-5's second convolution (section 3), how many
+#    bytes does im2col's column matrix take at batch 64, and how many does `conv2d_shifted`
+#    allocate at once? When would you prefer the shifted version (think of 1 x 1 kernels,
+#    of large images, of the backward pass)?
+# 3. **What fusion saves.** Count the `(R, C)`-sized arrays allocated by module 04's
+#    `CrossEntropyLoss` forward and backward (follow `log_softmax`, the one-hot, the product
+#    and their backward rules in module 05) and by `SoftmaxCrossEntropyFunction`. Does the
+#    measured speed-up follow the ratio of the counts? What else does the composed version
+#    pay for?
+# 4. **In place and autograd.** `FusedGELUFunction.backward` writes into its own
+#    temporaries but never into `self.t` or `self.x`. Show with the code what would go wrong
+#    if it computed $1 - t^2$ in `self.t` directly, and with `x *= ...` on the input inside
+#    `forward`.
+# 5. **Bit-for-bit equality.** The in-place Adam equals the allocating one exactly, but the
+#    fused GELU's *gradient* only agrees with module 05's to about 1e-6. Why can reordering
+#    floating-point operations change the last bits, and why is exact equality still a
+#    useful test where it holds?

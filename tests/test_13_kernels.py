@@ -1,0 +1,416 @@
+"""Tests for module 13 (kernels): every fast kernel equals its reference.
+
+matmul three ways against numpy, the checked strided view, loop and shifted convolutions
+against module 09's im2col `conv2d`, the fused softmax-cross-entropy against module 04's
+`CrossEntropyLoss`, the fused GELU against module 02's, and the in-place Adam(W) update
+against the allocating one and module 06's optimizers (exactly). Float64 gradient checks
+of the fused Functions are in `GRADCHECK_CASES` (collected by tests/test_05_gradcheck.py too).
+"""
+import numpy as np
+import pytest
+from graph_helpers import ops_in_cases
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinytorch.core.activations import GELU, gelu
+from tinytorch.core.autograd import gradcheck
+from tinytorch.core.kernels import (
+    FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction, adam_update_allocating,
+    adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas, matmul_broadcast,
+    matmul_flops, matmul_loops, softmax_cross_entropy, strided_view)
+from tinytorch.core.layers import Dense, Sequential
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.optimizers import Adam, AdamW
+from tinytorch.core.spatial import conv2d
+from tinytorch.core.tensor import Tensor
+
+F64 = np.float64
+
+
+def t64(*shape, seed=0, scale=1.0):
+    data = np.random.default_rng(seed).standard_normal(shape) * scale
+    return Tensor(data, dtype=F64, requires_grad=True)
+
+
+# ---- matmul -----------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6), k=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_three_matmuls_equal_numpy(n, k, m, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    ref = a @ b
+    for fn in (matmul_loops, matmul_broadcast, matmul_blas):
+        out = fn(a, b)
+        assert out.shape == (n, m)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_matmuls_keep_float32_and_count_flops():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
+    for fn in (matmul_loops, matmul_broadcast, matmul_blas):
+        out = fn(a, b)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, a.astype(F64) @ b.astype(F64), rtol=1e-5, atol=1e-5)
+    assert matmul_flops(4, 3, 5) == 120
+
+
+def test_matmul_errors_name_the_shapes():
+    for fn in (matmul_loops, matmul_broadcast, matmul_blas):
+        name = fn.__name__
+        with pytest.raises(ValueError, match=rf"{name}: inner dimensions differ: \(2, 3\) @ \(4, 2\)"):
+            fn(np.ones((2, 3)), np.ones((4, 2)))
+        with pytest.raises(ValueError, match=rf"{name}: expected matrices .* got shapes \(2, 3, 1\) and \(3, 2\)"):
+            fn(np.ones((2, 3, 1)), np.ones((3, 2)))
+        with pytest.raises(TypeError, match=rf"{name}: expected numpy arrays, got list"):
+            fn([[1.0]], np.ones((1, 1)))
+
+
+# ---- layout and strided views ----------------------------------------------------------------
+def test_layout_reports_strides_contiguity_and_ownership():
+    a = np.zeros((3, 4), dtype=np.float32)
+    info = layout(a)
+    assert info == {"shape": (3, 4), "strides": (16, 4), "itemsize": 4, "c_contiguous": True,
+                    "f_contiguous": False, "owns_data": True, "nbytes": 48}
+    t = layout(a.T)
+    assert t["strides"] == (4, 16) and t["f_contiguous"] and not t["c_contiguous"] and not t["owns_data"]
+    s = layout(a[:, ::2])
+    assert s["strides"] == (16, 8) and not s["c_contiguous"] and not s["f_contiguous"]
+    assert layout(np.ascontiguousarray(a.T))["owns_data"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(length=st.integers(1, 30), width=st.integers(1, 6), step=st.integers(1, 4))
+def test_strided_view_sliding_windows(length, width, step):
+    x = np.arange(length, dtype=np.float32)
+    count = (length - width) // step + 1
+    if count < 1:
+        with pytest.raises(ValueError, match="outside the"):
+            strided_view(x, (1, width), (4 * step, 4))
+        return
+    windows = strided_view(x, (count, width), (4 * step, 4))
+    expected = np.stack([x[i * step:i * step + width] for i in range(count)])
+    assert np.array_equal(windows, expected)
+    assert np.shares_memory(windows, x) and not windows.flags.writeable
+    # the window after the last one that fits always runs past the end
+    with pytest.raises(ValueError, match=rf"reaches bytes \[0, {4 * (count * step + width)}\) outside the {4 * length}-byte buffer"):
+        strided_view(x, (count + 1, width), (4 * step, 4))
+
+
+def test_strided_view_negative_strides_and_errors():
+    x = np.arange(6, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"reaches bytes \[-40, 8\) outside the 48-byte buffer"):
+        strided_view(x, (6,), (-8,))                         # would read before the start
+    assert np.array_equal(strided_view(x, (2, 3), (24, 8)), x.reshape(2, 3))
+    assert np.array_equal(strided_view(x, (3, 2), (8, 24)), x.reshape(2, 3).T)
+    assert strided_view(x, (0, 5), (8, 8)).shape == (0, 5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        strided_view(x[::2], (2,), (8,))
+    with pytest.raises(ValueError, match="multiples of the itemsize 8"):
+        strided_view(x, (2,), (4,))
+    with pytest.raises(ValueError, match="different lengths"):
+        strided_view(x, (2, 3), (8,))
+    with pytest.raises(ValueError, match="negative size"):
+        strided_view(x, (-1,), (8,))
+
+
+# ---- convolution ------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(N=st.integers(1, 2), C=st.integers(1, 3), H=st.integers(3, 7), W=st.integers(3, 7),
+       C_out=st.integers(1, 3), k=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 2),
+       bias=st.booleans(), seed=st.integers(0, 10_000))
+def test_loop_and_shifted_convolutions_equal_im2col(N, C, H, W, C_out, k, stride, padding, bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((C_out, C, k, k))
+    b = rng.standard_normal(C_out) if bias else None
+    ref = conv2d(Tensor(x, dtype=F64), Tensor(w, dtype=F64), None if b is None else Tensor(b, dtype=F64),
+                 stride=stride, padding=padding).data
+    for fn in (conv2d_loops, conv2d_shifted):
+        out = fn(x, w, b, stride, padding)
+        assert out.shape == ref.shape and out.flags.c_contiguous
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_convolutions_keep_float32():
+    rng = np.random.default_rng(1)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in [(2, 3, 8, 8), (4, 3, 3, 3), (4,)])
+    ref = conv2d(Tensor(x), Tensor(w), Tensor(b), padding=1).data
+    for fn in (conv2d_loops, conv2d_shifted):
+        out = fn(x, w, b, 1, 1)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_convolution_errors_name_the_shapes():
+    for fn in (conv2d_loops, conv2d_shifted):
+        name = fn.__name__
+        with pytest.raises(ValueError, match=rf"{name}: .* got x \(1, 2, 5, 5\) and w \(3, 4, 3, 3\)"):
+            fn(np.ones((1, 2, 5, 5)), np.ones((3, 4, 3, 3)))
+        with pytest.raises(ValueError, match=rf"{name}: bias must have shape \(3,\), got \(2,\)"):
+            fn(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), np.ones(2))
+        with pytest.raises(ValueError, match=rf"{name}: kernel \(6, 6\) is larger than the padded input \(5, 5\)"):
+            fn(np.ones((1, 2, 5, 5)), np.ones((3, 2, 6, 6)))
+        with pytest.raises(ValueError, match=rf"{name}: stride must be >= 1"):
+            fn(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), None, 0)
+
+
+# ---- fused softmax-cross-entropy -------------------------------------------------------------
+def _both_losses(z, t, ignore_index=None, reduction="mean"):
+    """(fused loss, grad), (module 04 loss, grad) on copies of the float64 logits z."""
+    a, b = Tensor(z, dtype=F64, requires_grad=True), Tensor(z.copy(), dtype=F64, requires_grad=True)
+    fused = FusedCrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(a, t)
+    ref = CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(b, t)
+    fused.backward()
+    ref.backward()
+    return (fused.item(), a.grad.data), (ref.item(), b.grad.data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lead=st.lists(st.integers(1, 5), min_size=1, max_size=3), C=st.integers(1, 7),
+       ignore=st.sampled_from([None, -100, 0]), reduction=st.sampled_from(["mean", "sum"]),
+       scale=st.sampled_from([0.1, 3.0, 30.0]), seed=st.integers(0, 10_000))
+def test_fused_cross_entropy_equals_module_04(lead, C, ignore, reduction, scale, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((*lead, C)) * scale
+    t = rng.integers(0, C, size=tuple(lead))
+    if ignore is not None:
+        t[rng.random(t.shape) < 0.3] = ignore
+    (lf, gf), (lr, gr) = _both_losses(z, t, ignore, reduction)
+    np.testing.assert_allclose(lf, lr, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gf, gr, rtol=1e-9, atol=1e-12)
+
+
+def test_ignore_index_skips_rows_and_averages_over_the_rest():
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((2, 3, 4))
+    t = np.array([[1, -1, 3], [-1, 0, 2]])
+    x = Tensor(z, dtype=F64, requires_grad=True)
+    loss = softmax_cross_entropy(x, t, ignore_index=-1)
+    flat, ft = z.reshape(-1, 4), t.reshape(-1)
+    logp = flat - np.log(np.exp(flat).sum(axis=1, keepdims=True))
+    keep = ft != -1
+    np.testing.assert_allclose(loss.item(), -logp[keep, ft[keep]].mean(), rtol=1e-12)
+    loss.backward()
+    g = x.grad.data.reshape(-1, 4)
+    assert np.array_equal(g[~keep], np.zeros((2, 4))), "ignored rows get no gradient"
+    p = np.exp(logp[keep])
+    p[np.arange(keep.sum()), ft[keep]] -= 1
+    np.testing.assert_allclose(g[keep], p / keep.sum(), rtol=1e-10, atol=1e-14)
+    # every target ignored: the mean is 0 (like module 04), and so is the gradient
+    x.grad = None
+    none_left = softmax_cross_entropy(x, np.full((2, 3), -1), ignore_index=-1)
+    assert none_left.item() == 0.0
+    none_left.backward()
+    assert not x.grad.data.any()
+    # without ignore_index, -1 is out of range
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 4\) for 4 classes, got \[-1\]"):
+        softmax_cross_entropy(x, t)
+    # with an ignore_index, other out-of-range values are still refused
+    with pytest.raises(ValueError, match=r"\[0, 4\) for 4 classes or equal ignore_index=-1, got \[4, 7\]"):
+        softmax_cross_entropy(x, np.array([[1, 4, 7], [-1, 0, 2]]), ignore_index=-1)
+
+
+def test_fused_cross_entropy_keeps_float32_and_is_stable():
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((12, 64, 65)) * 5).astype(np.float32)
+    t = rng.integers(0, 65, size=(12, 64))
+    x = Tensor(z, requires_grad=True)
+    loss = softmax_cross_entropy(x, t)
+    assert loss.dtype == np.float32 and loss.shape == ()
+    loss.backward()
+    assert x.grad.dtype == np.float32
+    (lf, gf), (lr, gr) = _both_losses(z.astype(F64), t)
+    np.testing.assert_allclose(loss.item(), lf, rtol=1e-5)
+    np.testing.assert_allclose(x.grad.data, gf, rtol=1e-4, atol=1e-8)
+    huge = Tensor(np.array([[1e4, -1e4, 0.0], [3e4, 3e4, 3e4]], dtype=np.float32), requires_grad=True)
+    loss = softmax_cross_entropy(huge, [1, 0])
+    np.testing.assert_allclose(loss.item(), (2e4 + np.log(3.0)) / 2, rtol=1e-6)
+    loss.backward()
+    np.testing.assert_allclose(huge.grad.data, [[0.5, -0.5, 0.0], [-1 / 3, 1 / 6, 1 / 6]], rtol=1e-5, atol=1e-7)
+
+
+def test_fused_cross_entropy_records_one_node_and_leaves_grad_alone():
+    x = t64(4, 3)
+    loss = softmax_cross_entropy(x, [0, 1, 2, 1])
+    assert isinstance(loss._ctx, SoftmaxCrossEntropyFunction) and loss._ctx.inputs == (x,)
+    g = np.array(2.0)
+    (dz,) = loss._ctx.backward(g)
+    assert g == 2.0 and dz.shape == (4, 3)
+    np.testing.assert_allclose(dz.sum(axis=1), 0, atol=1e-12)   # softmax - onehot sums to 0 per row
+    assert softmax_cross_entropy(Tensor(np.ones((2, 3))), np.array([1.0, 2.0])).dtype == np.float32
+
+
+def test_fused_cross_entropy_errors():
+    z = Tensor(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"logits of shape \(4, 3\) need targets of shape \(4,\), got targets of shape \(3,\)"):
+        softmax_cross_entropy(z, [0, 1, 2])
+    with pytest.raises(TypeError, match="targets must be integer class indices, got dtype float64"):
+        softmax_cross_entropy(z, [0.5, 1, 2, 0])
+    with pytest.raises(TypeError, match="got dtype bool"):
+        softmax_cross_entropy(z, [True, False, True, False])
+    with pytest.raises(ValueError, match=r"got \[3, 5\]"):
+        softmax_cross_entropy(z, [0, 3, 5, 3])
+    with pytest.raises(ValueError, match="reduction must be one of .* got 'none'"):
+        softmax_cross_entropy(z, [0, 1, 2, 0], reduction="none")
+    with pytest.raises(ValueError, match="FusedCrossEntropyLoss: reduction"):
+        FusedCrossEntropyLoss(reduction="avg")
+    with pytest.raises(TypeError, match="ignore_index must be an int or None, got 0.5"):
+        softmax_cross_entropy(z, [0, 1, 2, 0], ignore_index=0.5)
+
+
+def test_fused_cross_entropy_trains_a_classifier():
+    """A Dense layer learns three separable classes with the fused loss as with module 04's."""
+    rng = np.random.default_rng(4)
+    centres = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    y = rng.integers(0, 3, size=90)
+    x = Tensor((centres[y] + rng.standard_normal((90, 2))).astype(np.float32))
+    net = Sequential(Dense(2, 3, rng=np.random.default_rng(5)))
+    opt = Adam(net.parameters(), lr=0.1)
+    loss_fn = FusedCrossEntropyLoss()
+    first = loss_fn(net(x), y).item()
+    for _ in range(60):
+        opt.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+    accuracy = float((net(x).data.argmax(axis=1) == y).mean())
+    assert loss.item() < 0.3 * first and accuracy > 0.95, (first, loss.item(), accuracy)
+
+
+# ---- fused GELU ---------------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=3), scale=st.sampled_from([0.5, 3.0, 20.0]),
+       seed=st.integers(0, 10_000))
+def test_fused_gelu_equals_module_02(shape, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    up = rng.standard_normal(shape).astype(np.float32)
+    a, b = Tensor(x, requires_grad=True), Tensor(x.copy(), requires_grad=True)
+    ya, yb = fused_gelu(a), gelu(b)
+    assert ya.dtype == np.float32 and ya.shape == tuple(shape)
+    assert np.array_equal(ya.data, yb.data), "same operations in the same order: identical float32 values"
+    ya.backward(up)
+    yb.backward(up)
+    assert a.grad.dtype == np.float32
+    np.testing.assert_allclose(a.grad.data, b.grad.data, rtol=2e-5, atol=2e-6)
+    x64 = x.astype(F64)
+    c, d = Tensor(x64, dtype=F64, requires_grad=True), Tensor(x64.copy(), dtype=F64, requires_grad=True)
+    fused_gelu(c).backward(up.astype(F64))
+    gelu(d).backward(up.astype(F64))
+    np.testing.assert_allclose(c.grad.data, d.grad.data, rtol=1e-12, atol=1e-14)
+
+
+def test_fused_gelu_layer_extremes_and_state():
+    layer = FusedGELU()
+    assert repr(layer) == "FusedGELU()" and layer.parameters() == []
+    x = Tensor(np.array([-1e30, -50.0, 0.0, 50.0, 1e30], dtype=np.float32), requires_grad=True)
+    y = layer(x)
+    assert np.isfinite(y.data).all()
+    np.testing.assert_array_equal(y.data, GELU()(Tensor(x.data)).data)
+    np.testing.assert_allclose(y.data[1:4], [0.0, 0.0, 50.0], atol=1e-6)
+    ints = fused_gelu(Tensor(np.array([1, 2], dtype=np.int64)))
+    assert ints.dtype == np.float32
+    x = t64(3, 4)
+    out = fused_gelu(x)
+    fn = out._ctx
+    assert isinstance(fn, FusedGELUFunction)
+    kept_x, kept_t = fn.x.copy(), fn.t.copy()
+    g = np.ones((3, 4))
+    fn.backward(g)
+    fn.backward(g)
+    assert np.array_equal(fn.x, kept_x) and np.array_equal(fn.t, kept_t), "backward must not touch saved state"
+    assert np.array_equal(g, np.ones((3, 4)))
+    assert fn.x is x.data, "forward keeps the input itself, not a copy"
+
+
+# ---- Adam in place vs allocating ---------------------------------------------------------------
+@pytest.mark.parametrize("opt_cls, weight_decay, dtype", [
+    (Adam, 0.0, np.float32), (Adam, 0.1, np.float32), (AdamW, 0.05, np.float32), (AdamW, 0.0, np.float64),
+    (Adam, 0.01, np.float64)])
+def test_inplace_adam_equals_allocating_and_module_06_exactly(opt_cls, weight_decay, dtype):
+    rng = np.random.default_rng(6)
+    shapes = [(4, 3), (3,), (2, 2, 2)]
+    decoupled = opt_cls is AdamW
+    p0 = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    alloc = [[p.copy(), np.zeros_like(p), np.zeros_like(p)] for p in p0]
+    inplace = [[p.copy(), np.zeros_like(p), np.zeros_like(p)] for p in p0]
+    params = [Tensor(p.copy(), dtype=dtype, requires_grad=True) for p in p0]
+    opt = opt_cls(params, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay)
+    scratch = np.empty(2 * 12, dtype=dtype)                      # shared by all parameters (largest: 12)
+    hyper = dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay, decoupled=decoupled)
+    for step in range(1, 8):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        for k, g in enumerate(grads):
+            before = [a.copy() for a in alloc[k]]
+            new = adam_update_allocating(alloc[k][0], g, alloc[k][1], alloc[k][2], step, **hyper)
+            assert all(np.array_equal(a, b) for a, b in zip(alloc[k], before)), "allocating: inputs untouched"
+            alloc[k] = list(new)
+            p, m, v = inplace[k]
+            work = scratch[:2 * p.size].reshape(2, *p.shape)
+            adam_update_inplace(p, g, m, v, step, work=work, **hyper)
+            params[k].grad = Tensor(g, dtype=dtype)
+        opt.step()
+        for k in range(len(shapes)):
+            for a, b in zip(alloc[k], inplace[k]):
+                assert a.dtype == dtype and np.array_equal(a, b), (step, k)
+            assert np.array_equal(inplace[k][0], params[k].data), (step, k)
+            assert np.array_equal(inplace[k][1], opt.state[f"{k}.exp_avg"])
+            assert np.array_equal(inplace[k][2], opt.state[f"{k}.exp_avg_sq"])
+    assert not np.array_equal(inplace[0][0], p0[0])
+
+
+def test_inplace_adam_writes_only_p_m_v_and_checks_shapes():
+    rng = np.random.default_rng(7)
+    p, g = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    m, v = np.zeros((3, 2)), np.zeros((3, 2))
+    ids = (id(p), id(m), id(v))
+    p_before, g_before = p.copy(), g.copy()
+    adam_update_inplace(p, g, m, v, 1, weight_decay=0.1)          # L2 decay goes through scratch
+    assert np.array_equal(g, g_before) and (id(p), id(m), id(v)) == ids
+    g_eff = p_before * 0.1 + g                                   # the decayed gradient, never written to g
+    np.testing.assert_array_equal(m, g_eff * (1.0 - 0.9))        # first step from m = 0
+    np.testing.assert_array_equal(v, g_eff * g_eff * (1.0 - 0.999))
+    assert not np.array_equal(p, p_before)
+    with pytest.raises(ValueError, match=r"p \(3, 2\), g \(2, 3\), m \(3, 2\) and v \(3, 2\) must have one shape"):
+        adam_update_inplace(p, g.T, m, v, 2)
+    with pytest.raises(ValueError, match=r"work must have shape \(2, 3, 2\) and dtype float64, got \(2, 3, 2\) float32"):
+        adam_update_inplace(p, g, m, v, 2, work=np.empty((2, 3, 2), np.float32))
+
+
+# ---- gradient checks (float64) ------------------------------------------------------------------
+def _ce_case(shape, ignore_index=None, reduction="mean", seed=0):
+    def build():
+        x = t64(*shape, seed=seed, scale=2.0)
+        rng = np.random.default_rng(seed + 1)
+        t = rng.integers(0, shape[-1], size=shape[:-1])
+        if ignore_index is not None:
+            t.reshape(-1)[::3] = ignore_index
+        return (lambda x: softmax_cross_entropy(x, t, ignore_index=ignore_index, reduction=reduction)), [x]
+    return build
+
+
+def _gelu_in_a_network_case():
+    dense = Dense(3, 4, dtype=F64, rng=np.random.default_rng(0))
+    x = t64(2, 5, 3, seed=3)
+    return (lambda x, w, b: fused_gelu(dense(x)) * 2.0), [x, dense.weight, dense.bias]
+
+
+GRADCHECK_CASES = {
+    "softmax_ce_2d": _ce_case((5, 4)),
+    "softmax_ce_3d_btc": _ce_case((2, 3, 5), seed=1),
+    "softmax_ce_ignore_index": _ce_case((3, 4, 3), ignore_index=-100, seed=2),
+    "softmax_ce_sum": _ce_case((4, 6), reduction="sum", seed=3),
+    "softmax_ce_single_class": _ce_case((3, 1), seed=4),
+    "fused_gelu": lambda: (lambda x: fused_gelu(x), [t64(3, 4, scale=2.0)]),
+    "fused_gelu_in_a_network": _gelu_in_a_network_case,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
+def test_gradcheck(name):
+    func, inputs = GRADCHECK_CASES[name]()
+    assert gradcheck(func, inputs)
+
+
+def test_every_op_of_this_module_is_in_a_gradcheck_case():
+    assert {SoftmaxCrossEntropyFunction, FusedGELUFunction} <= ops_in_cases(GRADCHECK_CASES)
