@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tito.command import Command
 from tito.commands import book, export, grade, milestone, release, reuse, bench, status, test, workspace
+from tito.commands import package, runs, serve
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
@@ -16,4 +17,7 @@ COMMANDS: tuple[Command, ...] = (
     workspace.COMMAND,
     grade.COMMAND,
     book.COMMAND,
+    runs.COMMAND,
+    package.COMMAND,
+    serve.COMMAND,
 )

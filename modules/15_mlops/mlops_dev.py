@@ -1,0 +1,1945 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Module 15: MLOps
+#
+# **Where you are.** You can build, train and checkpoint models (modules 01-11), and
+# module 07's `Trainer` resumes a run bit for bit. What you cannot do yet is answer the
+# questions that come *after* training: which settings produced this model? Was it the
+# run from Tuesday or the one with the higher learning rate? Can a colleague run it
+# without my training script? Is it safe to load a model file someone sent me? And once
+# it answers requests, are the requests still like the data it was trained on?
+#
+# **What you build.**
+#
+# | name | what it is |
+# |---|---|
+# | `seed_everything`, `canonical_json`, `config_hash` | one call seeds every random source; a configuration gets a stable fingerprint |
+# | `Run`, `fit_with_run`, `list_runs`, `find_run`, `compare_runs`, `format_table` | run directories: `config.json`, `metrics.jsonl`, `checkpoints/`, `plots/`; logging a `Trainer` epoch by epoch; comparing runs |
+# | `ModelKind`, `register_kind`, `layer_spec`, `build_sequential` | a registry of model kinds: how each is saved, rebuilt and used |
+# | `save_package`, `load_package`, `ModelPackage`, `PackageError` | a versioned model package: a manifest, safe weights, a sha256 for every file |
+# | `input_statistics`, `text_statistics`, `psi`, `DriftMonitor` | training statistics of the inputs and a monitor that tells when requests drift away from them |
+# | `validate_inputs`, `validate_completion`, `RequestError`, `ModelServer` | an HTTP model server on the standard library: strict validation, limits, JSON errors |
+#
+# **Where it goes.** `tito export` compiles the `#| export` cells into
+# `tinytorch/mlops/mlops.py`. Three commands use it: `tito runs` lists and compares runs,
+# `tito package` packages a TinyGPT saved by module 16, and `tito serve PACKAGE` serves a
+# package (both register the `"tinygpt"` kind of module 16, which module 15 cannot import).
+#
+# **The one idea of this module.** Everything that leaves the training process (a run
+# directory, a model package, an HTTP request) is *data from outside*, and is treated that
+# way: written atomically in formats that cannot run code (JSON, `.npz` without pickle),
+# fingerprinted with sha256, and checked on the way back in against a written
+# specification, with an error that names exactly what does not fit.
+#
+# **Points: 25** (the total of this module's graded test cells)
+
+# %%
+# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
+# from the course repository; anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
+
+# %%
+#| default_exp mlops.mlops
+
+# %%
+#| export
+"""MLOps: reproducible runs, versioned model packages, drift monitoring and an HTTP model server.
+
+Module 15 of TinyTorch (generated from modules/15_mlops/mlops_dev.py; do not edit).
+
+seed_everything and config_hash make runs repeatable and identifiable; Run writes a run
+directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / load_package
+write and check a model package (manifest.json with a sha256 for every file, weights in
+.npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
+serves a package over HTTP (standard library only). Model kinds ("sequential" here;
+"tinygpt" is registered by `tito serve`) plug in through register_kind.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from tinytorch.core.tensor import Tensor, manual_seed
+from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
+from tinytorch.core.autograd import no_grad
+from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint
+from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
+from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+
+# %% [markdown]
+# ## 1. Reproducibility: one seed, one fingerprint
+#
+# A training run draws random numbers in several places: Python's `random` module,
+# numpy's legacy global generator (`np.random.rand`, used by many libraries), and
+# TinyTorch's own generator (`manual_seed` / `get_rng` of module 01), from which the
+# initialisers of modules 03 and 09, `Dropout` and the `DataLoader` of module 08 draw
+# (a `DataLoader` without an explicit `seed` takes its seed from `get_rng()` when it is
+# created, and then derives the order of epoch $e$ from `(seed, e)`). `seed_everything`
+# seeds all three; a layer given its own `rng=` argument keeps its own generator, which
+# is the point of passing one.
+#
+# Two runs are "the same experiment" when their configurations are equal. To recognise
+# that at a glance, and to name a package after the configuration that trained it, we
+# hash the configuration. A hash needs *one* byte string per configuration, so the JSON is
+# written canonically:
+#
+# | choice | why |
+# |---|---|
+# | keys sorted, no spaces (`separators=(",", ":")`) | `{"a": 1, "b": 2}` and `{"b": 2, "a": 1}` are the same configuration |
+# | tuples → lists, numpy scalars → Python numbers | `(32, 32)` from code and `[32, 32]` read back from JSON |
+# | a float with an integer value → int | `lr=1` and `lr=1.0` are the same setting |
+# | NaN, infinity, non-string keys, other types → an error naming the key | JSON has no NaN; a `set` has no order |
+#
+# and `config_hash` is the SHA-256 of those bytes, 64 hex digits. Change any value and
+# the hash changes completely.
+
+# %% nbgrader={"grade": false, "grade_id": "seeding", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python's `random`, numpy's global generator and TinyTorch's generator with `seed`
+    (an int in [0, 2**32)). Returns TinyTorch's new generator (what `get_rng()` now returns)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed_everything: seed must be an integer in [0, 2**32), got {seed!r}")
+    ### BEGIN SOLUTION
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    return manual_seed(int(seed))
+    ### END SOLUTION
+
+
+def _canonical(value: Any, where: str) -> Any:
+    """`value` as plain JSON types, in the canonical form described above; `where` names it."""
+    ### BEGIN SOLUTION
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"config value at {where} is {value!r}; JSON has no NaN or infinity")
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"config key {key!r} at {where} is a {type(key).__name__}; keys must be strings")
+            out[key] = _canonical(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise ValueError(f"config value at {where} is a {type(value).__name__}, which has no canonical JSON form "
+                     f"(use numbers, strings, booleans, None, lists and dicts)")
+    ### END SOLUTION
+
+
+def canonical_json(config: Any) -> str:
+    """The one JSON text of `config`: sorted keys, no spaces, ASCII, canonical numbers."""
+    return json.dumps(_canonical(config, "<config>"), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True, allow_nan=False)
+
+
+def config_hash(config: Any) -> str:
+    """SHA-256 (64 hex digits) of `canonical_json(config)`: equal configurations, equal hashes."""
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()
+
+# %% nbgrader={"grade": true, "grade_id": "test-seeding", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+from tinytorch.core.tensor import get_rng, randn
+from tinytorch.core.layers import Dense as _Dense
+
+
+def _draws():
+    layer = _Dense(3, 2)                                  # initialised from TinyTorch's generator
+    return (random.random(), float(np.random.rand()), randn(2).data.tolist(), layer.weight.data.tolist())
+
+
+seed_everything(7)
+first = _draws()
+seed_everything(7)
+assert _draws() == first, "the same seed must give the same numbers from every source"
+seed_everything(8)
+assert _draws() != first
+assert seed_everything(3) is get_rng()
+cfg = {"lr": 0.01, "layers": (64, 32), "optimizer": {"name": "adam", "betas": [0.9, 0.999]}, "epochs": 5.0}
+same = {"epochs": 5, "optimizer": {"betas": (0.9, 0.999), "name": "adam"}, "layers": [64, 32], "lr": 0.01}
+assert canonical_json(cfg) == canonical_json(same) == (
+    '{"epochs":5,"layers":[64,32],"lr":0.01,"optimizer":{"betas":[0.9,0.999],"name":"adam"}}')
+assert config_hash(cfg) == config_hash(same) and len(config_hash(cfg)) == 64
+assert config_hash({**cfg, "lr": 0.02}) != config_hash(cfg)
+assert config_hash({"x": np.float32(0.5), "n": np.int64(3)}) == config_hash({"x": 0.5, "n": 3})
+for bad, word in [({"lr": float("nan")}, "lr"), ({"s": {1, 2}}, "set"), ({1: "a"}, "1")]:
+    try:
+        config_hash(bad)
+        raise AssertionError(f"{bad} should be refused")
+    except ValueError as err:
+        assert word in str(err), err
+print("seeding and config hashes: OK")
+
+# %% [markdown]
+# ## 2. Run directories
+#
+# Every training run gets its own folder, created once and never reused:
+#
+# ```
+# runs/mlp-20260101-120000/          <name>-<date>-<time>, then -2, -3... if taken
+#   config.json      what produced the run: config, its hash, seed, git commit, versions
+#   metrics.jsonl    one JSON object per line, appended as training goes
+#   checkpoints/     Trainer checkpoints (module 07)
+#   plots/           curves
+#   summary.json     written when the run ends: status and final metrics
+# ```
+#
+# **Why JSON Lines?** A run can be killed at any moment. Appending one complete line per
+# epoch and flushing it means the file always holds every finished epoch; a crash can at
+# worst leave one half-written *last* line, which the reader skips (a damaged line in the
+# middle is an error). `config.json` and `summary.json` are written to a temporary file and
+# renamed into place, so they are either complete or absent. The folder itself is created
+# with `os.mkdir`, which fails if the name exists: two runs started in the same second
+# get different folders, even from two processes.
+#
+# A metric is a number (NaN, e.g. a validation loss when there is no validation data, is
+# written as `null`, since JSON has no NaN), a string, a boolean or `null`.
+
+# %% nbgrader={"grade": false, "grade_id": "runs", "locked": false, "schema_version": 3, "solution": true}
+#| export
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(f"{what} must be 1-100 letters, digits, '_', '.' or '-' (starting with a letter or "
+                         f"digit), got {name!r}")
+    return name
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The commit checked out at `cwd` (default: the current folder), or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def environment() -> dict[str, Any]:
+    """Versions that can change a result: Python, numpy, TinyTorch, and the machine."""
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "tinytorch": getattr(sys.modules.get("tinytorch"), "__version__", None),
+            "platform": platform.platform(), "machine": platform.machine()}
+
+
+def _metric_value(key: str, value: Any) -> Any:
+    """A metric as JSON: finite numbers, strings, booleans, None; NaN -> None."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    raise ValueError(f"Run.log: metric {key!r} is a {type(value).__name__}; log numbers, strings, booleans or None")
+
+
+class Run:
+    """One training run: a folder with config.json, metrics.jsonl, checkpoints/, plots/.
+
+    Create one with `Run.create(name, config, root="runs", seed=...)`; open an existing one
+    with `Run.open(path)`. `log(metrics)` appends a line to metrics.jsonl; `finish()` writes
+    summary.json.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        config_file = self.path / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"Run: {self.path} is not a run directory (no config.json)")
+        try:
+            self.meta: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"Run: {config_file} is not valid JSON ({err})") from None
+        self._step = len(self.metrics())
+
+    # ---- creating and opening --------------------------------------------------------
+    @classmethod
+    def create(cls, name: str = "run", config: Mapping[str, Any] | None = None,
+               root: str | os.PathLike = "runs", seed: int | None = None) -> Run:
+        """Make `root/<name>-<YYYYmmdd-HHMMSS>[-k]/` with config.json, empty metrics.jsonl,
+        checkpoints/ and plots/. `config` must be JSON-able (see `canonical_json`)."""
+        _check_name(name, "Run.create: name")
+        config = dict(config or {})
+        digest = config_hash(config)                     # also checks that config is JSON-able
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        ### BEGIN SOLUTION
+        for k in range(1, 10_000):
+            path = root / (f"{name}-{stamp}" if k == 1 else f"{name}-{stamp}-{k}")
+            try:
+                os.mkdir(path)                           # atomic: fails if the name is taken
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"Run.create: no free run name for {name}-{stamp} in {root}")
+        (path / "checkpoints").mkdir()
+        (path / "plots").mkdir()
+        (path / "metrics.jsonl").touch()
+        meta = {"name": path.name, "created": _now(), "seed": seed, "config": _canonical(config, "<config>"),
+                "config_hash": digest, "git_commit": git_commit(), "environment": environment(),
+                "command": sys.argv}
+        _write_json_atomic(path / "config.json", meta)
+        ### END SOLUTION
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Run:
+        return cls(path)
+
+    # ---- what is in it -----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta.get("config", {})
+
+    @property
+    def config_hash(self) -> str:
+        return self.meta.get("config_hash", "")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        file = self.path / "summary.json"
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+    @property
+    def status(self) -> str:
+        """"completed", "failed", ... from summary.json; "unfinished" while there is none."""
+        summary = self.summary
+        return summary.get("status", "?") if summary else "unfinished"
+
+    # ---- metrics -------------------------------------------------------------------------
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, Any]:
+        """Append {"step": step, "time": seconds since creation, **metrics} to metrics.jsonl
+        (one line, flushed). step defaults to the number of lines logged before + 1."""
+        ### BEGIN SOLUTION
+        if not isinstance(metrics, Mapping) or not metrics:
+            raise ValueError(f"Run.log: metrics must be a non-empty dict of name -> value, got {metrics!r}")
+        self._step = self._step + 1 if step is None else int(step)
+        created = _dt.datetime.fromisoformat(self.meta["created"])
+        seconds = (_dt.datetime.now(_dt.timezone.utc) - created).total_seconds()
+        record = {"step": self._step, "time": round(seconds, 3)}
+        for key, value in metrics.items():
+            if not isinstance(key, str) or key in ("step", "time"):
+                raise ValueError(f"Run.log: metric name {key!r} is reserved or not a string")
+            record[key] = _metric_value(key, value)
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+            f.flush()
+        return record
+        ### END SOLUTION
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every line of metrics.jsonl as a dict; a damaged last line (a crash while
+        writing) is skipped, a damaged line before it raises ValueError naming the line."""
+        file = self.path / "metrics.jsonl"
+        if not file.is_file():
+            return []
+        lines = file.read_text(encoding="utf-8").split("\n")
+        records = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if i == len(lines) - 1:                  # the unterminated last line
+                    break
+                raise ValueError(f"Run: line {i + 1} of {file} is not valid JSON: {line[:80]!r}") from None
+        return records
+
+    def final_metrics(self) -> dict[str, Any]:
+        """The last logged line, without "time"."""
+        records = self.metrics()
+        return {k: v for k, v in records[-1].items() if k != "time"} if records else {}
+
+    def finish(self, status: str = "completed", **extra: Any) -> dict[str, Any]:
+        """Write summary.json: status, finish time, final metrics (and any `extra` fields)."""
+        summary = {"status": status, "finished": _now(), "final_metrics": self.final_metrics(),
+                   **{k: _canonical(v, k) for k, v in extra.items()}}
+        _write_json_atomic(self.path / "summary.json", summary)
+        return summary
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, status={self.status!r}, steps={len(self.metrics())})"
+
+# %% nbgrader={"grade": true, "grade_id": "test-runs", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+import tempfile
+
+workdir = Path(tempfile.mkdtemp(prefix="mlops-"))
+run_a = Run.create("demo", {"lr": 0.1, "hidden": 16}, root=workdir / "runs", seed=0)
+run_b = Run.create("demo", {"lr": 0.1, "hidden": 16}, root=workdir / "runs", seed=0)
+assert run_a.path != run_b.path and run_a.path.parent == workdir / "runs"
+assert sorted(p.name for p in run_a.path.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "plots"]
+meta = json.loads((run_a.path / "config.json").read_text())
+assert meta["config"] == {"hidden": 16, "lr": 0.1} and meta["seed"] == 0
+assert meta["config_hash"] == config_hash({"lr": 0.1, "hidden": 16}) == run_b.config_hash
+assert {"python", "numpy"} <= set(meta["environment"])
+run_a.log({"loss": 1.5, "acc": np.float32(0.25)})
+run_a.log({"loss": 1.25, "val_loss": float("nan")})
+lines = (run_a.path / "metrics.jsonl").read_text().splitlines()
+assert len(lines) == 2 and json.loads(lines[1])["val_loss"] is None and json.loads(lines[0])["step"] == 1
+with open(run_a.path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 3, "loss": 1.')                   # a crash in the middle of a line
+assert [r["loss"] for r in Run.open(run_a.path).metrics()] == [1.5, 1.25]
+assert run_a.status == "unfinished"
+run_a.finish()
+assert Run.open(run_a.path).status == "completed" and run_a.final_metrics()["loss"] == 1.25
+print("run directories: OK")
+
+# %% [markdown]
+# ### Logging a `Trainer`
+#
+# Module 07's `Trainer.fit(train, val, epochs=E)` trains *until E epochs are done in
+# total*, continuing from `trainer.epoch`. So calling it with `epochs=1`, then `2`, then
+# `3`... trains exactly as one call with `epochs=3` would: the trainer keeps the model,
+# the optimizer, the scheduler and the epoch count, and a `DataLoader` derives the order
+# of epoch $e$ from `(seed, e)`. Between the calls we have an epoch-end hook for free:
+# `fit_with_run` logs the last row of `trainer.history` and writes
+# `checkpoints/last.npz` (module 07's exact-resume checkpoint) after every epoch, draws
+# the curves into `plots/history.png`, and finishes the run, with status `"failed: ..."`
+# if training raised.
+
+# %% nbgrader={"grade": false, "grade_id": "fit-with-run", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def fit_with_run(trainer: Any, run: Run, train_data: Iterable, val_data: Iterable | None = None,
+                 epochs: int = 1, checkpoint: bool = True, plot: bool = True) -> dict[str, list]:
+    """Train `trainer` (module 07) up to `epochs` epochs in total, one epoch per `fit` call;
+    after each: log the epoch's row of `trainer.history` to `run` (step = epoch) and, if
+    `checkpoint`, save `run.checkpoints / "last.npz"`. Then plot (if `plot`) and finish the
+    run. Returns the trainer's history."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= trainer.epoch:
+        raise ValueError(f"fit_with_run: epochs is the total to reach and must exceed the {trainer.epoch} "
+                         f"epochs already done, got {epochs!r}")
+    ### BEGIN SOLUTION
+    try:
+        for epoch in range(trainer.epoch + 1, epochs + 1):
+            trainer.fit(train_data, val_data, epochs=epoch)
+            row = {key: values[-1] for key, values in trainer.history.items()}
+            run.log(row, step=epoch)
+            if checkpoint:
+                trainer.save_checkpoint(run.checkpoints / "last.npz")
+        if plot:
+            trainer.plot_history(run.plots / "history.png")
+    except BaseException as err:
+        run.finish(status=f"failed: {type(err).__name__}: {err}")
+        raise
+    run.finish(epochs=trainer.epoch)
+    return trainer.history
+    ### END SOLUTION
+
+# %% [markdown]
+# A small problem to train on: three Gaussian blobs in 4 dimensions, a two-layer network.
+# We train it twice with the same seed, once through `fit_with_run`: the histories must be
+# identical (the `seconds` column aside), which shows both that seeding works and that
+# logging epoch by epoch does not change training.
+
+# %%
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.optimizers import Adam
+from tinytorch.core.training import Trainer
+from tinytorch.core.dataloader import DataLoader, TensorDataset
+
+
+def blobs(n: int, rng: np.random.Generator, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """n points (n, 4) float32 around three centres, labels (n,) int64; `shift` moves every point."""
+    centres = np.array([[2, 0, 0, 1], [-2, 1, 0, 0], [0, -2, 2, 0]], dtype=np.float32)
+    labels = rng.integers(0, 3, size=n)
+    points = centres[labels] + rng.standard_normal((n, 4)).astype(np.float32) + np.float32(shift)
+    return points.astype(np.float32), labels.astype(np.int64)
+
+
+def make_trainer(seed: int) -> tuple[Trainer, DataLoader, DataLoader]:
+    seed_everything(seed)
+    x, y = blobs(600, np.random.default_rng(seed))
+    model = Sequential(Dense(4, 16), ReLU(), Dense(16, 3))
+    trainer = Trainer(model, Adam(model.parameters(), lr=0.02), CrossEntropyLoss(), progress=False)
+    train = DataLoader(TensorDataset(x[:500], y[:500]), batch_size=50, shuffle=True)
+    val = DataLoader(TensorDataset(x[500:], y[500:]), batch_size=100)
+    return trainer, train, val
+
+
+trainer, train_loader, val_loader = make_trainer(seed=0)
+run = Run.create("blobs", {"lr": 0.02, "hidden": 16, "epochs": 4}, root=workdir / "runs", seed=0)
+history = fit_with_run(trainer, run, train_loader, val_loader, epochs=4, plot=False)
+print(run, "final:", run.final_metrics())
+
+# %% nbgrader={"grade": true, "grade_id": "test-fit-with-run", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+again, train_again, val_again = make_trainer(seed=0)
+plain = again.fit(train_again, val_again, epochs=4)
+for key in plain:
+    if key != "seconds":
+        assert np.allclose(plain[key], history[key], equal_nan=True), key
+records = run.metrics()
+assert [r["step"] for r in records] == [1, 2, 3, 4] and [r["epoch"] for r in records] == [1, 2, 3, 4]
+assert np.allclose([r["val_accuracy"] for r in records], history["val_accuracy"])
+assert (run.checkpoints / "last.npz").is_file() and run.status == "completed"
+assert run.summary["final_metrics"]["train_loss"] == history["train_loss"][-1]
+assert history["val_accuracy"][-1] > 0.8, "the blobs are easy: the model should learn them"
+print("fit_with_run: OK")
+
+# %% [markdown]
+# ### Finding and comparing runs
+#
+# `list_runs(root)` opens every run folder under `root` (oldest first); `find_run` takes
+# what a person types: a folder name, a path, or an unambiguous prefix of a name.
+# `compare_runs` answers "what was different, and what came out?": the rows are the
+# config hash and seed, then **only the configuration keys whose values differ** (nested
+# keys are flattened to `optimizer.lr`), then the final metrics. `format_table` aligns
+# columns for a terminal; `tito runs compare A B` prints exactly this.
+
+# %% nbgrader={"grade": false, "grade_id": "compare", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def list_runs(root: str | os.PathLike = "runs") -> list[Run]:
+    """Every run directory (a folder with config.json) directly under `root`, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in sorted(root.iterdir()) if p.is_dir() and (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: (r.meta.get("created", ""), r.name))
+
+
+def find_run(ref: str | os.PathLike, root: str | os.PathLike = "runs") -> Run:
+    """The run named by `ref`: a path to a run folder, a folder name under `root`, or a
+    unique prefix of one. Raises ValueError naming the candidates otherwise."""
+    path = Path(ref)
+    if (path / "config.json").is_file():
+        return Run(path)
+    runs = list_runs(root)
+    exact = [r for r in runs if r.name == str(ref)]
+    matches = exact or [r for r in runs if r.name.startswith(str(ref))]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(r.name for r in runs[-10:]) or "none"
+        raise ValueError(f"no run called {str(ref)!r} in {root} (runs there: {known})")
+    raise ValueError(f"{str(ref)!r} matches {len(matches)} runs in {root}: "
+                     f"{', '.join(r.name for r in matches)}; give more of the name")
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"opt": {"lr": 1}} -> {"opt.lr": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def compare_runs(runs: Sequence[Run]) -> list[list[str]]:
+    """A table (list of rows of strings): a header row ["", run names...], then
+    "config_hash" (12 digits), "seed", "status", every flattened config key whose values
+    differ between the runs (missing = "-"), and every final metric."""
+    ### BEGIN SOLUTION
+    if not runs:
+        raise ValueError("compare_runs: give at least one run")
+    configs = [_flatten(r.config) for r in runs]
+    finals = [r.final_metrics() for r in runs]
+    table = [["", *[r.name for r in runs]],
+             ["config_hash", *[r.config_hash[:12] for r in runs]],
+             ["seed", *[_cell(r.meta.get("seed")) for r in runs]],
+             ["status", *[r.status for r in runs]]]
+    keys = sorted(set().union(*configs))
+    for key in keys:
+        values = [c.get(key, None) for c in configs]
+        present = [key in c for c in configs]
+        if not all(present) or any(v != values[0] for v in values):
+            table.append([key, *[_cell(v) if p else "-" for v, p in zip(values, present)]])
+    metric_keys = []
+    for final in finals:
+        metric_keys += [k for k in final if k not in metric_keys]
+    for key in metric_keys:
+        table.append([key, *[_cell(f.get(key)) for f in finals]])
+    return table
+    ### END SOLUTION
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of strings as aligned columns (two spaces apart), one line per row."""
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+# %%
+other, train_other, val_other = make_trainer(seed=1)
+other.optimizer.lr = 0.005
+run2 = Run.create("blobs", {"lr": 0.005, "hidden": 16, "epochs": 4}, root=workdir / "runs", seed=1)
+fit_with_run(other, run2, train_other, val_other, epochs=4, plot=False)
+print(format_table(compare_runs([run, run2])))
+
+# %% nbgrader={"grade": true, "grade_id": "test-compare", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+table = compare_runs([run, run2])
+rows = {row[0]: row[1:] for row in table}
+assert table[0] == ["", run.name, run2.name]
+assert rows["lr"] == ["0.02", "0.005"] and "hidden" not in rows and "epochs" not in rows
+assert rows["seed"] == ["0", "1"] and rows["status"] == ["completed", "completed"]
+assert rows["val_accuracy"] == [f"{history['val_accuracy'][-1]:.4g}", f"{other.history['val_accuracy'][-1]:.4g}"]
+assert rows["config_hash"][0] == config_hash({"lr": 0.02, "hidden": 16, "epochs": 4})[:12]
+names = [r.name for r in list_runs(workdir / "runs")]
+assert run.name in names and run2.name in names and names.index(run.name) < names.index(run2.name)
+assert find_run(run2.name, workdir / "runs").path == run2.path
+try:
+    find_run("blobs", workdir / "runs")
+    raise AssertionError("an ambiguous prefix must be refused")
+except ValueError as err:
+    assert "matches 2 runs" in str(err), err
+text = format_table(table)
+assert len(text.splitlines()) == len(table) and "lr" in text
+print("compare runs: OK")
+
+# %% [markdown]
+# ## 3. Model packages
+#
+# A checkpoint (module 07) is for *resuming*: it holds the optimizer and the random
+# state, and it needs the training script to rebuild the model. A **package** is for
+# *using* a model: it holds everything needed to rebuild and call it, and nothing else.
+#
+# ```
+# blobs-classifier-1.0.0/
+#   manifest.json   {"format": "tinytorch-model-package", "schema_version": 1,
+#                    "name", "version", "kind", "created", "config", "config_hash",
+#                    "metrics", "model": {how to rebuild it}, "input_spec": {...},
+#                    "files": {"weights.npz": {"sha256": ..., "bytes": ...}, "stats.npz": {...}},
+#                    "manifest_sha256": ...}
+#   weights.npz     the parameters (module 07's safe npz: allow_pickle=False)
+#   stats.npz       training statistics of the inputs, for drift monitoring (section 4)
+# ```
+#
+# **Kinds.** How a model is written and rebuilt depends on what it is. A registry maps a
+# kind name to a `ModelKind`: `save(model, folder)` writes its files, `describe(model)`
+# gives the `"model"` entry of the manifest, `load(folder, manifest)` rebuilds it, and
+# `predict` (arrays in, scores out) or `complete` (text in, text out) serve it. This
+# module registers `"sequential"`. Module 16's TinyGPT cannot be imported here (module 15
+# comes first), so `tito serve` registers `"tinygpt"` at run time with the same call.
+#
+# **Rebuilding without the training script.** For a `Sequential` the manifest stores a
+# *layer spec*: one `{"type": "Dense", "args": {"in_features": 4, ...}}` per layer. Only
+# the layer types in `LAYER_TYPES` can be named, and only with their constructor
+# arguments: the package describes a model, it cannot run code.
+
+# %%
+#| export
+#: layer type name -> (class, the constructor arguments of a layer of that class).
+LAYER_TYPES: dict[str, tuple[type, Callable[[Any], dict[str, Any]]]] = {
+    "Dense": (Dense, lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                                "bias": m.bias is not None, "dtype": m.weight.dtype.name}),
+    "Conv2d": (Conv2d, lambda m: {"in_channels": m.in_channels, "out_channels": m.out_channels,
+                                  "kernel_size": list(m.kernel_size), "stride": list(m.stride),
+                                  "padding": list(m.padding), "bias": m.bias is not None,
+                                  "dtype": m.weight.dtype.name}),
+    "MaxPool2d": (MaxPool2d, lambda m: {"kernel_size": list(m.kernel_size), "stride": list(m.stride)}),
+    "AvgPool2d": (AvgPool2d, lambda m: {"kernel_size": list(m.kernel_size), "stride": list(m.stride)}),
+    "BatchNorm1d": (BatchNorm1d, lambda m: {"num_features": m.num_features, "eps": m.eps,
+                                            "momentum": m.momentum, "affine": m.affine,
+                                            "dtype": m.running_mean.dtype.name}),
+    "BatchNorm2d": (BatchNorm2d, lambda m: {"num_features": m.num_features, "eps": m.eps,
+                                            "momentum": m.momentum, "affine": m.affine,
+                                            "dtype": m.running_mean.dtype.name}),
+    "LayerNorm": (LayerNorm, lambda m: {"normalized_shape": list(m.normalized_shape), "eps": m.eps,
+                                        "elementwise_affine": m.weight is not None}),
+    "Flatten": (Flatten, lambda m: {"start_dim": m.start_dim}),
+    "Dropout": (Dropout, lambda m: {"p": m.p}),
+    "ReLU": (ReLU, lambda m: {}),
+    "Sigmoid": (Sigmoid, lambda m: {}),
+    "Tanh": (Tanh, lambda m: {}),
+    "GELU": (GELU, lambda m: {}),
+    "Softmax": (Softmax, lambda m: {"axis": m.axis}),
+    "LogSoftmax": (LogSoftmax, lambda m: {"axis": m.axis}),
+}
+
+
+class PackageError(ValueError):
+    """A model package that is missing, damaged, tampered with, foreign, or does not fit."""
+
+
+class GenerationTimeout(RuntimeError):
+    """Generation ran past its deadline; `done` of `wanted` tokens were produced."""
+
+    def __init__(self, done: int, wanted: int, seconds: float):
+        super().__init__(f"generation stopped after {seconds:.2f} s with {done} of {wanted} tokens")
+        self.done, self.wanted, self.seconds = done, wanted, seconds
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How one kind of model is packaged and served.
+
+    save(model, folder): write `files` into `folder`.
+    describe(model) -> dict: the "model" entry of the manifest (enough to rebuild it).
+    load(folder, manifest) -> model: rebuild it (files are already hash-checked).
+    predict(model, x) -> (B, K) scores, for array inputs (x: (B, *shape) float array).
+    complete(model, prompt, max_tokens, temperature, top_k, seed, deadline) -> str, for text.
+    vocabulary(model) -> str: the characters a text model accepts.
+    """
+    name: str
+    files: tuple[str, ...]
+    save: Callable[[Any, Path], None]
+    describe: Callable[[Any], dict[str, Any]]
+    load: Callable[[Path, dict[str, Any]], Any]
+    predict: Callable[[Any, np.ndarray], np.ndarray] | None = None
+    complete: Callable[..., str] | None = None
+    vocabulary: Callable[[Any], str] | None = None
+
+
+KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    """Add (or replace) a model kind in the registry; returns it."""
+    if not isinstance(kind, ModelKind):
+        raise TypeError(f"register_kind: expected a ModelKind, got {type(kind).__name__}")
+    _check_name(kind.name, "register_kind: the kind's name")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> ModelKind:
+    """The registered kind called `name`; PackageError listing the known kinds otherwise."""
+    if name not in KINDS:
+        hint = " (\"tinygpt\" is registered by `tito serve`, or by tito.commands.serve.register_tinygpt())" \
+            if name == "tinygpt" else ""
+        raise PackageError(f"unknown model kind {name!r}; registered kinds: {sorted(KINDS)}{hint}")
+    return KINDS[name]
+
+# %% nbgrader={"grade": false, "grade_id": "layer-spec", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def layer_spec(model: Sequential) -> list[dict[str, Any]]:
+    """[{"type": "Dense", "args": {...}}, ...], one entry per layer of `model`. Only the
+    exact classes of LAYER_TYPES are accepted (ValueError naming the layer otherwise)."""
+    if not isinstance(model, Sequential):
+        raise ValueError(f"layer_spec: the 'sequential' kind packages a Sequential, got {type(model).__name__}")
+    ### BEGIN SOLUTION
+    spec = []
+    for i, layer in enumerate(model.layers):
+        name = type(layer).__name__
+        if name not in LAYER_TYPES or LAYER_TYPES[name][0] is not type(layer):
+            raise ValueError(f"layer_spec: layer {i} is a {type(layer).__module__}.{name}, which a package cannot "
+                             f"describe; supported layer types: {sorted(LAYER_TYPES)}")
+        spec.append({"type": name, "args": LAYER_TYPES[name][1](layer)})
+    return spec
+    ### END SOLUTION
+
+
+def build_sequential(spec: Any) -> Sequential:
+    """The Sequential described by `spec` (from `layer_spec`), freshly initialised.
+    PackageError naming the entry for an unknown type or arguments that do not fit."""
+    if not isinstance(spec, list) or not spec:
+        raise PackageError(f"the layer spec must be a non-empty list, got {type(spec).__name__}")
+    ### BEGIN SOLUTION
+    layers = []
+    for i, entry in enumerate(spec):
+        if not isinstance(entry, dict) or set(entry) != {"type", "args"} or not isinstance(entry["args"], dict):
+            raise PackageError(f"layer spec entry {i} must be {{'type': ..., 'args': {{...}}}}, got {entry!r}")
+        if entry["type"] not in LAYER_TYPES:
+            raise PackageError(f"layer spec entry {i} has unknown type {entry['type']!r}; "
+                               f"known: {sorted(LAYER_TYPES)}")
+        cls = LAYER_TYPES[entry["type"]][0]
+        try:
+            layers.append(cls(**entry["args"]))
+        except (TypeError, ValueError) as err:
+            raise PackageError(f"layer spec entry {i} ({entry['type']}) has arguments that do not fit: {err}") from None
+    return Sequential(*layers)
+    ### END SOLUTION
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sequential_predict(model: Sequential, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (B, K) for inputs x (B, ...): eval mode, no graph."""
+    model.eval()
+    with no_grad():
+        out = model(Tensor(x)).data
+    if out.ndim != 2:
+        raise ValueError(f"the model's output has shape {out.shape}; a classifier gives (B, classes)")
+    last = model.layers[-1] if len(model.layers) else None
+    if isinstance(last, Softmax):
+        return out
+    return np.exp(out) if isinstance(last, LogSoftmax) else _softmax(out)
+
+
+def _sequential_save(model: Sequential, folder: Path) -> None:
+    save_npz_checkpoint(folder / "weights.npz", model.state_dict(), {}, kind="mlops-sequential")
+
+
+def _sequential_load(folder: Path, manifest: dict[str, Any]) -> Sequential:
+    model = build_sequential(manifest.get("model", {}).get("layers"))
+    arrays, _ = load_npz_checkpoint(folder / "weights.npz", kind="mlops-sequential")
+    try:
+        model.load_state_dict(arrays)
+    except (StateDictError, ValueError) as err:
+        raise PackageError(f"{folder / 'weights.npz'} does not fit the layer spec: {err}") from None
+    return model.eval()
+
+
+SEQUENTIAL = register_kind(ModelKind(
+    name="sequential", files=("weights.npz",), save=_sequential_save,
+    describe=lambda model: {"layers": layer_spec(model)}, load=_sequential_load, predict=_sequential_predict))
+
+# %% nbgrader={"grade": true, "grade_id": "test-layer-spec", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+net = Sequential(Flatten(), Dense(4, 8), ReLU(), Dropout(0.1), Dense(8, 3, bias=False), Softmax())
+spec = layer_spec(net)
+assert [e["type"] for e in spec] == ["Flatten", "Dense", "ReLU", "Dropout", "Dense", "Softmax"]
+assert spec[4]["args"] == {"in_features": 8, "out_features": 3, "bias": False, "dtype": "float32"}
+assert json.loads(json.dumps(spec)) == spec, "the spec is plain JSON"
+rebuilt = build_sequential(spec)
+assert layer_spec(rebuilt) == spec
+rebuilt.load_state_dict(net.state_dict())
+probe = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+assert np.array_equal(rebuilt.eval()(Tensor(probe)).data, net.eval()(Tensor(probe)).data)
+for bad, word in [([{"type": "os.system", "args": {}}], "unknown type"),
+                  ([{"type": "Dense", "args": {"in_features": 4}}], "Dense")]:
+    try:
+        build_sequential(bad)
+        raise AssertionError(f"{bad} should be refused")
+    except PackageError as err:
+        assert word in str(err), err
+print("layer specs: OK")
+
+# %% [markdown]
+# ### Writing and checking a package
+#
+# **Integrity.** The manifest records the SHA-256 and size of every file. `load_package`
+# recomputes them *before* it opens any file with numpy, so a file changed by one byte, a
+# missing file, or a file swapped for another is refused with its name. The manifest
+# protects itself the same way: `manifest_sha256` is the hash of its canonical JSON
+# without that field, so editing a value in it (a version, an input shape) is detected,
+# while re-indenting it is not an error. This is integrity, not authenticity: someone who
+# rewrites a file *and* every hash can still fool it; a signature (e.g. an HMAC with a
+# secret key) would be the next step.
+#
+# **No code in data.** Weights are read by module 07's `load_npz_checkpoint`, which
+# sniffs the file and refuses a pickle before numpy sees it, and loads with
+# `allow_pickle=False`. Even a pickle whose hash has been rewritten into the manifest is
+# refused, and nothing is unpickled.
+#
+# **Atomic.** The package is written into a temporary sibling folder, and renamed into
+# place when complete: a reader sees the whole package or nothing.
+#
+# **Input spec.** What the model accepts, for validating requests (section 5):
+# `array_spec((4,), "float32", classes=[...])` for arrays (the shape *without* the batch
+# dimension) or `text_spec(vocabulary)` for text.
+
+# %% nbgrader={"grade": false, "grade_id": "package", "locked": false, "schema_version": 3, "solution": true}
+#| export
+PACKAGE_FORMAT = "tinytorch-model-package"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+STATS_FILE = "stats.npz"
+_MAX_MANIFEST_BYTES = 16 << 20
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks (64 hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_spec(shape: Sequence[int], dtype: str = "float32", classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Input spec of an array model: one example has `shape` (no batch axis)."""
+    shape = [int(n) for n in shape]
+    if not shape or min(shape) < 1:
+        raise ValueError(f"array_spec: shape must be a non-empty list of positive sizes, got {shape}")
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(f"array_spec: dtype must be a float type, got {dtype!r}")
+    spec = {"type": "array", "shape": shape, "dtype": np.dtype(dtype).name}
+    if classes is not None:
+        spec["classes"] = [str(c) for c in classes]
+    return spec
+
+
+def text_spec(vocabulary: str | Sequence[str], max_prompt_chars: int = 2000) -> dict[str, Any]:
+    """Input spec of a text model: prompts use only the characters of `vocabulary`."""
+    chars = "".join(vocabulary)
+    if not chars or len(set(chars)) != len(chars):
+        raise ValueError("text_spec: the vocabulary must be a non-empty string of distinct characters")
+    return {"type": "text", "vocabulary": chars, "max_prompt_chars": int(max_prompt_chars)}
+
+
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+    return config_hash({k: v for k, v in manifest.items() if k != "manifest_sha256"})
+
+
+def save_package(path: str | os.PathLike, model: Any, kind: str = "sequential", *, name: str,
+                 version: str, input_spec: dict[str, Any], config: Mapping[str, Any] | None = None,
+                 metrics: Mapping[str, Any] | None = None, train_inputs: Any = None,
+                 overwrite: bool = False) -> Path:
+    """Write the package folder `path` for `model` of the registered `kind`, atomically.
+
+    name, version: identify it (letters, digits, '_', '.', '-'). input_spec: `array_spec`
+    or `text_spec`. config, metrics: how it was trained and how well it did (JSON-able).
+    train_inputs: the training inputs (an array (N, *shape) or a text), whose statistics
+    go to stats.npz for drift monitoring. overwrite: replace an existing package.
+    """
+    path = Path(path)
+    kind_ = get_kind(kind)
+    _check_name(name, "save_package: name")
+    _check_name(version, "save_package: version")
+    if not isinstance(input_spec, dict) or input_spec.get("type") not in ("array", "text"):
+        raise ValueError("save_package: input_spec must come from array_spec(...) or text_spec(...)")
+    if path.exists() and not overwrite:
+        raise PackageError(f"save_package: {path} exists; pass overwrite=True to replace it")
+    config = dict(config or {})
+    ### BEGIN SOLUTION
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        kind_.save(model, tmp)
+        files = list(kind_.files)
+        if train_inputs is not None:
+            stats = (text_statistics(train_inputs, input_spec["vocabulary"]) if isinstance(train_inputs, str)
+                     else input_statistics(train_inputs))
+            save_npz_checkpoint(tmp / STATS_FILE, stats, {}, kind="mlops-stats")
+            files.append(STATS_FILE)
+        manifest = {"format": PACKAGE_FORMAT, "schema_version": SCHEMA_VERSION, "name": name,
+                    "version": version, "kind": kind, "created": _now(),
+                    "config": _canonical(config, "<config>"), "config_hash": config_hash(config),
+                    "metrics": {k: _metric_value(k, v) for k, v in (metrics or {}).items()},
+                    "model": _canonical(kind_.describe(model), "<model>"),
+                    "input_spec": _canonical(input_spec, "<input_spec>"),
+                    "environment": environment(),
+                    "files": {f: {"sha256": file_sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
+                              for f in files}}
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        _write_json_atomic(tmp / MANIFEST, manifest)
+        if path.exists():                                # overwrite: move the old one aside first
+            old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+    ### END SOLUTION
+
+
+@dataclass
+class ModelPackage:
+    """A loaded package: its folder, manifest, the rebuilt model, its kind and statistics."""
+    path: Path
+    manifest: dict[str, Any]
+    model: Any
+    kind: ModelKind
+    stats: dict[str, np.ndarray] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return self.manifest["input_spec"]
+
+    def predict(self, x: Any) -> dict[str, list]:
+        """{"predictions": (B,) class ids, "probabilities": (B, K)} for x (B, *shape)."""
+        if self.kind.predict is None:
+            raise PackageError(f"a {self.kind.name!r} model does not predict from arrays")
+        probs = np.asarray(self.kind.predict(self.model, np.asarray(x, dtype=self.input_spec["dtype"])))
+        out = {"predictions": probs.argmax(axis=-1).tolist(), "probabilities": probs.tolist()}
+        classes = self.input_spec.get("classes")
+        if classes:
+            out["labels"] = [classes[i] if i < len(classes) else str(i) for i in out["predictions"]]
+        return out
+
+    def complete(self, prompt: str, max_tokens: int = 100, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None, deadline: float | None = None) -> str:
+        """The continuation of `prompt` (text models); GenerationTimeout past `deadline`
+        (a time.monotonic() value)."""
+        if self.kind.complete is None:
+            raise PackageError(f"a {self.kind.name!r} model does not complete text")
+        return self.kind.complete(self.model, prompt, max_tokens, temperature, top_k, seed, deadline)
+
+    def summary(self) -> dict[str, Any]:
+        """What /info shows: the manifest without file hashes and environment."""
+        keep = ("name", "version", "kind", "created", "config", "config_hash", "metrics", "input_spec",
+                "schema_version")
+        return {k: self.manifest.get(k) for k in keep}
+
+
+def load_package(path: str | os.PathLike) -> ModelPackage:
+    """Check and load the package at `path` (its folder, or its manifest.json). Every check
+    happens before any weights are read; PackageError names the problem and the file."""
+    path = Path(path)
+    folder = path.parent if path.name == MANIFEST and path.is_file() else path
+    if not folder.exists():
+        raise PackageError(f"no model package at {folder}")
+    if not folder.is_dir():
+        raise PackageError(f"{folder} is a file, not a model package folder (a package is a folder "
+                           f"with {MANIFEST}); was it made with save_package?")
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        raise PackageError(f"{folder} has no {MANIFEST}: not a model package")
+    if manifest_file.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise PackageError(f"{manifest_file} is larger than {_MAX_MANIFEST_BYTES} bytes: refused")
+    ### BEGIN SOLUTION
+    try:
+        manifest = json.loads(manifest_file.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PackageError(f"{manifest_file} is not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise PackageError(f"{manifest_file} is not a TinyTorch model package manifest "
+                           f"(format {found!r}, expected {PACKAGE_FORMAT!r})")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PackageError(f"{manifest_file} has schema version {version!r}; this TinyTorch reads schema version "
+                           f"{SCHEMA_VERSION} only (written by another TinyTorch version?)")
+    required = ("name", "version", "kind", "input_spec", "files", "model", "manifest_sha256")
+    missing = [k for k in required if k not in manifest]
+    if missing:
+        raise PackageError(f"{manifest_file} lacks the fields {missing}")
+    try:
+        digest = _manifest_digest(manifest)
+    except ValueError as err:
+        raise PackageError(f"{manifest_file} holds values that are not canonical JSON ({err})") from None
+    if digest != manifest["manifest_sha256"]:
+        raise PackageError(f"{manifest_file} was modified after packaging: its content hash is {digest[:16]}..., "
+                           f"the recorded manifest_sha256 is {str(manifest['manifest_sha256'])[:16]}...")
+    kind = get_kind(manifest["kind"])
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise PackageError(f"{manifest_file}: 'files' must map file names to hashes")
+    for name in [*kind.files, *([STATS_FILE] if STATS_FILE in files else [])]:
+        if name not in files:
+            raise PackageError(f"{manifest_file} does not list {name}, which a {kind.name!r} package needs")
+    for name, entry in files.items():
+        file = folder / name
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            raise PackageError(f"{manifest_file} lists {name!r}, which is not a plain file name in the package")
+        if not file.is_file():
+            raise PackageError(f"{folder} is missing {name}, which the manifest lists")
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        actual = file_sha256(file)
+        if actual != expected:
+            raise PackageError(f"{file} has sha256 {actual[:16]}..., the manifest says {str(expected)[:16]}...: "
+                               f"the file was changed or replaced after packaging; refused")
+    try:
+        stats = load_npz_checkpoint(folder / STATS_FILE, kind="mlops-stats")[0] if STATS_FILE in files else None
+        model = kind.load(folder, manifest)
+    except CheckpointError as err:
+        raise PackageError(f"{folder}: {err}") from None
+    return ModelPackage(folder, manifest, model, kind, stats)
+    ### END SOLUTION
+
+# %% [markdown]
+# ## 4. Drift: are the requests still like the training data?
+#
+# A model is only as good as the match between its training data and what it is asked
+# later. A new camera, a changed unit, a sensor that starts to fail: the model keeps
+# answering, confidently and wrongly. The package therefore carries **training statistics**
+# of its inputs, and the server compares the recent requests with them.
+#
+# **For arrays**, each of the $F$ features (pixels, columns) is cut into $B = 10$ bins at
+# the deciles of its training values, so each bin held 10% of the training data. For a
+# window of recent inputs with bin proportions $a_b$ (training: $e_b$), the **population
+# stability index** of a feature is
+#
+# $$\text{PSI} = \sum_{b=1}^{B} (a_b - e_b)\,\ln\frac{a_b}{e_b}$$
+#
+# (proportions clipped at $10^{-4}$ so an empty bin is finite). It is a symmetrised KL
+# divergence: 0 for identical distributions, growing with the shift. The usual reading:
+# **below 0.1, no real change; 0.1-0.25, a moderate shift; above 0.25, a significant
+# shift**. We flag drift when some feature's PSI exceeds 0.25.
+#
+# A finite window is noisy: with $n$ samples and no drift at all, PSI is about
+# $(B-1)/n$ per feature (it behaves like $\chi^2_{B-1}/n$). With $n = 200$ that is 0.045,
+# and even the largest of a few dozen features stays well under 0.25; with $n = 20$ it
+# would be 0.45, a false alarm. So the monitor reports nothing until it has
+# `min_samples` (200) inputs, and looks at the last `window` (1000) of them.
+#
+# As a second, more sensitive signal for small shifts of the **mean**, the monitor
+# reports, per feature, the z-score of the window mean against the training mean and
+# standard deviation: $z = (\bar x - \mu)\,/\,(\sigma/\sqrt{n})$. Without drift $|z|$
+# rarely exceeds 4; we flag drift when some $|z| > 6$, a threshold high enough for many
+# features at once.
+#
+# **For text**, the bins are the characters of the vocabulary: the statistic is the
+# character frequency of the training text, and PSI compares it with the frequencies in
+# the recent prompts (counted in characters).
+#
+# Counting is vectorised: `(x[:, :, None] > edges[None]).sum(-1)` gives the bin of every
+# value `(n, F)`, and one `np.bincount` over `bin + B * feature` counts all features at
+# once; large arrays are processed in chunks of rows to bound the temporary.
+
+# %% nbgrader={"grade": false, "grade_id": "drift", "locked": false, "schema_version": 3, "solution": true}
+#| export
+def bin_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts (F, B) of the rows of x (n, F) in the bins cut at `edges` (F, B-1): value v
+    of feature f falls in bin #{edges[f] < v}."""
+    F, B = edges.shape[0], edges.shape[1] + 1
+    counts = np.zeros((F, B), dtype=np.int64)
+    offsets = np.arange(F) * B                                        # (F,)
+    chunk = max(1, (1 << 22) // max(1, F * (B - 1)))                  # rows per chunk
+    ### BEGIN SOLUTION
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk]                                 # (n, F)
+        bins = (part[:, :, None] > edges[None]).sum(axis=-1)          # (n, F) in [0, B-1]
+        counts += np.bincount((bins + offsets).ravel(), minlength=F * B).reshape(F, B)
+    return counts
+    ### END SOLUTION
+
+
+def input_statistics(x: Any, bins: int = 10) -> dict[str, np.ndarray]:
+    """Training statistics of inputs x (N, *shape), per feature of the flattened shape:
+    mean, std (F,), decile edges (F, bins-1), proportions per bin (F, bins), count."""
+    x = np.asarray(x.data if isinstance(x, Tensor) else x)
+    if x.ndim < 2 or len(x) < 2 or x.dtype.kind not in "iuf":
+        raise ValueError(f"input_statistics: expected numeric inputs (N, *shape) with N >= 2, got "
+                         f"shape {x.shape} dtype {x.dtype}")
+    x = x.reshape(len(x), -1).astype(np.float64)                      # (N, F)
+    ### BEGIN SOLUTION
+    edges = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1], axis=0).T   # (F, bins-1)
+    counts = bin_counts(x, edges)
+    return {"mean": x.mean(axis=0), "std": x.std(axis=0), "edges": np.ascontiguousarray(edges),
+            "proportions": counts / len(x), "count": np.array(len(x))}
+    ### END SOLUTION
+
+
+def text_statistics(text: str, vocabulary: str) -> dict[str, np.ndarray]:
+    """Character frequencies (V,) of `text` over `vocabulary` (characters outside it are
+    ignored), and the number of characters counted."""
+    ### BEGIN SOLUTION
+    index = {c: i for i, c in enumerate(vocabulary)}
+    ids = np.fromiter((index[c] for c in text if c in index), dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("text_statistics: the text has no characters of the vocabulary")
+    counts = np.bincount(ids, minlength=len(vocabulary))
+    return {"char_freq": counts / counts.sum(), "count": np.array(ids.size)}
+    ### END SOLUTION
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Population stability index along the last axis of two arrays of proportions."""
+    ### BEGIN SOLUTION
+    e = np.clip(expected, eps, None)
+    a = np.clip(actual, eps, None)
+    return ((a - e) * np.log(a / e)).sum(axis=-1)
+    ### END SOLUTION
+
+
+class DriftMonitor:
+    """Compares a window of recent inputs with training statistics (from input_statistics
+    or text_statistics). `observe(batch)` adds inputs (an array (n, *shape) or a string);
+    `report()` says whether they drifted. Thread-safe.
+
+    Flags drift when, over the last `window` samples (at least `min_samples`), some
+    feature's PSI exceeds `psi_threshold` (0.25) or, for arrays, some |z| of a feature's
+    mean exceeds `z_threshold` (6).
+    """
+
+    def __init__(self, stats: Mapping[str, np.ndarray], vocabulary: str | None = None, window: int = 1000,
+                 min_samples: int = 200, psi_threshold: float = 0.25, z_threshold: float = 6.0):
+        self.text = "char_freq" in stats
+        if self.text and (vocabulary is None or len(vocabulary) != len(stats["char_freq"])):
+            raise ValueError("DriftMonitor: text statistics need the vocabulary they were counted over")
+        if not self.text and not {"mean", "std", "edges", "proportions"} <= set(stats):
+            raise ValueError(f"DriftMonitor: statistics need mean, std, edges, proportions; got {sorted(stats)}")
+        self.stats = {k: np.asarray(v) for k, v in stats.items()}
+        self.vocabulary = vocabulary if self.text else None
+        self.index = {c: i for i, c in enumerate(vocabulary)} if self.text else None
+        self.window, self.min_samples = int(window), int(min_samples)
+        self.psi_threshold, self.z_threshold = float(psi_threshold), float(z_threshold)
+        self._batches: deque = deque()                       # (n, counts, sums) per observed batch
+        self._lock = threading.Lock()
+
+    @property
+    def features(self) -> int:
+        return len(self.stats["char_freq"]) if self.text else len(self.stats["mean"])
+
+    def reset(self) -> None:
+        with self._lock:
+            self._batches.clear()
+
+    def observe(self, batch: Any) -> None:
+        """Add a batch: an array (n, *shape) for array statistics, a string for text."""
+        ### BEGIN SOLUTION
+        if self.text:
+            if not isinstance(batch, str):
+                raise TypeError(f"DriftMonitor: text statistics observe strings, got {type(batch).__name__}")
+            ids = np.fromiter((self.index[c] for c in batch if c in self.index), dtype=np.int64)
+            entry = (ids.size, np.bincount(ids, minlength=self.features), None)
+        else:
+            x = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)        # (n, F)
+            if x.shape[1] != self.features:
+                raise ValueError(f"DriftMonitor: batch has {x.shape[1]} features per example, the statistics "
+                                 f"have {self.features}")
+            entry = (len(x), bin_counts(x, self.stats["edges"]), x.sum(axis=0))
+        if entry[0] == 0:
+            return
+        with self._lock:
+            self._batches.append(entry)
+            total = sum(b[0] for b in self._batches)
+            while len(self._batches) > 1 and total - self._batches[0][0] >= self.window:
+                total -= self._batches.popleft()[0]
+        ### END SOLUTION
+
+    def report(self) -> dict[str, Any]:
+        """{"samples", "enough_data", "drift" (None until min_samples), "psi_max",
+        "psi_mean", "thresholds"}; for arrays "drifted_features" (PSI above the threshold,
+        worst first, at most 10) and "z_max"; for text "top_characters" (the characters
+        whose frequency moved most)."""
+        with self._lock:
+            batches = list(self._batches)
+        n = sum(b[0] for b in batches)
+        report: dict[str, Any] = {"samples": int(n), "enough_data": n >= self.min_samples, "drift": None,
+                                  "thresholds": {"psi": self.psi_threshold, "z": self.z_threshold,
+                                                 "min_samples": self.min_samples, "window": self.window}}
+        if n == 0:
+            return report
+        ### BEGIN SOLUTION
+        counts = sum(b[1] for b in batches)
+        expected = self.stats["char_freq"][None] if self.text else self.stats["proportions"]
+        values = np.atleast_1d(psi(expected, counts / n))                       # (F,) or (1,)
+        report["psi_max"], report["psi_mean"] = float(values.max()), float(values.mean())
+        drift = bool(values.max() > self.psi_threshold)
+        if self.text:                                    # which characters moved most: PSI's terms
+            e, a = np.clip(expected[0], 1e-4, None), np.clip(counts / n, 1e-4, None)
+            terms = (a - e) * np.log(a / e)                                      # (V,)
+            report["top_characters"] = [self.vocabulary[i] for i in np.argsort(-terms)[:5] if terms[i] > 0.01]
+        else:
+            drifted = np.flatnonzero(values > self.psi_threshold)
+            report["drifted_features"] = [int(i) for i in drifted[np.argsort(-values[drifted])][:10]]
+            mean, std = self.stats["mean"], self.stats["std"]
+            window_mean = sum(b[2] for b in batches) / n
+            scale = np.maximum(std, 1e-6 * np.maximum(1.0, np.abs(mean))) / math.sqrt(n)
+            z = np.abs(window_mean - mean) / scale
+            report["z_max"] = float(z.max())
+            drift = drift or bool(z.max() > self.z_threshold)
+        if report["enough_data"]:
+            report["drift"] = drift
+        return report
+        ### END SOLUTION
+
+# %% [markdown]
+# Now package the classifier trained in section 2, with the statistics of 2000 training
+# inputs, load it back, and try to break it: a changed byte, an edited manifest, a
+# package from the future, a missing file, and a pickle disguised as weights.
+
+# %%
+train_x, train_y = blobs(2000, np.random.default_rng(10))
+package_dir = save_package(workdir / "packages" / "blobs-1.0.0", trainer.model, "sequential",
+                           name="blobs", version="1.0.0", input_spec=array_spec((4,), classes=["a", "b", "c"]),
+                           config=run.config, metrics=run.final_metrics(), train_inputs=train_x)
+print(sorted(p.name for p in package_dir.iterdir()))
+print(json.dumps(load_package(package_dir).summary(), indent=1)[:600])
+
+# %% nbgrader={"grade": true, "grade_id": "test-package", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+import pickle
+
+pkg = load_package(package_dir)
+probe = blobs(32, np.random.default_rng(99))[0]
+expected = _softmax(trainer.model.eval()(Tensor(probe)).data)
+assert np.array_equal(np.asarray(pkg.predict(probe)["probabilities"], dtype=np.float32), expected)
+assert pkg.manifest["kind"] == "sequential" and pkg.version == "1.0.0" and pkg.stats["edges"].shape == (4, 9)
+assert set(pkg.manifest["files"]) == {"weights.npz", "stats.npz"}
+assert load_package(package_dir / "manifest.json").name == "blobs"
+
+
+def refused(folder, *words):
+    try:
+        load_package(folder)
+    except PackageError as err:
+        assert all(w in str(err) for w in words), err
+        return str(err)
+    raise AssertionError(f"{folder} should have been refused")
+
+
+def copy_package(tag):
+    dst = workdir / "broken" / tag
+    shutil.copytree(package_dir, dst)
+    return dst
+
+
+bad = copy_package("weights-tampered")                 # one byte of the weights changed
+data = bytearray((bad / "weights.npz").read_bytes())
+data[len(data) // 2] ^= 1
+(bad / "weights.npz").write_bytes(bytes(data))
+refused(bad, "weights.npz", "sha256")
+bad = copy_package("manifest-tampered")                # a value in the manifest changed
+m = json.loads((bad / "manifest.json").read_text())
+m["input_spec"]["shape"] = [5]
+(bad / "manifest.json").write_text(json.dumps(m))
+refused(bad, "modified")
+bad = copy_package("future-schema")
+m = json.loads((bad / "manifest.json").read_text())
+m["schema_version"] = 2
+(bad / "manifest.json").write_text(json.dumps(m))
+refused(bad, "schema version 2")
+bad = copy_package("missing-file")
+(bad / "stats.npz").unlink()
+refused(bad, "missing stats.npz")
+marker = workdir / "pwned"
+
+
+class Evil:                                            # unpickling this would create `marker`
+    def __reduce__(self):
+        return (Path.touch, (marker,))
+
+
+bad = copy_package("pickle")                           # a pickle, with every hash rewritten to match
+(bad / "weights.npz").write_bytes(pickle.dumps({"layers.0.weight": Evil()}))
+m = json.loads((bad / "manifest.json").read_text())
+m["files"]["weights.npz"]["sha256"] = file_sha256(bad / "weights.npz")
+m["manifest_sha256"] = _manifest_digest(m)
+(bad / "manifest.json").write_text(json.dumps(m))
+refused(bad, "pickle")
+assert not marker.exists(), "nothing may be unpickled"
+try:
+    save_package(package_dir, trainer.model, name="blobs", version="1.0.0", input_spec=array_spec((4,)))
+    raise AssertionError("an existing package must not be overwritten silently")
+except PackageError as err:
+    assert "exists" in str(err)
+assert not [p for p in package_dir.parent.iterdir() if p.name.startswith(".")], "no temporary folders left"
+print("packages: OK")
+
+# %% nbgrader={"grade": true, "grade_id": "test-drift", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+stats = pkg.stats
+assert np.allclose(stats["proportions"].sum(axis=1), 1) and np.allclose(stats["proportions"], 0.1, atol=0.01)
+assert np.allclose(stats["mean"], train_x.mean(axis=0)) and int(stats["count"]) == 2000
+monitor = DriftMonitor(stats)
+assert monitor.report()["drift"] is None
+monitor.observe(blobs(100, np.random.default_rng(1))[0])
+assert monitor.report()["samples"] == 100 and monitor.report()["drift"] is None, "too few samples to judge"
+monitor.observe(blobs(300, np.random.default_rng(2))[0])
+same = monitor.report()
+assert same["enough_data"] and same["drift"] is False and same["psi_max"] < 0.1, same
+shifted = DriftMonitor(stats)
+shifted.observe(blobs(400, np.random.default_rng(3), shift=1.0)[0])
+moved = shifted.report()
+assert moved["drift"] is True and moved["psi_max"] > 0.25 and moved["z_max"] > 6, moved
+assert psi(np.full(4, 0.25), np.full(4, 0.25)) == 0
+small = DriftMonitor(stats, window=300)
+for seed in range(10):
+    small.observe(blobs(100, np.random.default_rng(seed))[0])
+assert small.report()["samples"] == 300, "only the last `window` samples count"
+vocab = "abc "
+text_monitor = DriftMonitor(text_statistics("abc abc aab ccb " * 50, vocab), vocabulary=vocab, min_samples=50)
+text_monitor.observe("cab bac abc " * 10)
+assert text_monitor.report()["drift"] is False
+text_monitor.reset()
+text_monitor.observe("aaaa" * 30)
+assert text_monitor.report()["drift"] is True and set(text_monitor.report()["top_characters"]) == set(vocab)
+print("drift monitor: OK")
+
+# %% [markdown]
+# ## 5. Serving over HTTP
+#
+# A server is code that strangers call. Every request is checked before the model sees
+# it, and every answer, including every error, is a JSON object; an error is
+# `{"error": "..."}` that names the problem, with the HTTP status saying whose fault it is:
+#
+# | request | status |
+# |---|---|
+# | `GET /health`, `GET /info`, `GET /drift`; `POST /predict` (array models) or `POST /complete` (text models), valid | 200 |
+# | body is not JSON, not an object; no `Content-Length` (411) | 400 |
+# | unknown path (the answer lists the endpoints) | 404 |
+# | known path, wrong method (with an `Allow` header) | 405 |
+# | the client sends its body too slowly (socket timeout) | 408 |
+# | body larger than `max_body_bytes` (checked from `Content-Length` before reading) | 413 |
+# | `Content-Type` is not `application/json` | 415 |
+# | valid JSON that does not fit: missing or unknown fields, wrong types, shapes, NaN, batch too big, characters outside the vocabulary, values out of range | 422 |
+# | the model stays busy with other requests for longer than the time limit | 503 |
+# | generation runs past its time limit | 504 |
+#
+# **Validation** of `/predict`: `{"inputs": [...]}` must be a *batch*: shape
+# `(B, *input_spec.shape)` with `1 <= B <= max_batch`, numbers only (no booleans, strings
+# or `null`), finite after conversion to the spec's dtype. `/complete` takes
+# `{"prompt": str, "max_tokens": int, "temperature": number, "top_k": int or null,
+# "seed": int or null}`; only `prompt` is required.
+#
+# **Concurrency.** `ThreadingHTTPServer` runs each connection in its own thread, so a slow
+# client does not block the others, and every socket has a timeout, so a client that
+# sends half a request cannot hold a thread forever. The *model* is used by one request at
+# a time, under a lock: `no_grad` (module 05) and `train()`/`eval()` (module 03) are
+# process-wide state, and two threads switching them could corrupt each other. Waiting for
+# the lock is bounded too (503), and generation checks a deadline as it goes (504).
+#
+# **Bound to 127.0.0.1** by default: only programs on this machine can connect. Serving
+# to a network needs more than this module gives (TLS, authentication, rate limits); put a
+# real reverse proxy in front.
+
+# %% nbgrader={"grade": false, "grade_id": "validate", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class RequestError(Exception):
+    """A request the server refuses: the HTTP `status` and a message naming the problem."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = int(status), message, dict(headers or {})
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object", type(None): "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def validate_inputs(payload: Any, spec: Mapping[str, Any], max_batch: int = 256) -> np.ndarray:
+    """The batch of a /predict body {"inputs": [...]} as an array (B, *spec["shape"]) of
+    spec["dtype"]; RequestError(400 or 422) naming what does not fit."""
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"the request body must be a JSON object like {{\"inputs\": [[...]]}}, "
+                                f"got {_type_name(payload)}")
+    ### BEGIN SOLUTION
+    unknown = sorted(set(payload) - {"inputs"})
+    if unknown:
+        raise RequestError(422, f"unknown field(s) {unknown}; /predict takes only 'inputs'")
+    if "inputs" not in payload:
+        raise RequestError(422, "missing field 'inputs' (a batch: a list of examples)")
+    inputs = payload["inputs"]
+    if not isinstance(inputs, list):
+        raise RequestError(422, f"'inputs' must be a list of examples (a batch), got {_type_name(inputs)}")
+    try:
+        arr = np.array(inputs)
+    except (ValueError, TypeError):
+        raise RequestError(422, "'inputs' is ragged: its lists have different lengths at the same depth") from None
+    if arr.dtype.kind not in "iuf":
+        what = {"b": "booleans", "U": "strings"}.get(arr.dtype.kind, "null, objects, mixed types or huge integers")
+        raise RequestError(422, f"'inputs' must hold only numbers, found {what}")
+    shape = tuple(spec["shape"])
+    if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
+        raise RequestError(422, f"'inputs' has shape {arr.shape}; this model takes a batch of shape (B, "
+                                f"{', '.join(map(str, shape))}), e.g. {[[0.0] * shape[-1]] if len(shape) == 1 else '...'}")
+    if arr.shape[0] == 0:
+        raise RequestError(422, "'inputs' is an empty batch; send at least one example")
+    if arr.shape[0] > max_batch:
+        raise RequestError(422, f"'inputs' holds {arr.shape[0]} examples; the limit is {max_batch} per request")
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = arr.astype(spec["dtype"])
+    finite = np.isfinite(arr)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise RequestError(422, f"'inputs' holds a value that is NaN, infinite or too large for {spec['dtype']} "
+                                f"at index {list(where)}")
+    return arr
+    ### END SOLUTION
+
+
+def _integer(payload: dict, key: str, default: Any, low: int, high: int, nullable: bool = False) -> Any:
+    value = payload.get(key, default)
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(422, f"'{key}' must be an integer{' or null' if nullable else ''}, got "
+                                f"{_type_name(value)} {value!r}")
+    if not low <= value <= high:
+        raise RequestError(422, f"'{key}' must lie in [{low}, {high}], got {value}")
+    return value
+
+
+def validate_completion(payload: Any, spec: Mapping[str, Any], max_new_tokens: int = 500) -> dict[str, Any]:
+    """The arguments of a /complete body: prompt (str in the vocabulary, 1..max_prompt_chars
+    characters), max_tokens (1..max_new_tokens, default 100), temperature (0..10, default
+    1), top_k (1..vocabulary size, or null), seed (0..2**63-1, or null).
+    RequestError(400 or 422) naming the field otherwise."""
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"the request body must be a JSON object like {{\"prompt\": \"...\"}}, "
+                                f"got {_type_name(payload)}")
+    vocabulary = spec["vocabulary"]
+    ### BEGIN SOLUTION
+    unknown = sorted(set(payload) - {"prompt", "max_tokens", "temperature", "top_k", "seed"})
+    if unknown:
+        raise RequestError(422, f"unknown field(s) {unknown}; /complete takes prompt, max_tokens, temperature, "
+                                f"top_k, seed")
+    if "prompt" not in payload:
+        raise RequestError(422, "missing field 'prompt' (a string)")
+    prompt = payload["prompt"]
+    if not isinstance(prompt, str):
+        raise RequestError(422, f"'prompt' must be a string, got {_type_name(prompt)}")
+    limit = int(spec.get("max_prompt_chars", 2000))
+    if not 1 <= len(prompt) <= limit:
+        raise RequestError(422, f"'prompt' must have 1 to {limit} characters, got {len(prompt)}")
+    outside = sorted(set(prompt) - set(vocabulary))
+    if outside:
+        shown = ", ".join(repr(c) for c in outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
+        raise RequestError(422, f"'prompt' holds characters outside the model's vocabulary: {shown} "
+                                f"(the vocabulary has {len(vocabulary)} characters)")
+    temperature = payload.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise RequestError(422, f"'temperature' must be a number, got {_type_name(temperature)} {temperature!r}")
+    if not (math.isfinite(temperature) and 0 <= temperature <= 10):
+        raise RequestError(422, f"'temperature' must lie in [0, 10] (0 = greedy), got {temperature}")
+    return {"prompt": prompt,
+            "max_tokens": _integer(payload, "max_tokens", min(100, max_new_tokens), 1, max_new_tokens),
+            "temperature": float(temperature),
+            "top_k": _integer(payload, "top_k", None, 1, len(vocabulary), nullable=True),
+            "seed": _integer(payload, "seed", None, 0, 2**63 - 1, nullable=True)}
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-validate", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+spec = array_spec((4,))
+
+
+def status_of(fn, *args):
+    try:
+        fn(*args)
+    except RequestError as err:
+        return err.status, err.message
+    return 200, ""
+
+
+good = validate_inputs({"inputs": [[1, 2, 3, 4], [0.5, 0, 0, 1]]}, spec)
+assert good.dtype == np.float32 and good.shape == (2, 4)
+assert status_of(validate_inputs, [[1, 2, 3, 4]], spec)[0] == 400
+for body, word in [({"inputs": [[1, 2, 3]]}, "shape (1, 3)"), ({"inputs": [[1, 2], [1, 2, 3, 4]]}, "ragged"),
+                   ({"inputs": [[1, 2, "3", 4]]}, "strings"), ({"inputs": [[True, False, True, False]]}, "booleans"),
+                   ({"inputs": [[1, 2, None, 4]]}, "null"), ({"inputs": [[1, 2, float("nan"), 4]]}, "NaN"),
+                   ({"inputs": [[1, 2, 1e300, 4]]}, "too large"), ({"inputs": []}, "shape (0,)"),
+                   ({"inputs": [[0.0] * 4] * 300}, "limit is 256"), ({"x": 1}, "unknown field"),
+                   ({}, "missing field 'inputs'"), ({"inputs": "1,2,3,4"}, "a string")]:
+    code, message = status_of(validate_inputs, body, spec)
+    assert code == 422 and word in message, (body if len(str(body)) < 80 else word, code, message)
+tspec = text_spec("abcdefgh \n")
+args = validate_completion({"prompt": "bad cafe", "max_tokens": 5, "seed": 3}, tspec)
+assert args == {"prompt": "bad cafe", "max_tokens": 5, "temperature": 1.0, "top_k": None, "seed": 3}
+for body, word in [({"prompt": "héllo"}, "'é'"), ({"prompt": ""}, "1 to"), ({"prompt": 5}, "must be a string"),
+                   ({"prompt": "a", "max_tokens": "5"}, "'max_tokens' must be an integer"),
+                   ({"prompt": "a", "max_tokens": 10_000}, "[1, 500]"), ({"prompt": "a", "max_tokens": True}, "integer"),
+                   ({"prompt": "a", "temperature": -1}, "[0, 10]"), ({"prompt": "a", "top_k": 0}, "'top_k'"),
+                   ({"prompt": "a", "top_p": 0.9}, "unknown field"), ({"max_tokens": 3}, "missing field 'prompt'")]:
+    code, message = status_of(validate_completion, body, tspec)
+    assert code == 422 and word in message, (body, code, message)
+print("request validation: OK")
+
+# %% [markdown]
+# ### The server
+#
+# `ModelServer(package)` binds a `ThreadingHTTPServer` (port 0 asks the operating system
+# for a free port; `server.url` says which). `start()` serves from a background thread,
+# `serve_forever()` from the calling one (what `tito serve` does), `shutdown()` stops it.
+# All the HTTP work happens in `handle(method, path, headers, body)`: routing, reading the
+# body under the limits, validation, the model call under the lock; it returns
+# `(status, json_object, extra_headers)` and raises nothing. The request handler only
+# moves bytes.
+
+# %% nbgrader={"grade": false, "grade_id": "server", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class _Handler(BaseHTTPRequestHandler):
+    """Moves bytes between a socket and `ModelServer.handle`; every answer is JSON."""
+    protocol_version = "HTTP/1.0"                     # one request per connection
+    server_version = "TinyTorchServe/1"
+    app: ModelServer                                  # set on the per-server subclass
+
+    def _dispatch(self) -> None:
+        status, body, headers = self.app.handle(self.command, self.path, self.headers, self.rfile)
+        self._send_json(status, body, headers)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+
+    def _send_json(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(body, allow_nan=False).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (ConnectionError, TimeoutError):       # the client went away; nothing to tell it
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's own errors (bad request line, headers too long...) as JSON too."""
+        self.close_connection = True
+        if self.request_version in ("", "HTTP/0.9"):   # an unparsable request line: answer HTTP/1.0 anyway
+            self.request_version = "HTTP/1.0"
+        self._send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.app.verbose:
+            super().log_message(format, *args)
+
+
+class ModelServer:
+    """Serve a ModelPackage over HTTP on `host:port` (port 0: a free one; see `url`).
+
+    max_body_bytes: largest request body (413 above). max_batch: examples per /predict.
+    max_new_tokens: largest max_tokens of /complete. socket_timeout: seconds a client may
+    take to send its request. time_limit: seconds a request may wait for the model plus
+    generate (503 / 504). monitor: a DriftMonitor (default: from the package's statistics).
+    """
+
+    def __init__(self, package: ModelPackage, host: str = "127.0.0.1", port: int = 0, *,
+                 max_body_bytes: int = 1 << 20, max_batch: int = 256, max_new_tokens: int = 500,
+                 socket_timeout: float = 10.0, time_limit: float = 10.0,
+                 monitor: DriftMonitor | None = None, verbose: bool = False):
+        self.package, self.verbose = package, verbose
+        self.max_body_bytes, self.max_batch, self.max_new_tokens = int(max_body_bytes), int(max_batch), int(max_new_tokens)
+        self.time_limit = float(time_limit)
+        spec = package.input_spec
+        if monitor is None and package.stats is not None:
+            monitor = DriftMonitor(package.stats, vocabulary=spec.get("vocabulary"))
+        self.monitor = monitor
+        self.routes: dict[str, tuple[str, ...]] = {"/health": ("GET",), "/info": ("GET",), "/drift": ("GET",)}
+        self.routes["/predict" if spec["type"] == "array" else "/complete"] = ("POST",)
+        self.model_lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"app": self, "timeout": float(socket_timeout)})
+        self.httpd = ThreadingHTTPServer((host, int(port)), handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ModelServer:
+        """Serve from a background (daemon) thread; returns self."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="model-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.httpd.server_close()
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    # ---- one request -----------------------------------------------------------------------
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: Any) -> tuple[int, dict, dict]:
+        """(status, JSON object, extra headers) for one request; never raises."""
+        try:
+            return 200, self._route(method, urlsplit(raw_path).path, headers, body), {}
+        except RequestError as err:
+            return err.status, {"error": err.message}, err.headers
+        except Exception as err:                      # a bug or a model failure: say so, keep serving
+            return 500, {"error": f"internal error: {type(err).__name__}: {err}"}, {}
+
+    def _read_json(self, headers: Mapping[str, str], body: Any) -> Any:
+        """The request body as parsed JSON, within the limits."""
+        ### BEGIN SOLUTION
+        ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'}")
+        if headers.get("Transfer-Encoding"):
+            raise RequestError(411, "chunked bodies are not accepted; send a Content-Length")
+        length = headers.get("Content-Length")
+        if length is None:
+            raise RequestError(411, "a Content-Length header is required")
+        if not length.strip().isdigit():
+            raise RequestError(400, f"Content-Length must be a non-negative integer, got {length!r}")
+        length = int(length)
+        if length > self.max_body_bytes:
+            if length <= 8 * self.max_body_bytes:     # read it away, so that the client sees the answer
+                try:
+                    while length > 0:
+                        chunk = body.read(min(length, 1 << 16))
+                        if not chunk:
+                            break
+                        length -= len(chunk)
+                except (TimeoutError, ConnectionError):
+                    pass
+            raise RequestError(413, f"the body has {headers.get('Content-Length')} bytes; the limit is "
+                                    f"{self.max_body_bytes}", {"Connection": "close"})
+        try:
+            data = body.read(length)
+        except TimeoutError:
+            raise RequestError(408, "the request body arrived too slowly (socket timeout)") from None
+        if len(data) < length:
+            raise RequestError(400, f"the body ended after {len(data)} of {length} bytes")
+        try:
+            return json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RequestError(400, "the body is not UTF-8 text") from None
+        except json.JSONDecodeError as err:
+            raise RequestError(400, f"malformed JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+        ### END SOLUTION
+
+    def _route(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
+        if path not in self.routes:
+            raise RequestError(404, f"no endpoint {path}; this server has {sorted(self.routes)}")
+        if method not in self.routes[path]:
+            allowed = ", ".join(self.routes[path])
+            raise RequestError(405, f"{path} takes {allowed}, not {method}", {"Allow": allowed})
+        package = self.package
+        if path == "/health":
+            return {"status": "ok", "model": package.name, "version": package.version}
+        if path == "/info":
+            return {**package.summary(), "endpoints": self.routes,
+                    "limits": {"max_body_bytes": self.max_body_bytes, "max_batch": self.max_batch,
+                               "max_new_tokens": self.max_new_tokens, "time_limit_s": self.time_limit}}
+        if path == "/drift":
+            if self.monitor is None:
+                raise RequestError(404, "this package has no training statistics, so no drift monitor")
+            return self.monitor.report()
+        ### BEGIN SOLUTION
+        payload = self._read_json(headers, body)
+        started = time.monotonic()
+        if path == "/predict":
+            x = validate_inputs(payload, package.input_spec, self.max_batch)
+        else:
+            args = validate_completion(payload, package.input_spec, self.max_new_tokens)
+        if not self.model_lock.acquire(timeout=self.time_limit):
+            raise RequestError(503, f"the model stayed busy with other requests for {self.time_limit:g} s; retry later")
+        try:
+            if path == "/predict":
+                result = package.predict(x)
+            else:
+                deadline = started + self.time_limit
+                try:
+                    completion = package.complete(**args, deadline=deadline)
+                except GenerationTimeout as err:
+                    raise RequestError(504, f"{err} (the time limit is {self.time_limit:g} s); ask for fewer "
+                                            f"max_tokens") from None
+                result = {"completion": completion, "text": args["prompt"] + completion,
+                          "tokens": len(completion)}
+        finally:
+            self.model_lock.release()
+        if self.monitor is not None:
+            self.monitor.observe(x if path == "/predict" else args["prompt"])
+        return result
+        ### END SOLUTION
+
+# %% [markdown]
+# A second kind, to serve text: a character **bigram** model (the probability of each
+# character given the previous one, counted from a text). It is ten lines, and it plugs
+# into packages and the server exactly as module 16's TinyGPT does in `tito serve`:
+# `save`, `describe`, `load`, `complete` (which checks the deadline as it generates) and
+# `vocabulary`.
+
+# %%
+class Bigram:
+    def __init__(self, text: str):
+        self.vocab = "".join(sorted(set(text)))
+        ids = np.array([self.vocab.index(c) for c in text])
+        self.counts = np.ones((len(self.vocab), len(self.vocab)))          # add-one smoothing
+        np.add.at(self.counts, (ids[:-1], ids[1:]), 1)
+
+
+def bigram_complete(model, prompt, max_tokens, temperature, top_k, seed, deadline):
+    rng, out, last = np.random.default_rng(seed), [], model.vocab.index(prompt[-1])
+    for _ in range(max_tokens):
+        if deadline is not None and time.monotonic() > deadline:
+            raise GenerationTimeout(len(out), max_tokens, 0.0)
+        p = model.counts[last] ** (1 / max(temperature, 1e-3))
+        last = int(rng.choice(len(p), p=p / p.sum()))
+        out.append(model.vocab[last])
+    return "".join(out)
+
+
+def bigram_load(folder, manifest):
+    arrays, meta = load_npz_checkpoint(folder / "weights.npz", kind="bigram")
+    model = Bigram.__new__(Bigram)
+    model.vocab, model.counts = meta["vocab"], arrays["counts"]
+    return model
+
+
+register_kind(ModelKind(
+    name="bigram", files=("weights.npz",),
+    save=lambda m, folder: save_npz_checkpoint(folder / "weights.npz", {"counts": m.counts}, {"vocab": m.vocab},
+                                               kind="bigram"),
+    describe=lambda m: {"vocab_size": len(m.vocab)}, load=bigram_load, complete=bigram_complete,
+    vocabulary=lambda m: m.vocab))
+corpus = "the cat sat on the mat. the dog sat on the log. " * 20
+bigram = Bigram(corpus)
+text_dir = save_package(workdir / "packages" / "bigram-0.1", bigram, "bigram", name="bigram", version="0.1",
+                        input_spec=text_spec(bigram.vocab), train_inputs=corpus)
+
+# %% nbgrader={"grade": true, "grade_id": "test-server", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+import http.client
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+
+def call(url, path, body=None, method=None, raw=None, ctype="application/json"):
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": ctype} if data is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+server = ModelServer(pkg, max_body_bytes=20_000).start()
+try:
+    url = server.url
+    assert url.startswith("http://127.0.0.1:")
+    assert call(url, "/health") == (200, {"status": "ok", "model": "blobs", "version": "1.0.0"})
+    code, answer = call(url, "/predict", {"inputs": probe[:3].tolist()})
+    assert code == 200 and answer["predictions"] == pkg.predict(probe[:3])["predictions"], answer
+    assert answer["labels"] == [["a", "b", "c"][i] for i in answer["predictions"]]
+    assert call(url, "/predict", raw=b'{"inputs": [[1, 2')[0] == 400
+    assert call(url, "/predict", {"inputs": [[1, 2, 3]]})[0] == 422
+    assert call(url, "/predict", raw=b"x" * 30_000)[0] == 413
+    assert call(url, "/predict", {"inputs": [[1, 2, 3, 4]]}, ctype="text/plain")[0] == 415
+    code, answer = call(url, "/nowhere")
+    assert code == 404 and "/predict" in answer["error"]
+    assert call(url, "/predict")[0] == 405 and call(url, "/health", {"x": 1})[0] == 405
+    with ThreadPoolExecutor(8) as pool:                # concurrent requests, each answered correctly
+        batches = [blobs(5, np.random.default_rng(s))[0] for s in range(16)]
+        answers = list(pool.map(lambda b: call(url, "/predict", {"inputs": b.tolist()}), batches))
+    assert all(c == 200 and a["predictions"] == pkg.predict(b)["predictions"] for (c, a), b in zip(answers, batches))
+    assert call(url, "/drift")[1]["samples"] == 3 + 16 * 5
+    assert call(url, "/health")[0] == 200, "still serving after the bad requests"
+finally:
+    server.shutdown()
+with ModelServer(load_package(text_dir)) as text_server:
+    code, answer = call(text_server.url, "/complete", {"prompt": "the ", "max_tokens": 12, "seed": 0})
+    assert code == 200 and len(answer["completion"]) == 12 and answer["text"].startswith("the ")
+    assert answer == call(text_server.url, "/complete", {"prompt": "the ", "max_tokens": 12, "seed": 0})[1]
+    code, answer = call(text_server.url, "/complete", {"prompt": "the CAT"})
+    assert code == 422 and "'A'" in answer["error"] and "'C'" in answer["error"], answer
+    assert call(text_server.url, "/predict", {"inputs": [[1]]})[0] == 404
+print("model server: OK")
+
+# %% [markdown]
+# From a terminal, the same thing is `tito serve PACKAGE --port 8000` (it also knows the
+# `"tinygpt"` kind), and then, for example:
+#
+# ```bash
+# curl -s localhost:8000/info
+# curl -s -X POST localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": [[2, 0, 0, 1]]}'
+# ```
+
+# %%
+shutil.rmtree(workdir, ignore_errors=True)
+
+# %% [markdown]
+# ## Systems thinking
+#
+# 1. `Run.log` appends and flushes one line per epoch. What exactly survives if the process
+#    is killed (a) between two epochs, (b) in the middle of `f.write`, (c) by a power cut
+#    right after `flush()` (which reaches the operating system, not the disk)? What would
+#    `os.fsync` after every line cost for a run that logs every *batch*?
+# 2. `load_package` hashes every file before loading it. For a 500 MB package, how much
+#    reading does a load cost, and what would you change to start a server faster without
+#    giving up the check? What can an attacker who can write the package folder still do?
+# 3. The server serialises model calls with one lock. With 8 concurrent `/predict`
+#    requests of 10 examples each, how many forward passes run, and how would you batch
+#    waiting requests into one forward pass (what does it do to the latency of the first
+#    request)?
+# 4. `DriftMonitor` flags drift at PSI > 0.25 after 200 samples. Using the $(B-1)/n$ rule,
+#    what window would you need to detect a shift that moves PSI to 0.05, and why is a
+#    z-score of the mean more sensitive to a small change of the mean than PSI?
+# 5. `validate_inputs` converts the whole JSON batch with `np.array`. How many bytes does a
+#    1 MB JSON body of numbers become as Python objects and then as float32, and why does
+#    the body limit have to be checked *before* reading and parsing?
