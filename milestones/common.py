@@ -325,6 +325,45 @@ def describe_optimizer(hyper: dict[str, Any]) -> str:
             f"at step {hyper['total_steps']}), weight decay {hyper['weight_decay']:g}")
 
 
+# ---- saved models (--save-model) -----------------------------------------------------------------
+#: the `kind` of a trained milestone model file (checked when it is loaded)
+MODEL_KIND = "milestone-model"
+
+
+def add_save_model_option(parser: argparse.ArgumentParser) -> None:
+    """`--save-model PATH`: after training, save the final model there (default: off)."""
+    parser.add_argument("--save-model", type=Path, default=None, metavar="PATH",
+                        help="after training, save the final model to PATH (an .npz file with the weights and, as "
+                             "JSON, how to rebuild the model and normalise its inputs; results/models/ is the place, "
+                             "git ignores it; default: not saved)")
+
+
+def save_trained_model(path: str | os.PathLike, model: Any, spec: Milestone, build: dict[str, Any],
+                       data: CifarData, test: dict[str, float], command: str) -> Path:
+    """Write `model`'s state dict and what rebuilds it (`build`: the keyword arguments of the script's
+    `build_model`), the input normalisation and the test accuracy to `path`, atomically, with
+    `save_npz_checkpoint` (module 07): an .npz read back with allow_pickle=False."""
+    from tinytorch.core.training import save_npz_checkpoint
+    meta = {"milestone": spec.name, "script": spec.script, "build_model": build,
+            "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
+            "test_accuracy": float(test["accuracy"]), "test_images": data.sizes["test"],
+            "params": int(model.num_parameters()), "command": command}
+    out = save_npz_checkpoint(path, model.state_dict(), meta, kind=MODEL_KIND)
+    print(f"saved the trained model to {repo_relative(out)}")
+    return out
+
+
+def load_trained_model(path: str | os.PathLike, build_model: Any) -> tuple[Any, dict[str, Any]]:
+    """(model, meta) from a `save_trained_model` file: `build_model(**meta["build_model"])` with the
+    saved weights loaded (CheckpointError for a missing, corrupt or foreign file; StateDictError
+    when the weights do not fit the rebuilt model)."""
+    from tinytorch.core.training import load_npz_checkpoint
+    arrays, meta = load_npz_checkpoint(path, kind=MODEL_KIND)
+    model = build_model(**meta["build_model"])
+    model.load_state_dict(arrays)
+    return model, meta
+
+
 # ---- results -------------------------------------------------------------------------------------
 def repo_relative(path: str | os.PathLike) -> str:
     """`path` relative to the repository root when it lies inside it, else absolute."""

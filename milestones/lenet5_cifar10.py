@@ -45,6 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model = p.add_argument_group("model")
     model.add_argument("--activation", choices=["relu", "tanh"], default="relu", help="default relu")
     model.add_argument("--pool", choices=["max", "avg"], default="max", help="default max")
+    common.add_save_model_option(p)
     return common.parse_args(p, argv)
 
 
@@ -90,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     hyper = {"activation": args.activation, "pool": args.pool, "batch_size": args.batch_size, **opt_hyper,
              "loss": "CrossEntropyLoss", "augmentation": data.augmentation,
              "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper)
+    extra = {}
+    if args.save_model is not None:              # --save-model: for module 12 (compression)
+        build = {"activation": args.activation, "pool": args.pool}   # build_model(**build) rebuilds it
+        saved = common.save_trained_model(args.save_model, model, SPEC, build, data, test, run.command)
+        extra["saved_model"] = common.repo_relative(saved)
+    return run.finish(trainer, test, model, data, hyper, extra)
 
 
 if __name__ == "__main__":

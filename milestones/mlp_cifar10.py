@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--hidden", type=int, nargs="+", default=[1024, 512], help="hidden layer widths (default 1024 512)")
     model.add_argument("--activation", choices=["relu", "gelu"], default="relu")
     model.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    common.add_save_model_option(p)
     args = common.parse_args(p, argv)
     if not 0 <= args.dropout < 1 or min(args.hidden) < 1:
         p.error("--dropout must lie in [0, 1) and --hidden widths must be positive")
@@ -92,7 +93,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     hyper = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
              "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
              "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper)
+    extra = {}
+    if args.save_model is not None:              # --save-model: for module 12 (compression)
+        build = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout}   # build_model(**build) rebuilds it
+        saved = common.save_trained_model(args.save_model, model, SPEC, build, data, test, run.command)
+        extra["saved_model"] = common.repo_relative(saved)
+    return run.finish(trainer, test, model, data, hyper, extra)
 
 
 if __name__ == "__main__":

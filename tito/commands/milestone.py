@@ -17,6 +17,7 @@ MILESTONES: dict[str, tuple[str, str]] = {
     "lenet5": ("lenet5_cifar10.py", "LeNet-5 on CIFAR-10"),
     "cnn": ("cnn_cifar10.py", "a modern small CNN with BatchNorm and augmentation on CIFAR-10"),
     "tinygpt": ("tinygpt_shakespeare.py", "TinyGPT on Tiny Shakespeare, then a sample"),
+    "compression": ("compression_cifar10.py", "module 12: int8 and 80%-sparse MLP and LeNet-5, accuracy against size on disk"),
 }
 
 DESCRIPTION = """\
@@ -27,7 +28,7 @@ epochs, wall time, seed, the command) and a plot. Arguments after the name go to
 ~/.cache/tinytorch), downloaded on first use.
 
 Milestones:
-""" + "\n".join(f"  {name:8s} {what}" for name, (_, what) in MILESTONES.items())
+""" + "\n".join(f"  {name:12s} {what}" for name, (_, what) in MILESTONES.items())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
 
 COMMAND = Command(
     name="milestone",
-    help="run a milestone training (mlp, lenet1, lenet5, cnn, tinygpt)",
+    help="run a milestone training (mlp, lenet1, lenet5, cnn, tinygpt, compression)",
     description=DESCRIPTION,
     run=run,
     add_arguments=add_arguments,
