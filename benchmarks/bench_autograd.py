@@ -1,6 +1,6 @@
 """Autograd overhead: TinyTorch forward+backward against the same math written in numpy.
 
-    python benchmarks/bench_autograd.py          # prints a table, writes results/bench_autograd.json
+    python benchmarks/bench_autograd.py          # prints a table, writes results/bench_report/bench_autograd.json
 
 1. An elementwise chain on 1M-element float32 tensors, loss = sum(exp(x * w + b) * y)
    with w and b trainable. Target: within 1.5x of hand-written numpy forward + backward.
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke test)")
-    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
     n_elem, n_mat, reps = (10_000, 128, 3) if args.quick else (1_000_000, 1024, args.repeats)
     results = {"elementwise_chain": elementwise(n_elem, reps), "matmul": matmul(n_mat, reps)}

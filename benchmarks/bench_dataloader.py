@@ -1,6 +1,6 @@
 """Data loading cost: one epoch of CIFAR-sized batches against one epoch of MLP training.
 
-    python benchmarks/bench_dataloader.py            # prints tables, writes results/bench_dataloader.json
+    python benchmarks/bench_dataloader.py            # prints tables, writes results/bench_report/bench_dataloader.json
     python benchmarks/bench_dataloader.py --quick    # small sizes, nothing written (smoke test)
 
 1. One epoch of N = 50,000 random uint8 images (3, 32, 32) with batch 128, shuffled,

@@ -1,6 +1,6 @@
 """Module 13 (kernels): every fast kernel against its reference, with the speed-up of each.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py    # table + results/bench_kernels.json
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernels.py    # table + results/bench_report/bench_kernels.json
     python benchmarks/bench_kernels.py --quick                    # small sizes, few repeats, writes nothing
 
 One BLAS thread is the default (set before numpy loads, unless the environment says
@@ -275,7 +275,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke test); writes nothing")
-    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """One LeNet-5 training step in TinyTorch, against a numpy GEMM-only lower bound (and PyTorch if installed).
 
-    python benchmarks/bench_lenet5_step.py           # prints a table, writes results/bench_lenet5_step.json
+    python benchmarks/bench_lenet5_step.py           # prints a table, writes results/bench_report/bench_lenet5_step.json
     python benchmarks/bench_lenet5_step.py --quick   # batch 8, few repeats (smoke test, writes nothing)
 
 The model is LeNet-5 on 3x32x32 inputs: Conv2d(3, 6, 5) - ReLU - MaxPool2d(2) - Conv2d(6, 16, 5)
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="batch 8, few repeats (smoke test, writes nothing)")
-    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
     batch, reps = (8, 3) if args.quick else (args.batch, args.repeats)
 

@@ -1,6 +1,6 @@
 """One training step of an MLP: TinyTorch against the same model written by hand in numpy.
 
-    python benchmarks/bench_mlp_step.py           # prints a table, writes results/bench_mlp_step.json
+    python benchmarks/bench_mlp_step.py           # prints a table, writes results/bench_report/bench_mlp_step.json
     python benchmarks/bench_mlp_step.py --quick   # small model, few repeats (smoke test, writes nothing)
 
 The model is Dense(3072, 512) - ReLU - Dense(512, 256) - ReLU - Dense(256, 10) with a
@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="small model, few repeats (smoke test)")
-    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
     sizes, batch, reps = ((256, 64, 32, 10), 16, 3) if args.quick else ((3072, 512, 256, 10), 64, args.repeats)
 

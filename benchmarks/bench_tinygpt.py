@@ -1,7 +1,7 @@
 """TinyGPT speed: one training step against the matrix-product lower bound, and generation
 with and without the key/value cache.
 
-    python benchmarks/bench_tinygpt.py           # prints a table, writes results/bench_tinygpt.json
+    python benchmarks/bench_tinygpt.py           # prints a table, writes results/bench_report/bench_tinygpt.json
     python benchmarks/bench_tinygpt.py --quick   # small model, few repeats (smoke test, writes nothing)
 
 The model is the milestone's: vocabulary 65, 4 layers, 4 heads, d_model 128, context 64;
@@ -194,7 +194,7 @@ def step_only(cfg: dict, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small model, few repeats (smoke test, writes nothing)")
-    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/ (also with --quick)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     parser.add_argument("--repeats", type=int, default=30, help="timed training steps (default 30)")
     parser.add_argument("--new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     parser.add_argument("--step-only", action="store_true", help=argparse.SUPPRESS)   # for the subprocess

@@ -1,5 +1,5 @@
 """Shared helpers for the benchmark scripts: timing with warm-up and repeats, machine facts,
-and writing results next to the printed table (results/bench_*.json).
+and writing results next to the printed table (results/bench_report/bench_*.json).
 
 The measuring is module 14's harness (`tinytorch.bench.benchmarking`): `time_it` and
 `compare` are thin adapters that keep the dictionaries these scripts have always written.
@@ -43,9 +43,10 @@ def machine() -> dict:
 
 
 def write_results(name: str, payload: dict, out_dir: str | os.PathLike | None = None) -> Path:
-    """Write NAME.json (in results/, or in `out_dir`) with the machine facts and the command
-    that produced it; atomically (a temporary file renamed into place)."""
-    folder = Path(out_dir) if out_dir is not None else ROOT / "results"
+    """Write NAME.json (in results/bench_report/, beside the report of `tito bench`, or in
+    `out_dir`) with the machine facts and the command that produced it; atomically (a
+    temporary file renamed into place)."""
+    folder = Path(out_dir) if out_dir is not None else ROOT / "results" / "bench_report"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{name}.json"
     payload = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": machine(), **payload}
