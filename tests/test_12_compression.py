@@ -31,7 +31,8 @@ from tinytorch.core.tensor import Tensor, get_rng, manual_seed
 from tinytorch.core.training import CheckpointError, Trainer, save_npz_checkpoint
 from tinytorch.optim.compression import (
     COMPRESSED_KIND, INT8_MAX, Pruned, QuantizedConv2d, QuantizedDense, SparsityReport, calibrate, dequantize,
-    evaluate_accuracy, global_magnitude_masks, int8_matmul, int8_matmul_reference, load_compressed, magnitude_mask,
+    evaluate_accuracy, global_magnitude_masks, int8_matmul, int8_matmul_reference, lamp_scores, load_compressed,
+    magnitude_mask,
     model_size_bytes, prunable_layers, prune_magnitude, prune_structured, pruned_count, quantize, quantize_model,
     quantize_per_channel, remove_pruning, save_compressed, sparsity, symmetric_scale, unit_norms)
 
@@ -134,6 +135,43 @@ def test_global_masks_remove_exactly_the_requested_count_overall(shapes, amount,
         assert removed.max() <= kept.min(), "one threshold for all layers"
 
 
+def lamp_reference(w):
+    """The definition, one weight at a time: w_i^2 over the sum of w_j^2 of every w_j at least as large."""
+    sq = np.asarray(w, dtype=F64).ravel() ** 2
+    out = np.empty_like(sq)
+    order = np.argsort(sq, kind="stable")
+    for rank, i in enumerate(order):
+        rest = sq[order[rank:]].sum()
+        out[i] = sq[i] / rest if rest > 0 else 0.0
+    return out.reshape(np.shape(w))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), zeros=st.floats(0, 0.9), seed=st.integers(0, 10_000))
+def test_lamp_scores_follow_the_definition(shape, zeros, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(shape) * (rng.random(shape) >= zeros)
+    scores = lamp_scores(w)
+    assert scores.shape == w.shape and scores.dtype == F64
+    np.testing.assert_allclose(scores, lamp_reference(w), rtol=1e-12, atol=0)
+    assert (scores[w == 0] == 0).all(), "pruned weights score 0: they go first"
+    if np.any(w != 0):
+        assert scores[np.unravel_index(np.argmax(np.abs(w)), w.shape)] == 1.0, "the largest weight scores 1"
+
+
+def test_lamp_never_empties_a_layer_of_small_weights():
+    rng = np.random.default_rng(3)
+    small = Dense(4, 4, rng=rng)
+    small.weight.data *= 0.001                                   # 16 weights, a thousand times smaller
+    big = Dense(4, 64, rng=rng)
+    for scope, small_layer_emptied in (("global", True), ("lamp", False)):
+        model = Sequential(copy.deepcopy(small), copy.deepcopy(big))
+        prune_magnitude(model, 0.9, scope=scope)
+        report = sparsity(model)
+        assert report.zeros == pruned_count(0.9, 16 + 256)
+        assert (report.layers["layers.0"][0] == 16) == small_layer_emptied, (scope, report)
+
+
 def test_mask_arguments_are_checked():
     for bad in (-0.1, 1.01, "half", True, float("nan")):
         with pytest.raises(ValueError, match="amount must be a fraction in"):
@@ -144,7 +182,7 @@ def test_mask_arguments_are_checked():
 
 # ---- pruning a model -------------------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
-@given(amount=st.floats(0, 1), scope=st.sampled_from(["global", "layer"]), seed=st.integers(0, 1000))
+@given(amount=st.floats(0, 1), scope=st.sampled_from(["global", "lamp", "layer"]), seed=st.integers(0, 1000))
 def test_prune_magnitude_reaches_the_requested_sparsity_exactly(amount, scope, seed):
     rng = np.random.default_rng(seed)
     model = Sequential(Conv2d(2, 3, 3, rng=rng), ReLU(), Flatten(), Dense(3 * 4 * 4, 7, rng=rng), Dense(7, 2, rng=rng))
@@ -152,7 +190,7 @@ def test_prune_magnitude_reaches_the_requested_sparsity_exactly(amount, scope, s
     report = sparsity(model)
     sizes = {"layers.0": 54, "layers.3": 336, "layers.4": 14}
     assert {k: n for k, (_, n) in report.layers.items()} == sizes
-    if scope == "global":
+    if scope in ("global", "lamp"):
         assert report.zeros == pruned_count(amount, 404)
     else:
         assert all(report.layers[k][0] == pruned_count(amount, n) for k, n in sizes.items())
@@ -190,7 +228,7 @@ def test_pruned_checks_its_arguments():
         prune_magnitude(Dense(4, 3), 0.5)
     with pytest.raises(KeyError, match=r"no Dense/Conv2d called \['layers.9'\]"):
         prune_magnitude(Sequential(Dense(4, 3)), 0.5, layers=["layers.9"])
-    with pytest.raises(ValueError, match="scope must be 'global' or 'layer'"):
+    with pytest.raises(ValueError, match="scope must be 'global', 'lamp' or 'layer'"):
         prune_magnitude(Sequential(Dense(4, 3)), 0.5, scope="row")
 
 
@@ -674,7 +712,7 @@ def test_compression_milestone_runs_with_quick_on_generated_data(tmp_path):
         assert v["float32"]["test_accuracy"] == pytest.approx(model["saved_test_accuracy"])
         assert v["sparse80"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
         assert v["int8"]["size_ratio"] > 3.4 and v["sparse80"]["size_ratio"] > 3.4 and v["sparse80_int8"]["size_ratio"] > 7
-        assert len(v["sparse80"]["steps"]) == 3
+        assert [round(step["sparsity"], 3) for step in v["sparse80"]["steps"]] == [0.4, 0.6, 0.7, 0.75, 0.8]
         for entry in v.values():
             assert Path(entry["file"]).exists() and entry["bytes"] == Path(entry["file"]).stat().st_size
     # a second run finds the models and trains nothing
@@ -683,6 +721,17 @@ def test_compression_milestone_runs_with_quick_on_generated_data(tmp_path):
                            "--models", "lenet5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is missing" not in proc.stdout
+    # choosing a recipe: validation accuracy only, one appended line per candidate, the test set untouched
+    for scope in ("global", "lamp"):
+        proc = subprocess.run([sys.executable, str(ROOT / "milestones" / "compression_cifar10.py"), "--quick", "--no-verify",
+                               "--val-size", "40", "--no-progress", "--out-dir", str(out), "--models-dir",
+                               str(tmp_path / "models"), "--models", "lenet5", "--validation-only", "--scope", scope],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "test accuracy" not in proc.stdout and "validation accuracy" in proc.stdout
+    lines = [json.loads(line) for line in (out / "compression_cifar10_quick_recipes.jsonl").read_text().splitlines()]
+    assert [line["recipe"]["scope"] for line in lines] == ["global", "lamp"]
+    assert all(0 <= line["val_accuracy"]["lenet5"] <= 1 and len(line["steps"]["lenet5"]) == 5 for line in lines)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@
 # |---|---|
 # | `magnitude_mask`, `global_magnitude_masks` | keep-masks that zero exactly the requested fraction of the smallest weights |
 # | `Pruned(layer, mask)` | a `Dense`/`Conv2d` whose weight is multiplied by a fixed 0/1 mask in every forward: pruned weights stay zero while fine-tuning |
-# | `prune_magnitude`, `prune_structured`, `remove_pruning` | unstructured (global or per-layer) and structured (whole neurons / channels, by L1 or L2 norm) pruning of a model |
+# | `prune_magnitude`, `lamp_scores`, `prune_structured`, `remove_pruning` | unstructured (global, layer-adaptive LAMP, or per-layer) and structured (whole neurons / channels, by L1 or L2 norm) pruning of a model |
 # | `sparsity(model)` | the fraction of zero weights, per layer and overall |
 # | `symmetric_scale`, `quantize`, `dequantize` | symmetric int8 quantisation, per tensor or per output channel |
 # | `int8_matmul` (and `int8_matmul_reference`) | the integer product with int32 accumulation |
@@ -130,12 +130,21 @@ from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d, conv2d, im2col
 # when many weights are equal (a threshold "$|w| \le t$" would not be).
 #
 # The result is a **keep-mask**: a boolean array of the weight's shape, True for weights
-# that stay. Two scopes:
+# that stay. Three scopes:
 #
 # * **per layer**: every layer loses the same fraction $a$;
 # * **global**: one threshold for all layers together. Layers whose weights are small
 #   (often the wide early ones) lose more, layers whose weights matter keep more. With the
 #   same total sparsity, global pruning is usually the more accurate.
+# * **LAMP** (layer-adaptive magnitude pruning, Lee et al., 2021): global, but on a score
+#   that puts every layer on the same scale. Sort a layer's weights by $w^2$ ascending;
+#   the score of the $i$-th is $w_i^2 / \sum_{j \ge i} w_j^2$, its share of what would be
+#   left of the layer if everything smaller were gone. The largest weight of every layer
+#   scores 1, so no layer is ever emptied, and a small layer whose weights are all of a
+#   similar size (a convolution with a few hundred weights) is not pruned away just because
+#   its weights are smaller than a big layer's. On the LeNet-5 of the CIFAR-10 milestone,
+#   pruned to 80 % and fine-tuned the same way, LAMP kept 71.5 % validation accuracy and one
+#   global threshold 69.6 % (`results/compression_cifar10_recipes.jsonl`).
 
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -377,23 +386,39 @@ def _install_masks(model: Module, masks: dict[str, tuple[np.ndarray, np.ndarray 
     _replace(model, lambda m: isinstance(m, (Dense, Conv2d, Pruned)), make)
 
 
+def lamp_scores(weight: np.ndarray) -> np.ndarray:
+    """LAMP scores of one layer's weights (any shape -> float64, same shape): with the weights
+    sorted by w^2 ascending, the i-th scores w_i^2 / sum_{j >= i} w_j^2. The largest scores 1;
+    zeros (already pruned) score 0."""
+    sq = np.asarray(weight, dtype=np.float64).ravel() ** 2
+    order = np.argsort(sq, kind="stable")                      # ascending w^2
+    ranked = sq[order]
+    rest = np.cumsum(ranked[::-1])[::-1]                        # sum of w^2 from i to the end
+    scores = np.zeros_like(sq)
+    scores[order] = np.divide(ranked, rest, out=np.zeros_like(ranked), where=rest > 0)
+    return scores.reshape(np.shape(weight))
+
+
 def prune_magnitude(model: Module, amount: float, scope: str = "global", layers: Sequence[str] | None = None) -> Module:
     """Unstructured magnitude pruning, in place; returns `model`.
 
     Every selected Dense/Conv2d (all of them unless `layers` names some, as in
     `prunable_layers`) becomes a `Pruned` layer. scope="global": exactly
-    pruned_count(amount, n) of the n selected weights together are zero (one threshold);
-    scope="layer": that fraction of each layer. Biases are not pruned. Layers that are
-    already pruned keep their zeros (so sparsity never decreases).
+    pruned_count(amount, n) of the n selected weights together are zero (one threshold on
+    |w|); scope="lamp": the same count, one threshold on `lamp_scores`; scope="layer": that
+    fraction of each layer. Biases are not pruned. Layers that are already pruned keep
+    their zeros (so sparsity never decreases).
     """
     amount = _check_amount(amount, "prune_magnitude")
-    if scope not in ("global", "layer"):
-        raise ValueError(f"prune_magnitude: scope must be 'global' or 'layer', got {scope!r}")
+    if scope not in ("global", "lamp", "layer"):
+        raise ValueError(f"prune_magnitude: scope must be 'global', 'lamp' or 'layer', got {scope!r}")
     targets = _targets(model, layers, "prune_magnitude")
     weights = [_weight_array(m) for _, m in targets]
     ### BEGIN SOLUTION
     if scope == "global":
         keeps = global_magnitude_masks(weights, amount)
+    elif scope == "lamp":
+        keeps = global_magnitude_masks([lamp_scores(w) for w in weights], amount)
     else:
         keeps = [magnitude_mask(w, amount) for w in weights]
     _install_masks(model, {name: (keep, None) for (name, _), keep in zip(targets, keeps)})

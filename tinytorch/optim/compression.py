@@ -34,10 +34,10 @@ from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d, conv2d, im2col
 
 # %% auto #0
 __all__ = ['PRUNABLE', 'INT8_MAX', 'COMPRESSED_KIND', 'pruned_count', 'magnitude_mask', 'global_magnitude_masks', 'Pruned',
-           'prunable_layers', 'prune_magnitude', 'unit_norms', 'prune_structured', 'remove_pruning', 'SparsityReport',
-           'sparsity', 'symmetric_scale', 'quantize', 'dequantize', 'quantize_per_channel', 'int8_matmul_reference',
-           'int8_matmul', 'QuantizedDense', 'QuantizedConv2d', 'calibrate', 'quantize_model', 'evaluate_accuracy',
-           'save_compressed', 'load_compressed', 'compressed_meta', 'model_size_bytes']
+           'prunable_layers', 'lamp_scores', 'prune_magnitude', 'unit_norms', 'prune_structured', 'remove_pruning',
+           'SparsityReport', 'sparsity', 'symmetric_scale', 'quantize', 'dequantize', 'quantize_per_channel',
+           'int8_matmul_reference', 'int8_matmul', 'QuantizedDense', 'QuantizedConv2d', 'calibrate', 'quantize_model',
+           'evaluate_accuracy', 'save_compressed', 'load_compressed', 'compressed_meta', 'model_size_bytes']
 
 # %% ../../modules/12_compression/compression_dev.ipynb #83d4516d
 def _check_amount(amount: Any, who: str) -> float:
@@ -222,22 +222,38 @@ def _install_masks(model: Module, masks: dict[str, tuple[np.ndarray, np.ndarray 
     _replace(model, lambda m: isinstance(m, (Dense, Conv2d, Pruned)), make)
 
 
+def lamp_scores(weight: np.ndarray) -> np.ndarray:
+    """LAMP scores of one layer's weights (any shape -> float64, same shape): with the weights
+    sorted by w^2 ascending, the i-th scores w_i^2 / sum_{j >= i} w_j^2. The largest scores 1;
+    zeros (already pruned) score 0."""
+    sq = np.asarray(weight, dtype=np.float64).ravel() ** 2
+    order = np.argsort(sq, kind="stable")                      # ascending w^2
+    ranked = sq[order]
+    rest = np.cumsum(ranked[::-1])[::-1]                        # sum of w^2 from i to the end
+    scores = np.zeros_like(sq)
+    scores[order] = np.divide(ranked, rest, out=np.zeros_like(ranked), where=rest > 0)
+    return scores.reshape(np.shape(weight))
+
+
 def prune_magnitude(model: Module, amount: float, scope: str = "global", layers: Sequence[str] | None = None) -> Module:
     """Unstructured magnitude pruning, in place; returns `model`.
 
     Every selected Dense/Conv2d (all of them unless `layers` names some, as in
     `prunable_layers`) becomes a `Pruned` layer. scope="global": exactly
-    pruned_count(amount, n) of the n selected weights together are zero (one threshold);
-    scope="layer": that fraction of each layer. Biases are not pruned. Layers that are
-    already pruned keep their zeros (so sparsity never decreases).
+    pruned_count(amount, n) of the n selected weights together are zero (one threshold on
+    |w|); scope="lamp": the same count, one threshold on `lamp_scores`; scope="layer": that
+    fraction of each layer. Biases are not pruned. Layers that are already pruned keep
+    their zeros (so sparsity never decreases).
     """
     amount = _check_amount(amount, "prune_magnitude")
-    if scope not in ("global", "layer"):
-        raise ValueError(f"prune_magnitude: scope must be 'global' or 'layer', got {scope!r}")
+    if scope not in ("global", "lamp", "layer"):
+        raise ValueError(f"prune_magnitude: scope must be 'global', 'lamp' or 'layer', got {scope!r}")
     targets = _targets(model, layers, "prune_magnitude")
     weights = [_weight_array(m) for _, m in targets]
     if scope == "global":
         keeps = global_magnitude_masks(weights, amount)
+    elif scope == "lamp":
+        keeps = global_magnitude_masks([lamp_scores(w) for w in weights], amount)
     else:
         keeps = [magnitude_mask(w, amount) for w in weights]
     _install_masks(model, {name: (keep, None) for (name, _), keep in zip(targets, keeps)})
