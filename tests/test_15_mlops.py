@@ -41,7 +41,7 @@ from tinytorch.mlops.mlops import (
     text_statistics, validate_completion, validate_inputs)
 from tinytorch.tinygpt import CharTokenizer, TinyGPT
 from tito.cli import main as tito_main
-from tito.commands.serve import package_tinygpt, register_tinygpt
+from tinytorch.tinygpt import TINYGPT_KIND, package_tinygpt
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = "abcdefgh .\n"
@@ -724,10 +724,10 @@ def test_tinygpt_kind_needs_registration_message():
     from tinytorch.mlops.mlops import get_kind
     saved = KINDS.pop("tinygpt", None)
     try:
-        with pytest.raises(PackageError, match="registered by `tito serve`"):
+        with pytest.raises(PackageError, match="registered when tinytorch.tinygpt"):
             get_kind("tinygpt")
     finally:
-        register_tinygpt() if saved is None else KINDS.update(tinygpt=saved)
+        KINDS["tinygpt"] = TINYGPT_KIND if saved is None else saved
 
 
 # ---- the tito commands --------------------------------------------------------------------------

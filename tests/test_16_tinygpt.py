@@ -558,3 +558,38 @@ def test_train_on_text_fits_the_tokenizer():
         tiny.train_on_text("abcd ", epochs=1)
     with pytest.raises(ValueError, match="multiple of eval_interval"):
         LanguageModelTrainer(model, "abcabcabd " * 20, iterations=7, eval_interval=5)
+
+
+# ---- packaging for module 15's server ----------------------------------------------------------
+def test_importing_tinygpt_registers_its_package_kind():
+    from tinytorch.mlops.mlops import KINDS, get_kind
+    assert get_kind("tinygpt") is tg.TINYGPT_KIND and KINDS["tinygpt"].complete is not None
+
+
+def test_package_round_trip_and_served_completion(tmp_path):
+    import time
+
+    from tinytorch.mlops.mlops import GenerationTimeout, PackageError, load_package
+    model = small_gpt(seed=3)
+    text = "to be or not to be, that is the question\n" * 5
+    path = tg.package_tinygpt(model, tmp_path / "gpt", name="tiny", version="0.1.0", text=text,
+                              metrics={"val_loss": 2.5})
+    package = load_package(path)
+    assert package.manifest["kind"] == "tinygpt" and package.manifest["metrics"] == {"val_loss": 2.5}
+    ids = model.tokenizer.encode("to be or")
+    np.testing.assert_array_equal(package.model(ids).data, model(ids).data)
+    first = package.complete("to be", max_tokens=20, seed=1)
+    assert first == package.complete("to be", max_tokens=20, seed=1), "a seed makes the completion reproducible"
+    assert len(first) == 20 and set(first) <= set(model.tokenizer.chars)
+    long = package.complete("to be", max_tokens=3 * model.max_length, temperature=0.5, seed=2)
+    assert len(long) == 3 * model.max_length, "past the context the window slides"
+    with pytest.raises(GenerationTimeout):
+        package.complete("to be", max_tokens=40, seed=0, deadline=time.monotonic() - 1)
+    blob = bytearray((path / "weights.npz").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF                                  # one flipped byte inside the weights
+    (path / "weights.npz").write_bytes(bytes(blob))
+    with pytest.raises(PackageError, match="sha256"):
+        load_package(path)
+    with pytest.raises(ValueError, match="no tokenizer"):
+        tg.package_tinygpt(TinyGPT(vocab_size=10, d_model=8, num_heads=2, num_layers=1, max_length=4),
+                           tmp_path / "bare", name="bare", version="0.1.0")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -31,15 +32,17 @@ from .core.optimizers import AdamW, CosineWarmupLR
 from .core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from .core.normalization import LayerNorm
 from .core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
+from .mlops.mlops import (GenerationTimeout, ModelKind, PackageError, register_kind, save_package,
+                                   text_spec)
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
 # %% auto #0
-__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'UnknownCharacterError', 'CharTokenizer', 'EmbeddingFunction', 'Embedding',
-           'sinusoidal_table', 'PositionalEncoding', 'TransformerBlock', 'TinyGPT', 'shift_targets',
-           'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter', 'sample_next',
-           'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'split_text', 'TextWindows', 'LanguageModelTrainer',
-           'LayerNorm', 'MultiHeadAttention', 'KVCache', 'plot_attention']
+__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'GENERATION_CHUNK', 'TINYGPT_KIND', 'UnknownCharacterError', 'CharTokenizer',
+           'EmbeddingFunction', 'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'TransformerBlock', 'TinyGPT',
+           'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter',
+           'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt', 'split_text',
+           'TextWindows', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention', 'KVCache', 'plot_attention']
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #8d68aac6
 DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
@@ -728,6 +731,62 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     except (ValueError, TypeError, StateDictError) as err:
         raise CheckpointError(f"{path}: the saved TinyGPT does not fit together: {err}") from None
     return model
+
+# %% ../modules/16_tinygpt/tinygpt_dev.ipynb #71a281ac
+GENERATION_CHUNK = 8        # tokens generated between two checks of a serving deadline
+
+
+def _package_save(model: TinyGPT, folder: Path) -> None:
+    if model.tokenizer is None:
+        raise ValueError("package a TinyGPT that has a tokenizer: the server takes text prompts")
+    model.save(folder / "weights.npz")
+
+
+def _package_load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
+    model = TinyGPT.load(folder / "weights.npz")
+    if model.tokenizer is None:
+        raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
+    return model.eval()
+
+
+def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
+                      seed: int | None, deadline: float | None) -> str:
+    """`max_tokens` new characters after `prompt`, in chunks; GenerationTimeout past `deadline`
+    (a time.monotonic() value)."""
+    started = time.monotonic()
+    prompt_ids = model.tokenizer.encode(prompt)
+    tokens = prompt_ids[None, :]                                           # (1, T)
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < max_tokens:
+        if deadline is not None and time.monotonic() > deadline:
+            raise GenerationTimeout(done, max_tokens, time.monotonic() - started)
+        n = min(GENERATION_CHUNK, max_tokens - done)
+        context = tokens[:, -model.max_length:]                            # (1, <= max_length)
+        out = generate_tokens(model, context, n, temperature=temperature, top_k=top_k, rng=rng)
+        tokens = np.concatenate([tokens, out[:, context.shape[1]:]], axis=1)
+        done += n
+    return model.tokenizer.decode(tokens[0, len(prompt_ids):])
+
+
+TINYGPT_KIND = register_kind(ModelKind(
+    name="tinygpt", files=("weights.npz",), save=_package_save,
+    describe=lambda model: {"config": dict(model.config), "parameters": int(model.num_parameters())},
+    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars)))
+
+
+def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
+                    config: dict | None = None, metrics: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a "tinygpt" model package of `model` (which needs a tokenizer) at `path`;
+    `text`, the training text, gives the character statistics for drift monitoring."""
+    if model.tokenizer is None:
+        raise ValueError("package_tinygpt: the model has no tokenizer; the server takes text prompts")
+    vocab = "".join(model.tokenizer.chars)
+    if text is not None:
+        text = "".join(c for c in text if c in set(vocab))
+    return save_package(path, model, "tinygpt", name=name, version=version, input_spec=text_spec(vocab),
+                        config={"model": dict(model.config), **(config or {})}, metrics=metrics,
+                        train_inputs=text or None, overwrite=overwrite)
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #d2b374c2
 def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:

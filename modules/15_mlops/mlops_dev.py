@@ -37,7 +37,8 @@
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/mlops/mlops.py`. Three commands use it: `tito runs` lists and compares runs,
 # `tito package` packages a TinyGPT saved by module 16, and `tito serve PACKAGE` serves a
-# package (both register the `"tinygpt"` kind of module 16, which module 15 cannot import).
+# package (module 16 registers its `"tinygpt"` kind when it is imported; module 15 cannot
+# import it).
 #
 # **The one idea of this module.** Everything that leaves the training process (a run
 # directory, a model package, an HTTP request) is *data from outside*, and is treated that
@@ -71,7 +72,7 @@ directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / loa
 write and check a model package (manifest.json with a sha256 for every file, weights in
 .npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
 serves a package over HTTP (standard library only). Model kinds ("sequential" here;
-"tinygpt" is registered by `tito serve`) plug in through register_kind.
+"tinygpt" is registered by module 16, tinytorch.tinygpt) plug in through register_kind.
 """
 from __future__ import annotations
 
@@ -711,7 +712,7 @@ print("compare runs: OK")
 # gives the `"model"` entry of the manifest, `load(folder, manifest)` rebuilds it, and
 # `predict` (arrays in, scores out) or `complete` (text in, text out) serve it. This
 # module registers `"sequential"`. Module 16's TinyGPT cannot be imported here (module 15
-# comes first), so `tito serve` registers `"tinygpt"` at run time with the same call.
+# comes first), so module 16 registers `"tinygpt"` with the same call when it is imported.
 #
 # **Rebuilding without the training script.** For a `Sequential` the manifest stores a
 # *layer spec*: one `{"type": "Dense", "args": {"in_features": 4, ...}}` per layer. Only
@@ -797,7 +798,7 @@ def register_kind(kind: ModelKind) -> ModelKind:
 def get_kind(name: str) -> ModelKind:
     """The registered kind called `name`; PackageError listing the known kinds otherwise."""
     if name not in KINDS:
-        hint = " (\"tinygpt\" is registered by `tito serve`, or by tito.commands.serve.register_tinygpt())" \
+        hint = " (\"tinygpt\" is registered when tinytorch.tinygpt, module 16, is imported)" \
             if name == "tinygpt" else ""
         raise PackageError(f"unknown model kind {name!r}; registered kinds: {sorted(KINDS)}{hint}")
     return KINDS[name]
@@ -1819,7 +1820,7 @@ class ModelServer:
 # %% [markdown]
 # A second kind, to serve text: a character **bigram** model (the probability of each
 # character given the previous one, counted from a text). It is ten lines, and it plugs
-# into packages and the server exactly as module 16's TinyGPT does in `tito serve`:
+# into packages and the server exactly as module 16's TinyGPT does:
 # `save`, `describe`, `load`, `complete` (which checks the deadline as it generates) and
 # `vocabulary`.
 

@@ -33,6 +33,7 @@
 # | `TinyGPT` | embeddings → blocks → LayerNorm → `Dense` head: logits `(B, T, vocab)`; `generate`, `save`, `load` |
 # | `LanguageModelLoss`, `shift_targets` | next-token cross-entropy on `(B, T, V)` logits |
 # | `greedy`, `apply_temperature`, `top_k_filter`, `top_p_filter`, `sample_next` | how the next character is chosen |
+# | `package_tinygpt`, `TINYGPT_KIND` | a module-15 model package of a TinyGPT, for `tito serve` |
 # | `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; training with AdamW, warm-up + cosine, checkpoints |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/tinygpt.py`.
@@ -80,6 +81,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -94,6 +96,8 @@ from tinytorch.core.optimizers import AdamW, CosineWarmupLR
 from tinytorch.core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from tinytorch.core.normalization import LayerNorm
 from tinytorch.core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
+from tinytorch.mlops.mlops import (GenerationTimeout, ModelKind, PackageError, register_kind, save_package,
+                                   text_spec)
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
@@ -1326,6 +1330,90 @@ for bad, reason in (("evil.pkl", "pickle"), ("cut.npz", "truncated")):
     except CheckpointError as err:
         assert reason in str(err), err
 print("save and load: OK")
+
+# %% [markdown]
+# ### Packaging TinyGPT for serving (module 15)
+#
+# Module 15 serves *model packages*: a folder with a manifest (name, version, the input
+# spec, a sha256 of every file) and the weights, checked before anything is loaded. It
+# knows how to package a `Sequential` classifier; every other kind of model plugs in with a
+# `ModelKind`, a small record of functions (save, describe, load, and `complete` for a text
+# model). Module 15 cannot import TinyGPT (it comes later), so TinyGPT registers its own
+# kind here, when `tinytorch.tinygpt` is imported: `tito package` and `tito serve` then
+# handle `"tinygpt"` packages like any other.
+#
+# `complete` generates in chunks of `GENERATION_CHUNK` tokens, each with the KV cache, and
+# checks the request's deadline between chunks, so that the server can answer "too slow"
+# (504) instead of hanging; the context of each chunk is the last `max_length` tokens.
+
+# %%
+#| export
+GENERATION_CHUNK = 8        # tokens generated between two checks of a serving deadline
+
+
+def _package_save(model: TinyGPT, folder: Path) -> None:
+    if model.tokenizer is None:
+        raise ValueError("package a TinyGPT that has a tokenizer: the server takes text prompts")
+    model.save(folder / "weights.npz")
+
+
+def _package_load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
+    model = TinyGPT.load(folder / "weights.npz")
+    if model.tokenizer is None:
+        raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
+    return model.eval()
+
+
+def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
+                      seed: int | None, deadline: float | None) -> str:
+    """`max_tokens` new characters after `prompt`, in chunks; GenerationTimeout past `deadline`
+    (a time.monotonic() value)."""
+    started = time.monotonic()
+    prompt_ids = model.tokenizer.encode(prompt)
+    tokens = prompt_ids[None, :]                                           # (1, T)
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < max_tokens:
+        if deadline is not None and time.monotonic() > deadline:
+            raise GenerationTimeout(done, max_tokens, time.monotonic() - started)
+        n = min(GENERATION_CHUNK, max_tokens - done)
+        context = tokens[:, -model.max_length:]                            # (1, <= max_length)
+        out = generate_tokens(model, context, n, temperature=temperature, top_k=top_k, rng=rng)
+        tokens = np.concatenate([tokens, out[:, context.shape[1]:]], axis=1)
+        done += n
+    return model.tokenizer.decode(tokens[0, len(prompt_ids):])
+
+
+TINYGPT_KIND = register_kind(ModelKind(
+    name="tinygpt", files=("weights.npz",), save=_package_save,
+    describe=lambda model: {"config": dict(model.config), "parameters": int(model.num_parameters())},
+    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars)))
+
+
+def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
+                    config: dict | None = None, metrics: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a "tinygpt" model package of `model` (which needs a tokenizer) at `path`;
+    `text`, the training text, gives the character statistics for drift monitoring."""
+    if model.tokenizer is None:
+        raise ValueError("package_tinygpt: the model has no tokenizer; the server takes text prompts")
+    vocab = "".join(model.tokenizer.chars)
+    if text is not None:
+        text = "".join(c for c in text if c in set(vocab))
+    return save_package(path, model, "tinygpt", name=name, version=version, input_spec=text_spec(vocab),
+                        config={"model": dict(model.config), **(config or {})}, metrics=metrics,
+                        train_inputs=text or None, overwrite=overwrite)
+
+# %% [markdown]
+# Package the small model of this section and ask it for a completion through the
+# package, as the server would:
+
+# %%
+from tinytorch.mlops.mlops import load_package
+
+package_dir = package_tinygpt(gpt, Path(tempfile.mkdtemp()) / "tiny-gpt", name="tiny-gpt", version="0.1.0")
+served = load_package(package_dir)
+print(served.summary()["kind"], sorted(p.name for p in package_dir.iterdir()))
+print(repr(served.complete("to be", max_tokens=12, seed=0)))
 
 # %% [markdown]
 # ## 10. Training on text

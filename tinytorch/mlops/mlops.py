@@ -10,7 +10,7 @@ directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / loa
 write and check a model package (manifest.json with a sha256 for every file, weights in
 .npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
 serves a package over HTTP (standard library only). Model kinds ("sequential" here;
-"tinygpt" is registered by `tito serve`) plug in through register_kind.
+"tinygpt" is registered by module 16, tinytorch.tinygpt) plug in through register_kind.
 """
 from __future__ import annotations
 
@@ -489,7 +489,7 @@ def register_kind(kind: ModelKind) -> ModelKind:
 def get_kind(name: str) -> ModelKind:
     """The registered kind called `name`; PackageError listing the known kinds otherwise."""
     if name not in KINDS:
-        hint = " (\"tinygpt\" is registered by `tito serve`, or by tito.commands.serve.register_tinygpt())" \
+        hint = " (\"tinygpt\" is registered when tinytorch.tinygpt, module 16, is imported)" \
             if name == "tinygpt" else ""
         raise PackageError(f"unknown model kind {name!r}; registered kinds: {sorted(KINDS)}{hint}")
     return KINDS[name]

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
     from tinytorch.mlops.mlops import PackageError, load_package
     from tinytorch.tinygpt import TinyGPT
 
-    from tito.commands.serve import package_tinygpt
+    from tinytorch.tinygpt import package_tinygpt
 
     try:
         model = TinyGPT.load(args.weights)

@@ -1,8 +1,8 @@
 """`tito serve PACKAGE [--port N] [--host 127.0.0.1]`: serve a model package over HTTP.
 
-The server is module 15's `ModelServer` (tinytorch.mlops.mlops). This file also defines
-the "tinygpt" model kind (module 16's TinyGPT, saved with `TinyGPT.save`), which module 15
-cannot import itself, and registers it before loading the package.
+The server is module 15's `ModelServer` (tinytorch.mlops.mlops). The "tinygpt" model kind
+comes from module 16 (tinytorch.tinygpt registers it when imported), which module 15
+cannot import itself; this command imports it before loading the package.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,80 +27,13 @@ The package's files are checked against the sha256 hashes of its manifest before
 anything is loaded. --port 0 picks a free port; the first line printed is
 "serving NAME VERSION (KIND) at URL". The host defaults to 127.0.0.1 (this machine only)."""
 
-#: tokens generated between two checks of the request's deadline
-GENERATION_CHUNK = 8
-
-
-# ---- the "tinygpt" kind --------------------------------------------------------------------------
-def tinygpt_kind() -> Any:
-    """The ModelKind of module 16's TinyGPT: weights.npz is the file of `TinyGPT.save`."""
-    import numpy as np
-
-    from tinytorch.mlops.mlops import GenerationTimeout, ModelKind, PackageError
-    from tinytorch.tinygpt import TinyGPT, generate_tokens
-
-    def save(model: TinyGPT, folder: Path) -> None:
-        if model.tokenizer is None:
-            raise ValueError("package a TinyGPT that has a tokenizer: the server takes text prompts")
-        model.save(folder / "weights.npz")
-
-    def describe(model: TinyGPT) -> dict[str, Any]:
-        return {"config": dict(model.config), "parameters": int(model.num_parameters())}
-
-    def load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
-        model = TinyGPT.load(folder / "weights.npz")
-        if model.tokenizer is None:
-            raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
-        return model.eval()
-
-    def vocabulary(model: TinyGPT) -> str:
-        return "".join(model.tokenizer.chars)
-
-    def complete(model: TinyGPT, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
-                 seed: int | None, deadline: float | None) -> str:
-        """Generate in chunks of GENERATION_CHUNK tokens (each with the KV cache), checking
-        the deadline between chunks; the context is the last max_length tokens."""
-        started = time.monotonic()
-        prompt_ids = model.tokenizer.encode(prompt)
-        tokens = prompt_ids[None, :]                                     # (1, T)
-        rng = np.random.default_rng(seed)
-        done = 0
-        while done < max_tokens:
-            if deadline is not None and time.monotonic() > deadline:
-                raise GenerationTimeout(done, max_tokens, time.monotonic() - started)
-            n = min(GENERATION_CHUNK, max_tokens - done)
-            context = tokens[:, -model.max_length:]                      # (1, <= L)
-            out = generate_tokens(model, context, n, temperature=temperature, top_k=top_k, rng=rng)
-            tokens = np.concatenate([tokens, out[:, context.shape[1]:]], axis=1)
-            done += n
-        return model.tokenizer.decode(tokens[0, len(prompt_ids):])
-
-    return ModelKind(name="tinygpt", files=("weights.npz",), save=save, describe=describe, load=load,
-                     complete=complete, vocabulary=vocabulary)
-
 
 def register_tinygpt() -> Any:
-    """Register the "tinygpt" kind with module 15's registry (idempotent); returns it."""
-    from tinytorch.mlops.mlops import KINDS, register_kind
+    """Make sure the "tinygpt" kind is registered: module 16 registers it when imported."""
+    from tinytorch.mlops.mlops import KINDS
+    from tinytorch.tinygpt import TINYGPT_KIND
 
-    return KINDS["tinygpt"] if "tinygpt" in KINDS else register_kind(tinygpt_kind())
-
-
-def package_tinygpt(model: Any, path: str | Path, *, name: str, version: str, text: str | None = None,
-                    config: dict | None = None, metrics: dict | None = None, overwrite: bool = False) -> Path:
-    """Write a "tinygpt" package of `model` at `path`; `text` (the training text) gives the
-    character statistics for drift monitoring."""
-    from tinytorch.mlops.mlops import save_package, text_spec
-
-    register_tinygpt()
-    if model.tokenizer is None:
-        raise ValueError("package_tinygpt: the model has no tokenizer")
-    vocab = "".join(model.tokenizer.chars)
-    if text is not None:
-        text = "".join(c for c in text if c in set(vocab))
-    return save_package(path, model, "tinygpt", name=name, version=version, input_spec=text_spec(vocab),
-                        config={"model": dict(model.config), **(config or {})}, metrics=metrics,
-                        train_inputs=text or None, overwrite=overwrite)
+    return KINDS.setdefault("tinygpt", TINYGPT_KIND)
 
 
 # ---- the command -----------------------------------------------------------------------------
