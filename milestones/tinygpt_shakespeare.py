@@ -39,6 +39,10 @@ random batches. Writes (stem `tinygpt_shakespeare`, `_long` or `_quick`):
 * the trained model: results/tinygpt/<stem>.npz (`--model-out` to change; that folder
   holds a `.gitignore`, so model files and Trainer checkpoints are never committed).
   `--resume` continues an interrupted run from results/tinygpt/checkpoints_<stem>/last.npz.
+* a run folder of module 15 (runs/<stem>-<time>/, gitignored; `--runs-dir`, `--no-run`):
+  config.json (the configuration, its hash, the seed, the git commit), metrics.jsonl (one
+  line per evaluation, written as training goes), the model and the plots;
+  `bin/tito runs` lists and compares them.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ import argparse
 import datetime
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +68,7 @@ from tinytorch.core.attention import plot_attention  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
+from tinytorch.mlops.mlops import Run  # noqa: E402
 from common import machine_info, repo_relative, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
@@ -103,6 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-out", type=Path, default=None, help="where to save the trained model (default results/tinygpt/<stem>.npz)")
     p.add_argument("--resume", action="store_true", help="continue from the last Trainer checkpoint of this configuration")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="where to record the run (module 15's run folders; default runs/, with --quick the "
+                        "output folder; `tito runs` lists them)")
+    p.add_argument("--no-run", action="store_true", help="do not record a run folder")
     args = p.parse_args(argv)
     args.kind = "long" if args.long else "quick" if args.quick else "default"
     if args.blas_threads is None:       # --long multiplies 3x bigger matrices: worth every core
@@ -192,8 +202,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{cfg['iterations']} iterations of batch {cfg['batch_size']} x {cfg['max_length']}, AdamW lr {cfg['lr']} "
           f"(warm-up {cfg['warmup']}, cosine to {cfg['min_lr']}), weight decay 0.1, clip 1.0; malloc tuned: {tuned}")
 
+    # ---- the run folder (module 15): config and its hash, metrics.jsonl after every evaluation
+    run = None
+    if not args.no_run:
+        runs_dir = args.runs_dir or (out_dir / "runs" if args.quick else ROOT / "runs")
+        run = Run.create(stem, {"milestone": NAME, "kind": args.kind, "seed": args.seed, **cfg,
+                                "model": dict(model.config), "command": command}, root=runs_dir, seed=args.seed)
+        print(f"recording the run in {repo_relative(run.path)} (bin/tito runs --dir {repo_relative(runs_dir)})")
+
     t_train = time.perf_counter()
-    history = trainer.fit(resume=args.resume)
+    logged = 0
+    resume: bool = args.resume
+    while True:                    # one evaluation interval per call: the same training as one fit()
+        history = trainer.fit(resume=resume, epochs=trainer.trainer.epoch + 1)
+        resume = False
+        for i in range(logged, len(history["epoch"])):
+            if run is not None:
+                run.log({"train_loss": history["train_loss"][i], "val_loss": history["val_loss"][i],
+                         "lr": history["lr"][i], "seconds": history["seconds"][i]},
+                        step=history["epoch"][i] * cfg["eval_interval"])
+        logged = len(history["epoch"])
+        if trainer.trainer.epoch >= trainer.epochs:
+            break
     train_seconds = time.perf_counter() - t_train
     trained_seconds = float(sum(history["seconds"]))           # includes epochs before a resume
 
@@ -268,6 +298,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     path = write_json(out_dir / f"{stem}.json", result)       # finite numbers, atomically
+    if run is not None:
+        shutil.copy2(saved, run.checkpoints / saved.name)
+        for plot in (png, attention_png):
+            shutil.copy2(plot, run.plots / plot.name)
+        run.finish(val_loss_full=val_loss, train_loss_estimate=float(train_est["loss"]),
+                   iterations=trainer.iterations_done, wall_seconds=round(wall, 1), results=repo_relative(path))
     if target is None:
         verdict = "(smoke test: no target)"
     else:

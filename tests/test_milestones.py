@@ -323,3 +323,11 @@ def test_tinygpt_milestone_runs_end_to_end_with_quick(tmp_path):
         assert key in result, key
     assert result["val_loss"] < np.log(result["data"]["vocab_size"]), "it learns something in the smoke run"
     assert (out / "model.npz").exists() and (out / "tinygpt_shakespeare_quick.png").exists()
+    # the run folder of module 15: one metrics line per evaluation, the model, the plots, a summary
+    from tinytorch.mlops.mlops import list_runs
+    (run,) = list_runs(out / "runs")
+    assert run.status == "completed" and run.config["kind"] == "quick" and run.meta["seed"] == result["seed"]
+    assert [m["val_loss"] for m in run.metrics()] == result["history"]["val_loss"]
+    assert [m["step"] for m in run.metrics()][-1] == result["iterations"]
+    assert run.summary["val_loss_full"] == result["val_loss"]
+    assert (run.checkpoints / "model.npz").exists() and (run.plots / "tinygpt_shakespeare_quick.png").exists()
