@@ -210,20 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 "model": dict(model.config), "command": command}, root=runs_dir, seed=args.seed)
         print(f"recording the run in {repo_relative(run.path)} (bin/tito runs --dir {repo_relative(runs_dir)})")
 
+        trainer.on_evaluation = lambda row: run.log({k: v for k, v in row.items() if k != "iteration"},
+                                                    step=row["iteration"])
+
     t_train = time.perf_counter()
-    logged = 0
-    resume: bool = args.resume
-    while True:                    # one evaluation interval per call: the same training as one fit()
-        history = trainer.fit(resume=resume, epochs=trainer.trainer.epoch + 1)
-        resume = False
-        for i in range(logged, len(history["epoch"])):
-            if run is not None:
-                run.log({"train_loss": history["train_loss"][i], "val_loss": history["val_loss"][i],
-                         "lr": history["lr"][i], "seconds": history["seconds"][i]},
-                        step=history["epoch"][i] * cfg["eval_interval"])
-        logged = len(history["epoch"])
-        if trainer.trainer.epoch >= trainer.epochs:
-            break
+    history = trainer.fit(resume=args.resume)
     train_seconds = time.perf_counter() - t_train
     trained_seconds = float(sum(history["seconds"]))           # includes epochs before a resume
 

@@ -546,6 +546,24 @@ def test_trainer_resume_is_exact(tmp_path):
         assert np.array_equal(p.data, q.data), name
 
 
+def test_on_evaluation_receives_every_history_row_once_even_across_a_resume(tmp_path):
+    def make(rows):
+        model = TinyGPT(tokenizer=CharTokenizer().fit(TEXT), d_model=16, num_heads=2, num_layers=1,
+                        max_length=8, rng=np.random.default_rng(3))
+        return LanguageModelTrainer(model, TEXT, iterations=30, eval_interval=10, batch_size=4, eval_batches=1,
+                                    progress=False, verbose=False, seed=4, checkpoint_dir=tmp_path,
+                                    on_evaluation=rows.append)
+    rows = []
+    first = make(rows)
+    first.fit(epochs=2)
+    assert [r["iteration"] for r in rows] == [10, 20]
+    second = make(rows)
+    second.fit(resume=True)                          # the resumed history is handed on from its start
+    assert [r["iteration"] for r in rows] == [10, 20, 10, 20, 30]
+    assert [r["val_loss"] for r in rows[2:]] == second.history["val_loss"]
+    assert set(rows[0]) == {"iteration", "train_loss", "val_loss", "lr", "seconds"}
+
+
 def test_train_on_text_fits_the_tokenizer():
     model = TinyGPT(vocab_size=20, d_model=16, num_heads=2, num_layers=1, max_length=8,
                     rng=np.random.default_rng(0))

@@ -83,7 +83,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -1539,7 +1539,9 @@ class LanguageModelTrainer:
     of `batch_size` random windows of `context` (default: model.max_length) tokens;
     AdamW(lr, betas, weight_decay), CosineWarmupLR(warmup, iterations, min_lr), gradient
     clipping at `grad_clip`. Every `eval_interval` iterations (one Trainer epoch) the
-    validation loss is estimated on `eval_batches` fixed random batches and printed.
+    validation loss is estimated on `eval_batches` fixed random batches and printed, and
+    `on_evaluation(row)` (if given) receives it as a dict: iteration, train_loss,
+    val_loss, lr, seconds (e.g. to log it in a module-15 run folder as training goes).
     `checkpoint_dir`: Trainer checkpoints (`last.npz`), `fit(resume=True)` continues.
     """
 
@@ -1548,7 +1550,8 @@ class LanguageModelTrainer:
                  warmup: int = 100, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.99),
                  grad_clip: float | None = 1.0, eval_batches: int = 20, val_fraction: float = 0.1,
                  seed: int = 0, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-                 verbose: bool = True, metrics: Any = ("accuracy",)):
+                 verbose: bool = True, metrics: Any = ("accuracy",),
+                 on_evaluation: Callable[[dict[str, Any]], None] | None = None):
         if model.tokenizer is None:
             raise ValueError("LanguageModelTrainer: the model has no tokenizer; build it with "
                              "TinyGPT(..., tokenizer=CharTokenizer().fit(text)) or use model.train_on_text(text)")
@@ -1560,6 +1563,7 @@ class LanguageModelTrainer:
         if not 1 <= self.context <= model.max_length:
             raise ValueError(f"LanguageModelTrainer: context={context} must lie in [1, max_length={model.max_length}]")
         self.batch_size, self.verbose, self._printed = int(batch_size), bool(verbose), 0
+        self.on_evaluation = on_evaluation
         ### BEGIN SOLUTION
         train_text, val_text = split_text(text, val_fraction)
         self.train_tokens = model.tokenizer.encode(train_text)
@@ -1606,12 +1610,19 @@ class LanguageModelTrainer:
         ### END SOLUTION
 
     def _report(self) -> None:
-        """Print the history lines not printed yet (one per finished epoch)."""
+        """Hand on the history rows not reported yet (one per finished epoch): print each
+        (when verbose) and pass it to `on_evaluation` (when given)."""
         h = self.history
-        while self.verbose and self._printed < len(h["epoch"]):
+        while self._printed < len(h["epoch"]):
             i = self._printed
-            print(f"iter {h['epoch'][i] * self.eval_interval:5d}/{self.iterations}: train loss {h['train_loss'][i]:.4f}, "
-                  f"val loss {h['val_loss'][i]:.4f}, lr {h['lr'][i]:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)
+            row = {"iteration": h["epoch"][i] * self.eval_interval, "train_loss": h["train_loss"][i],
+                   "val_loss": h["val_loss"][i], "lr": h["lr"][i], "seconds": h["seconds"][i]}
+            if self.verbose:
+                print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, "
+                      f"val loss {row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s",
+                      flush=True)
+            if self.on_evaluation is not None:
+                self.on_evaluation(row)
             self._printed += 1
 
     def evaluate(self, split: str = "val", full: bool = True) -> dict[str, float]:
