@@ -3,7 +3,7 @@
 127.0.0.1), and the `tito runs` / `tito serve` commands.
 
 Module 15 adds no differentiable op. All data is generated here; TinyGPT models are tiny
-and untrained (module 16 is only used through tito/commands/serve.py, as `tito serve` does).
+and untrained (module 16 is only used for its "tinygpt" package kind, as `tito serve` does).
 """
 from __future__ import annotations
 
