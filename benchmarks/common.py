@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from tinytorch.bench.benchmarking import benchmark, compare as _compare, machine_info
+from tinytorch.core.training import write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,13 +48,9 @@ def write_results(name: str, payload: dict, out_dir: str | os.PathLike | None = 
     `out_dir`) with the machine facts and the command that produced it; atomically (a
     temporary file renamed into place)."""
     folder = Path(out_dir) if out_dir is not None else ROOT / "results" / "bench_report"
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{name}.json"
     payload = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": machine(), **payload}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, out)
-    return out
+    text = json.dumps(payload, indent=2) + "\n"
+    return write_atomically(folder / f"{name}.json", lambda f: f.write(text.encode("utf-8")))
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

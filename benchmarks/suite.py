@@ -49,6 +49,7 @@ from tinytorch.bench.benchmarking import (  # noqa: E402
     OpProfiler, benchmark, blas_threads, count_flops, machine_info, matmul_peak, matmul_roofline_point,
     memory_bandwidth, plot_roofline, roofline, step_report, time_matmuls)
 from tinytorch.core.tensor import Tensor  # noqa: E402
+from tinytorch.core.training import write_atomically  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,7 @@ SCRIPT_TIMEOUT_S = {True: 180, False: 480}          # quick, full
 
 # ---- small helpers -------------------------------------------------------------------------------
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def md_table(rows: list[list[Any]], header: list[str]) -> str:
@@ -277,9 +275,7 @@ def plot_ratios(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("TinyTorch steps against numpy lower bounds")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
 # ---- 6. the report -----------------------------------------------------------------------------------

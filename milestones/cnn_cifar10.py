@@ -29,11 +29,9 @@ from typing import Any, Sequence
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
 from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential
-from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.normalization import BatchNorm2d
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.tensor import manual_seed
-from tinytorch.core.training import Trainer
 
 SPEC = common.Milestone("cnn_cifar10", "cnn_cifar10.py", published=0.70, target=0.75, budget_minutes=30)
 
@@ -109,15 +107,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training: SGD + Nesterov (or AdamW), warm-up + cosine, cross-entropy
-    optimizer, scheduler, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, len(data.train))
-    print(f"{model.num_parameters():,} parameters, {flops / 1e6:.0f} MFLOP per image forward; {args.epochs} "
-          f"epoch(s) of {len(data.train)} steps, {common.describe_optimizer(opt_hyper)}")
-    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
-                      progress=not args.no_progress)
-    with run.timed("train"):
-        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
-        test = trainer.evaluate(data.test)           # once, with the final epoch's model
+    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args,   # the test set once, final model
+                                                   detail=f", {flops / 1e6:.0f} MFLOP per image forward")
 
     # ---- results
     hyper = {"widths": args.widths, "depths": args.depths, "head": args.head, "dropout": args.dropout,

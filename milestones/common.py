@@ -8,12 +8,8 @@ A milestone script reads top to bottom as data, model, training, results:
     run = Run(spec, args)                            # clock, output folder, BLAS threads, machine facts
     data = cifar10(args)                             # loaders over the 45k/5k split and the test set
     manual_seed(args.seed); model = build_model()    # model
-    optimizer, scheduler, opt_hyper = optimizer_and_schedule(model.parameters(), args, len(data.train))
-    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler, ...)
-    with run.timed("train"):
-        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
-        test = trainer.evaluate(data.test)          # the test set, once, with the final model
+    trainer, test, opt_hyper = fit_and_test(run, model, data, args)   # AdamW/SGD + schedule, Trainer,
+                                                     # fit; the test set once, with the final model
     run.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
 
 Paths written into the results are relative to the repository when they lie inside it.
@@ -45,7 +41,9 @@ import tinytorch  # noqa: E402,F401  (switches autograd on)
 from tinytorch.core.dataloader import (  # noqa: E402
     CIFAR10, DATA_ENV_VAR, ChecksumError, Compose, CorruptFileError, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, Subset,
     ToFloat, channel_stats, data_dir, train_val_split)
+from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
 from tinytorch.core.optimizers import SGD, AdamW, CosineWarmupLR  # noqa: E402
+from tinytorch.core.training import Trainer, write_atomically  # noqa: E402
 
 #: --quick: this many training, validation and test images (fewer if the data has fewer), 1 epoch.
 QUICK_SIZES = {"train": 2000, "val": 500, "test": 1000}
@@ -433,12 +431,9 @@ def jsonable(obj: Any) -> Any:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` as indented JSON atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write `payload` as indented JSON atomically (module 07's write_atomically)."""
+    text = json.dumps(jsonable(payload), indent=2) + "\n"
+    return write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | None = None,
@@ -458,6 +453,24 @@ def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def fit_and_test(run: Run, model: Any, data: CifarData, args: argparse.Namespace,
+                 detail: str = "") -> tuple[Any, dict[str, float], dict[str, Any]]:
+    """The training of every CIFAR-10 milestone: the optimizer and schedule of `args`, a Trainer
+    (cross-entropy, accuracy), `args.epochs` epochs on the training part (the validation part is
+    only reported), then the test set once, with the final epoch's model. Prints the parameter
+    count (and `detail`) first. Returns (trainer, test metrics, optimizer hyperparameters)."""
+    optimizer, scheduler, opt_hyper = optimizer_and_schedule(model.parameters(), args, len(data.train))
+    print(f"{model.num_parameters():,} parameters{detail}; {args.epochs} epoch(s) of {len(data.train)} steps, "
+          f"{describe_optimizer(opt_hyper)}")
+    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
+                      progress=not args.no_progress)
+    with run.timed("train"):
+        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
+    with run.timed("test"):
+        test = trainer.evaluate(data.test)
+    return trainer, test, opt_hyper
 
 
 class Run:
@@ -493,9 +506,18 @@ class Run:
             self.seconds[what] = time.perf_counter() - t0
 
     def finish(self, trainer: Any, test: dict[str, float], model: Any, data: CifarData,
-               hyperparameters: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write <out_dir>/<stem>.png and <stem>.json, print the verdict; returns the results."""
+               hyperparameters: dict[str, Any], extra: dict[str, Any] | None = None,
+               build: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write <out_dir>/<stem>.png and <stem>.json, print the verdict; returns the results.
+        With --save-model, also save the model and `build` (the keyword arguments of the
+        script's build_model, which rebuild it) for module 12."""
         spec, args = self.spec, self.args
+        extra = dict(extra or {})
+        if getattr(args, "save_model", None) is not None:
+            if build is None:
+                raise ValueError(f"{spec.script}: --save-model needs the build_model arguments (finish(build=...))")
+            saved = save_trained_model(args.save_model, model, spec, build, data, test, self.command)
+            extra["saved_model"] = repo_relative(saved)
         accuracy = float(test["accuracy"])
         epochs = int(trainer.epoch)
         train_s, test_s = self.seconds.get("train", float("nan")), self.seconds.get("test", float("nan"))

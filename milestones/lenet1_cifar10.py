@@ -30,10 +30,8 @@ from typing import Any, Sequence
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
 from tinytorch.core.activations import ReLU, Tanh
 from tinytorch.core.layers import Dense, Flatten, Sequential
-from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.tensor import manual_seed
-from tinytorch.core.training import Trainer
 
 SPEC = common.Milestone("lenet1_cifar10", "lenet1_cifar10.py", published=0.394, target=0.50, budget_minutes=10)
 
@@ -73,15 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training
-    optimizer, scheduler, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, len(data.train))
-    print(f"{model.num_parameters():,} parameters; {args.epochs} epoch(s) of {len(data.train)} steps, "
-          f"{common.describe_optimizer(opt_hyper)}")
-    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
-                      progress=not args.no_progress)
-    with run.timed("train"):
-        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
-        test = trainer.evaluate(data.test)           # once, with the final epoch's model
+    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
 
     # ---- results
     hyper = {"activation": args.activation, "pool": args.pool, "batch_size": args.batch_size, **opt_hyper,

@@ -31,10 +31,8 @@ from typing import Any, Sequence
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
 from tinytorch.core.activations import ReLU, Tanh
 from tinytorch.core.layers import Dense, Flatten, Sequential
-from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.tensor import manual_seed
-from tinytorch.core.training import Trainer
 
 SPEC = common.Milestone("lenet5_cifar10", "lenet5_cifar10.py", published=0.475, target=0.60, budget_minutes=15)
 
@@ -77,26 +75,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training
-    optimizer, scheduler, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, len(data.train))
-    print(f"{model.num_parameters():,} parameters; {args.epochs} epoch(s) of {len(data.train)} steps, "
-          f"{common.describe_optimizer(opt_hyper)}")
-    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
-                      progress=not args.no_progress)
-    with run.timed("train"):
-        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
-        test = trainer.evaluate(data.test)           # once, with the final epoch's model
+    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
 
     # ---- results
-    hyper = {"activation": args.activation, "pool": args.pool, "batch_size": args.batch_size, **opt_hyper,
-             "loss": "CrossEntropyLoss", "augmentation": data.augmentation,
-             "normalisation": "per-channel mean/std of the training split"}
-    extra = {}
-    if args.save_model is not None:              # --save-model: for module 12 (compression)
-        build = {"activation": args.activation, "pool": args.pool}   # build_model(**build) rebuilds it
-        saved = common.save_trained_model(args.save_model, model, SPEC, build, data, test, run.command)
-        extra["saved_model"] = common.repo_relative(saved)
-    return run.finish(trainer, test, model, data, hyper, extra)
+    build = {"activation": args.activation, "pool": args.pool}   # build_model(**build)
+    hyper = {**build, "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
+             "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
+    return run.finish(trainer, test, model, data, hyper, build=build)
 
 
 if __name__ == "__main__":

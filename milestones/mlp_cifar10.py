@@ -28,9 +28,7 @@ from typing import Any, Sequence
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
 from tinytorch.core.activations import GELU, ReLU
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential
-from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.tensor import manual_seed
-from tinytorch.core.training import Trainer
 
 SPEC = common.Milestone("mlp_cifar10", "mlp_cifar10.py", published=0.527, budget_minutes=10)
 PUBLISHED_ACCURACY = SPEC.published          # the course's published figure for this milestone
@@ -79,26 +77,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training: AdamW, warm-up + cosine, cross-entropy
-    optimizer, scheduler, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, len(data.train))
-    print(f"{model.num_parameters():,} parameters; {args.epochs} epoch(s) of {len(data.train)} steps, "
-          f"{common.describe_optimizer(opt_hyper)}")
-    trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
-                      progress=not args.no_progress)
-    with run.timed("train"):
-        trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
-        test = trainer.evaluate(data.test)           # once, with the final epoch's model
+    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
 
     # ---- results
-    hyper = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
-             "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
+    build = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout}   # build_model(**build)
+    hyper = {**build, "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
              "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
-    extra = {}
-    if args.save_model is not None:              # --save-model: for module 12 (compression)
-        build = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout}   # build_model(**build) rebuilds it
-        saved = common.save_trained_model(args.save_model, model, SPEC, build, data, test, run.command)
-        extra["saved_model"] = common.repo_relative(saved)
-    return run.finish(trainer, test, model, data, hyper, extra)
+    return run.finish(trainer, test, model, data, hyper, build=build)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@
 # |---|---|
 # | `accuracy` | a metric: `(outputs, targets) -> (correct, count)` |
 # | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, with where and what to try |
-# | `save_npz_checkpoint`, `load_npz_checkpoint`, `CheckpointError` | safe checkpoint files: one `.npz`, written atomically, never unpickled |
+# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint`, `CheckpointError` | safe checkpoint files: one `.npz`, written atomically, never unpickled |
 # | `Trainer` | `fit`, `evaluate`, `history`, `plot_history`, `save_checkpoint`, `load_checkpoint`, exact resume |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
@@ -81,7 +81,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -272,6 +272,34 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
+    bytes go to a temporary file beside it, are flushed to disk, and the file is renamed into
+    place, so `path` is either the old file or the whole new one, never half of it. Returns
+    the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ### BEGIN SOLUTION
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):           # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+    ### END SOLUTION
+
+
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
     """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
@@ -292,26 +320,8 @@ def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
     except TypeError as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ### BEGIN SOLUTION
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, allow_pickle=False, **{_META_KEY: np.array(header)}, **checked)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):           # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
-    ### END SOLUTION
+    return write_atomically(path, lambda f: np.savez(f, allow_pickle=False,
+                                                     **{_META_KEY: np.array(header)}, **checked))
 
 
 def _sniff(path: Path, head: bytes) -> str | None:

@@ -88,7 +88,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -97,6 +96,7 @@ from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
 from tinytorch.core.activations import softmax
 from tinytorch.core.layers import Dense, Dropout, Module
 from tinytorch.core.autograd import is_grad_enabled
+from tinytorch.core.training import write_atomically
 
 # %% [markdown]
 # ## 1. Why attention
@@ -1192,17 +1192,8 @@ def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str 
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     if title:
         fig.suptitle(title)
-    if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    if path is not None:                                  # atomically: never a half-written PNG
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return fig
 
 # %% [markdown]

@@ -103,7 +103,7 @@ from tinytorch.core.tensor import Tensor, manual_seed
 from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint
+from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -259,18 +259,9 @@ def _check_name(name: Any, what: str) -> str:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write `obj` as indented JSON to `path`, atomically (module 07's `write_atomically`)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _now() -> str:

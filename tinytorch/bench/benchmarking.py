@@ -30,7 +30,7 @@ from ..core.layers import Dense, Module
 from ..core.autograd import no_grad
 from ..core.spatial import Conv2d
 from ..core.attention import MultiHeadAttention
-from ..core.training import _in_notebook
+from ..core.training import _in_notebook, write_atomically
 
 Clock = Callable[[], float]
 
@@ -604,12 +604,9 @@ def matmul_roofline_point(shape: MatmulShape, seconds: float, itemsize: int = 4)
 
 
 def _show_or_save(fig: Any, path: str | os.PathLike | None) -> None:
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)                                      # atomic: never a half-written plot
+    if path is not None:                                           # atomic: never a half-written plot
+        fmt = Path(path).suffix.lstrip(".") or "png"
+        write_atomically(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
     if _in_notebook():
         from IPython.display import Image, display
         buf = io.BytesIO()

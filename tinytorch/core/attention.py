@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +30,7 @@ from .tensor import DEFAULT_FLOAT, Function, Tensor
 from .activations import softmax
 from .layers import Dense, Dropout, Module
 from .autograd import is_grad_enabled
+from .training import write_atomically
 
 # %% auto #0
 __all__ = ['causal_mask', 'additive_mask', 'ScaledMaskedSoftmax', 'scaled_masked_softmax', 'scaled_masked_softmax_composed',
@@ -546,15 +546,6 @@ def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str 
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     if title:
         fig.suptitle(title)
-    if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    if path is not None:                                  # atomically: never a half-written PNG
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return fig

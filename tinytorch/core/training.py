@@ -23,7 +23,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 
 # %% auto #0
 __all__ = ['Metric', 'METRICS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'accuracy', 'TrainingDivergedError', 'CheckpointError',
-           'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer']
+           'write_atomically', 'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer']
 
 # %% ../../modules/07_training/training_dev.ipynb #60775615
 Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
@@ -120,6 +120,32 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
+    bytes go to a temporary file beside it, are flushed to disk, and the file is renamed into
+    place, so `path` is either the old file or the whole new one, never half of it. Returns
+    the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):           # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
     """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
@@ -140,24 +166,8 @@ def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
     except TypeError as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, allow_pickle=False, **{_META_KEY: np.array(header)}, **checked)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):           # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+    return write_atomically(path, lambda f: np.savez(f, allow_pickle=False,
+                                                     **{_META_KEY: np.array(header)}, **checked))
 
 
 def _sniff(path: Path, head: bytes) -> str | None:

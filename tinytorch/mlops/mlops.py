@@ -41,7 +41,7 @@ from ..core.tensor import Tensor, manual_seed
 from ..core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ..core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from ..core.autograd import no_grad
-from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint
+from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
 from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -115,18 +115,9 @@ def _check_name(name: Any, what: str) -> str:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write `obj` as indented JSON to `path`, atomically (module 07's `write_atomically`)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _now() -> str:
