@@ -30,6 +30,7 @@ import contextlib
 import csv
 import functools
 import io
+import json
 import logging
 import math
 import os
@@ -44,17 +45,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from tito.checks import CheckReport, Verdict, build_package, build_program, run_checks
 from tito.course import Course, Module, UnknownModuleError, resolve_module
 from tito.links import graded_points
 from tito.notebooks import _TRANSPORT, _ThisPythonKernels, kernel_env
 from tito.pairing import _fix_new_cell_ids, read_py
+from tito.sandbox import DEFAULT_MEMORY_MB, Sandbox
+from tito.sandbox import available as sandbox_unavailable
 
 CONFIG_FILE = "nbgrader_config.py"
 DEFAULT_COURSE_DIR = "course"
@@ -165,8 +170,29 @@ def _error_output(ename: str, evalue: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
+class _SandboxKernels(KernelSpecManager):
+    """Kernel specs for one sandbox: an ipykernel started inside it (see tito/sandbox.py)."""
+
+    def __init__(self, box: Sandbox, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.box = box
+
+    def get_kernel_spec(self, kernel_name: str):
+        from jupyter_client.kernelspec import KernelSpec
+
+        box = self.box
+        argv = box.command([box.python(), "-m", "ipykernel_launcher", "-f", str(box.inside(box.folder / "kernel.json"))],
+                           net=True, cwd=box.inside(box.folder / "work"))
+        return KernelSpec(resource_dir="", argv=argv, display_name="Python 3 (grading sandbox)", language="python")
+
+
 class GradingExecute(Execute):
-    """nbgrader's Execute with a time limit per notebook and a kernel of this Python."""
+    """nbgrader's Execute with a time limit per notebook, in the grading sandbox.
+
+    The kernel runs inside a sandbox built for the submission being executed (tito/sandbox.py):
+    its `tinytorch` holds the reference modules before this one and the submission's own
+    module, nothing of the instructor's checkout is visible, and it has a memory limit. This
+    run produces the feedback notebook; the points come from tito's checks (tito/checks.py)."""
 
     notebook_timeout = Integer(
         600, allow_none=True,
@@ -174,19 +200,42 @@ class GradingExecute(Execute):
     ).tag(config=True)
 
     course_root = Unicode(
-        "", help="Put first on the kernels' PYTHONPATH (the course whose `tinytorch` is imported).",
+        "", help="The course whose generated `tinytorch` provides the modules before the graded one.",
     ).tag(config=True)
+
+    sandbox = Bool(True, help="Run each submission's kernel in a sandbox (Linux namespaces).").tag(config=True)
+
+    memory_mb = Integer(DEFAULT_MEMORY_MB, help="Address-space limit of a submission's kernel, in MiB.").tag(config=True)
+
+    hide_paths = List(Unicode(), help="More folders to hide from submissions (nbgrader's course folder).").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._deadline: float | None = None
         self._dead_since: int | None = None
+        self._box: Sandbox | None = None
+        module = module_of_assignment((resources or {}).get("nbgrader", {}).get("assignment"))
         with tempfile.TemporaryDirectory(prefix="tito-grade-") as sockets:
             self._sockets = sockets
-            return super().preprocess(nb, resources, km=km)
+            if module is None or not self.course_root:
+                return super().preprocess(nb, resources, km=km)
+            course = Course(Path(self.course_root))
+            with Sandbox(course.root, hide=[Path(p) for p in self.hide_paths], memory_mb=self.memory_mb,
+                         isolate=self.sandbox) as box:
+                build_package(box.folder, course, build_program(module, nb, hidden=False))
+                (box.folder / "work").mkdir()
+                self._box = box
+                return super().preprocess(nb, resources, km=km)
 
     def create_kernel_manager(self):
         from jupyter_client.manager import AsyncKernelManager
 
+        if self._box is not None:
+            km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_SandboxKernels(self._box),
+                                    config=self.config)
+            km.transport, km.ip = "tcp", "127.0.0.1"
+            km.connection_file = str(self._box.folder / "kernel.json")
+            self.km = km
+            return km
         km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_ThisPythonKernels(), config=self.config)
         if _TRANSPORT == "ipc":
             km.transport, km.ip = "ipc", str(Path(self._sockets) / "kernel")
@@ -195,7 +244,10 @@ class GradingExecute(Execute):
 
     async def async_start_new_kernel(self, **kwargs):
         if "env" not in kwargs:
-            kwargs["env"] = kernel_env(Path(self.course_root)) if self.course_root else dict(os.environ, MPLBACKEND="Agg")
+            if self._box is not None:
+                kwargs["env"] = self._box.env()
+            else:
+                kwargs["env"] = kernel_env(Path(self.course_root)) if self.course_root else dict(os.environ, MPLBACKEND="Agg")
         return await super().async_start_new_kernel(**kwargs)
 
     # nbclient binds the synchronous wrapper to its own coroutine: rebind it to ours.
@@ -294,6 +346,22 @@ class Gradebook:
     def course_id(self) -> str:
         return self.config.CourseDirectory.course_id
 
+    @property
+    def sandboxed(self) -> bool:
+        return bool(self.config.GradingExecute.get("sandbox", True))
+
+    @property
+    def memory_mb(self) -> int:
+        return int(self.config.GradingExecute.get("memory_mb", DEFAULT_MEMORY_MB))
+
+    @property
+    def cell_timeout(self) -> float:
+        return float(self.config.Execute.get("timeout", 120) or 120)
+
+    @property
+    def notebook_timeout(self) -> float:
+        return float(self.config.GradingExecute.get("notebook_timeout", 600) or 600)
+
     def source_notebook(self, module: Module) -> Path:
         return self.source_dir / module.dirname / f"{module.dev_stem}.ipynb"
 
@@ -342,9 +410,12 @@ def default_config(course: Course) -> Config:
 
 
 def gradebook(course: Course, course_dir: Path | None = None, cell_timeout: int | None = None,
-              notebook_timeout: int | None = None) -> Gradebook:
+              notebook_timeout: int | None = None, sandbox: bool = True,
+              memory_mb: int | None = None) -> Gradebook:
     """The course's nbgrader setup: nbgrader_config.py at the course root (or defaults),
-    optionally moved to another folder (`course_dir`, e.g. for tests) or with other timeouts."""
+    optionally moved to another folder (`course_dir`, e.g. for tests) or with other timeouts.
+    `sandbox=False` grades without the sandbox (only where Linux namespaces are missing: then
+    submissions can read the instructor's files); `memory_mb` limits each submission."""
     path = course.root / CONFIG_FILE
     if path.exists():
         config = PyFileConfigLoader(CONFIG_FILE, path=str(course.root)).load_config()
@@ -360,6 +431,10 @@ def gradebook(course: Course, course_dir: Path | None = None, cell_timeout: int 
     if notebook_timeout is not None:
         config.GradingExecute.notebook_timeout = notebook_timeout
     config.GradingExecute.course_root = str(course.root)
+    config.GradingExecute.sandbox = sandbox
+    if memory_mb is not None:
+        config.GradingExecute.memory_mb = memory_mb
+    config.GradingExecute.hide_paths = [str(Path(config.CourseDirectory.root).resolve())]
     _prepare_nbgrader()
     return Gradebook(course, config)
 
@@ -582,7 +657,11 @@ class StudentGrade:
     score: float = 0.0
     max_score: float = 0.0
     cells: dict[str, float] = field(default_factory=dict)  # grade_id -> score
-    error: str = ""  # why grading failed (then the scores are 0)
+    error: str = ""  # why the submission could not be graded at all (then the scores are 0)
+    note: str = ""  # e.g. why no feedback notebook could be made; the scores stand
+    verdicts: list[Verdict] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)  # constructs an instructor may want to look at
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -654,67 +733,194 @@ def _failures(errors: list[str], module: Module) -> dict[str, str]:
     return failed
 
 
-def read_grades(book: Gradebook, module: Module, students: Iterable[str]) -> tuple[dict[str, float], dict[str, StudentGrade]]:
-    """Scores from the gradebook: (grade_id -> max points, student -> StudentGrade)."""
+#: Constructs that a correct solution never needs and that tampering with a grader does.
+#: A submission using one is graded as usual and flagged in the grades table for a look.
+REVIEW_PATTERNS = {
+    "ctypes": r"\bctypes\b", "gc": r"\bgc\.", "frames": r"_getframe|currentframe|f_back|f_globals|f_locals",
+    "code objects": r"__code__|__globals__|__closure__", "sys.modules": r"sys\.modules",
+    "builtins": r"\bbuiltins\b|__builtins__", "IPython": r"get_ipython|input_transformers|IPython",
+    "tracing": r"settrace|setprofile|sys\.monitoring", "exit": r"os\._exit|sys\.exit|os\.kill|signal\.",
+    "raw I/O": r"os\.write|os\.open|/proc/|\bsocket\b|subprocess|os\.system",
+    "dynamic code": r"(?<!def )(?<![\w.])(exec|eval)\s*\(|__import__|importlib",
+    "numpy patching": r"\b(np|numpy)(\.\w+)*\.\w+\s*=(?!=)|setattr\(\s*(np|numpy)\b",
+}
+
+
+def review_flags(submission: nbformat.NotebookNode) -> list[str]:
+    """Which REVIEW_PATTERNS the submission's solution cells contain."""
+    code = "\n".join(c.source for c in submission.cells
+                     if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+    return [name for name, pattern in REVIEW_PATTERNS.items() if re.search(pattern, code)]
+
+
+def graded_cell_points(source: nbformat.NotebookNode) -> dict[str, float]:
+    """grade_id -> points of every graded cell of the instructor's source notebook."""
+    return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader.get("points", 0))
+            for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
+def _read_notebook(path: Path) -> nbformat.NotebookNode:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = nbformat.read(path, as_version=4)
+    if not isinstance(nb.get("cells"), list):
+        raise ValueError("it has no list of cells")
+    return nb
+
+
+def own_earlier_modules(book: Gradebook, module: Module, student: str) -> dict[Module, str]:
+    """Module code of the student's own submissions of the modules before `module` (those
+    that were submitted); the others come from the reference build."""
+    code = {}
+    for earlier in book.course.existing_modules():
+        path = book.submitted_notebook(student, earlier)
+        if earlier.number >= module.number or not path.exists():
+            continue
+        try:
+            submission = _read_notebook(path)
+        except Exception:  # an unreadable earlier submission: use the reference
+            continue
+        source = source_notebook(book.course, earlier)
+        code[earlier] = build_program(earlier, source, submission, hidden=False).module_code()
+    return code
+
+
+def check_submission(book: Gradebook, module: Module, student: str, source: nbformat.NotebookNode,
+                     released: nbformat.NotebookNode, earlier: str = "reference") -> StudentGrade:
+    """Decide every check of one submission with tito's harness, in the sandbox."""
+    points = graded_cell_points(source)
+    grade = StudentGrade(student, max_score=sum(points.values()), cells={k: 0.0 for k in points})
+    try:
+        submission = _read_notebook(book.submitted_notebook(student, module))
+    except Exception as exc:  # not JSON, not a notebook: nothing of it can run
+        grade.error = f"the submission is not a readable notebook ({type(exc).__name__}: {str(exc)[:200]})"
+        return grade
+    program = build_program(module, source, submission, released, hidden=True, cell_timeout=book.cell_timeout)
+    own = own_earlier_modules(book, module, student) if earlier == "own" else None
+    report = run_checks(book.course, program, sandboxed=book.sandboxed, timeout=book.notebook_timeout,
+                        memory_mb=book.memory_mb, hide=[book.root], earlier=own)
+    grade.verdicts = [v for v in report.verdicts if v.points is not None]
+    for verdict in grade.verdicts:
+        grade.cells[verdict.name] = verdict.points if verdict.ok else 0.0
+    grade.score = sum(grade.cells.values())
+    grade.review = review_flags(submission)
+    grade.seconds = report.seconds
+    return grade
+
+
+def record_scores(book: Gradebook, module: Module, grades: dict[str, StudentGrade]) -> None:
+    """Put tito's verdicts into nbgrader's gradebook (which feedback reads), and a line with
+    each verdict under its graded cell in the autograded notebook."""
     from nbgrader.api import Gradebook as NbGradebook, MissingEntry
 
-    source = nbformat.read(book.source_notebook(module), as_version=4)
-    cell_points = {
-        c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader.get("points", 0))
-        for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")
-    }
-    total = sum(cell_points.values())
-    grades: dict[str, StudentGrade] = {}
     with NbGradebook(book.db_url, book.course_id) as gb:
-        for student in students:
-            grade = StudentGrade(student, max_score=total, cells={k: 0.0 for k in cell_points})
-            try:
-                submitted = gb.find_submission_notebook(module.dev_stem, module.dirname, student)
-            except MissingEntry:
-                grade.error = "no grades in the gradebook"
-            else:
-                for g in submitted.grades:
-                    if g.name in grade.cells:
-                        grade.cells[g.name] = float(g.score or 0)
-                grade.score = sum(grade.cells.values())
-            grades[student] = grade
-    return cell_points, grades
+        for student, grade in grades.items():
+            for grade_id, score in grade.cells.items():
+                try:
+                    entry = gb.find_grade(grade_id, module.dev_stem, module.dirname, student)
+                except MissingEntry:
+                    continue
+                entry.auto_score, entry.manual_score = score, None
+            gb.db.commit()
+    for student, grade in grades.items():
+        path = book.autograded_notebook(student, module)
+        if not path.exists() or not grade.verdicts:
+            continue
+        nb = _read_notebook(path)
+        verdicts = {v.name: v for v in grade.verdicts}
+        for cell in nb.cells:
+            verdict = verdicts.get(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"))
+            if verdict is not None and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                earned = verdict.points if verdict.ok else 0
+                line = (f"tito grade: {'PASS' if verdict.ok else 'FAIL'} ({_num(earned)} of {_num(verdict.points)} "
+                        f"points)" + ("" if verdict.ok else f": {verdict.error}") + "\n")
+                cell.setdefault("outputs", []).append(nbformat.v4.new_output("stream", name="stdout", text=line))
+        nbformat.write(nb, path)
+
+
+def report_file(book: Gradebook, student: str, module: Module) -> Path:
+    """course/grades/NN_name/<student>.json: one submission's verdicts, as last graded."""
+    return book.grades_dir / module.dirname / f"{student}.json"
+
+
+def _save_report(book: Gradebook, module: Module, grade: StudentGrade) -> None:
+    path = report_file(book, grade.student, module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"student": grade.student, "module": module.dirname, "score": grade.score, "max_score": grade.max_score,
+            "cells": grade.cells, "error": grade.error, "note": grade.note, "review": grade.review,
+            "seconds": round(grade.seconds, 2),
+            "checks": [{"name": v.name, "ok": v.ok, "points": v.points, "error": v.error, "hidden_ok": v.hidden_ok}
+                       for v in grade.verdicts]}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def _load_report(book: Gradebook, module: Module, student: str) -> StudentGrade | None:
+    path = report_file(book, student, module)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    grade = StudentGrade(student, data["score"], data["max_score"], data["cells"], data["error"], data["note"],
+                         review=data["review"], seconds=data["seconds"])
+    grade.verdicts = [Verdict(c["name"], c["ok"], c["points"], c["error"], hidden_ok=c["hidden_ok"])
+                      for c in data["checks"]]
+    return grade
 
 
 def autograde(book: Gradebook, module: Module, submissions: Path | None = None,
-              feedback: bool = True) -> GradeRun:
-    """Autograde every submission of `module`; write the grades CSV and feedback HTML.
+              feedback: bool = True, students: Iterable[str] | None = None,
+              earlier: str = "reference") -> GradeRun:
+    """Autograde the submissions of `module` (all, or only `students`); write the grades CSV
+    (every graded student of the module) and, with `feedback`, feedback HTML.
 
-    The module is released first when its release is missing or out of date (nbgrader needs
-    the assignment in the gradebook). Submissions come from `submissions` (copied in) or
-    from nbgrader's submitted folder.
+    Points come from tito's checks: every submission runs in its own sandbox and fresh
+    interpreter (see tito/checks.py); nbgrader executes it again, in a sandboxed kernel, for
+    the feedback notebook only. `earlier="own"` builds the modules before this one from the
+    student's own submissions of them (where there are some) instead of the reference.
     """
     from nbgrader.converters import Autograde
 
     started = time.perf_counter()
+    if book.sandboxed and (why := sandbox_unavailable()):
+        raise GradingError(f"cannot grade in a sandbox here: {why}. Grade on Linux, or pass --no-sandbox "
+                           f"(then submissions can read every file this account can, solutions included)")
     release(book, [module], only_if_stale=True)
     if submissions is not None:
         collect_submissions(book, module, submissions)
-    students = submitted_students(book, module)
-    if not students:
+    everyone = submitted_students(book, module)
+    chosen = list(students) if students is not None else everyone
+    if not chosen:
         raise GradingError(f"{module.dirname}: no submissions in {book.submitted_dir} "
                            f"(expected <student>/{module.dirname}/{module.dev_stem}.ipynb)")
-    before = {s: _mtime(book.autograded_notebook(s, module)) for s in students}
-    with _nbgrader_log() as (logger, capture):
-        _run_converter(Autograde, book, logger, assignment_id=module.dirname, student_id="*")
-        failed = _failures(capture.errors(), module)
-        for student in students:
+    unknown = sorted(set(chosen) - set(everyone))
+    if unknown:
+        raise GradingError(f"{module.dirname}: no submission from {', '.join(unknown)} in {book.submitted_dir}")
+    source = _read_notebook(book.source_notebook(module))
+    released = _read_notebook(book.release_notebook(module))
+    cell_points = graded_cell_points(source)
+    grades = {student: check_submission(book, module, student, source, released, earlier) for student in chosen}
+    failed: dict[str, str] = {}
+    if feedback:  # nbgrader executes the submissions once more, for the feedback notebooks
+        before = {s: _mtime(book.autograded_notebook(s, module)) for s in chosen}
+        with _nbgrader_log() as (logger, capture):
+            for student in chosen:
+                if grades[student].ok:
+                    _run_converter(Autograde, book, logger, assignment_id=module.dirname, student_id=student)
+            failed = _failures(capture.errors(), module)
+        for student in chosen:
             after = _mtime(book.autograded_notebook(student, module))
-            if student not in failed and (after is None or after == before[student]):
+            if grades[student].ok and student not in failed and (after is None or after == before[student]):
                 failed[student] = "nbgrader wrote no graded notebook"
-        cell_points, grades = read_grades(book, module, students)
-        for student, reason in failed.items():
-            grades[student] = StudentGrade(student, max_score=sum(cell_points.values()),
-                                           cells={k: 0.0 for k in cell_points}, error=reason)
-        run = GradeRun(module, cell_points, grades)
-        run.csv = write_grades_csv(book, run)
+            if student in failed:
+                grades[student].note = f"no feedback notebook ({failed[student]})"
+        record_scores(book, module, {s: g for s, g in grades.items() if g.ok and s not in failed})
+    for grade in grades.values():
+        _save_report(book, module, grade)
+    everything = {s: _load_report(book, module, s) for s in everyone}
+    run = GradeRun(module, cell_points, {s: g for s, g in everything.items() if g is not None})
+    run.csv = write_grades_csv(book, run)
     if feedback:
-        run.feedback = generate_feedback(book, module, [s for s in students if s not in failed])
+        run.feedback = generate_feedback(book, module, [s for s in chosen if grades[s].ok and s not in failed])
+    run.students = {s: run.students[s] for s in chosen}
     run.seconds = time.perf_counter() - started
     return run
 
@@ -742,12 +948,12 @@ def write_grades_csv(book: Gradebook, run: GradeRun) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "score", "max_score", *run.cell_points, "status"])
+    writer.writerow(["student", "score", "max_score", *run.cell_points, "status", "review"])
     for student in sorted(run.students):
         grade = run.students[student]
         writer.writerow([student, _num(grade.score), _num(grade.max_score),
                          *(_num(grade.cells.get(k, 0.0)) for k in run.cell_points),
-                         "graded" if grade.ok else f"failed: {grade.error}"])
+                         "graded" if grade.ok else f"failed: {grade.error}", "; ".join(grade.review)])
     path.write_text(buffer.getvalue(), encoding="utf-8")
     return path
 

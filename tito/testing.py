@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tito.checking import find_changes, module_is_current
 from tito.course import Course, Module
-from tito.notebooks import DEFAULT_CELL_TIMEOUT, kernel_env, run_dev_file
-from tito.pairing import pair_differences
+from tito.checks import CheckReport, build_program, run_checks
+from tito.notebooks import DEFAULT_CELL_TIMEOUT, _cell_start_lines, kernel_env, run_dev_file
+from tito.pairing import pair_differences, read_ipynb, read_py
 
 
 @dataclass
@@ -43,13 +44,23 @@ def run_pytest(course: Course, paths: list[Path], args: list[str], capture: bool
     )
 
 
+def check_module(course: Course, module: Module, source: Path, timeout: int) -> CheckReport:
+    """Decide every check of a dev file or notebook as `tito grade` does (tito/checks.py):
+    one fresh interpreter, the module's own code from the notebook, the course's generated
+    package for the modules before it. Hidden tests run when the notebook has them."""
+    nb = read_ipynb(source) if source.suffix == ".ipynb" else read_py(source)
+    program = build_program(module, nb, hidden=True, cell_timeout=timeout)
+    return run_checks(course, program, sandboxed=False, timeout=max(600, 4 * timeout))
+
+
 def run_notebooks(course: Course, modules: list[Module], timeout: int, report_cells: bool = False) -> bool:
     """Execute each module's dev file; print one line per module (and why, on failure).
 
-    With `report_cells` every cell runs even after a failure, and each test cell gets a
-    line of its own: its grade_id, PASS or FAIL, and the error (what students see with
-    `tito test MODULE`). When the notebook was edited after its `.py` (in Jupyter, before
-    `tito export`), the notebook is what runs.
+    With `report_cells` each check gets a line of its own: its grade_id, PASS or FAIL, and
+    the error (what students see with `tito test MODULE`). Those verdicts come from the
+    same harness as `tito grade`'s, so the two agree on the same code; output on stderr and
+    warnings never fail a check. When the notebook was edited after its `.py` (in Jupyter,
+    before `tito export`), the notebook is what runs.
     """
     all_ok = True
     for module in modules:
@@ -57,27 +68,43 @@ def run_notebooks(course: Course, modules: list[Module], timeout: int, report_ce
         if source != course.dev_py(module):
             print(f"note: {source.name} is newer than {course.dev_py(module).name}: testing the notebook "
                   f"(`tito export {module.dirname}` brings the two in step and updates tinytorch/)", flush=True)
-        result = run_dev_file(source, course.root, timeout=timeout, all_cells=report_cells)
+        if report_cells:
+            all_ok = _report_checks(course, module, source, timeout) and all_ok
+            continue
+        result = run_dev_file(source, course.root, timeout=timeout)
         status = "PASS" if result.ok else "FAIL"
         print(f"{status} {module.dirname}: notebook {source.relative_to(course.root)} "
               f"({result.seconds:.1f} s)", flush=True)
-        if report_cells and result.cells:
-            passed = [c for c in result.cells if c.ok]
-            graded = [c for c in result.cells if c.points is not None]
-            earned = sum(c.points for c in graded if c.ok)
-            total = sum(c.points for c in graded)
-            print(f"    {len(passed)} of {len(result.cells)} checks pass"
-                  + (f" ({earned:g} of {total:g} points)" if graded else "") + ":", flush=True)
-            for cell in result.cells:
-                print(f"    {cell.describe()}", flush=True)
-            for failure in result.other_failures:  # cells that are not checks fail too
-                print(f"    error in {failure}", flush=True)
-            if not result.ok and not result.cells and not result.other_failures:
-                print(_indent(result.describe()), flush=True)  # e.g. the kernel did not start
-        elif not result.ok:
+        if not result.ok:
             print(_indent(result.describe()), flush=True)
         all_ok = all_ok and result.ok
     return all_ok
+
+
+def _report_checks(course: Course, module: Module, source: Path, timeout: int) -> bool:
+    report = check_module(course, module, source, timeout)
+    ok = report.ok and not report.cell_errors
+    print(f"{'PASS' if ok else 'FAIL'} {module.dirname}: notebook {source.relative_to(course.root)} "
+          f"({report.seconds:.1f} s)", flush=True)
+    starts = None
+    if source.suffix == ".py":
+        starts = _cell_start_lines(source, len(read_py(source).cells))
+    passed = [v for v in report.verdicts if v.ok]
+    graded = [v for v in report.verdicts if v.points is not None]
+    earned, total = sum(v.points for v in graded if v.ok), sum(v.points for v in graded)
+    print(f"    {len(passed)} of {len(report.verdicts)} checks pass"
+          + (f" ({earned:g} of {total:g} points)" if graded else "") + ":", flush=True)
+    for verdict in report.verdicts:
+        line = starts[verdict.index] if starts and verdict.index is not None else None
+        print(f"    {verdict.describe(line)}", flush=True)
+    for index, name, error in report.cell_errors:  # cells that are not checks fail too
+        where = f"cell {index + 1}" if index is not None else name
+        if starts and index is not None:
+            where += f" (line {starts[index]})"
+        print(f"    error in {where}: {error}", flush=True)
+    if report.ended:
+        print(f"    the run stopped early: {report.ended}", flush=True)
+    return ok
 
 
 def _newest_source(course: Course, module: Module) -> Path:
