@@ -19,7 +19,9 @@ modules/NN_name/name_dev.py and name_dev.ipynb paired (as `jupytext --sync` does
 cells with nbdev into tinytorch/ (nbgrader's BEGIN/END SOLUTION and HIDDEN TESTS marker
 lines are dropped; the code between them is kept). Then generated files whose module is
 gone are removed, the package's __init__.py files and _modidx.py are rewritten.
-Exporting is deterministic: running it twice changes nothing.
+Exporting is deterministic: running it twice changes nothing. A notebook that Jupyter
+saved without an edit (language_info, kernelspec, outputs, execution counts, view metadata)
+is not rewritten and passes --check; see tito.pairing.notebook_content for what is compared.
 
 With --check nothing is written: tito lists every file that an export would change
 (a .py and .ipynb that disagree, or any change under tinytorch/) and exits 1, or prints
