@@ -43,6 +43,7 @@ from tito.links import (
     colab_cell, first_code_cell, graded_points, launch_line, repository, stated_points,
 )
 from tito.notebooks import run_dev_file
+from tito.testing import check_module
 from tito.pairing import pair_differences, read_py
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,12 +142,15 @@ def graded(request, book: Gradebook, tmp_path_factory) -> Graded:
     one_wrong = save(fill(released, source, leave={broken}), folder, "one-wrong", module)
     save(with_first_solution_prefixed(fill(released, source),
                                       'raise ImportError("this submission is broken")'), folder, "raises", module)
-    # Which graded cells depend on the unfinished cell: run that notebook directly (tito's
-    # runner, every cell, no nbgrader) and see which graded cells fail.
-    direct = run_dev_file(one_wrong, REPO, timeout=300, all_cells=True)
-    failing = {c.name for c in direct.cells if c.points is not None and not c.ok}
+    # Which graded cells depend on the unfinished cell: check that notebook as its student
+    # would with `tito test` (no hidden tests, no sandbox) and see which graded cells fail.
+    direct = check_module(COURSE, module, one_wrong, timeout=300)
+    failing = {v.name for v in direct.verdicts if v.points is not None and not v.ok}
     run = autograde(book, module, submissions=folder, feedback=False)
-    run.feedback = generate_feedback(book, module, ["one-wrong"])  # one is enough: it takes a second each
+    # Regrading one student, with feedback (one is enough: nbgrader takes a second or two each).
+    again = autograde(book, module, feedback=True, students=["one-wrong"])
+    assert again.students["one-wrong"].cells == run.students["one-wrong"].cells
+    run.feedback = again.feedback
     return Graded(module, item, source, released, broken, failing, run)
 
 
@@ -215,7 +219,9 @@ def test_one_unfinished_function_loses_exactly_its_points(graded: Graded) -> Non
     points = graded.run.cell_points
     lost = {k for k, v in grade.cells.items() if v < points[k]}
     assert lost, f"leaving {graded.broken} unfinished costs nothing"
-    assert lost == graded.failing_when_broken, "nbgrader and a direct run disagree on which checks fail"
+    visible_lost = {v.name for v in grade.verdicts if not v.visible_ok}
+    assert visible_lost == graded.failing_when_broken, "tito test and tito grade disagree on which checks fail"
+    assert lost >= visible_lost  # hidden tests can only fail more checks
     assert all(grade.cells[k] == points[k] for k in points if k not in lost), "the other cells keep their points"
     assert grade.score == sum(points.values()) - sum(points[k] for k in lost)
     order = [nbgrader_meta(c)["grade_id"] for c in graded.source.cells if nbgrader_meta(c).get("grade_id")]

@@ -849,7 +849,8 @@ def _save_report(book: Gradebook, module: Module, grade: StudentGrade) -> None:
     data = {"student": grade.student, "module": module.dirname, "score": grade.score, "max_score": grade.max_score,
             "cells": grade.cells, "error": grade.error, "note": grade.note, "review": grade.review,
             "seconds": round(grade.seconds, 2),
-            "checks": [{"name": v.name, "ok": v.ok, "points": v.points, "error": v.error, "hidden_ok": v.hidden_ok}
+            "checks": [{"name": v.name, "ok": v.ok, "points": v.points, "error": v.error,
+                        "visible_ok": v.visible_ok, "hidden_ok": v.hidden_ok}
                        for v in grade.verdicts]}
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -861,7 +862,7 @@ def _load_report(book: Gradebook, module: Module, student: str) -> StudentGrade 
     data = json.loads(path.read_text(encoding="utf-8"))
     grade = StudentGrade(student, data["score"], data["max_score"], data["cells"], data["error"], data["note"],
                          review=data["review"], seconds=data["seconds"])
-    grade.verdicts = [Verdict(c["name"], c["ok"], c["points"], c["error"], hidden_ok=c["hidden_ok"])
+    grade.verdicts = [Verdict(c["name"], c["ok"], c["points"], c["error"], c["visible_ok"], c["hidden_ok"])
                       for c in data["checks"]]
     return grade
 
@@ -915,7 +916,7 @@ def autograde(book: Gradebook, module: Module, submissions: Path | None = None,
         record_scores(book, module, {s: g for s, g in grades.items() if g.ok and s not in failed})
     for grade in grades.values():
         _save_report(book, module, grade)
-    everything = {s: _load_report(book, module, s) for s in everyone}
+    everything = {s: grades.get(s) or _load_report(book, module, s) for s in everyone}
     run = GradeRun(module, cell_points, {s: g for s, g in everything.items() if g is not None})
     run.csv = write_grades_csv(book, run)
     if feedback:

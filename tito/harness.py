@@ -53,6 +53,8 @@ VOLATILE = {
                  "onceregistry", "_onceregistry", "_defaultaction"},
 }
 TRUSTED_MODULES = ("math", "warnings")
+#: Names that test cells always see bound to the captured modules.
+TRUSTED_NAMES = ("np", "numpy", "math", "warnings")
 
 
 class Tampering(Exception):
@@ -285,9 +287,7 @@ def main(argv: list[str]) -> int:
 
     warnings.simplefilter("default")
     guard = Guard()
-    frozen_np = FrozenNumpy(guard.modules["numpy"][1], _make_comparisons(guard))
-    frozen_builtins = dict(guard.builtins)
-    trusted_modules = {"np": frozen_np, "numpy": frozen_np, "math": math, "warnings": warnings}
+    comparisons = _make_comparisons(guard)
     signal.signal(signal.SIGALRM, _on_alarm)
     timeout = float(program.get("cell_timeout", 120))
     ns: dict = {"__name__": "__main__", "__builtins__": builtins,
@@ -317,16 +317,23 @@ def main(argv: list[str]) -> int:
             if problem:
                 parts[part] = {"ok": False, "error": f"tampering detected: {problem}", "seconds": 0.0}
                 continue
+            frozen_np = FrozenNumpy(guard.modules["numpy"][1], comparisons)  # new each time: nothing carries over
+            trusted = {"np": frozen_np, "numpy": frozen_np, "math": math, "warnings": warnings,
+                       "__builtins__": dict(guard.builtins)}
             ns.update(helpers)
-            ns.update(trusted_modules)
-            ns["__builtins__"] = frozen_builtins
+            ns.update(trusted)
             error = run_cell(source, ns, f"{name} ({part})", timeout, guard)
             problem = guard.problem()
             if problem and not error:
                 error = f"tampering detected: {problem}"
             parts[part] = {"ok": not error, "error": error, "seconds": round(time.perf_counter() - started, 3)}
-        helpers.update({k: v for k, v in ns.items() if not k.startswith("__") and k not in trusted_modules
+        helpers.update({k: v for k, v in ns.items() if not k.startswith("__") and k not in TRUSTED_NAMES
                         and before_cell.get(k, _MISSING) is not v})
+        for key in (*TRUSTED_NAMES, "__builtins__"):  # student code after this sees its own bindings again
+            if key in before_cell:
+                ns[key] = before_cell[key]
+            else:
+                ns.pop(key, None)
         report(event="check", index=index, name=name, **parts)
     report(event="done")
     return 0

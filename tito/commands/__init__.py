@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tito.command import Command
 from tito.commands import book, export, grade, milestone, release, reuse, bench, status, test, workspace
-from tito.commands import package, runs, serve
+from tito.commands import mutants, package, runs, serve
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
@@ -16,6 +16,7 @@ COMMANDS: tuple[Command, ...] = (
     release.COMMAND,
     workspace.COMMAND,
     grade.COMMAND,
+    mutants.COMMAND,
     book.COMMAND,
     runs.COMMAND,
     package.COMMAND,
