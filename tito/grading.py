@@ -734,7 +734,8 @@ def _failures(errors: list[str], module: Module) -> dict[str, str]:
 
 
 #: Constructs that a correct solution never needs and that tampering with a grader does.
-#: A submission using one is graded as usual and flagged in the grades table for a look.
+#: A submission using one that the module's own solution does not use is graded as usual
+#: and flagged in the grades table for a look.
 REVIEW_PATTERNS = {
     "ctypes": r"\bctypes\b", "gc": r"\bgc\.", "frames": r"_getframe|currentframe|f_back|f_globals|f_locals",
     "code objects": r"__code__|__globals__|__closure__", "sys.modules": r"sys\.modules",
@@ -803,7 +804,8 @@ def check_submission(book: Gradebook, module: Module, student: str, source: nbfo
     for verdict in grade.verdicts:
         grade.cells[verdict.name] = verdict.points if verdict.ok else 0.0
     grade.score = sum(grade.cells.values())
-    grade.review = review_flags(submission)
+    expected = set(review_flags(source))  # what the reference solution itself uses is no signal
+    grade.review = [flag for flag in review_flags(submission) if flag not in expected]
     grade.seconds = report.seconds
     return grade
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tito.command import Command
 from tito.commands import book, export, grade, milestone, release, reuse, bench, status, test, workspace
-from tito.commands import mutants, package, runs, serve
+from tito.commands import mutants, package, runs, serve, submit
 
 COMMANDS: tuple[Command, ...] = (
     export.COMMAND,
@@ -15,6 +15,7 @@ COMMANDS: tuple[Command, ...] = (
     bench.COMMAND,
     release.COMMAND,
     workspace.COMMAND,
+    submit.COMMAND,
     grade.COMMAND,
     mutants.COMMAND,
     book.COMMAND,
