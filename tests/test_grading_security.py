@@ -286,3 +286,34 @@ def test_sweep_perfect_full_blank_zero_mutants_caught_hostile_held(module, tmp_p
     assert bad == {}, json.dumps(bad, indent=1)
     caught, total = sweep.count("mutant-")
     assert total >= 5 and caught == total
+
+
+@slow
+@needs_sandbox
+def test_earlier_modules_can_come_from_the_students_own_submissions(tmp_path: Path) -> None:
+    """`tito grade --earlier own`: module 02 is graded on top of the student's own module 01."""
+    from tito.grading import own_earlier_modules
+
+    tensor, activations = resolve_module("01"), resolve_module("02")
+    book = gradebook(COURSE, course_dir=tmp_path / "course")
+    items = {item.module: item for item in release(book, [tensor, activations])}
+    extra = {"alice": "ALICE_WROTE_THIS = True",  # a correct Tensor, recognisable
+             "bob": "Tensor.__init__ = lambda self, *args, **kwargs: None"}  # a broken one
+    for student, line in extra.items():
+        for module in (tensor, activations):
+            released = nbformat.read(items[module].notebook, as_version=4)
+            nb = filled(released, COURSE.dev_py(module).read_text(encoding="utf-8"), module)
+            if module is tensor:
+                cell = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+                        and "#| export" in c.source][-1]
+                cell.source += f"\n\n{line}\n"
+            path = book.submitted_notebook(student, module)
+            path.parent.mkdir(parents=True)
+            nbformat.write(nb, path)
+    own = own_earlier_modules(book, activations, "alice")
+    assert list(own) == [tensor] and "ALICE_WROTE_THIS = True" in own[tensor]
+    run = autograde(book, activations, feedback=False, earlier="own")
+    assert run.students["alice"].score == run.students["alice"].max_score
+    assert run.students["bob"].score == 0  # his own module 01 breaks every check of 02
+    run = autograde(book, activations, feedback=False)  # the reference module 01 instead
+    assert run.students["bob"].score == run.students["bob"].max_score
