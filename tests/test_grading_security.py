@@ -281,7 +281,7 @@ def test_every_module_has_at_least_five_mutants(module) -> None:
 @needs_sandbox
 @pytest.mark.parametrize("module", MODULES, ids=[m.dirname for m in MODULES])
 def test_sweep_perfect_full_blank_zero_mutants_caught_hostile_held(module, tmp_path: Path) -> None:
-    sweep = sweep_module(COURSE, module, tmp_path, cell_timeout=10)
+    sweep = sweep_module(COURSE, module, tmp_path)
     bad = {r["name"]: r["problem"] for r in sweep.results if r["problem"]}
     assert bad == {}, json.dumps(bad, indent=1)
     caught, total = sweep.count("mutant-")

@@ -320,7 +320,8 @@ def main(argv: list[str]) -> int:
             frozen_np = FrozenNumpy(guard.modules["numpy"][1], comparisons)  # new each time: nothing carries over
             trusted = {"np": frozen_np, "numpy": frozen_np, "math": math, "warnings": warnings,
                        "__builtins__": dict(guard.builtins)}
-            ns.update(helpers)
+            if part == "visible":  # the hidden part continues from its visible part
+                ns.update(helpers)
             ns.update(trusted)
             error = run_cell(source, ns, f"{name} ({part})", timeout, guard)
             problem = guard.problem()

@@ -288,13 +288,18 @@ def student_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def sweep_module(course: Course, module: Module, work: Path, cell_timeout: int = 10,
-                 notebook_timeout: int = 180, sandbox: bool = True) -> ModuleSweep:
+#: Submissions that never return: graded with a short time limit of their own, so that the
+#: sweep does not wait out the generous limits the others get.
+HANGING = ("hostile-infinite-loop",)
+
+
+def sweep_module(course: Course, module: Module, work: Path, cell_timeout: int = 120,
+                 notebook_timeout: int = 600, sandbox: bool = True, hang_timeout: int = 5) -> ModuleSweep:
     """Release `module` into a scratch nbgrader course under `work`, grade every sweep
     submission with `tito grade`'s machinery (no feedback), and judge the scores."""
     import nbformat
 
-    from tito.grading import autograde, gradebook, release
+    from tito.grading import autograde, collect_submissions, gradebook, release
 
     started = time.perf_counter()
     book = gradebook(course, course_dir=work / "course", cell_timeout=cell_timeout,
@@ -306,7 +311,12 @@ def sweep_module(course: Course, module: Module, work: Path, cell_timeout: int =
         path = folder / student_id(sub.name) / module.dirname / f"{module.dev_stem}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(sub.notebook, path)
-    run = autograde(book, module, submissions=folder, feedback=False)
+    collect_submissions(book, module, folder)
+    hanging = [student_id(s.name) for s in subs if s.name in HANGING]
+    run = autograde(book, module, feedback=False, students=[student_id(s.name) for s in subs if s.name not in HANGING])
+    quick = gradebook(course, course_dir=work / "course", cell_timeout=hang_timeout,
+                      notebook_timeout=hang_timeout, sandbox=sandbox)
+    run.students.update(autograde(quick, module, feedback=False, students=hanging).students)
     cells = {sub.name: run.students[student_id(sub.name)].cells for sub in subs}
     problems = judge(subs, cells, sum(run.cell_points.values()))
     results = []
