@@ -219,6 +219,10 @@ class GradingExecute(Execute):
             if module is None or not self.course_root:
                 return super().preprocess(nb, resources, km=km)
             course = Course(Path(self.course_root))
+            source = Path(self.config.CourseDirectory.root, self.config.CourseDirectory.source_directory,
+                          module.dirname, f"{module.dev_stem}.ipynb")
+            if source.exists():  # execute what is graded: the source with the student's answers
+                nb.cells = graded_cells(nbformat.read(source, as_version=4), nb)
             with Sandbox(course.root, hide=[Path(p) for p in self.hide_paths], memory_mb=self.memory_mb,
                          isolate=self.sandbox) as box:
                 build_package(box.folder, course, build_program(module, nb, hidden=False))
@@ -281,6 +285,32 @@ class GradingExecute(Execute):
             self._dead_since = index
             cell.outputs = [_error_output("KernelDied", "the kernel died while running this cell")]
             return cell, self.resources
+
+
+def graded_cells(source: nbformat.NotebookNode, submission: nbformat.NotebookNode) -> list:
+    """The cells that count, as a notebook: the instructor's `source`, with each solution cell
+    replaced by the submission's cell of the same grade_id (a stub when it has none) and each
+    test cell taken from the submission when nbgrader has restored it there (it then holds
+    the hidden tests). Cells a student added or changed outside solution cells drop out, so
+    the feedback notebook runs exactly what the checks ran."""
+    def grade_id(cell) -> str | None:
+        return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+    theirs = {grade_id(c): c for c in submission.cells if grade_id(c)}
+    cells = []
+    for cell in source.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        mine = theirs.get(grade_id(cell)) if grade_id(cell) else None
+        if meta.get("solution"):
+            if mine is not None and mine.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                cells.append(mine)
+            else:
+                cells.append(nbformat.v4.new_code_cell(CODE_STUB, metadata=cell.metadata, id=cell.get("id")))
+        elif meta.get("grade") and mine is not None and mine.cell_type == cell.cell_type:
+            cells.append(mine)
+        else:
+            cells.append(cell)
+    return cells
 
 
 def use_tito_preprocessors(c: Config) -> None:
