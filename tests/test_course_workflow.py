@@ -17,6 +17,7 @@ import contextlib
 import copy
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -272,7 +273,7 @@ def test_hanging_and_crashing_submissions_are_graded_with_a_time_limit(tmp_path:
     (folder / "d-corrupt" / module.dirname / f"{module.dev_stem}.ipynb").write_text("{ not a notebook")
     started = time.perf_counter()
     assert main(["--root", str(REPO), "grade", module.dirname, "--submissions", str(folder),
-                 "--course-dir", str(course_dir), "--timeout", "6", "--no-feedback"]) == 0
+                 "--course-dir", str(course_dir), "--timeout", "6"]) == 0
     assert time.perf_counter() - started < 60
     out = capsys.readouterr().out
     assert f"graded 4 submission(s) of {module.dirname}" in out
@@ -281,8 +282,14 @@ def test_hanging_and_crashing_submissions_are_graded_with_a_time_limit(tmp_path:
     points = graded_points(source)
     assert [(rows[s]["score"], rows[s]["status"]) for s in ("a-crashes", "b-hangs", "c-complete")] == [
         ("0", "graded"), ("0", "graded"), (f"{points:g}", "graded")]
-    assert rows["d-corrupt"]["score"] == "0" and rows["d-corrupt"]["status"].startswith("failed: nbgrader could not")
+    assert rows["d-corrupt"]["score"] == "0"
+    assert rows["d-corrupt"]["status"].startswith("failed: the submission is not a readable notebook")
     assert "d-corrupt" in out and "could not be graded" in out
+    # Why the checks failed, from tito's verdicts (course/grades/NN_name/<student>.json).
+    hung_report = json.loads((limited.grades_dir / module.dirname / "b-hangs.json").read_text(encoding="utf-8"))
+    assert all("time limit of 6 s" in c["error"] for c in hung_report["checks"])
+    crash_report = json.loads((limited.grades_dir / module.dirname / "a-crashes.json").read_text(encoding="utf-8"))
+    assert all("process ended" in c["error"] for c in crash_report["checks"])
     hung = nbformat.read(limited.autograded_notebook("b-hangs", module), as_version=4)
     errors = {o.ename for c in hung.cells for o in c.get("outputs", []) if o.output_type == "error"}
     assert {"CellTimeoutError", "NotebookTimeout"} <= errors
