@@ -385,7 +385,8 @@ class TinyGPT(Module):
     causal TransformerBlocks -> LayerNorm -> Dense head. GPT-2 initialisation.
 
     Args:
-        vocab_size: number of token ids (default: the tokenizer's vocab_size).
+        vocab_size: number of token ids (default: the tokenizer's vocab_size). Without a
+            tokenizer, vocab_size >= 97 gives the default CharTokenizer() (DEFAULT_CHARS).
         d_model, num_heads, num_layers: width, attention heads per block, blocks.
         max_length: context length: the most positions one forward pass can see.
         dropout: dropout probability (embeddings, attention, feed-forward).
@@ -413,6 +414,8 @@ class TinyGPT(Module):
         bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
         if bad:
             raise ValueError(f"TinyGPT: sizes must be positive integers, got {bad}")
+        if tokenizer is None and vocab_size >= len(DEFAULT_CHARS):
+            tokenizer = CharTokenizer()          # the default characters fit: string prompts work out of the box
         ff_dim = 4 * int(d_model) if ff_dim is None else int(ff_dim)
         self.config: dict[str, Any] = {**{k: int(v) for k, v in sizes.items()}, "dropout": float(dropout),
                                        "ff_dim": ff_dim, "learned_positions": bool(learned_positions),
@@ -492,8 +495,11 @@ class TinyGPT(Module):
                  use_cache: bool = True, window_keep: int | None = None) -> str | np.ndarray:
         """Continue `prompt` by `max_length` new tokens (section 8).
 
-        prompt: a string (needs the tokenizer) or token ids (1-D). Returns the prompt plus the
-        continuation: a string when the model has a tokenizer, else the ids (1-D int64).
+        prompt: a string (needs the tokenizer) or token ids (1-D). max_length: how many new
+        tokens (characters) to add, so the result is len(prompt) + max_length long; it is not
+        the context length (the model sees at most its own max_length positions and slides a
+        window past it). Returns the prompt plus the continuation: a string when the model
+        has a tokenizer, else the ids (1-D int64). Only ids the tokenizer can decode are sampled.
         temperature 0 is greedy; top_k / top_p restrict the candidates (section 7); seed makes
         it reproducible; use_cache uses a key/value cache per block; window_keep is how many
         recent tokens are kept when the context window slides (default max_length // 2).
@@ -525,13 +531,24 @@ class TinyGPT(Module):
                       **kwargs: Any) -> dict[str, list]:
         """Quick path: fit the tokenizer if the model has none, then train with a
         LanguageModelTrainer for epochs * iterations_per_epoch steps (section 10). Extra
-        keyword arguments go to LanguageModelTrainer. Returns the history."""
+        keyword arguments go to LanguageModelTrainer. Returns the history.
+
+        A model that has a tokenizer keeps it (the ids the model has learned keep their
+        meaning), e.g. the default CharTokenizer of TinyGPT(vocab_size=100); a text with
+        characters it cannot encode is refused with an UnknownCharacterError naming them."""
         if self.tokenizer is None:
             tokenizer = CharTokenizer().fit(text)
             if tokenizer.vocab_size > self.vocab_size:
                 raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
                                  f"but the model's vocab_size is {self.vocab_size}")
             self.tokenizer = tokenizer
+        elif self.tokenizer.unknown is None and isinstance(text, str):
+            unseen = sorted(set(text) - set(self.tokenizer.chars))
+            if unseen:
+                raise UnknownCharacterError(
+                    f"TinyGPT.train_on_text: the text has characters {_quote_chars(unseen)} that the model's "
+                    f"{self.tokenizer.vocab_size}-character tokenizer cannot encode; build the model with "
+                    f"TinyGPT(tokenizer=CharTokenizer().fit(text), ...) (or CharTokenizer(unknown='?'))")
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
@@ -669,6 +686,8 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     KVCache per block; when the window of max_length positions is full, the caches are
     reset and the last `window_keep` tokens (default max_length // 2) are run again at
     positions 0..window_keep-1. Without the cache, every step runs the last max_length ids.
+    Only the first V ids are sampled, V = the tokenizer's vocab_size when the model has one
+    (spare ids of a wider head decode to nothing), else the model's vocab_size.
     """
     ids = _as_ids(ids, "generate_tokens")
     if ids.ndim != 2 or ids.shape[1] == 0:
@@ -679,6 +698,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
     if not 1 <= keep <= L:
         raise ValueError(f"generate_tokens: window_keep must lie in [1, max_length={L}], got {window_keep}")
+    V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
     B, T0 = ids.shape
     tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
     tokens[:, :T0] = ids
@@ -698,7 +718,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     logits = model(tokens[:, pos - keep:pos], caches=caches, last_only=True)
                 elif pos > T0:                                    # one new token at position cache.length
                     logits = model(tokens[:, pos - 1:pos], caches=caches, last_only=True)
-                tokens[:, pos] = sample_next(logits.data[:, -1], temperature, top_k, top_p, rng)
+                tokens[:, pos] = sample_next(logits.data[:, -1, :V], temperature, top_k, top_p, rng)   # decodable ids
     finally:
         model.train(was_training)
     return tokens

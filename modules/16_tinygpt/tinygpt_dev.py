@@ -859,6 +859,13 @@ assert not np.allclose(open_h(Tensor(later_h)).data[:, :3], open_h(Tensor(xb_h))
 # accepts at most `max_length` tokens (counting those already in a key/value cache).
 # Longer inputs are an error that says what to do; `generate` slides a window (section 8).
 #
+# **The tokenizer.** A model built from sizes alone whose `vocab_size` covers the 97
+# default characters (`TinyGPT(vocab_size=100)`) gets the default `CharTokenizer()`, so
+# `generate("Once upon a time")` works at once; a smaller one has no tokenizer until you
+# give it one or `train_on_text` fits one. A head wider than the tokenizer's vocabulary
+# (100 ids for 97 characters) has spare ids that no character stands for; section 8 never
+# samples them.
+#
 # | parameter group | count for V = 65, C = 128, L = 4, T = 64 |
 # |---|---|
 # | token embedding `V·C` | 8,320 |
@@ -876,7 +883,8 @@ class TinyGPT(Module):
     causal TransformerBlocks -> LayerNorm -> Dense head. GPT-2 initialisation.
 
     Args:
-        vocab_size: number of token ids (default: the tokenizer's vocab_size).
+        vocab_size: number of token ids (default: the tokenizer's vocab_size). Without a
+            tokenizer, vocab_size >= 97 gives the default CharTokenizer() (DEFAULT_CHARS).
         d_model, num_heads, num_layers: width, attention heads per block, blocks.
         max_length: context length: the most positions one forward pass can see.
         dropout: dropout probability (embeddings, attention, feed-forward).
@@ -904,6 +912,8 @@ class TinyGPT(Module):
         bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
         if bad:
             raise ValueError(f"TinyGPT: sizes must be positive integers, got {bad}")
+        if tokenizer is None and vocab_size >= len(DEFAULT_CHARS):
+            tokenizer = CharTokenizer()          # the default characters fit: string prompts work out of the box
         ff_dim = 4 * int(d_model) if ff_dim is None else int(ff_dim)
         self.config: dict[str, Any] = {**{k: int(v) for k, v in sizes.items()}, "dropout": float(dropout),
                                        "ff_dim": ff_dim, "learned_positions": bool(learned_positions),
@@ -987,8 +997,11 @@ class TinyGPT(Module):
                  use_cache: bool = True, window_keep: int | None = None) -> str | np.ndarray:
         """Continue `prompt` by `max_length` new tokens (section 8).
 
-        prompt: a string (needs the tokenizer) or token ids (1-D). Returns the prompt plus the
-        continuation: a string when the model has a tokenizer, else the ids (1-D int64).
+        prompt: a string (needs the tokenizer) or token ids (1-D). max_length: how many new
+        tokens (characters) to add, so the result is len(prompt) + max_length long; it is not
+        the context length (the model sees at most its own max_length positions and slides a
+        window past it). Returns the prompt plus the continuation: a string when the model
+        has a tokenizer, else the ids (1-D int64). Only ids the tokenizer can decode are sampled.
         temperature 0 is greedy; top_k / top_p restrict the candidates (section 7); seed makes
         it reproducible; use_cache uses a key/value cache per block; window_keep is how many
         recent tokens are kept when the context window slides (default max_length // 2).
@@ -1020,13 +1033,24 @@ class TinyGPT(Module):
                       **kwargs: Any) -> dict[str, list]:
         """Quick path: fit the tokenizer if the model has none, then train with a
         LanguageModelTrainer for epochs * iterations_per_epoch steps (section 10). Extra
-        keyword arguments go to LanguageModelTrainer. Returns the history."""
+        keyword arguments go to LanguageModelTrainer. Returns the history.
+
+        A model that has a tokenizer keeps it (the ids the model has learned keep their
+        meaning), e.g. the default CharTokenizer of TinyGPT(vocab_size=100); a text with
+        characters it cannot encode is refused with an UnknownCharacterError naming them."""
         if self.tokenizer is None:
             tokenizer = CharTokenizer().fit(text)
             if tokenizer.vocab_size > self.vocab_size:
                 raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
                                  f"but the model's vocab_size is {self.vocab_size}")
             self.tokenizer = tokenizer
+        elif self.tokenizer.unknown is None and isinstance(text, str):
+            unseen = sorted(set(text) - set(self.tokenizer.chars))
+            if unseen:
+                raise UnknownCharacterError(
+                    f"TinyGPT.train_on_text: the text has characters {_quote_chars(unseen)} that the model's "
+                    f"{self.tokenizer.vocab_size}-character tokenizer cannot encode; build the model with "
+                    f"TinyGPT(tokenizer=CharTokenizer().fit(text), ...) (or CharTokenizer(unknown='?'))")
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
@@ -1401,6 +1425,14 @@ assert np.allclose(freq_h, q_h, atol=0.015), (freq_h, q_h)
 # window cached generation computes *the same logits* as full recomputation (we test that
 # to 1e-5); past it, the two differ in how much context they keep, by design.
 # `use_cache=False` gives the reference: every step recomputes the last `max_length` ids.
+#
+# **Only decodable ids.** The head may score more ids than the tokenizer has characters
+# (`TinyGPT(vocab_size=100)` with the 97 default characters). Those spare ids stand for
+# no character, so generation samples among the first `tokenizer.vocab_size` logits only,
+# and every id it produces can be decoded. (`train_on_text` keeps a model's tokenizer
+# rather than refitting it to the text: a refit would silently change which character
+# each learned id means, and it is the sampling, not the tokenizer, that must respect the
+# head's spare ids.)
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -1414,6 +1446,8 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     KVCache per block; when the window of max_length positions is full, the caches are
     reset and the last `window_keep` tokens (default max_length // 2) are run again at
     positions 0..window_keep-1. Without the cache, every step runs the last max_length ids.
+    Only the first V ids are sampled, V = the tokenizer's vocab_size when the model has one
+    (spare ids of a wider head decode to nothing), else the model's vocab_size.
     """
     ids = _as_ids(ids, "generate_tokens")
     if ids.ndim != 2 or ids.shape[1] == 0:
@@ -1424,6 +1458,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
     if not 1 <= keep <= L:
         raise ValueError(f"generate_tokens: window_keep must lie in [1, max_length={L}], got {window_keep}")
+    V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
     B, T0 = ids.shape
     tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
     tokens[:, :T0] = ids
@@ -1444,7 +1479,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     logits = model(tokens[:, pos - keep:pos], caches=caches, last_only=True)
                 elif pos > T0:                                    # one new token at position cache.length
                     logits = model(tokens[:, pos - 1:pos], caches=caches, last_only=True)
-                tokens[:, pos] = sample_next(logits.data[:, -1], temperature, top_k, top_p, rng)
+                tokens[:, pos] = sample_next(logits.data[:, -1, :V], temperature, top_k, top_p, rng)   # decodable ids
             ### END SOLUTION
     finally:
         model.train(was_training)
