@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
     from tito.mutation import sweep_module, sweep_table
 
     started = time.perf_counter()
+    state = git_state(course.root)  # the code that is about to be graded
     sweeps = []
     for module in course.select(args.modules):
         with tempfile.TemporaryDirectory(prefix="tito-mutants-") as work:
@@ -66,7 +67,6 @@ def run(args: argparse.Namespace, course: Course) -> int:
     table = sweep_table(sweeps)
     print(table)
     if args.record:
-        state = git_state(course.root)
         results = course.root / "results"
         data = {"command": "tito mutants" + "".join(f" {m}" for m in args.modules), **state,
                 "seconds": round(time.perf_counter() - started, 1),
