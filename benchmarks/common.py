@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from tinytorch.bench.benchmarking import benchmark, compare as _compare, machine_info
-from tinytorch.core.training import write_atomically
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:                      # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from tinytorch.bench.benchmarking import benchmark, compare as _compare, machine_info  # noqa: E402
+from tinytorch.core.training import write_atomically  # noqa: E402
+from tito.gitstate import git_state  # noqa: E402
 
 
 def time_it(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_seconds: float = 0.0) -> dict:
@@ -45,10 +48,12 @@ def machine() -> dict:
 
 def write_results(name: str, payload: dict, out_dir: str | os.PathLike | None = None) -> Path:
     """Write NAME.json (in results/bench_report/, beside the report of `tito bench`, or in
-    `out_dir`) with the machine facts and the command that produced it; atomically (a
-    temporary file renamed into place)."""
+    `out_dir`) with the machine facts, the command that produced it, and the git commit and
+    whether the work tree was dirty (changes under results/ aside); atomically (a temporary
+    file renamed into place)."""
     folder = Path(out_dir) if out_dir is not None else ROOT / "results" / "bench_report"
-    payload = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": machine(), **payload}
+    payload = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), **git_state(ROOT),
+               "machine": machine(), **payload}
     text = json.dumps(payload, indent=2) + "\n"
     return write_atomically(folder / f"{name}.json", lambda f: f.write(text.encode("utf-8")))
 

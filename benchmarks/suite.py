@@ -50,6 +50,7 @@ from tinytorch.bench.benchmarking import (  # noqa: E402
     memory_bandwidth, plot_roofline, roofline, step_report, time_matmuls)
 from tinytorch.core.tensor import Tensor  # noqa: E402
 from tinytorch.core.training import write_atomically  # noqa: E402
+from common import git_state  # noqa: E402  (benchmarks/common.py: tito/gitstate.py)
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,8 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
     lines = [f"# TinyTorch benchmark report", "",
              f"`{data['command']}`, {data['started']}, {data['wall_s'] / 60:.1f} min"
              + (" (**--quick**: small sizes and few repeats, a smoke test; not for quoting)" if data["quick"] else ""),
+             "", f"commit `{data['commit'] or 'unknown (no git)'}`"
+             + (" with uncommitted changes (the work tree was dirty)" if data["dirty"] else ""),
              "", "## Machine", "",
              md_table([["Python / numpy", f"{info['python']} / {info['numpy']}"],
                        ["platform", info["platform"]], ["CPUs", info["cpus"]],
@@ -365,12 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started, t0 = dt.datetime.now().isoformat(timespec="seconds"), time.perf_counter()
+    git = git_state(ROOT)                  # before the scripts run: the code measured, its uncommitted changes
     print(f"benchmark suite ({'quick' if args.quick else 'full'}): {', '.join(selected)} -> {out}", flush=True)
     machine = measure_machine(args.quick)
     print(f"  machine    peak {machine['peak_gflops']:.1f} GFLOP/s, bandwidth {machine['bandwidth_gbs']:.1f} GB/s, "
           f"load {machine['info']['load_average']}", flush=True)
     runs = {s.name: run_script(s, args.quick, out) for s in SCRIPTS if s.name in selected}
     data: dict[str, Any] = {"command": " ".join(["tito bench", *(sys.argv[1:] if argv is None else argv)]),
+                            **git,
                             "started": started, "quick": args.quick, "selected": selected, "machine": machine,
                             "scripts": list(runs.values())}
     data["summary"] = summary_rows(runs, machine, args.quick)

@@ -12,7 +12,8 @@ A milestone script reads top to bottom as data, model, training, results:
                                                      # fit; the test set once, with the final model
     run.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
 
-Paths written into the results are relative to the repository when they lie inside it.
+Paths written into the results are relative to the repository when they lie inside it. Every
+results JSON records `git_state(ROOT)` as "commit" and "dirty", taken when the run starts.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from tinytorch.core.dataloader import (  # noqa: E402
 from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
 from tinytorch.core.optimizers import SGD, AdamW, CosineWarmupLR  # noqa: E402
 from tinytorch.core.training import Trainer, write_atomically  # noqa: E402
+from tito.gitstate import git_state  # noqa: E402  (the commit and dirty flag in every results JSON)
 
 #: --quick: this many training, validation and test images (fewer if the data has fewer), 1 epoch.
 QUICK_SIZES = {"train": 2000, "val": 500, "test": 1000}
@@ -494,6 +496,7 @@ class Run:
                 print(f"note: --blas-threads {args.blas_threads} has no effect here (numpy's BLAS is not a "
                       f"reachable OpenBLAS); set OPENBLAS_NUM_THREADS or OMP_NUM_THREADS instead")
         self.machine = machine_info()
+        self.git = git_state(ROOT)                 # the code that runs: its commit, uncommitted changes
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -547,6 +550,7 @@ class Run:
             "seed": args.seed,
             "quick": args.quick,
             "command": self.command,
+            **self.git,
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "hyperparameters": hyperparameters,
             "params": int(model.num_parameters()),

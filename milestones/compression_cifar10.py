@@ -297,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.blas_threads and common.set_blas_threads(args.blas_threads) is None:
         print(f"note: --blas-threads {args.blas_threads} has no effect here; set OPENBLAS_NUM_THREADS instead")
     machine = common.machine_info()
+    git = common.git_state(common.ROOT)                  # the code that runs: its commit, uncommitted changes
     tmp = Path(tempfile.mkdtemp(prefix="tinytorch-compression-quick-")) if args.quick else None
     models_dir = args.models_dir or (tmp / "models" if args.quick else common.ROOT / "results" / "models")
     out_dir = args.out_dir or (tmp if args.quick else common.ROOT / "results")
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     stem = f"{NAME}_quick" if args.quick else NAME
     results = {key: compress(key, args, models_dir, out_models) for key in args.models}
     if args.validation_only:                               # one line per candidate recipe, appended
-        record = {"command": common.command_line(SCRIPT, args.argv),
+        record = {"command": common.command_line(SCRIPT, args.argv), **git,
                   "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "wall_seconds": round(time.perf_counter() - started, 1),
                   "recipe": {"scope": args.scope, "prune_steps": args.prune_steps, "finetune_epochs": args.finetune_epochs,
@@ -325,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     payload = {
         "milestone": NAME, "quick": args.quick, "seed": args.seed,
         "command": common.command_line(SCRIPT, args.argv),
+        **git,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 1),
         "settings": {"sparsity": args.sparsity, "prune_steps": args.prune_steps, "finetune_epochs": args.finetune_epochs,

@@ -32,7 +32,8 @@ non-overlapping window of the validation split, and the training loss on 200 fix
 random batches. Writes (stem `tinygpt_shakespeare`, `_long` or `_quick`):
 
 * results/<stem>.json: val_loss, train_loss, iterations, tokens_seen, wall_seconds,
-  params, seed, the command, a sample, the history and the machine;
+  params, seed, the command, the git commit and whether the tree was dirty, a sample, the
+  history and the machine;
 * results/<stem>.png: training and validation loss against iterations;
 * results/tinygpt_attention.png (`<stem>_attention.png` for --long/--quick): the attention
   of each head of the trained model's last block on a line of the validation text;
@@ -69,7 +70,7 @@ from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
 from tinytorch.mlops.mlops import Run  # noqa: E402
-from common import machine_info, repo_relative, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
+from common import git_state, machine_info, repo_relative, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.blas_threads:
         set_blas_threads(args.blas_threads)
     machine = machine_info()              # after set_blas_threads: records the count in use
+    git = git_state(ROOT)                 # the code that runs: its commit, uncommitted changes
 
     text = tiny_shakespeare(args.data, verify=not args.no_verify)
     tokenizer = CharTokenizer().fit(text)
@@ -268,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "params": params,
         "seed": args.seed,
         "command": command,
+        **git,
         "sample": sample,
         "sample_settings": {"prompt": "\n", "temperature": args.temperature, "new_tokens": args.sample_length,
                             "kv_cache": True, "window_keep": cfg["max_length"] // 2},

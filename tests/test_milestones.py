@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,7 @@ def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
     assert Path(result["plot"]) == (out / f"{name}_quick.png").resolve()
     assert "test accuracy" in proc.stdout
     assert not list(out.glob("*.tmp"))
+    assert_git_state(result)
 
 
 def test_generated_data_is_refused_without_no_verify(fake_data, tmp_path):
@@ -331,3 +333,75 @@ def test_tinygpt_milestone_runs_end_to_end_with_quick(tmp_path):
     assert [m["step"] for m in run.metrics()][-1] == result["iterations"]
     assert run.summary["val_loss_full"] == result["val_loss"]
     assert (run.checkpoints / "model.npz").exists() and (run.plots / "tinygpt_shakespeare_quick.png").exists()
+    assert_git_state(result)
+
+
+# ---- honest records: the commit and the dirty flag in every results JSON ---------------------------
+def assert_git_state(result: dict) -> None:
+    """`result` records the commit of this checkout (None without git) and a dirty flag."""
+    from tito.gitstate import git_state
+
+    assert {"commit", "dirty"} <= set(result) and isinstance(result["dirty"], bool)
+    if git_state(ROOT)["commit"] is None:
+        assert result["commit"] is None and result["dirty"] is False
+    else:                                           # a real commit of this repository (HEAD may move on)
+        assert re.fullmatch(r"[0-9a-f]{40}", result["commit"]), result["commit"]
+        kind = subprocess.run(["git", "cat-file", "-t", result["commit"]], cwd=ROOT, capture_output=True, text=True)
+        assert kind.stdout.strip() == "commit"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_git_state_commit_and_dirty_flag(tmp_path, monkeypatch):
+    from tito.gitstate import git_state
+
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    assert git_state(repo) == {"commit": None, "dirty": False}          # no .git: a student workspace
+    _git(repo, "init", "-q")
+    assert git_state(repo) == {"commit": None, "dirty": False}          # no commit yet
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "results" / "r.json").write_text("{}\n")
+    _git(repo, "add", "code.py", "results/r.json")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "one")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "results" / "r.json").write_text('{"rerun": true}\n')    # records do not make it dirty
+    (repo / "results" / "new.json").write_text("{}\n")
+    assert git_state(repo) == {"commit": head, "dirty": False}
+    (repo / "untracked.py").write_text("y = 2\n")
+    assert git_state(repo) == {"commit": head, "dirty": True}
+    (repo / "untracked.py").unlink()
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_state(repo) == {"commit": head, "dirty": True}
+    inner = repo / "workspace"                                           # inside a repository, but no .git
+    inner.mkdir()
+    assert git_state(inner) == {"commit": None, "dirty": False}
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))                # git is not installed
+    assert git_state(repo) == {"commit": None, "dirty": False}
+
+
+def test_milestone_common_records_the_git_state(ms):
+    from tito import gitstate
+
+    common = ms("common")
+    assert common.git_state is gitstate.git_state                        # one helper, not a copy
+    assert_git_state(common.git_state(common.ROOT))
+
+
+def test_benchmark_results_record_the_git_state(tmp_path):
+    import importlib.util
+
+    from tito import gitstate
+
+    spec = importlib.util.spec_from_file_location("bench_common_under_test", ROOT / "benchmarks" / "common.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.git_state is gitstate.git_state
+    path = bench.write_results("bench_probe", {"value": 1}, tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["value"] == 1 and "machine" in saved and "command" in saved
+    assert_git_state(saved)
+

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tito.command import Command
 from tito.course import Course
+from tito.gitstate import git_state
 
 DESCRIPTION = """\
 Grade, for each module (every module when none is named), a set of submissions built
@@ -36,15 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-timeout", type=int, default=120, metavar="SECONDS",
                         help="time limit for one cell (default 120; the submission that never returns "
                              "gets 5 s in all)")
-
-
-def git_state(root: Path) -> dict:
-    """The commit that is checked out and whether the work tree differs from it."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
 
 
 def run(args: argparse.Namespace, course: Course) -> int:

@@ -1,8 +1,10 @@
-"""`tito status [--no-tests]`: one line per course module."""
+"""`tito status [--no-tests] [--lines [--json]]`: one line per course module."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from tito.checking import Change, find_changes, module_is_current
 from tito.command import Command
@@ -13,13 +15,21 @@ DESCRIPTION = """\
 Show every module of the course: whether its dev file exists (modules not written yet
 are "planned"), whether it is exported and up to date (its generated file exists and
 matches a fresh export, and its .py and .ipynb agree), and whether its tests
-(tests/test_NN_*.py) pass. --no-tests skips running the tests."""
+(tests/test_NN_*.py) pass. --no-tests skips running the tests.
+
+--lines measures instead how lean each module is (tito/lines.py): lines of its dev file,
+exported code lines, the lines students write (inside SOLUTION regions) and their share,
+and `raise` statements inside SOLUTION regions, with a total row and the course's targets
+(rows that miss one are marked MISS). --json prints the same as JSON."""
 
 HEADER = ("module", "dev file", "export", "tests")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-tests", action="store_true", help="do not run each module's tests")
+    parser.add_argument("--lines", action="store_true",
+                        help="line counts instead: dev file, exported, written by students, raises in solutions")
+    parser.add_argument("--json", action="store_true", help="with --lines: print the counts as JSON")
 
 
 def export_state(course: Course, module: Module, changes: list[Change]) -> str:
@@ -65,6 +75,15 @@ def package_changes(course: Course, changes: list[Change]) -> list[Change]:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
+    if args.lines:
+        from tito import lines
+
+        counted = lines.measure(course)
+        print(json.dumps(lines.to_json(counted), indent=2) if args.json else lines.render(counted))
+        return 0
+    if args.json:
+        print("tito status: --json goes with --lines", file=sys.stderr)
+        return 2
     changes = find_changes(course)
     print(render([HEADER, *rows(course, changes, run_tests=not args.no_tests)]))
     for change in package_changes(course, changes):
