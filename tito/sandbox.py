@@ -86,6 +86,20 @@ def installed_packages(name: str, hide_root: str) -> tuple[str, ...]:
     return tuple(p for p in probe.stdout.split() if p and not _is_under(Path(p), Path(hide_root)))
 
 
+def _scratch_parent(course_root: Path) -> str | None:
+    """Where sandbox folders are made: outside /tmp (the sandbox covers /tmp with a fresh
+    tmpfs, and its folder must stay reachable) and outside the course checkout."""
+    for candidate in (Path("/var/tmp"), Path.home() / ".cache" / "tito-sandboxes"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK) and not _is_under(candidate, course_root) \
+                and not _is_under(candidate, Path("/tmp")):
+            return str(candidate)
+    return None
+
+
 @dataclass
 class Sandbox:
     """A folder to fill, then commands run with it as their only writable world.
@@ -100,7 +114,7 @@ class Sandbox:
     folder: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="tito-sandbox-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="tito-sandbox-", dir=_scratch_parent(self.course_root)))
         os.chmod(self.folder, 0o700)
         (self.folder / "home").mkdir()
 
@@ -170,13 +184,15 @@ class Sandbox:
             (folder / ".venv").mkdir(exist_ok=True)
             lines += [f"mount --bind {q(str(venv))} {q(str(folder / '.venv'))}",
                       f"mount -o remount,bind,ro {q(str(folder / '.venv'))}"]
-        lines.append(f"mount --rbind {q(str(folder))} {q(str(root))}")
         originals = [p for p in _mount_points()
                      if not p.startswith(("/proc", "/sys", "/dev", "/tmp")) and not _is_under(Path(p), root)]
+        # The folder lies outside /tmp (see `_scratch_parent`), so it stays visible after /tmp
+        # is covered, and appears at INSIDE; the venv was bound into it above.
         lines += ["mount -t tmpfs -o size=1g,mode=1777 tmpfs /tmp",
                   f"mkdir -p {INSIDE}",
-                  f"mount --rbind {q(str(root))} {INSIDE}",
-                  f"mount -t tmpfs -o size=4k,mode=755 tmpfs {q(str(root))}"]
+                  f"mount --rbind {q(str(folder))} {INSIDE}"]
+        if not _is_under(root, Path("/tmp")):  # under /tmp it is covered already
+            lines.append(f"mount -t tmpfs -o size=4k,mode=755 tmpfs {q(str(root))}")
         covered = {str(p.resolve()) for p in self.hide
                    if p.exists() and not _is_under(p, root) and not _is_under(p, Path("/tmp"))}
         covered |= set(installed_packages("tinytorch", str(root)))
