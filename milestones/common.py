@@ -40,7 +40,8 @@ if str(ROOT) not in sys.path:                      # run from a checkout without
 
 import tinytorch  # noqa: E402,F401  (switches autograd on)
 from tinytorch.core.dataloader import (  # noqa: E402
-    CIFAR10, DATA_ENV_VAR, ChecksumError, Compose, CorruptFileError, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip, Subset,
+    CIFAR10, DATA_ENV_VAR, ChecksumError, Compose, CorruptFileError, DataLoader, DatasetError, Normalize, RandomCrop,
+    RandomHorizontalFlip, Subset,
     ToFloat, channel_stats, data_dir, train_val_split)
 from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
 from tinytorch.core.optimizers import SGD, AdamW, CosineWarmupLR  # noqa: E402
@@ -159,6 +160,17 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     if problems:
         parser.error("; ".join(problems))
     return args
+
+
+def run_main(main: Any) -> None:
+    """Run a milestone's `main()`; a data set that cannot be had (offline, a bad checksum, a
+    corrupt file) ends it with the loader's own message, which says what to do, and no
+    traceback (exit status 2)."""
+    try:
+        main()
+    except DatasetError as err:
+        print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:

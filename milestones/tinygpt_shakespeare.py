@@ -70,7 +70,7 @@ from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
 from tinytorch.mlops.mlops import Run  # noqa: E402
-from common import git_state, machine_info, repo_relative, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
+from common import git_state, machine_info, repo_relative, run_main, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
@@ -309,4 +309,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

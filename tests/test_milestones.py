@@ -159,6 +159,25 @@ def test_cnn_model_shapes_batchnorm_and_flops(ms):
 
 
 # ---- common.py ----------------------------------------------------------------------------------
+def test_missing_data_ends_with_the_loaders_message_alone(ms, capsys, monkeypatch):
+    """Offline, a milestone prints the loader's "put it at ..." message and no traceback."""
+    from tinytorch.core.dataloader import DownloadError
+
+    common = ms("common")
+    monkeypatch.setattr(sys, "argv", ["mlp_cifar10.py"])
+
+    def main():
+        raise DownloadError("could not download X. If this machine is offline, put it at /data/x")
+
+    with pytest.raises(SystemExit) as stop:
+        common.run_main(main)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "mlp_cifar10.py: could not download X. If this machine is offline, put it at /data/x\n"
+    for script in [*SCRIPTS.values(), "compression_cifar10", "tinygpt_shakespeare"]:  # every script ends so
+        assert "run_main(main)" in (MILESTONES / f"{script}.py").read_text(encoding="utf-8"), script
+
+
 def test_parse_args_defaults_quick_and_errors(ms, capsys):
     common = ms("common")
     spec = common.Milestone("x_cifar10", "x_cifar10.py", published=0.5)

@@ -286,6 +286,14 @@ def test_export_command_by_name(course: Course, capsys) -> None:
 # ------------------------------------------------------------------------------ names
 
 
+def test_a_misspelt_module_gets_a_suggestion() -> None:
+    with pytest.raises(UnknownModuleError, match=r"did you mean 11_attention\?"):
+        resolve_module("atention")
+    with pytest.raises(UnknownModuleError) as info:
+        resolve_module("quantum")
+    assert "did you mean" not in str(info.value)
+
+
 @pytest.mark.parametrize("name", ["01", "1", "tensor", "01_tensor", "modules/01_tensor", "Tensor"])
 def test_resolve_module(name: str) -> None:
     assert resolve_module(name).dirname == "01_tensor"

@@ -6,6 +6,8 @@ module, what `tito status` lists) is derived from `MODULES` below.
 
 from __future__ import annotations
 
+import difflib
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +87,13 @@ def resolve_module(name: str) -> Module:
         if key in (module.dirname, module.prefix, str(module.number), module.name):
             return module
     known = ", ".join(m.dirname for m in MODULES)
-    raise UnknownModuleError(f"no course module is called {name!r}; the modules are: {known}")
+    names = [m.dirname for m in MODULES] + [m.name for m in MODULES]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        match = next(m for m in MODULES if close[0] in (m.dirname, m.name))
+        hint = f" (did you mean {match.dirname}?)"
+    raise UnknownModuleError(f"no course module is called {name!r}{hint}; the modules are: {known}")
 
 
 def module_by_number(number: int) -> Module:
