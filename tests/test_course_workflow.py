@@ -459,6 +459,15 @@ def workspace(book: Gradebook, tmp_path_factory) -> Path:
 
 
 @slow
+def test_status_in_a_fresh_workspace_says_not_started(workspace: Path, capsys) -> None:
+    assert main(["--root", str(workspace), "status", "--tests"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    module = MODULES[-1]  # the round-trip test works on the first module only
+    assert lines[module.dirname].count("not started") == 2, lines[module.dirname]
+    assert "FAIL" not in lines[module.dirname]
+
+
+@slow
 def test_workspace_holds_only_student_versions(workspace: Path, book: Gradebook) -> None:
     student = Course(workspace)
     assert [m.dirname for m in student.existing_modules()] == IDS
