@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -219,7 +220,7 @@ def _verdict(check: dict, record: dict | None, missing: str) -> Verdict:
 
 def run_checks(course: Course, program: Program, *, sandboxed: bool, timeout: float = 600.0,
                memory_mb: int = DEFAULT_MEMORY_MB, hide: list[Path] | None = None,
-               earlier: dict[Module, str] | None = None, data_files: dict[str, Path] | None = None) -> CheckReport:
+               earlier: dict[Module, str] | None = None) -> CheckReport:
     """Run `program` in a fresh interpreter (in a sandbox when `sandboxed`); one verdict per check.
 
     `timeout` bounds the whole run (wall clock; the process tree is killed after it),
@@ -229,8 +230,6 @@ def run_checks(course: Course, program: Program, *, sandboxed: bool, timeout: fl
         build_package(box.folder, course, program, earlier)
         work = box.folder / "work"
         work.mkdir()
-        for name, path in (data_files or {}).items():
-            shutil.copy2(path, work / name)
         shutil.copy2(HARNESS, box.folder / "harness.py")
         (box.folder / "program.json").write_text(program.to_json(), encoding="utf-8")
         read_end, write_end = os.pipe()
@@ -240,8 +239,8 @@ def run_checks(course: Course, program: Program, *, sandboxed: bool, timeout: fl
                     str(box.inside(box.folder / "harness.py")), str(box.inside(box.folder / "program.json")),
                     str(write_end), str(box.inside(work)), str(box.inside(box.folder))]
             errors = tempfile.TemporaryFile()
-            process = box.popen(argv, pass_fds=(write_end,), stdin=subprocess_devnull(),
-                                stdout=subprocess_devnull(), stderr=errors)
+            process = box.popen(argv, pass_fds=(write_end,), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=errors)
         finally:
             os.close(write_end)
         records: list[dict] = []
@@ -250,7 +249,7 @@ def run_checks(course: Course, program: Program, *, sandboxed: bool, timeout: fl
         ended = ""
         try:
             process.wait(timeout=timeout)
-        except Exception:  # subprocess.TimeoutExpired
+        except subprocess.TimeoutExpired:
             ended = f"the notebook ran past its time limit of {timeout:g} s"
         finally:
             kill_tree(process)
@@ -268,12 +267,6 @@ def run_checks(course: Course, program: Program, *, sandboxed: bool, timeout: fl
 
 _BOOTSTRAP = ("import os, sys; os.chdir(sys.argv[4]); sys.path.insert(0, sys.argv[5]); sys.argv = sys.argv[1:4]; "
               "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))")
-
-
-def subprocess_devnull():
-    import subprocess
-
-    return subprocess.DEVNULL
 
 
 def _read_records(fd: int, records: list[dict]) -> None:
