@@ -62,11 +62,8 @@ except OSError:
 import tinytorch
 seen["tinytorch"] = os.path.dirname(tinytorch.__file__)
 seen["modules"] = sorted(p.split("/tinytorch/")[1] for p in glob.glob(os.path.dirname(tinytorch.__file__) + "/**/*.py", recursive=True))
-try:
-    import tinytorch.core.layers
-    seen["later_module"] = True
-except ImportError:
-    seen["later_module"] = False
+import importlib.util
+seen["later_module"] = importlib.util.find_spec("tinytorch.core.layers") is not None
 try:
     block = bytearray(8 * 1024 ** 3)
     seen["8GiB"] = True
