@@ -459,6 +459,20 @@ def workspace(book: Gradebook, tmp_path_factory) -> Path:
 
 
 @slow
+def test_submit_packs_exactly_the_graded_notebook(workspace: Path, tmp_path: Path, capsys) -> None:
+    import zipfile
+
+    module = MODULES[-1]
+    out = tmp_path / "hand-in.zip"
+    assert main(["--root", str(workspace), "submit", module.dirname, "--out", str(out)]) == 0
+    assert "visible checks: 0 of" in capsys.readouterr().out  # the untouched release earns nothing
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == [f"{module.dirname}/{module.dev_stem}.ipynb"]
+        packed = nbformat.reads(archive.read(archive.namelist()[0]).decode("utf-8"), as_version=4)
+    assert packed.cells == nbformat.read(Course(workspace).dev_ipynb(module), as_version=4).cells
+
+
+@slow
 def test_status_in_a_fresh_workspace_says_not_started(workspace: Path, capsys) -> None:
     assert main(["--root", str(workspace), "status", "--tests"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}

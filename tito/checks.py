@@ -32,12 +32,12 @@ from pathlib import Path
 import nbformat
 
 from tito.course import Course, Module, MODULES
+from tito.exporting import MARKER_LINE
 from tito.sandbox import DEFAULT_MEMORY_MB, Sandbox, kill_tree
 
 HARNESS = Path(__file__).with_name("harness.py")
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(\n|$)",
                     re.MULTILINE | re.DOTALL)
-_MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)[^\n]*\n?", re.MULTILINE)
 _DIRECTIVE = re.compile(r"^#\|\s*(\w+)")
 
 
@@ -82,7 +82,7 @@ class Program:
         parts = [f"# {self.module.import_name}: built for checking from the notebook's #| export cells\n"]
         for cell in self.cells:
             if cell["kind"] != "test" and cell.get("exported"):
-                source = _MARKER_LINE.sub("", cell["source"])
+                source = MARKER_LINE.sub("", cell["source"])
                 parts.append("\n".join(line for line in source.splitlines() if not _DIRECTIVE.match(line)))
         return "\n\n".join(parts) + "\n"
 

@@ -111,9 +111,6 @@ def apply_mutant(dev_text: str, mutant: Mutant) -> str:
 
 # ------------------------------------------------------------------ submissions to grade
 
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n?", re.MULTILINE)
-
-
 def _meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
@@ -126,7 +123,9 @@ def filled(released, dev_text: str, module: Module):
     """The release with every solution cell answered as in `dev_text` (a dev file's text)."""
     import jupytext
 
-    answers = {_meta(c)["grade_id"]: _MARKERS.sub("", c.source)
+    from tito.exporting import MARKER_LINE
+
+    answers = {_meta(c)["grade_id"]: MARKER_LINE.sub("", c.source)
                for c in jupytext.reads(dev_text, fmt="py:percent").cells
                if c.cell_type == "code" and _meta(c).get("solution")}
     nb = copy.deepcopy(released)

@@ -90,10 +90,9 @@ def _report_checks(course: Course, module: Module, source: Path, timeout: int) -
     if source.suffix == ".py":
         starts = _cell_start_lines(source, len(read_py(source).cells))
     passed = [v for v in report.verdicts if v.ok]
-    graded = [v for v in report.verdicts if v.points is not None]
-    earned, total = sum(v.points for v in graded if v.ok), sum(v.points for v in graded)
+    graded = any(v.points is not None for v in report.verdicts)
     print(f"    {len(passed)} of {len(report.verdicts)} checks pass"
-          + (f" ({earned:g} of {total:g} points)" if graded else "") + ":", flush=True)
+          + (f" ({report.score:g} of {report.max_score:g} points)" if graded else "") + ":", flush=True)
     for verdict in report.verdicts:
         line = starts[verdict.index] if starts and verdict.index is not None else None
         print(f"    {verdict.describe(line)}", flush=True)

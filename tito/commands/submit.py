@@ -48,9 +48,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
         return 1
     if not args.no_check:
         report = check_module(course, module, ipynb, DEFAULT_CELL_TIMEOUT)
-        graded = [v for v in report.verdicts if v.points is not None]
-        earned, total = sum(v.points for v in graded if v.ok), sum(v.points for v in graded)
-        print(f"visible checks: {earned:g} of {total:g} points")
+        print(f"visible checks: {report.score:g} of {report.max_score:g} points")
         for verdict in report.verdicts:
             print(f"    {verdict.describe()}")
     out = args.out or Path.cwd() / f"submission-{module.dirname}.zip"
