@@ -38,7 +38,7 @@ from tito.course import Course, Module, resolve_module
 from tito.exporting import MARKER_LINE
 from tito.grading import (
     CODE_STUB, ExplainStubs, GradeRun, Gradebook, GradingExecute, Release, autograde, explain_stubs,
-    find_leaks, generate_feedback, gradebook, release, secret_lines, stub_message,
+    find_leaks, generate_feedback, gradebook, instructor_text, release, secret_lines, stub_message,
 )
 from tito.links import (
     colab_cell, first_code_cell, graded_points, launch_line, repository, stated_points,
@@ -161,7 +161,7 @@ def graded(request, book: Gradebook, tmp_path_factory) -> Graded:
 @slow
 def test_release_contains_no_solution_text(graded: Graded, book: Gradebook) -> None:
     module = graded.module
-    secrets = secret_lines(COURSE.dev_py(module).read_text(encoding="utf-8"))
+    secrets = secret_lines(instructor_text(COURSE, module))
     assert secrets, f"{module.dirname} has no solution lines: nothing for students to write"
     release_dir = book.release_dir / module.dirname
     assert find_leaks(secrets, [release_dir]) == []
@@ -496,7 +496,7 @@ def test_workspace_holds_only_student_versions(workspace: Path, book: Gradebook)
         assert (workspace / module.generated_relpath).exists()
         for test in COURSE.test_files(module):
             assert (student.tests_dir / test.name).exists()
-        secrets = secret_lines(COURSE.dev_py(module).read_text(encoding="utf-8"))
+        secrets = secret_lines(instructor_text(COURSE, module))
         assert find_leaks(secrets, [py, ipynb, workspace / module.generated_relpath]) == []
     assert main(["--root", str(workspace), "export", "--check"]) == 0
 

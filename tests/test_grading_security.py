@@ -19,7 +19,8 @@ import pytest
 
 from tito.checks import Program, build_program, run_checks, split_hidden
 from tito.course import Course, resolve_module
-from tito.grading import autograde, find_leaks, gradebook, release, secret_lines
+from tito.grading import autograde, find_leaks, gradebook, instructor_text, release, secret_lines
+from tito.hidden import HiddenTestsError, check_sections, parse_sections, read_sections, with_hidden
 from tito.mutation import filled, load_mutants, sweep_module
 from tito.sandbox import available
 
@@ -255,7 +256,7 @@ def test_feedback_never_shows_reference_source_or_instructor_paths(tmp_path: Pat
     # solution lines of the *other* modules and the hidden tests, which it must not see.
     hidden_tests = {line.strip() for cell in nbformat.read(book.source_notebook(module), as_version=4).cells
                     for line in (split_hidden(cell.source)[1] or "").splitlines() if line.strip()}
-    others = set().union(*(secret_lines(COURSE.dev_py(m).read_text(encoding="utf-8"))
+    others = set().union(*(secret_lines(instructor_text(COURSE, m))
                            for m in MODULES if m.number > module.number))
     own = {line.strip() for line in dev.splitlines()}  # text the snoop's own notebook holds anyway
     leaked = [line for line in sorted(others - own) if len(line) > 25 and line in html]
@@ -273,6 +274,37 @@ def test_feedback_never_shows_reference_source_or_instructor_paths(tmp_path: Pat
 
 
 # ------------------------------------------------------------------------ the sweep
+
+
+@pytest.mark.parametrize("module", MODULES, ids=[m.dirname for m in MODULES])
+def test_every_graded_cell_has_hidden_tests_and_every_section_a_graded_cell(module) -> None:
+    """grading/hidden/NN_name.py and the dev file agree: one section per graded cell."""
+    from tito.pairing import read_py
+    nb = read_py(COURSE.dev_py(module))
+    graded = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+              if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    sections = read_sections(COURSE, module)
+    check_sections(sections, nb, module)
+    assert sorted(sections) == sorted(graded), "every graded cell has hidden tests"
+    assert "HIDDEN TESTS" not in COURSE.dev_py(module).read_text(encoding="utf-8"), \
+        "hidden tests live in grading/hidden/, not in the dev file"
+    full = with_hidden(nb, COURSE, module)
+    for cell in full.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in sections:
+            assert split_hidden(cell.source)[1].strip() == sections[grade_id].strip()
+
+
+def test_hidden_sections_that_name_no_graded_cell_are_refused() -> None:
+    module = resolve_module("02")
+    from tito.pairing import read_py
+    nb = read_py(COURSE.dev_py(module))
+    with pytest.raises(HiddenTestsError, match="no-such-cell"):
+        check_sections({"no-such-cell": "assert False"}, nb, module)
+    with pytest.raises(HiddenTestsError, match="two sections"):
+        parse_sections("# %% grade_id: a\nx = 1\n# %% grade_id: a\nx = 2\n")
+    assert parse_sections("# header\n\n# %% grade_id: a\nx = 1\n\n# %% grade_id: b\ny = 2\n") == \
+        {"a": "x = 1", "b": "y = 2"}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.dirname for m in MODULES])

@@ -55,6 +55,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from tito.checks import CheckReport, Verdict, build_package, build_program, run_checks
 from tito.course import Course, Module, UnknownModuleError, resolve_module
+from tito.hidden import hidden_text, with_hidden
 from tito.links import graded_points
 from tito.notebooks import _TRANSPORT, _ThisPythonKernels, kernel_env
 from tito.pairing import _fix_new_cell_ids, read_py
@@ -518,8 +519,9 @@ def _run_converter(converter_class, book: Gradebook, logger: logging.Logger, **c
 
 
 def source_notebook(course: Course, module: Module) -> nbformat.NotebookNode:
-    """The nbgrader source notebook of a module: its dev `.py`, as a notebook without outputs."""
-    nb = read_py(course.dev_py(module))
+    """The nbgrader source notebook of a module: its dev `.py`, as a notebook without outputs,
+    with the module's hidden tests (grading/hidden/NN_name.py) at the end of their graded cells."""
+    nb = with_hidden(read_py(course.dev_py(module)), course, module)
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     _fix_new_cell_ids(nb, set())
@@ -599,7 +601,7 @@ def release(book: Gradebook, modules: Iterable[Module], only_if_stale: bool = Fa
             graded_cells=sum(1 for c in released.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")),
             stubs=sum(c.source.count(STUB_COMMENT) for c in released.cells
                       if c.get("metadata", {}).get("nbgrader", {}).get("solution")),
-            leaks=find_leaks(secret_lines(book.course.dev_py(module).read_text(encoding="utf-8")),
+            leaks=find_leaks(secret_lines(instructor_text(book.course, module)),
                              [book.release_dir / module.dirname]),
         ))
     return results
@@ -637,12 +639,17 @@ def secret_lines(dev_text: str) -> set[str]:
     return {line for line in hidden if line not in visible}
 
 
+def instructor_text(course: Course, module: Module) -> str:
+    """The dev file of `module` followed by its hidden tests (between nbgrader's markers)."""
+    return course.dev_py(module).read_text(encoding="utf-8") + "\n" + hidden_text(course, module)
+
+
 def course_secret_lines(course: Course, modules: Iterable[Module]) -> set[str]:
-    """Solution lines of `modules` that appear outside the solution regions of *no* dev
-    file of the course: none of them may appear anywhere in a student workspace."""
+    """Solution (and hidden-test) lines of `modules` that appear outside the solution regions
+    of *no* dev file of the course: none of them may appear anywhere in a student workspace."""
     visible = "\n".join(split_solutions(course.dev_py(m).read_text(encoding="utf-8"))[1]
                         for m in course.existing_modules())
-    hidden = set().union(*(split_solutions(course.dev_py(m).read_text(encoding="utf-8"))[0] for m in modules))
+    hidden = set().union(*(split_solutions(instructor_text(course, m))[0] for m in modules))
     return {line for line in hidden if line not in visible}
 
 

@@ -344,10 +344,14 @@ def sweep_table(sweeps: list[ModuleSweep]) -> str:
 
 
 def quick_check(course: Course, module: Module, names: list[str] | None = None) -> int:
-    """Run the dev file with each mutant applied (notebook-style, all cells); print which
-    graded cells fail. A fast approximation for writing mutants; `tito mutants` grades them
+    """Run the dev file with each mutant applied and its hidden tests put back (notebook-style,
+    all cells); print which graded cells fail. A fast approximation for writing mutants; `tito mutants` grades them
     for real, in the sandbox."""
+    import jupytext
+
+    from tito.hidden import with_hidden
     from tito.notebooks import run_dev_file
+    from tito.pairing import PY_FORMAT, read_py
 
     dev = course.dev_py(module)
     text = dev.read_text(encoding="utf-8")
@@ -357,6 +361,8 @@ def quick_check(course: Course, module: Module, names: list[str] | None = None) 
             continue
         scratch = dev.with_name(f"_mutant_{dev.name}")
         scratch.write_text(apply_mutant(text, mutant), encoding="utf-8")
+        full = with_hidden(read_py(scratch), course, module)  # graded cells with their hidden tests
+        scratch.write_text(jupytext.writes(full, fmt=PY_FORMAT), encoding="utf-8")
         try:
             result = run_dev_file(scratch, course.root, timeout=300, all_cells=True)
         finally:

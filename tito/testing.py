@@ -15,6 +15,7 @@ from pathlib import Path
 from tito.checking import find_changes, module_is_current
 from tito.course import Course, Module
 from tito.checks import CheckReport, build_program, run_checks
+from tito.hidden import with_hidden
 from tito.notebooks import DEFAULT_CELL_TIMEOUT, _cell_start_lines, kernel_env, run_dev_file
 from tito.pairing import pair_differences, read_ipynb, read_py
 
@@ -47,8 +48,10 @@ def run_pytest(course: Course, paths: list[Path], args: list[str], capture: bool
 def check_module(course: Course, module: Module, source: Path, timeout: int) -> CheckReport:
     """Decide every check of a dev file or notebook as `tito grade` does (tito/checks.py):
     one fresh interpreter, the module's own code from the notebook, the course's generated
-    package for the modules before it. Hidden tests run when the notebook has them."""
+    package for the modules before it. In the course checkout the module's hidden tests
+    (grading/hidden/) run too; a student workspace has none."""
     nb = read_ipynb(source) if source.suffix == ".ipynb" else read_py(source)
+    nb = with_hidden(nb, course, module)
     program = build_program(module, nb, hidden=True, cell_timeout=timeout)
     return run_checks(course, program, sandboxed=False, timeout=max(600, 4 * timeout))
 

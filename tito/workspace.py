@@ -29,7 +29,7 @@ import jupytext
 
 from tito.course import Course, Module
 from tito.exporting import export
-from tito.grading import Gradebook, course_secret_lines, find_leaks, release, secret_lines
+from tito.grading import Gradebook, course_secret_lines, find_leaks, instructor_text, release, secret_lines
 from tito.notebooks import kernel_env
 from tito.pairing import IPYNB_FORMAT, PY_FORMAT
 
@@ -117,7 +117,7 @@ def workspace_leaks(course: Course, student: Course, modules: list[Module]) -> l
     file shows outside a solution region, in everything made from the releases."""
     leaks = []
     for module in modules:
-        secrets = secret_lines(course.dev_py(module).read_text(encoding="utf-8"))
+        secrets = secret_lines(instructor_text(course, module))
         leaks += find_leaks(secrets, [student.module_dir(module), student.generated_file(module)])
     derived = [student.modules_dir, student.lib_dir, student.root / "README.md"]
     return leaks + find_leaks(course_secret_lines(course, modules), derived)

@@ -269,54 +269,6 @@ sx, sy = fetch_batch(Squares(), np.array([3, 4]))
 assert sx.tolist() == [[3, 9], [4, 16]] and sy.tolist() == [1, 0]
 print(ds, sub, sep="\n")
 print("datasets: OK")
-### BEGIN HIDDEN TESTS
-# three fields, negative and out-of-range indices, a mismatch in the third array, empty and repeated batches, Subset of a Subset, a dataset that returns a bare array
-drng = np.random.default_rng(81)
-hx = drng.standard_normal((7, 2, 3))
-hy = drng.integers(0, 5, 7)
-hz = np.arange(7, dtype=np.int32) * 10
-hds = TensorDataset(hx, hy, hz)
-assert len(hds) == 7 and len(hds[0]) == 3 and np.array_equal(hds[-1][0], hx[6]) and hds[-1][2] == 60
-try:
-    hds[7]
-    raise AssertionError("index 7 of 7 samples must be refused")
-except IndexError:
-    pass
-for bad in [(hx, hy, hz[:6]), (hx[:6], hy, hz), (hx, hy[:3])]:
-    try:
-        TensorDataset(*bad)
-        raise AssertionError("arrays with different first dimensions must be refused")
-    except ValueError:
-        pass
-b = hds.get_batch(np.array([6, 6, 0]))
-assert [f.shape for f in b] == [(3, 2, 3), (3,), (3,)] and b[2].tolist() == [60, 60, 0] and np.array_equal(b[0], hx[[6, 6, 0]])
-empty = hds.get_batch(np.array([], dtype=np.int64))
-assert [f.shape for f in empty] == [(0, 2, 3), (0,), (0,)]
-inner = Subset(hds, [6, 5, 4, 3, 2])
-outer = Subset(inner, [4, 0, 2])                                # samples 2, 6, 4
-assert len(outer) == 3 and outer[1][2] == 60
-assert outer.get_batch(np.array([0, 1, 2, 0]))[2].tolist() == [20, 60, 40, 20]
-assert fetch_batch(outer, np.array([2]))[2].tolist() == [40]
-sq = Subset(Squares(), [4, 2])
-assert fetch_batch(sq, np.array([0, 1]))[0].tolist() == [[4, 16], [2, 4]]
-
-
-class Bare(Dataset):                    # samples are bare arrays, not tuples
-    def __len__(self):
-        return 3
-
-    def __getitem__(self, i):
-        return np.full(2, i)
-
-
-bare = fetch_batch(Bare(), np.array([2, 0]))
-assert len(bare) == 1 and bare[0].tolist() == [[2, 2], [0, 0]]
-try:
-    Subset(hds, [0, 7])
-    raise AssertionError("Subset index 7 of 7 samples must be refused")
-except IndexError:
-    pass
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. The DataLoader
@@ -486,70 +438,6 @@ again.set_epoch(1)
 assert np.array_equal(np.concatenate([b[1].data for b in again]), epoch1), "a fresh loader resumes epoch 1"
 print(shuffled)
 print("dataloader: OK")
-### BEGIN HIDDEN TESTS
-# batching edge cases (N divisible by B, N < B, B = 1, drop_last with and without shuffling), each batch = the rows of order(epoch), dtypes (int32 and uint8 -> int64, bool kept), an iteration started but not finished still advances the epoch, the transform sees each batch with the epoch's transform generator
-lrng = np.random.default_rng(82)
-def collect(loader):
-    return [tuple(f.data for f in batch) for batch in loader]
-
-X = lrng.standard_normal((12, 2))
-Y = np.arange(12, dtype=np.int32)
-for n, bs, drop, sizes in [(12, 4, False, [4, 4, 4]), (12, 4, True, [4, 4, 4]), (12, 5, True, [5, 5]),
-                           (12, 5, False, [5, 5, 2]), (3, 8, False, [3]), (3, 8, True, []), (4, 1, False, [1, 1, 1, 1])]:
-    for shuffle in (False, True):
-        dl = DataLoader(TensorDataset(X[:n], Y[:n]), batch_size=bs, shuffle=shuffle, drop_last=drop, seed=11)
-        got = collect(dl)
-        assert len(dl) == len(sizes) and [len(b[1]) for b in got] == sizes, (n, bs, drop, shuffle, [len(b[1]) for b in got])
-        labels = np.concatenate([b[1] for b in got]) if got else np.zeros(0, dtype=np.int64)
-        assert len(set(labels.tolist())) == len(labels), "no sample twice in one epoch"
-        order = dl.order(0)
-        assert np.array_equal(labels, order[:len(labels)]), "batches follow order(epoch)"
-        for b in got:
-            assert b[0].dtype == np.float32 and b[1].dtype == np.int64
-            assert np.allclose(b[0], X[b[1]].astype(np.float32))
-        if not shuffle:
-            assert labels.tolist() == list(range(len(labels)))
-sh = DataLoader(TensorDataset(X, Y), batch_size=5, shuffle=True, drop_last=True, seed=3)
-seen = set()
-for e in range(6):
-    lab = np.concatenate([b[1] for b in collect(sh)])
-    assert len(lab) == 10 and np.array_equal(lab, sh.order(e)[:10])
-    seen |= set(lab.tolist())
-assert seen == set(range(12)), "with drop_last, different samples are dropped in different epochs"
-assert not np.array_equal(DataLoader(TensorDataset(X, Y), shuffle=True, seed=4).order(0), sh.order(0))
-# partly consumed iterations still move the epoch on
-pe = DataLoader(TensorDataset(X, Y), batch_size=2, shuffle=True, seed=5)
-next(iter(pe))
-assert pe.epoch == 1
-second = collect(pe)
-assert np.array_equal(np.concatenate([b[1] for b in second]), pe.order(1)) and pe.epoch == 2
-# dtypes
-mix = TensorDataset(lrng.integers(0, 256, (5, 3), dtype=np.uint8), np.arange(5, dtype=np.int32) % 2 == 0,
-                    np.arange(5, dtype=np.int16), lrng.standard_normal(5))
-fields = next(iter(DataLoader(mix, batch_size=5)))
-assert [f.dtype for f in fields] == [np.int64, np.bool_, np.int64, np.float32], [f.dtype for f in fields]
-# the transform: applied to the first field only, with the transform generator of the epoch, drawn batch after batch
-draws = []
-def noisy(x, rng):
-    d = rng.random(len(x))
-    draws.append(d)
-    return x + d[:, None]
-same = np.zeros((8, 2))                              # identical samples: only the transform tells batches apart
-tl = DataLoader(TensorDataset(same, np.arange(8)), batch_size=3, transform=noisy, seed=6)
-tl.set_epoch(2)
-tb = collect(tl)
-ref_rng = tl.generators(2)[1]
-for d, (xb, yb) in zip(draws, tb):
-    expected = ref_rng.random(len(d))
-    assert np.array_equal(d, expected), "the transform gets the epoch's transform generator, one stream per epoch"
-    assert np.allclose(xb, d[:, None]) and np.array_equal(yb, np.arange(8)[yb])
-assert not np.allclose(tb[0][0][:2], tb[1][0][:2]), "batches of one epoch get different random numbers"
-try:
-    collect(DataLoader(TensorDataset(same, np.arange(8)), batch_size=4, transform=lambda x, rng: x[:2]))
-    raise AssertionError("a transform that changes the batch size must be refused")
-except ValueError:
-    pass
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Batch transforms
@@ -828,51 +716,6 @@ except TypeError:
     pass
 print(pipeline)
 print("transforms: OK")
-### BEGIN HIDDEN TESTS
-# other scales, dtypes and layouts ((N, C) and (N, C, L) batches, float64), inputs never modified, flips with p = 0, 1 and 0.25, crops that are not square, other padding modes, no padding, offsets at the edges
-trng = np.random.default_rng(83)
-px = trng.integers(0, 256, size=(6, 2, 3, 4), dtype=np.uint8)
-keep_px = px.copy()
-assert np.allclose(ToFloat(scale=1 / 127.5)(px), px / 127.5, rtol=1e-6) and ToFloat(0.5)(px).dtype == np.float32
-assert np.allclose(ToFloat()(np.array([[0, 255]], dtype=np.int16)), [[0.0, 1.0]])
-for shape in [(5, 3), (4, 3, 7), (2, 3, 4, 5)]:
-    data = trng.standard_normal(shape) * 3 + 1
-    m, s = np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 4.0])
-    kept = data.copy()
-    out = Normalize(m, s)(data)
-    bshape = (1, 3) + (1,) * (len(shape) - 2)
-    assert out.shape == shape and out.dtype == np.float64, (out.shape, out.dtype)
-    assert np.allclose(out, (data - m.reshape(bshape)) / s.reshape(bshape), rtol=1e-6), shape
-    assert np.array_equal(data, kept), "Normalize must not modify its input"
-n32 = Normalize([0.5, 0.5], [0.25, 0.25])(ToFloat()(px))
-assert n32.dtype == np.float32 and np.allclose(n32, (px / 255 - 0.5) / 0.25, atol=1e-5)
-for bad in (trng.standard_normal((2, 4, 3, 3)), px):
-    try:
-        Normalize([0.5, 0.5], [0.25, 0.25])(bad)
-        raise AssertionError("4 channels for 2, or integer data, must be refused")
-    except (ValueError, TypeError):
-        pass
-many = trng.integers(0, 256, size=(400, 1, 2, 3), dtype=np.uint8)
-keep_many = many.copy()
-assert np.array_equal(RandomHorizontalFlip(0.0)(many, np.random.default_rng(0)), many)
-assert np.array_equal(RandomHorizontalFlip(1.0)(many, np.random.default_rng(0)), many[..., ::-1])
-quarter = RandomHorizontalFlip(0.25)(many, np.random.default_rng(1))
-flipped_q = (quarter == many[..., ::-1]).all(axis=(1, 2, 3)) & ~(many == many[..., ::-1]).all(axis=(1, 2, 3))
-assert 60 < flipped_q.sum() < 140, flipped_q.sum()
-assert np.array_equal(many, keep_many), "flipping must not modify its input"
-for size, pad, mode in [((2, 3), 0, "constant"), ((3, 2), 1, "reflect"), (4, 2, "edge"), ((5, 6), 1, "constant")]:
-    cr = RandomCrop(size, padding=pad, padding_mode=mode)
-    h, w = (size, size) if isinstance(size, int) else size
-    H, W = 3 + 2 * pad, 4 + 2 * pad
-    top, left = trng.integers(0, H - h + 1, 6), trng.integers(0, W - w + 1, 6)
-    top[0], left[0], top[1], left[1] = 0, 0, H - h, W - w              # both corners
-    got = cr.crop_at(px, top, left)
-    padded = np.pad(px, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=mode)
-    ref = np.stack([padded[n, :, top[n]:top[n] + h, left[n]:left[n] + w] for n in range(6)])
-    assert got.shape == (6, 2, h, w) and got.dtype == np.uint8 and np.array_equal(got, ref), (size, pad, mode)
-    got[...] = 0
-assert np.array_equal(px, keep_px), "cropping must not modify (or return a view of) its input"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Transforms in the loader
@@ -1097,68 +940,6 @@ with tempfile.TemporaryDirectory() as tmp:
         pass
     assert not (tmp / "escape.txt").exists()
 print("downloads: OK")
-### BEGIN HIDDEN TESTS
-# both hashes checked (a bad sha256 alone is refused), a damaged existing file replaced, a failed download leaving the old file and no debris, a ValueError from the fetch, archives with absolute paths and links refused before anything is written, a good archive extracted
-with tempfile.TemporaryDirectory() as htmp:
-    htmp = Path(htmp)
-    body = b"hidden payload " * 50
-    md5_ok, sha_ok = hashlib.md5(body).hexdigest(), hashlib.sha256(body).hexdigest()
-    def fetch_body(url, dest, timeout=60.0):
-        dest.write_bytes(body)
-    saved_fetch, _fetch = _fetch, fetch_body
-    try:
-        out = download("https://example.org/h.bin", htmp / "h.bin", md5=md5_ok, sha256=sha_ok.upper())
-        assert out.read_bytes() == body
-        (htmp / "stale.bin").write_bytes(b"old and damaged")
-        assert download("https://example.org/h.bin", htmp / "stale.bin", md5=md5_ok).read_bytes() == body
-        (htmp / "keep.bin").write_bytes(b"previous")
-        try:
-            download("https://example.org/h.bin", htmp / "keep.bin", md5=md5_ok, sha256="f" * 64)
-            raise AssertionError("a sha256 mismatch must be refused even when the md5 matches")
-        except ChecksumError:
-            pass
-        assert (htmp / "keep.bin").read_bytes() == b"previous"
-        def bad_url(url, dest, timeout=60.0):
-            raise ValueError("unknown url type")
-        _fetch = bad_url
-        try:
-            download("nonsense://x", htmp / "x.bin")
-            raise AssertionError("a fetch that raises ValueError must give DownloadError")
-        except DownloadError:
-            pass
-        assert isinstance(DownloadError("x"), DatasetError) and isinstance(ChecksumError("x"), DatasetError)
-        assert sorted(p.name for p in htmp.iterdir()) == ["h.bin", "keep.bin", "stale.bin"], "no debris"
-    finally:
-        _fetch = saved_fetch
-    def make_tar(name, members):
-        path = htmp / name
-        with tarfile.open(path, "w:gz") as tar:
-            for m_name, kind in members:
-                info = tarfile.TarInfo(m_name)
-                if kind == "file":
-                    info.size = 2
-                    tar.addfile(info, io.BytesIO(b"ok"))
-                elif kind == "dir":
-                    info.type = tarfile.DIRTYPE
-                    tar.addfile(info)
-                else:
-                    info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                    info.linkname = "data/a.txt"
-                    tar.addfile(info)
-        return path
-    good_tar = make_tar("good.tar.gz", [("data", "dir"), ("data/a.txt", "file"), ("data/sub/b.txt", "file")])
-    names = extract_tar(good_tar, htmp / "good")
-    assert names == ["data", "data/a.txt", "data/sub/b.txt"] and (htmp / "good" / "data" / "sub" / "b.txt").read_bytes() == b"ok"
-    for i, bad_member in enumerate([("/abs/evil.txt", "file"), ("data/link", "symlink"), ("data/hard", "hardlink"),
-                                    ("data/../../up.txt", "file")]):
-        bad_tar = make_tar(f"bad{i}.tar.gz", [("data/first.txt", "file"), bad_member])
-        try:
-            extract_tar(bad_tar, htmp / f"out{i}")
-            raise AssertionError(f"{bad_member} must be refused")
-        except DatasetError:
-            pass
-        assert not (htmp / f"out{i}" / "data" / "first.txt").exists(), "nothing is extracted from a refused archive"
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. CIFAR-10, byte by byte
@@ -1382,51 +1163,6 @@ with tempfile.TemporaryDirectory() as tmp:
         pass
 print(train, tr, sep="\n")
 print("cifar10: OK")
-### BEGIN HIDDEN TESTS
-# read_cifar_file on its own: the pixel layout, an upper-case MD5, a label equal to num_classes, fewer or more records than expected, any count with records=None; train_val_split with a fraction: sorted, disjoint, complete, seeded
-with tempfile.TemporaryDirectory() as htmp:
-    hrng = np.random.default_rng(84)
-    f1 = Path(htmp) / "one.bin"
-    recs = write_cifar(f1, np.array([0, 9, 3]), hrng)
-    imgs, labs = read_cifar_file(f1, md5=file_hash(f1).upper(), records=3)
-    assert imgs.shape == (3, 3, 32, 32) and imgs.dtype == np.uint8 and labs.dtype == np.int64 and labs.tolist() == [0, 9, 3]
-    assert np.array_equal(imgs.reshape(3, -1), recs[:, 1:]) and imgs[1, 1, 0, 0] == recs[1, 1 + 1024]
-    assert imgs.flags.c_contiguous
-    assert read_cifar_file(f1, records=None)[0].shape == (3, 3, 32, 32)
-    for records in (2, 4):
-        try:
-            read_cifar_file(f1, records=records)
-            raise AssertionError(f"3 records when {records} are expected must be refused")
-        except CorruptFileError:
-            pass
-    try:
-        read_cifar_file(f1, md5="0" * 32)
-        raise AssertionError("a wrong MD5 must be refused")
-    except ChecksumError:
-        pass
-    f2 = Path(htmp) / "ten.bin"
-    write_cifar(f2, np.array([1, 10]), hrng)
-    try:
-        read_cifar_file(f2, records=2)
-        raise AssertionError("label 10 of 10 classes must be refused")
-    except CorruptFileError:
-        pass
-    assert read_cifar_file(f2, records=2, num_classes=11)[1].tolist() == [1, 10]
-    try:
-        read_cifar_file(f1, records=3, num_classes=9)
-        raise AssertionError("label 9 with 9 classes must be refused")
-    except CorruptFileError:
-        pass
-split_ds = TensorDataset(np.arange(40.0).reshape(40, 1), np.arange(40))
-tr1, va1 = train_val_split(split_ds, 0.25, seed=3)
-tr2, va2 = train_val_split(split_ds, 0.25, seed=3)
-tr3, va3 = train_val_split(split_ds, 0.25, seed=4)
-assert len(va1) == 10 and len(tr1) == 30 and np.array_equal(va1.indices, va2.indices)
-assert not np.array_equal(va1.indices, va3.indices)
-assert np.all(np.diff(tr1.indices) > 0) and np.all(np.diff(va1.indices) > 0), "both parts sorted"
-assert sorted(tr1.indices.tolist() + va1.indices.tolist()) == list(range(40))
-assert va1.get_batch(np.arange(10))[1].tolist() == va1.indices.tolist()
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ### The real thing
@@ -1498,34 +1234,6 @@ with tempfile.TemporaryDirectory() as tmp:
     except ChecksumError:
         pass
 print("tiny_shakespeare: OK")
-### BEGIN HIDDEN TESTS
-# the download branch (with a fake fetch): downloaded, verified when asked, read as UTF-8; a damaged file already there is refused without downloading
-with tempfile.TemporaryDirectory() as htmp:
-    text = "ROMÉO: ô Juliette — ✓\n"
-    calls = []
-    def fake_text(url, dest, timeout=60.0):
-        calls.append(url)
-        dest.write_bytes(text.encode("utf-8"))
-    saved_fetch, _fetch = _fetch, fake_text
-    try:
-        assert tiny_shakespeare(htmp, download=True, verify=False) == text and len(calls) == 1
-        assert (Path(htmp) / "tinyshakespeare" / "input.txt").read_bytes() == text.encode("utf-8")
-        try:
-            tiny_shakespeare(htmp, download=True)
-            raise AssertionError("a file that is not the published text must be refused")
-        except ChecksumError:
-            pass
-        assert len(calls) == 1, "a file that is there is checked, not downloaded again"
-        other = Path(htmp) / "other"
-        try:
-            tiny_shakespeare(other, download=True)
-            raise AssertionError("a downloaded file with the wrong SHA-256 must be refused")
-        except ChecksumError:
-            pass
-        assert len(calls) == 2 and not (other / "tinyshakespeare" / "input.txt").exists()
-    finally:
-        _fetch = saved_fetch
-### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 7. How much does loading cost?
