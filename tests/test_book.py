@@ -22,6 +22,6 @@ def test_book_builds_with_a_page_per_module(tmp_path):
     existing = [m for m in MODULES if course.exists(m)]
     assert len(existing) >= 5
     for module in existing:
-        page = html / "modules" / module.dirname / f"{course.dev_py(module).stem}.html"
+        page = html / "student" / module.dirname / f"{course.dev_py(module).stem}.html"
         assert page.exists(), f"no book page for {module.dirname}"
         assert module.name.split("_")[0].lower() in page.read_text(encoding="utf-8").lower()

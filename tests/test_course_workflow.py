@@ -41,9 +41,11 @@ from tito.grading import (
     find_leaks, generate_feedback, gradebook, instructor_text, release, secret_lines, stub_message,
 )
 from tito.links import (
-    colab_cell, first_code_cell, graded_points, launch_line, repository, stated_points,
+    Repository, colab_cell, first_code_cell, graded_points, launch_line, placeholder_problem, repository,
+    stated_points,
 )
 from tito.notebooks import run_dev_file
+from tito.student import student_notebook
 from tito.testing import check_module
 from tito.pairing import pair_differences, read_py
 
@@ -171,6 +173,17 @@ def test_release_contains_no_solution_text(graded: Graded, book: Gradebook) -> N
     text = graded.release.notebook.read_text(encoding="utf-8")
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS"):
         assert marker not in text
+
+
+@slow
+def test_committed_student_notebook_is_the_release(graded: Graded) -> None:
+    """student/NN_name/name_dev.ipynb (what the links and the book open) is exactly what
+    `tito release` makes of the dev file today: run `bin/tito release` and commit it."""
+    committed = student_notebook(COURSE, graded.module)
+    assert committed.exists(), f"{committed.relative_to(REPO)} is missing: run `bin/tito release`"
+    assert committed.read_bytes() == graded.release.notebook.read_bytes(), \
+        f"{committed.relative_to(REPO)} is out of step with its dev file: run `bin/tito release` and commit it"
+    assert find_leaks(secret_lines(instructor_text(COURSE, graded.module)), [committed]) == []
 
 
 @slow
@@ -314,7 +327,7 @@ def test_first_code_cell_is_the_colab_cell_and_a_no_op_elsewhere(module: Module,
     nb = read_py(COURSE.dev_py(module))
     source = first_code_cell(nb).source
     repo = repository(COURSE)
-    assert source == colab_cell(repo)
+    assert source == colab_cell(repo, module)
     calls = []
     fake_subprocess = types.SimpleNamespace(run=lambda *a, **k: calls.append((a, k)))
     monkeypatch.setitem(sys.modules, "subprocess", fake_subprocess)
@@ -322,10 +335,21 @@ def test_first_code_cell_is_the_colab_cell_and_a_no_op_elsewhere(module: Module,
     exec(compile(source, "colab-cell", "exec"), {})
     assert calls == [], "outside Colab the cell must do nothing"
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    exec(compile(source, "colab-cell", "exec"), {})
-    (args,), kwargs = calls[0]
-    assert args[:4] == [sys.executable, "-m", "pip", "install"]
-    assert args[-1] == f"tinytorch @ git+https://github.com/{repo.user}/{repo.repo}@{repo.branch}"
+    if repo.is_placeholder:  # the template's repository: nothing is installed from it
+        with pytest.raises(RuntimeError, match="placeholder"):
+            exec(compile(source, "colab-cell", "exec"), {})
+        assert calls == []
+    real = Repository("someone", "their-course", "fall")
+    cell = colab_cell(real, module)
+    monkeypatch.setenv("TINYTORCH_COURSE_DIR", "/nonexistent/course")
+    monkeypatch.setitem(sys.modules, "runpy", types.SimpleNamespace(
+        run_path=lambda path: {"setup": lambda course, module: calls.append(("setup", path, course, module))}))
+    exec(compile(cell, "colab-cell", "exec"), {})
+    (clone, _), (checkout, _), setup = calls
+    assert clone[0][:2] == ["git", "clone"] and "--no-checkout" in clone[0] and "--filter=blob:none" in clone[0]
+    assert "--branch=fall" in clone[0] and "https://github.com/someone/their-course" in clone[0]
+    assert checkout[0][-2:] == ["--", "tito/colab.py"], "only the set-up script is checked out first"
+    assert setup == ("setup", "/nonexistent/course/tito/colab.py", "/nonexistent/course", module.number)
 
 
 def _runs_checks(tree: ast.Module) -> bool:
@@ -398,6 +422,34 @@ def test_binder_installs_the_project_and_exports_it() -> None:
     assert re.fullmatch(r"python-3\.(1[1-9])", runtime)
 
 
+def test_binder_hides_instructor_tools_fetches_data_and_uses_its_own_environment(tmp_path: Path) -> None:
+    post_build = (REPO / "binder" / "postBuild").read_text(encoding="utf-8")
+    start = REPO / "binder" / "start"
+    assert start.stat().st_mode & stat.S_IXUSR, "binder/start must be executable"
+    start_text = start.read_text(encoding="utf-8")
+    assert "export TITO_NO_VENV=1" in start_text and "export TINYTORCH_DATA=" in start_text
+    assert start_text.rstrip().endswith('exec "$@"')
+    assert "tiny_shakespeare()" in post_build, "Tiny Shakespeare is fetched (and checked) when the image is built"
+    # Every nbgrader plugin postBuild switches off exists in the installed nbgrader.
+    plugins = re.findall(r"@jupyter/nbgrader:[\w-]+", post_build)
+    assert {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:course-list"} <= set(plugins)
+    static = Path(sys.prefix, "share", "jupyter", "labextensions", "@jupyter", "nbgrader", "static")
+    bundle = "".join(p.read_text(encoding="utf-8", errors="replace") for p in static.glob("*.js"))
+    for plugin in set(plugins):
+        assert f'id:"{plugin}"' in bundle, f"nbgrader has no lab plugin {plugin}"
+    for extension in re.findall(r"server extension disable --sys-prefix (\S+)", post_build):
+        __import__(extension)
+    assert "nbgrader.server_extensions.formgrader" in post_build
+    # With TITO_NO_VENV=1 bin/tito runs on the current interpreter and creates no .venv.
+    copy = tmp_path / "course"
+    shutil.copytree(REPO / "bin", copy / "bin")
+    shutil.copytree(REPO / "tito", copy / "tito", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "TITO_NO_VENV": "1", "PYTHON": sys.executable}
+    result = subprocess.run([str(copy / "bin" / "tito"), "--help"], capture_output=True, text=True, env=env, cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert not (copy / ".venv").exists()
+
+
 # ------------------------------------------------------------------------------ the book
 
 
@@ -407,13 +459,39 @@ def test_toc_has_a_page_for_every_module() -> None:
         assert files.count(module_page(COURSE, module)) == 1, f"{module.dirname} has no page in _toc.yml"
 
 
-def test_book_check_passes(capsys) -> None:
-    """The book is not built in CI (Jupyter Book 1.x needs its own environment, installed from
-    PyPI on first use); `tito book --check` checks the toc, the config and every launch link."""
-    assert book_problems(COURSE) == []
-    assert main(["--root", str(REPO), "book", "--check"]) == 0
-    assert "OK" in capsys.readouterr().out
-    assert launch_line(COURSE) in (REPO / "README.md").read_text(encoding="utf-8")
+def test_book_check_passes_but_for_the_placeholder_repository(capsys) -> None:
+    """`tito book --check` checks the toc, the config and every launch link; while
+    settings.ini names the template's placeholder repository it fails, saying so, and makes
+    no link from it."""
+    repo = repository(COURSE)
+    assert book_problems(COURSE) == placeholder_problem(repo)
+    assert main(["--root", str(REPO), "book", "--check"]) == (1 if repo.is_placeholder else 0)
+    out = capsys.readouterr().out
+    assert ("placeholder repository" in out) if repo.is_placeholder else ("OK" in out)
+    line = launch_line(COURSE)
+    assert line in (REPO / "README.md").read_text(encoding="utf-8")
+    if repo.is_placeholder:
+        assert "](" not in line and "settings.ini" in line, "no link is made from the placeholder"
+
+
+def test_a_real_repository_gets_links_to_the_student_notebooks() -> None:
+    repo = Repository("someone", "their-course", "fall")
+    assert not repo.is_placeholder and placeholder_problem(repo) == []
+    line = launch_line(COURSE, repo)
+    assert "https://mybinder.org/v2/gh/someone/their-course/fall?urlpath=lab/tree/student" in line
+    assert "https://colab.research.google.com/github/someone/their-course/blob/fall/student/01_tensor/tensor_dev.ipynb" in line
+    assert "modules/" not in line, "students are never sent to the instructor's notebooks"
+    assert Repository("tinytorch", "tinytorch").is_placeholder
+
+
+def test_book_build_drops_launch_buttons_for_the_placeholder(tmp_path: Path) -> None:
+    from tito.commands.book import _build_config
+    config = _build_config(COURSE, tmp_path)
+    if repository(COURSE).is_placeholder:
+        text = config.read_text(encoding="utf-8")
+        assert "launch_buttons" not in text and "tinytorch/tinytorch" not in text
+    else:
+        assert config is None
 
 
 def test_book_check_finds_a_missing_page(tmp_path: Path) -> None:
@@ -424,6 +502,7 @@ def test_book_check_finds_a_missing_page(tmp_path: Path) -> None:
         target.mkdir(parents=True)
         for path in (COURSE.dev_py(module), COURSE.dev_ipynb(module)):
             shutil.copy2(path, target / path.name)
+    shutil.copytree(REPO / "student", tmp_path / "student")
     copy_course = Course(tmp_path)
     toc = render_toc(copy_course)
     (tmp_path / "_toc.yml").write_text(toc)

@@ -3,12 +3,18 @@
 The GitHub account and repository of the course are written down once, in settings.ini
 (`user`, `repo`, `branch`; nbdev reads the same keys). From them come:
 
-* the Colab link of every module (https://colab.research.google.com/github/USER/REPO/blob/BRANCH/modules/NN_name/name_dev.ipynb)
-  and the Binder link of the course;
-* the **Colab cell**, the first code cell of every module: on Colab it pip-installs the
-  course from that repository, anywhere else it does nothing;
+* the Colab link of every module, which opens the *student* notebook
+  (https://colab.research.google.com/github/USER/REPO/blob/BRANCH/student/NN_name/name_dev.ipynb),
+  and the Binder link of the course (JupyterLab on `student/`);
+* the **Colab cell**, the first code cell of every module: on Colab it fetches the course's
+  reference build of the modules *before* this one (tito/colab.py; nothing of this module
+  or later is downloaded), anywhere else it does nothing;
 * the launch line near the top of README.md and the `repository: url:` of _config.yml
   (the book's launch buttons).
+
+The template's own `tinytorch/tinytorch` is a placeholder (an account that is not the
+course's): from it tito makes no launch link, the Colab cell refuses to install anything,
+and `tito book --check` fails until an instructor names their repository.
 
 `tito book --update` rewrites all of these (and each module's "Points: N" line) after
 settings.ini changes; `tito book --check` and the tests report any that disagree.
@@ -28,17 +34,38 @@ from tito.course import Course, Module
 from tito.pairing import PY_FORMAT, read_py
 
 #: First line of the Colab cell; how the cell is recognised.
-COLAB_CELL_FIRST_LINE = "# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch"
+COLAB_CELL_FIRST_LINE = "# Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch"
 
 COLAB_CELL_TEMPLATE = """\
 {first_line}
-# from the course repository; anywhere else this cell does nothing.
+# modules {before} from the course repository (nothing of this module or later); anywhere
+# else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "{requirement}"], check=True)"""
+    import os, runpy, subprocess
+    course = os.environ.get("TINYTORCH_COURSE_DIR", "/content/tinytorch-course")
+    if not os.path.isdir(course):
+        subprocess.run(["git", "clone", "--quiet", "--no-checkout", "--filter=blob:none", "--depth=1",
+                        "--branch={branch}", "{url}", course], check=True)
+        subprocess.run(["git", "-C", course, "checkout", "HEAD", "--", "tito/colab.py"], check=True)
+    runpy.run_path(os.path.join(course, "tito", "colab.py"))["setup"](course, module={number})"""
+
+COLAB_CELL_PLACEHOLDER = """\
+{first_line}
+# modules {before} from the course repository (nothing of this module or later); anywhere
+# else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    raise RuntimeError("this copy of TinyTorch names no course repository (settings.ini still holds the "
+                       "placeholder {slug}): open the notebooks from your course's own Colab links")"""
+
+#: The template's repositories: no launch link is ever made from them.
+PLACEHOLDERS = frozenset({"tinytorch/tinytorch"})
+
+#: Where `tito release` writes the committed student notebooks (tito/student.py).
+STUDENT_DIR = "student"
 
 #: README.md's launch line starts with this (one line, near the top).
 LAUNCH_PREFIX = "**Launch:**"
@@ -57,6 +84,17 @@ class Repository:
     user: str
     repo: str
     branch: str = "main"
+    #: Where git clones it from, when not GitHub (tests use a local repository).
+    git_url: str | None = None
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True for the template's own `tinytorch/tinytorch`, which is nobody's course."""
+        return self.slug in PLACEHOLDERS and self.git_url is None
+
+    @property
+    def clone_url(self) -> str:
+        return self.git_url or self.url
 
     @property
     def slug(self) -> str:
@@ -66,18 +104,19 @@ class Repository:
     def url(self) -> str:
         return f"https://github.com/{self.slug}"
 
-    @property
-    def pip_requirement(self) -> str:
-        """What the Colab cell installs: the course package straight from GitHub."""
-        return f"tinytorch @ git+{self.url}@{self.branch}"
-
-    def colab_url(self, course: Course, module: Module) -> str:
-        notebook = course.dev_ipynb(module).relative_to(course.root).as_posix()
+    def colab_url(self, module: Module) -> str:
+        """Colab's link to the student notebook of `module`."""
+        notebook = student_notebook_relpath(module)
         return f"https://colab.research.google.com/github/{self.slug}/blob/{self.branch}/{notebook}"
 
     @property
     def binder_url(self) -> str:
-        return f"https://mybinder.org/v2/gh/{self.slug}/{self.branch}?urlpath=lab/tree/modules"
+        return f"https://mybinder.org/v2/gh/{self.slug}/{self.branch}?urlpath=lab/tree/{STUDENT_DIR}"
+
+
+def student_notebook_relpath(module: Module) -> str:
+    """`student/NN_name/name_dev.ipynb`: the committed student notebook of `module`."""
+    return f"{STUDENT_DIR}/{module.dirname}/{module.dev_stem}.ipynb"
 
 
 def repository(course: Course) -> Repository:
@@ -94,13 +133,20 @@ def repository(course: Course) -> Repository:
 # ------------------------------------------------------------------------ the Colab cell
 
 
-def colab_cell(repo: Repository) -> str:
-    """The source of the first code cell of every module."""
-    return COLAB_CELL_TEMPLATE.format(first_line=COLAB_CELL_FIRST_LINE, requirement=repo.pip_requirement)
+def colab_cell(repo: Repository, module: Module) -> str:
+    """The source of the first code cell of `module`."""
+    before = f"01-{module.number - 1:02d}" if module.number > 2 else ("01" if module.number == 2 else "(none)")
+    template = COLAB_CELL_PLACEHOLDER if repo.is_placeholder else COLAB_CELL_TEMPLATE
+    return template.format(first_line=COLAB_CELL_FIRST_LINE, before=before, branch=repo.branch,
+                           url=repo.clone_url, number=module.number, slug=repo.slug)
+
+
+#: How any version of the Colab cell starts (older versions installed the whole package).
+COLAB_CELL_MARK = "# Colab set-up (the first cell of every module)"
 
 
 def is_colab_cell(source: str) -> bool:
-    return source.startswith(COLAB_CELL_FIRST_LINE)
+    return source.startswith(COLAB_CELL_MARK)
 
 
 def first_code_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
@@ -148,8 +194,8 @@ def module_problems(course: Course, module: Module, repo: Repository | None = No
     first = first_code_cell(nb)
     if first is None or not is_colab_cell(first.source):
         problems.append(f"{module.dirname}: the first code cell is not the Colab cell (run `tito book --update`)")
-    elif first.source != colab_cell(repo):
-        problems.append(f"{module.dirname}: the Colab cell does not install from {repo.url}@{repo.branch} "
+    elif first.source != colab_cell(repo, module):
+        problems.append(f"{module.dirname}: the Colab cell is not the one for {repo.url}@{repo.branch} "
                         f"(run `tito book --update`)")
     intro = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     stated = stated_points(nb)
@@ -165,14 +211,26 @@ def module_problems(course: Course, module: Module, repo: Repository | None = No
 
 
 def launch_line(course: Course, repo: Repository | None = None) -> str:
-    """README.md's launch line."""
+    """README.md's launch line (without links while settings.ini holds the placeholder)."""
     repo = repo or repository(course)
+    if repo.is_placeholder:
+        return (f"{LAUNCH_PREFIX} no Binder or Colab links yet: settings.ini names the placeholder repository "
+                f"`{repo.slug}`; set `user`, `repo` and `branch` there to your course's GitHub repository and run "
+                f"`bin/tito book --update`.")
     modules = course.existing_modules()
-    colab = repo.colab_url(course, modules[0]) if modules else f"https://colab.research.google.com/github/{repo.slug}"
+    colab = repo.colab_url(modules[0]) if modules else f"https://colab.research.google.com/github/{repo.slug}"
     return (f"{LAUNCH_PREFIX} [![Binder](https://mybinder.org/badge_logo.svg)]({repo.binder_url}) "
             f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
-            f"(every module's notebook opens on Colab the same way; the repository, `{repo.slug}`, "
-            f"is set in settings.ini)")
+            f"(the student notebooks, `{STUDENT_DIR}/`; every module opens on Colab the same way; the repository, "
+            f"`{repo.slug}`, is set in settings.ini)")
+
+
+def placeholder_problem(repo: Repository) -> list[str]:
+    """Why no launch link may be made (empty for a real repository)."""
+    if not repo.is_placeholder:
+        return []
+    return [f"settings.ini names the placeholder repository {repo.slug} (not your course's): set `user`, `repo` "
+            f"and `branch` to your GitHub repository and run `tito book --update`; until then no launch link is made"]
 
 
 def config_repository(config_text: str) -> tuple[str | None, str | None]:
@@ -212,10 +270,10 @@ def update_module(course: Course, module: Module, repo: Repository | None = None
     nb = jupytext.reads(text, fmt=PY_FORMAT)
     first = first_code_cell(nb)
     if first is not None and is_colab_cell(first.source):
-        first.source = colab_cell(repo)
+        first.source = colab_cell(repo, module)
     else:
         index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
-        nb.cells.insert(index, nbformat.v4.new_code_cell(colab_cell(repo)))
+        nb.cells.insert(index, nbformat.v4.new_code_cell(colab_cell(repo, module)))
     intro = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
     sentence = points_sentence(graded_points(nb))
     if intro is not None:

@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import yaml
 from tito.command import Command
 from tito.course import Course, Module
 from tito.exporting import export
-from tito.links import module_problems, repository, site_problems, update_module, update_site
+from tito.links import (module_problems, placeholder_problem, repository, site_problems, student_notebook_relpath,
+                        update_module, update_site)
 
 TOC_FILE = "_toc.yml"
 CONFIG_FILE = "_config.yml"
@@ -30,8 +32,9 @@ PARTS: tuple[tuple[str, range], ...] = (
 )
 
 DESCRIPTION = f"""\
-Build the course book: README.md as its front page and one chapter per module (the
-module's notebook, shown as it is: nothing is executed). The chapters are listed in
+Build the course book: README.md as its front page and one chapter per module: the
+module's student notebook from student/ (written by `tito release`; solutions stubbed),
+shown as it is. `--instructor` builds from the dev notebooks instead, solutions and all. The chapters are listed in
 {TOC_FILE}, the settings in {CONFIG_FILE}. Every page has Binder and Colab launch buttons.
 
 Jupyter Book 1.x cannot share the development environment (it needs older Markdown
@@ -58,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--update", action="store_true",
                        help="rewrite the toc, launch links, Colab cells and Points lines from the course")
     parser.add_argument("--output", type=Path, metavar="DIR", help="build into DIR/_build/html (default: the course root)")
+    parser.add_argument("--instructor", action="store_true",
+                        help="build the instructor book from the dev notebooks (solutions shown) instead of the student one")
 
 
 # ------------------------------------------------------------------------------ the toc
@@ -82,9 +87,12 @@ def toc_files(course: Course) -> list[str]:
     return files
 
 
-def module_page(course: Course, module: Module) -> str:
-    """The toc entry of a module: its notebook, relative to the root, without extension."""
-    return course.dev_ipynb(module).relative_to(course.root).with_suffix("").as_posix()
+def module_page(course: Course, module: Module, instructor: bool = False) -> str:
+    """The toc entry of a module: its student notebook (student/, what `tito release`
+    writes), or with `instructor` its dev notebook; relative to the root, no extension."""
+    if instructor:
+        return course.dev_ipynb(module).relative_to(course.root).with_suffix("").as_posix()
+    return student_notebook_relpath(module).removesuffix(".ipynb")
 
 
 def _exists(course: Course, page: str) -> bool:
@@ -115,8 +123,9 @@ def toc_problems(course: Course) -> list[str]:
     return problems
 
 
-def render_toc(course: Course) -> str:
-    """_toc.yml with a chapter for every existing module, grouped into the course's parts."""
+def render_toc(course: Course, instructor: bool = False) -> str:
+    """_toc.yml with a chapter for every existing module, grouped into the course's parts
+    (the student notebooks; the dev notebooks, solutions and all, with `instructor`)."""
     lines = ["# Table of contents of the TinyTorch course book (Jupyter Book).",
              "# One chapter per module that exists; `tito book --update` rewrites this file.",
              "format: jb-book", "root: README", "parts:"]
@@ -125,7 +134,7 @@ def render_toc(course: Course) -> str:
         chapters = [m for m in existing if m.number in numbers]
         if chapters:
             lines += [f'  - caption: "{caption}"', "    chapters:"]
-            lines += [f"      - file: {module_page(course, m)}" for m in chapters]
+            lines += [f"      - file: {module_page(course, m, instructor)}" for m in chapters]
     return "\n".join(lines) + "\n"
 
 
@@ -160,7 +169,7 @@ def book_problems(course: Course) -> list[str]:
         repo = repository(course)
     except ValueError as exc:
         return problems + [str(exc)]
-    problems += site_problems(course, repo)
+    problems += placeholder_problem(repo) + site_problems(course, repo)
     for module in course.existing_modules():
         problems += module_problems(course, module, repo)
     return problems
@@ -176,11 +185,18 @@ def book_requirements(course: Course) -> list[str]:
     return list(project.get("optional-dependencies", {}).get("book", []))
 
 
+BOOK_CONSTRAINTS = "constraints-book.txt"
+
+
 def ensure_jupyter_book(course: Course) -> Path:
-    """The jupyter-book command of .venv-book/, installed there on first use."""
+    """The jupyter-book command of .venv-book/, installed there on first use (and again
+    whenever constraints-book.txt, the book environment's pins, changes)."""
     venv = course.root / BOOK_VENV
     command = venv / ("Scripts/jupyter-book.exe" if os.name == "nt" else "bin/jupyter-book")
-    if command.exists():
+    constraints = course.root / BOOK_CONSTRAINTS
+    want = constraints.read_text(encoding="utf-8") if constraints.exists() else ""
+    stamp = venv / ".tito-installed"
+    if command.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == want:
         return command
     requirements = book_requirements(course)
     if not requirements:
@@ -188,12 +204,28 @@ def ensure_jupyter_book(course: Course) -> Path:
     print(f"tito book: installing {' '.join(requirements)} into {BOOK_VENV}/ (once) ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    pins = ["-c", str(constraints)] if constraints.exists() else []
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    *requirements], check=True)
+                    *pins, *requirements], check=True)
+    stamp.write_text(want, encoding="utf-8")
     return command
 
 
-def build(course: Course, output: Path | None) -> int:
+def _build_config(course: Course, folder: Path) -> Path | None:
+    """While settings.ini holds the placeholder repository, a copy of _config.yml without
+    launch or repository buttons (no link is ever made to the placeholder); else None."""
+    if not repository(course).is_placeholder:
+        return None
+    config = yaml.safe_load((course.root / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    config.pop("launch_buttons", None)
+    config.pop("repository", None)
+    config.setdefault("html", {})["use_repository_button"] = False
+    path = folder / CONFIG_FILE
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def build(course: Course, output: Path | None, instructor: bool = False) -> int:
     blocking = toc_problems(course) + config_problems(course)
     if blocking:
         _print_problems(blocking)
@@ -201,16 +233,31 @@ def build(course: Course, output: Path | None) -> int:
     for problem in book_problems(course):
         if problem not in blocking:
             print(f"warning: {problem}")
+    missing = [m.dirname for m in course.existing_modules()
+               if not instructor and not (course.root / student_notebook_relpath(m)).exists()]
+    if missing:
+        print(f"tito book: no student notebook for {', '.join(missing)}: run `tito release` first")
+        return 1
     command = ensure_jupyter_book(course)
     out = (output or course.root).resolve()
     started = time.perf_counter()
-    result = subprocess.run([str(command), "build", str(course.root), "--path-output", str(out), "--builder", "html"],
-                            capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        extra = []
+        config = _build_config(course, Path(scratch))
+        if config is not None:
+            extra += ["--config", str(config)]
+        if instructor:  # the dev notebooks, solutions and all: only when asked for
+            toc = Path(scratch) / TOC_FILE
+            toc.write_text(render_toc(course, instructor=True), encoding="utf-8")
+            extra += ["--toc", str(toc)]
+        result = subprocess.run([str(command), "build", str(course.root), "--path-output", str(out),
+                                 "--builder", "html", *extra], capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-4000:] + result.stderr[-4000:])
         print("tito book: the build failed")
         return 1
-    print(f"built the book in {time.perf_counter() - started:.1f} s: {out / '_build' / 'html' / 'index.html'}")
+    which = "instructor book (with solutions)" if instructor else "student book"
+    print(f"built the {which} in {time.perf_counter() - started:.1f} s: {out / '_build' / 'html' / 'index.html'}")
     return 0
 
 
@@ -256,7 +303,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
         return check(course)
     if args.update:
         return update(course)
-    return build(course, args.output)
+    return build(course, args.output, instructor=args.instructor)
 
 
 COMMAND = Command(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tito.command import Command
 from tito.course import Course
-from tito.links import format_points, module_problems
+from tito.links import format_points, module_problems, placeholder_problem, repository
+from tito.student import publish, student_notebook
 
 DESCRIPTION = """\
 Generate the student version of each module (every module whose dev file exists, when
@@ -20,7 +21,14 @@ none is named) with nbgrader:
      the function and the command to run; hidden tests are removed; graded cells are
      locked; the gradebook (course/gradebook.db) learns the graded cells and their points;
   3. the release is searched for every solution line of the dev file: tito exits 1 if
-     any is found.
+     any is found;
+  4. the release is copied to student/NN_name/name_dev.ipynb, the committed student
+     notebook that the README's Colab and Binder links and the book open (commit it; CI
+     fails when it is out of step with the dev file).
+
+While settings.ini holds the template's placeholder repository (tinytorch/tinytorch),
+the notebooks' Colab cell refuses to install anything: set `user`/`repo`/`branch` to
+your course's repository and run `tito book --update` first.
 
 The dev .py files never go into a release. `tito workspace DIR` builds a student's whole
 workspace from the releases; `tito grade MODULE` autogrades submissions."""
@@ -43,10 +51,14 @@ def run(args: argparse.Namespace, course: Course) -> int:
         print(f"tito release: {exc}")
         return 1
     ok = True
+    for problem in placeholder_problem(repository(course)):
+        print(f"warning: {problem}")
     for item in released:
         where = _relative(item.notebook, course.root)
         print(f"released {item.module.dirname} -> {where}: {item.graded_cells} graded cells, "
               f"{format_points(item.points)} points, {item.stubs} stubs")
+        if not item.leaks and publish(course, item.module, item.notebook):
+            print(f"    updated {_relative(student_notebook(course, item.module), course.root)} (commit it)")
         for problem in module_problems(course, item.module):
             print(f"    warning: {problem}")
         if item.leaks:
