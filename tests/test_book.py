@@ -24,4 +24,6 @@ def test_book_builds_with_a_page_per_module(tmp_path):
     for module in existing:
         page = html / "student" / module.dirname / f"{course.dev_py(module).stem}.html"
         assert page.exists(), f"no book page for {module.dirname}"
+        assert "_static/wrap.css" in page.read_text(encoding="utf-8"), "long code lines wrap (_static/wrap.css)"
+        assert "### BEGIN SOLUTION" not in page.read_text(encoding="utf-8"), "the book shows student notebooks"
         assert module.name.split("_")[0].lower() in page.read_text(encoding="utf-8").lower()

@@ -220,6 +220,9 @@ def _build_config(course: Course, folder: Path) -> Path | None:
     config.pop("launch_buttons", None)
     config.pop("repository", None)
     config.setdefault("html", {})["use_repository_button"] = False
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    if "html_static_path" in sphinx:  # relative to the config file, which now lives elsewhere
+        sphinx["html_static_path"] = [str(course.root / p) for p in sphinx["html_static_path"]]
     path = folder / CONFIG_FILE
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
