@@ -88,6 +88,7 @@ class NotebookResult:
     traceback: str = ""
     cells: list[CellResult] = field(default_factory=list)  # test cells, with all_cells=True
     other_failures: list[str] = field(default_factory=list)  # failing cells that are not tests
+    notebook: nbformat.NotebookNode | None = field(default=None, repr=False)  # with its outputs
 
     def describe(self) -> str:
         """The failure in plain words (empty when the notebook ran through)."""
@@ -206,6 +207,7 @@ def _execute(py: Path, nb: nbformat.NotebookNode, km: AsyncKernelManager, root: 
     except RuntimeError as exc:  # e.g. "Kernel didn't respond in 60 seconds"
         result = _failure(py, nb, None, f"the kernel not starting ({exc})", "")
     result.seconds = time.perf_counter() - started
+    result.notebook = nb
     if all_cells:
         result.cells = test_cell_results(py, nb)
         result.other_failures = other_failures(py, nb)

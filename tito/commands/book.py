@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
 import yaml
 
 from tito.command import Command
@@ -34,7 +35,8 @@ PARTS: tuple[tuple[str, range], ...] = (
 DESCRIPTION = f"""\
 Build the course book: README.md as its front page and one chapter per module: the
 module's student notebook from student/ (written by `tito release`; solutions stubbed),
-shown as it is. `--instructor` builds from the dev notebooks instead, solutions and all. The chapters are listed in
+with the outputs of a run of the reference notebook in every cell the two share (figures,
+printed results; --no-execute skips that run). `--instructor` builds from the dev notebooks instead, solutions and all. The chapters are listed in
 {TOC_FILE}, the settings in {CONFIG_FILE}. Every page has Binder and Colab launch buttons.
 
 Jupyter Book 1.x cannot share the development environment (it needs older Markdown
@@ -61,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--update", action="store_true",
                        help="rewrite the toc, launch links, Colab cells and Points lines from the course")
     parser.add_argument("--output", type=Path, metavar="DIR", help="build into DIR/_build/html (default: the course root)")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="show the student notebooks without outputs (faster: no notebook is run)")
     parser.add_argument("--instructor", action="store_true",
                         help="build the instructor book from the dev notebooks (solutions shown) instead of the student one")
 
@@ -228,7 +232,46 @@ def _build_config(course: Course, folder: Path) -> Path | None:
     return path
 
 
-def build(course: Course, output: Path | None, instructor: bool = False) -> int:
+#: Top-level entries of the course never shown in (or needed by) the book.
+_NOT_IN_BOOK = {"student", "_build", ".venv", BOOK_VENV, "course", ".git"}
+
+
+def executed_student_book(course: Course, root: Path) -> list[str]:
+    """A book root in `root` whose student notebooks carry outputs: each dev notebook is run
+    (the reference solutions), and every cell the student notebook shares with it word for
+    word (explanations, provided code, checks: not the solution cells) gets its outputs:
+    printed results, loss curves, attention maps, the roofline. Everything else of the course
+    is linked in. Returns the problems met (a module that failed to run keeps no outputs
+    past its failure); raises RuntimeError if any solution text reached an output."""
+    from tito.grading import find_leaks, instructor_text, secret_lines
+    from tito.notebooks import run_dev_file
+
+    for entry in course.root.iterdir():
+        if entry.name not in _NOT_IN_BOOK:
+            (root / entry.name).symlink_to(entry)
+    problems = []
+    for module in course.existing_modules():
+        student = nbformat.read(course.root / student_notebook_relpath(module), as_version=4)
+        result = run_dev_file(course.dev_py(module), course.root)
+        if not result.ok:
+            problems.append(f"{module.dirname}: {result.error}")
+        outputs: dict[str, list] = {}
+        for cell in (result.notebook.cells if result.notebook is not None else []):
+            if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                outputs.setdefault(cell.source, cell.get("outputs", []))
+        for cell in student.cells:
+            if cell.cell_type == "code" and not cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                cell.outputs = [o for o in outputs.get(cell.source, []) if o.get("output_type") != "error"]
+        target = root / student_notebook_relpath(module)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student, target)
+        leaks = find_leaks(secret_lines(instructor_text(course, module)), [target])
+        if leaks:
+            raise RuntimeError(f"{module.dirname}: solution text in the outputs: {leaks[:3]}")
+    return problems
+
+
+def build(course: Course, output: Path | None, instructor: bool = False, execute: bool = True) -> int:
     blocking = toc_problems(course) + config_problems(course)
     if blocking:
         _print_problems(blocking)
@@ -245,7 +288,13 @@ def build(course: Course, output: Path | None, instructor: bool = False) -> int:
     out = (output or course.root).resolve()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        extra = []
+        extra, source = [], course.root
+        if execute and not instructor:
+            source = Path(scratch) / "book"
+            source.mkdir()
+            print("tito book: running every module's notebook for its outputs ...", flush=True)
+            for problem in executed_student_book(course, source):
+                print(f"warning: {problem}")
         config = _build_config(course, Path(scratch))
         if config is not None:
             extra += ["--config", str(config)]
@@ -253,7 +302,7 @@ def build(course: Course, output: Path | None, instructor: bool = False) -> int:
             toc = Path(scratch) / TOC_FILE
             toc.write_text(render_toc(course, instructor=True), encoding="utf-8")
             extra += ["--toc", str(toc)]
-        result = subprocess.run([str(command), "build", str(course.root), "--path-output", str(out),
+        result = subprocess.run([str(command), "build", str(source), "--path-output", str(out),
                                  "--builder", "html", *extra], capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stdout[-4000:] + result.stderr[-4000:])
@@ -306,7 +355,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
         return check(course)
     if args.update:
         return update(course)
-    return build(course, args.output, instructor=args.instructor)
+    return build(course, args.output, instructor=args.instructor, execute=not args.no_execute)
 
 
 COMMAND = Command(
