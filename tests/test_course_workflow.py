@@ -578,6 +578,7 @@ def test_workspace_holds_only_student_versions(workspace: Path, book: Gradebook)
         secrets = secret_lines(instructor_text(COURSE, module))
         assert find_leaks(secrets, [py, ipynb, workspace / module.generated_relpath]) == []
     assert main(["--root", str(workspace), "export", "--check"]) == 0
+    assert toc_problems(Course(workspace)) == [], "the book's table of contents works in a workspace"
 
 
 @slow

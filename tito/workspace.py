@@ -11,6 +11,8 @@ instructor publishes for students):
     tests/test_NN_*.py               the module tests, which test the student's package
     tests/<helper>.py                the helpers those tests import
     bin/tito, tito/, settings.ini, pyproject.toml, constraints.txt, binder/, milestones/
+    student/, _toc.yml, _config.yml, _static/  the course's student notebooks and book set-up
+                                     (`tito book` builds the book in a workspace too)
     README.md                        how to work in it
 
 Nothing in it is copied from a dev `.py` file: every module file comes from nbgrader's
@@ -34,8 +36,9 @@ from tito.notebooks import kernel_env
 from tito.pairing import IPYNB_FORMAT, PY_FORMAT
 
 #: Copied as they are (when they exist in the course).
-COPIED_FILES = ("settings.ini", "pyproject.toml", "constraints.txt", ".gitignore")
-COPIED_DIRS = ("bin", "tito", "binder", "milestones")
+COPIED_FILES = ("settings.ini", "pyproject.toml", "constraints.txt", ".gitignore",
+                "_toc.yml", "_config.yml", "constraints-book.txt")  # the book builds in a workspace too
+COPIED_DIRS = ("bin", "tito", "binder", "milestones", "student", "_static")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
 
 README = """\
@@ -119,7 +122,7 @@ def workspace_leaks(course: Course, student: Course, modules: list[Module]) -> l
     for module in modules:
         secrets = secret_lines(instructor_text(course, module))
         leaks += find_leaks(secrets, [student.module_dir(module), student.generated_file(module)])
-    derived = [student.modules_dir, student.lib_dir, student.root / "README.md"]
+    derived = [student.modules_dir, student.lib_dir, student.root / "README.md", student.root / "student"]
     return leaks + find_leaks(course_secret_lines(course, modules), derived)
 
 
