@@ -98,7 +98,8 @@ def colab(tmp_path_factory) -> dict:
             "repo": Repository("someone", "course", "main", git_url=f"file://{origin}")}
 
 
-def _run(colab: dict, nb: nbformat.NotebookNode, name: str, allow_errors: bool) -> tuple[nbformat.NotebookNode, Path]:
+def _run(colab: dict, nb: nbformat.NotebookNode, name: str, allow_errors: bool,
+         workspace: Path | None = None) -> tuple[nbformat.NotebookNode, Path]:
     from nbclient import NotebookClient
 
     folder = colab["root"] / name
@@ -107,7 +108,7 @@ def _run(colab: dict, nb: nbformat.NotebookNode, name: str, allow_errors: bool) 
     course_dir.parent.mkdir()
     (folder / "notebook.ipynb").write_text(nbformat.writes(nb))  # the notebook alone in a folder
     env = {"PYTHONPATH": str(colab["fake"]), "TINYTORCH_COURSE_DIR": str(course_dir), "MPLBACKEND": "Agg",
-           "TINYTORCH_DATA": str(colab["root"] / "no-data")}
+           "TINYTORCH_DATA": str(colab["root"] / "no-data"), "TINYTORCH_WORKSPACE": str(workspace or folder / "none")}
     (colab["kernel"] / "kernel.json").write_text(json.dumps({
         "argv": [str(colab["python"]), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Colab (simulated)", "language": "python", "env": env}))
@@ -152,11 +153,27 @@ def test_student_notebook_runs_on_colab_with_earlier_modules_only(colab: dict, n
         "the set-up fetches modules before this one and nothing else"
     assert not (course_dir / "modules").exists(), "no dev file (no solution) is checked out"
 
-    # The same notebook with its solutions written: every cell runs.
-    solved = filled(student, COURSE.dev_py(module).read_text(encoding="utf-8"), module)
-    done, _ = _run(colab, solved, f"{module.prefix}-solved", allow_errors=True)
+    # The same notebook with its solutions written: every cell runs. From module 05 on, the
+    # student keeps a workspace (on Drive) in which module 01 is finished and module 02 not:
+    # their own module 01 is used, the reference for the rest.
+    workspace = None
+    if module.number > 2:
+        workspace = colab["root"] / f"{module.prefix}-drive"
+        own = workspace / "tinytorch" / "core"
+        own.mkdir(parents=True)
+        (own / "tensor.py").write_text((REPO / "tinytorch" / "core" / "tensor.py").read_text(encoding="utf-8")
+                                       + "\nMADE_BY_THE_STUDENT = True\n")
+        (own / "activations.py").write_text(f'raise NotImplementedError("module 02 (activations): relu {STUB_MARK}")\n')
+        solved_cells = filled(student, COURSE.dev_py(module).read_text(encoding="utf-8"), module)
+        solved_cells.cells.append(nbformat.v4.new_code_cell(
+            "import tinytorch.core.tensor as t\nassert t.MADE_BY_THE_STUDENT"))
+    else:
+        solved_cells = filled(student, COURSE.dev_py(module).read_text(encoding="utf-8"), module)
+    done, _ = _run(colab, solved_cells, f"{module.prefix}-solved", allow_errors=True, workspace=workspace)
     problems = [f"cell {i}: {o['ename']}: {o['evalue'][:300]}" for i, o in _errors(done)]
     assert problems == [], "\n".join(problems)
+    setup_output = "".join(o.get("text", "") for o in first_code_cell(done).get("outputs", []))
+    assert ("your workspace for 1 of them" in setup_output) == (workspace is not None), setup_output
 
 
 @slow

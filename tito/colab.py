@@ -49,7 +49,8 @@ GENERATED = (
 #: Text of the stubs a release leaves in an unfinished module's generated file.
 STUB_MARK = "is not implemented yet"
 
-#: Where a student keeps their workspace on Google Drive (once Drive is mounted).
+#: Where a student keeps their workspace on Google Drive (once Drive is mounted);
+#: $TINYTORCH_WORKSPACE names another folder.
 DRIVE_WORKSPACE = "/content/drive/MyDrive/tinytorch"
 
 
@@ -75,17 +76,18 @@ def own_exports(workspace: Path, module: int) -> list[str]:
     return own
 
 
-def setup(course_dir: str | os.PathLike, module: int, workspace: str | os.PathLike | None = DRIVE_WORKSPACE) -> Path:
+def setup(course_dir: str | os.PathLike, module: int, workspace: str | os.PathLike | None = None) -> Path:
     """Check out modules < `module` of the reference package in the clone `course_dir`
     (made with `--no-checkout`), replace them by the student's own finished exports from
     `workspace` where there are any, and put the package on sys.path. Returns the folder
     that holds `tinytorch/`."""
     course = Path(course_dir)
+    workspace = workspace or os.environ.get("TINYTORCH_WORKSPACE") or DRIVE_WORKSPACE
     if not 1 <= module <= len(GENERATED):
         raise ValueError(f"module must be 1..{len(GENERATED)}, got {module}")
     files = package_files(module)
     subprocess.run(["git", "-C", str(course), "checkout", "HEAD", "--", *files], check=True)
-    mine = own_exports(Path(workspace), module) if workspace else []
+    mine = own_exports(Path(workspace), module)
     for path in mine:
         shutil.copyfile(Path(workspace) / path, course / path)
     if str(course) not in sys.path:
