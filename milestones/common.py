@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -178,24 +179,46 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["python", f"milestones/{script}", *argv])
 
 
-def _openblas() -> Any:
-    """numpy's OpenBLAS library (a ctypes handle), found among this process's mapped files; None
-    when numpy uses another BLAS or the platform has no /proc."""
+def numpy_blas() -> dict[str, Any]:
+    """numpy's own record of the BLAS it was built against (`np.show_config(mode="dicts")`:
+    name, version, ...); empty when this numpy does not say (before 1.25, or no build info)."""
     try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.25.0" else {}
+    except Exception:                                  # noqa: BLE001 (a numpy without build info)
+        config = {}
+    return dict(config.get("Build Dependencies", {}).get("blas", {}))
+
+
+def _numpy_binaries() -> list[Path]:
+    """numpy's compiled core (linked against its BLAS), then the BLAS libraries that numpy's
+    wheels ship beside the package (numpy.libs/ on Linux and Windows, numpy/.dylibs/ on macOS)."""
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    files = [Path(core._multiarray_umath.__file__)]
+    package = Path(np.__file__).parent
+    for folder in (package.parent / "numpy.libs", package / ".dylibs"):
+        if folder.is_dir():
+            files += sorted(f for f in folder.iterdir() if "openblas" in f.name.lower())
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas() -> Any:
+    """numpy's OpenBLAS, as a ctypes handle that reaches its thread-count functions; None when
+    numpy's build says its BLAS is not an OpenBLAS, or none of numpy's binaries exports them.
+
+    Loading a library that numpy has already loaded gives the same library, not a copy. On
+    Linux and macOS a symbol is looked up in the library and in those it depends on, so numpy's
+    core module reaches the OpenBLAS it links; on Windows the bundled DLL itself is found."""
+    name = str(numpy_blas().get("name", "openblas"))   # unknown: try anyway
+    if "openblas" not in name.lower():
         return None
-    seen = set()
-    for line in maps.splitlines():
-        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
-        if "openblas" in Path(path).name.lower() and path not in seen:
-            seen.add(path)
-            try:
-                lib = ctypes.CDLL(path)                  # already loaded: the same library, not a copy
-            except OSError:
-                continue
-            if any(hasattr(lib, name) for name in _BLAS_SETTERS):
-                return lib
+    for path in _numpy_binaries():
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        if any(hasattr(lib, setter) for setter in _BLAS_SETTERS):
+            return lib
     return None
 
 
@@ -405,11 +428,7 @@ def machine_info() -> dict[str, Any]:
         pass
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = load_average()
-    try:
-        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.25.0" else {}
-    except Exception:                                  # noqa: BLE001 (a numpy without build info)
-        config = {}
-    blas = config.get("Build Dependencies", {}).get("blas", {})
+    blas = numpy_blas()
     if blas:
         info["blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     threads = {v: os.environ[v] for v in THREAD_VARS if v in os.environ}

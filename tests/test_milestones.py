@@ -300,7 +300,9 @@ def test_machine_info(ms, monkeypatch):
 def test_blas_threads_can_be_set_and_read(ms):
     common = ms("common")
     before = common.blas_threads()
-    if before is None:                                   # numpy without a reachable OpenBLAS
+    if "openblas" in str(common.numpy_blas().get("name", "")).lower():
+        assert before is not None, "numpy's build says OpenBLAS, but its thread count could not be reached"
+    if before is None:                                   # numpy built against another BLAS
         assert common.set_blas_threads(1) is None
         return
     try:
@@ -309,6 +311,34 @@ def test_blas_threads_can_be_set_and_read(ms):
     finally:
         common.set_blas_threads(before)
     assert common.blas_threads() == before
+
+
+def test_openblas_is_found_without_proc(ms, monkeypatch):
+    """The OpenBLAS lookup asks numpy (its build config, its own binaries): it works where there
+    is no /proc, and leaves another BLAS alone."""
+    import builtins
+    import io
+
+    common = ms("common")
+    real_open = builtins.open
+
+    def no_proc(file, *args, **kwargs):
+        if str(file).startswith("/proc"):
+            raise FileNotFoundError(f"no /proc here: {file}")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(io, "open", no_proc)
+    common._openblas.cache_clear()
+    try:
+        if "openblas" in str(common.numpy_blas().get("name", "")).lower():
+            assert common.blas_threads() is not None
+        monkeypatch.setattr(common, "numpy_blas", lambda: {"name": "accelerate"})
+        common._openblas.cache_clear()
+        assert common.blas_threads() is None and common.set_blas_threads(1) is None
+    finally:
+        monkeypatch.undo()
+        common._openblas.cache_clear()
 
 
 def test_conv_milestones_default_to_one_blas_thread(ms):
