@@ -94,7 +94,7 @@ def forward_flops(widths: Sequence[int], depths: Sequence[int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    run = common.Run(SPEC, args)
+    recorder = common.Recorder(SPEC, args)
 
     # ---- data: 45k/5k split, test set; random crops (padding 4) and flips for training
     data = common.cifar10(args, eval_batch_size=500)
@@ -107,14 +107,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training: SGD + Nesterov (or AdamW), warm-up + cosine, cross-entropy
-    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args,   # the test set once, final model
+    trainer, test, opt_hyper = common.fit_and_test(recorder, model, data, args,   # the test set once, final model
                                                    detail=f", {flops / 1e6:.0f} MFLOP per image forward")
 
     # ---- results
     hyper = {"widths": args.widths, "depths": args.depths, "head": args.head, "dropout": args.dropout,
              "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
              "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper, extra={"forward_mflops_per_image": round(flops / 1e6, 1)})
+    return recorder.finish(trainer, test, model, data, hyper, extra={"forward_mflops_per_image": round(flops / 1e6, 1)})
 
 
 if __name__ == "__main__":

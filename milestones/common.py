@@ -5,12 +5,12 @@ A milestone script reads top to bottom as data, model, training, results:
 
     spec = Milestone("lenet5_cifar10", "lenet5_cifar10.py", published=0.475, target=0.60, budget_minutes=15)
     args = parse_args(make_parser(spec, __doc__, epochs=40, lr=5e-3, ...), argv)
-    run = Run(spec, args)                            # clock, output folder, BLAS threads, machine facts
+    recorder = Recorder(spec, args)                  # clock, output folder, BLAS threads, machine facts
     data = cifar10(args)                             # loaders over the 45k/5k split and the test set
     manual_seed(args.seed); model = build_model()    # model
-    trainer, test, opt_hyper = fit_and_test(run, model, data, args)   # AdamW/SGD + schedule, Trainer,
+    trainer, test, opt_hyper = fit_and_test(recorder, model, data, args)   # AdamW/SGD + schedule, Trainer,
                                                      # fit; the test set once, with the final model
-    run.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
+    recorder.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
 
 Paths written into the results are relative to the repository when they lie inside it. Every
 results JSON records `git_state(ROOT)` as "commit" and "dirty", taken when the run starts.
@@ -488,7 +488,7 @@ def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | No
     return path
 
 
-def fit_and_test(run: Run, model: Any, data: CifarData, args: argparse.Namespace,
+def fit_and_test(recorder: Recorder, model: Any, data: CifarData, args: argparse.Namespace,
                  detail: str = "") -> tuple[Any, dict[str, float], dict[str, Any]]:
     """The training of every CIFAR-10 milestone: the optimizer and schedule of `args`, a Trainer
     (cross-entropy, accuracy), `args.epochs` epochs on the training part (the validation part is
@@ -499,16 +499,20 @@ def fit_and_test(run: Run, model: Any, data: CifarData, args: argparse.Namespace
           f"{describe_optimizer(opt_hyper)}")
     trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
                       progress=not args.no_progress)
-    with run.timed("train"):
+    with recorder.timed("train"):
         trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
+    with recorder.timed("test"):
         test = trainer.evaluate(data.test)
     return trainer, test, opt_hyper
 
 
-class Run:
-    """The bookkeeping of one milestone run: the clock, the output folder, the machine facts,
-    timed phases, and at the end the results files and the summary line."""
+class Recorder:
+    """The bookkeeping of one CIFAR-10 milestone run: the clock, the output folder, the machine
+    facts, timed phases, and at the end the results files and the summary line.
+
+    (Not a run folder: the one `Run` of the project is module 15's `tinytorch.mlops.mlops.Run`,
+    which the TinyGPT milestone records its runs in. A recorder writes the results JSON and
+    plot under results/, with modules 01-08 alone.)"""
 
     def __init__(self, spec: Milestone, args: argparse.Namespace):
         self.started = time.perf_counter()
@@ -532,7 +536,7 @@ class Run:
 
     @contextlib.contextmanager
     def timed(self, what: str) -> Iterator[None]:
-        """`with run.timed("train"): ...` records the wall seconds of the block as seconds[what]."""
+        """`with recorder.timed("train"): ...` records the wall seconds of the block as seconds[what]."""
         t0 = time.perf_counter()
         try:
             yield

@@ -59,7 +59,7 @@ def build_model(activation: str = "relu", pool: str = "max") -> Sequential:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    run = common.Run(SPEC, args)
+    recorder = common.Recorder(SPEC, args)
 
     # ---- data: 45k/5k split, test set; per-channel normalisation and flips
     data = common.cifar10(args)
@@ -71,13 +71,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training
-    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
+    trainer, test, opt_hyper = common.fit_and_test(recorder, model, data, args)   # the test set once, final model
 
     # ---- results
     hyper = {"activation": args.activation, "pool": args.pool, "batch_size": args.batch_size, **opt_hyper,
              "loss": "CrossEntropyLoss", "augmentation": data.augmentation,
              "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper)
+    return recorder.finish(trainer, test, model, data, hyper)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def build_model(activation: str = "relu", pool: str = "max") -> Sequential:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    run = common.Run(SPEC, args)
+    recorder = common.Recorder(SPEC, args)
 
     # ---- data: 45k/5k split, test set; per-channel normalisation, flips and small shifts
     data = common.cifar10(args)
@@ -75,13 +75,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training
-    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
+    trainer, test, opt_hyper = common.fit_and_test(recorder, model, data, args)   # the test set once, final model
 
     # ---- results
     build = {"activation": args.activation, "pool": args.pool}   # build_model(**build)
     hyper = {**build, "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
              "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper, build=build)
+    return recorder.finish(trainer, test, model, data, hyper, build=build)
 
 
 if __name__ == "__main__":

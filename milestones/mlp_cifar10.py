@@ -65,7 +65,7 @@ def build_model(hidden: list[int], activation: str = "relu", dropout: float = 0.
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    run = common.Run(SPEC, args)
+    recorder = common.Recorder(SPEC, args)
 
     # ---- data: 45k/5k split of the training images, the test set; per-channel normalisation
     data = common.cifar10(args)
@@ -77,13 +77,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(model)
 
     # ---- training: AdamW, warm-up + cosine, cross-entropy
-    trainer, test, opt_hyper = common.fit_and_test(run, model, data, args)   # the test set once, final model
+    trainer, test, opt_hyper = common.fit_and_test(recorder, model, data, args)   # the test set once, final model
 
     # ---- results
     build = {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout}   # build_model(**build)
     hyper = {**build, "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
              "augmentation": data.augmentation, "normalisation": "per-channel mean/std of the training split"}
-    return run.finish(trainer, test, model, data, hyper, build=build)
+    return recorder.finish(trainer, test, model, data, hyper, build=build)
 
 
 if __name__ == "__main__":

@@ -454,3 +454,11 @@ def test_benchmark_results_record_the_git_state(tmp_path):
     assert saved["value"] == 1 and "machine" in saved and "command" in saved
     assert_git_state(saved)
 
+
+
+def test_the_project_has_one_run_class():
+    """`Run` means module 15's run folder; the CIFAR-10 milestones' bookkeeping is a `Recorder`."""
+    defined = sorted(str(path.relative_to(ROOT)) for folder in ("milestones", "benchmarks", "tito", "tinytorch")
+                     for path in (ROOT / folder).rglob("*.py")
+                     if re.search(r"^class Run\b", path.read_text(encoding="utf-8"), re.MULTILINE))
+    assert defined == ["tinytorch/mlops/mlops.py"], defined
