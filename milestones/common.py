@@ -1,9 +1,10 @@
 """Shared parts of the CIFAR-10 milestones: the command line, the data, the optimizer and its
 schedule, and the results (JSON, plot, machine facts, summary line).
 
-A milestone script reads top to bottom as data, model, training, results:
+A milestone (milestones/cifar10.py, one per --model) reads top to bottom as data, model,
+training, results:
 
-    spec = Milestone("lenet5_cifar10", "lenet5_cifar10.py", published=0.475, target=0.60, budget_minutes=15)
+    spec = Milestone("lenet5_cifar10", "cifar10.py", published=0.475, target=0.60, budget_minutes=15)
     args = parse_args(make_parser(spec, __doc__, epochs=40, lr=5e-3, ...), argv)
     recorder = Recorder(spec, args)                  # clock, output folder, BLAS threads, machine facts
     data = cifar10(args)                             # loaders over the 45k/5k split and the test set
@@ -64,7 +65,8 @@ _BLAS_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_th
 class Milestone:
     """What a milestone is measured against.
 
-    name: stem of the result files (results/NAME.json, .png); script: its file in milestones/;
+    name: stem of the result files (results/NAME.json, .png); script: its file in milestones/
+    (the command recorded with the results is `python milestones/SCRIPT ARGS`);
     published: the course's published test accuracy for it (to reach); target: what the
     default configuration aims at; budget_minutes: the wall time it should fit in on 2 cores.
     """
