@@ -474,7 +474,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
 def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | None = None,
                  published: float | None = None) -> Path:
     """The Trainer's loss and accuracy curves (train and validation per epoch), with the final
-    test accuracy and the published figure drawn as horizontal lines on the accuracy panel."""
+    test accuracy and the published figure drawn as horizontal lines on the accuracy panel;
+    written as PNG atomically (module 07's write_atomically)."""
     fig = trainer.plot_history()
     acc_axes = [ax for ax in fig.axes if ax.get_title() == "accuracy"]
     if acc_axes:
@@ -485,9 +486,7 @@ def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | No
             ax.axhline(published, color="0.5", linestyle="--", linewidth=1, label=f"published {published:.1%}")
         ax.legend()
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
 def fit_and_test(recorder: Recorder, model: Any, data: CifarData, args: argparse.Namespace,

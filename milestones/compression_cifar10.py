@@ -60,7 +60,7 @@ import cifar10  # the CIFAR-10 milestones (milestones/cifar10.py): their models 
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
 from tinytorch.core.dataloader import Compose, DataLoader, Normalize, ToFloat
 from tinytorch.core.losses import CrossEntropyLoss
-from tinytorch.core.training import Trainer
+from tinytorch.core.training import Trainer, write_atomically
 from tinytorch.optim.compression import (
     evaluate_accuracy, load_compressed, model_size_bytes, prunable_layers, prune_magnitude, quantize_model, save_compressed,
     sparsity)
@@ -284,9 +284,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_title(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

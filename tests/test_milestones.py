@@ -513,3 +513,15 @@ def test_the_project_has_one_run_class():
                      for path in (ROOT / folder).rglob("*.py")
                      if re.search(r"^class Run\b", path.read_text(encoding="utf-8"), re.MULTILINE))
     assert defined == ["tinytorch/mlops/mlops.py"], defined
+
+
+def test_scripts_write_files_through_module_07s_write_atomically():
+    """The milestone and benchmark scripts have no atomic writer of their own, and save their
+    plots through `tinytorch.core.training.write_atomically` (never half a file)."""
+    for path in sorted([*MILESTONES.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        source = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT)
+        assert not re.search(r"def \w*atomic\w*\(", source), f"{name} defines its own atomic writer"
+        assert "os.replace(" not in source and ".rename(" not in source, f"{name} renames files itself"
+        for call in re.findall(r"savefig\(([^,)]*)", source):
+            assert call == "f", f"{name}: savefig({call}, ...) writes the plot directly, not via write_atomically"
