@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graph_helpers import gradcheck_test, t64
 from tinytorch.core.activations import GELU, ReLU, Tanh
-from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Dense, Dropout, Flatten, Module, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
@@ -39,10 +40,6 @@ from tinytorch.optim.compression import (
 ROOT = Path(__file__).resolve().parents[1]
 from test_milestones import write_fake_cifar  # noqa: E402  (the tiny generated CIFAR-10 of the milestone tests)
 F64 = np.float64
-
-
-def t64(*shape, seed=0):
-    return Tensor(np.random.default_rng(seed).standard_normal(shape), dtype=F64, requires_grad=True)
 
 
 def _pruned_dense_case():
@@ -69,10 +66,7 @@ def _with(layer, weight, bias):
 GRADCHECK_CASES = {"pruned_dense": _pruned_dense_case, "pruned_conv2d": _pruned_conv_case}
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck_cases(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def mlp(rng, sizes=(16, 32, 32, 4)):

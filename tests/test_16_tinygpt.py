@@ -27,7 +27,8 @@ from tinytorch.tinygpt import CharTokenizer, MultiHeadAttention, TinyGPT
 import tinytorch.core.attention
 import tinytorch.core.normalization
 import tinytorch.tinygpt as tg
-from tinytorch.core.autograd import gradcheck, no_grad
+from graph_helpers import gradcheck_test, t64
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Sequential
 from tinytorch.tinygpt import (
     DEFAULT_CHARS, Embedding, EmbeddingFunction, apply_temperature, LanguageModelLoss, LanguageModelTrainer,
@@ -56,19 +57,19 @@ def _embedding_case():
 
 def _positional_learned_case():
     pe = PositionalEncoding(6, 4, learned=True, dtype=F64, rng=np.random.default_rng(1))
-    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 4)), dtype=F64, requires_grad=True)
+    x = t64(2, 3, 4, seed=2)
     return (lambda x, w: pe(x, offset=2) * x), [x, pe.weight]
 
 
 def _positional_sinusoidal_case():
     pe = PositionalEncoding(5, 4, dtype=F64)
-    x = Tensor(np.random.default_rng(3).standard_normal((2, 5, 4)), dtype=F64, requires_grad=True)
+    x = t64(2, 5, 4, seed=3)
     return (lambda x: pe(x) * pe(x)), [x]
 
 
 def _block_case():
     block = TransformerBlock(8, 2, ff_dim=12, dtype=F64, rng=np.random.default_rng(4))
-    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 8)), dtype=F64, requires_grad=True)
+    x = t64(2, 3, 8, seed=5)
     return (lambda x, w1, w2: block(x)), [x, block.ff[0].weight, block.attn.q_proj.weight]
 
 
@@ -82,7 +83,7 @@ def _tinygpt_case():
 
 
 def _lm_loss_case():
-    logits = Tensor(np.random.default_rng(7).standard_normal((2, 3, 5)), dtype=F64, requires_grad=True)
+    logits = t64(2, 3, 5, seed=7)
     targets = np.array([[0, 4, 4], [2, -1, 1]])
     return (lambda z: LanguageModelLoss(ignore_index=-1)(z, targets)), [logits]
 
@@ -97,10 +98,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_embedding_backward_equals_add_at_reference():
