@@ -9,7 +9,7 @@
 2. The per-batch cost of each stage (gather, crop, flip, float, normalise, to Tensor),
    two ways to pad, and three ways to cut the random crops (sliding_window_view,
    4-array fancy indexing, a per-image loop).
-3. The MLP of milestones/mlp_cifar10.py (3072-1024-512-10, ReLU, AdamW, cross-entropy):
+3. The MLP of milestones/cifar10.py --model mlp (3072-1024-512-10, ReLU, AdamW, cross-entropy):
    the time of a training step, measured over a few steps and scaled to an epoch.
 Target: the loader takes less than 5% of an epoch.
 """

@@ -73,10 +73,6 @@ SCRIPT_TIMEOUT_S = {True: 180, False: 480}          # quick, full
 
 
 # ---- small helpers -------------------------------------------------------------------------------
-def atomic_write(path: Path, text: str) -> None:
-    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def md_table(rows: list[list[Any]], header: list[str]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -121,7 +117,7 @@ def run_script(script: Script, quick: bool, out: Path) -> dict[str, Any]:
         output = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         output += f"\n(stopped after {SCRIPT_TIMEOUT_S[quick]} s)"
     seconds = time.perf_counter() - started
-    atomic_write(out / "logs" / f"{script.name}.txt", output)
+    write_atomically(out / "logs" / f"{script.name}.txt", lambda f: f.write(output.encode("utf-8")))
     json_path = out / f"{path.stem}.json"
     result = json.loads(json_path.read_text()) if supports_out and code == 0 and json_path.exists() else None
     status = "ok" if code == 0 else ("timed out" if code is None else f"failed (exit {code})")
@@ -351,7 +347,8 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
               "`bin/tito bench` (everything; about 3-5 minutes on 2 cores, on an idle machine), "
               "`bin/tito bench --only NAME ...` with NAME in " + ", ".join(NAMES) + ", `--quick` for a smoke test. "
               "The method: `benchmarks/suite.py` and module 14 (`modules/14_benchmarking`)."]
-    atomic_write(out / "report.md", "\n".join(lines) + "\n")
+    report = "\n".join(lines) + "\n"
+    write_atomically(out / "report.md", lambda f: f.write(report.encode("utf-8")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     data["load_average_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     data["wall_s"] = time.perf_counter() - t0
     write_report(out, data)
-    atomic_write(out / "report.json", json.dumps({k: v for k, v in data.items()}, indent=2, default=str) + "\n")
+    report = json.dumps({k: v for k, v in data.items()}, indent=2, default=str) + "\n"
+    write_atomically(out / "report.json", lambda f: f.write(report.encode("utf-8")))
     failed = [r["name"] for r in runs.values() if r["status"] not in ("ok", "not available")]
     print(f"wrote {out / 'report.md'} ({data['wall_s']:.0f} s)" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -1,16 +1,17 @@
 """Shared parts of the CIFAR-10 milestones: the command line, the data, the optimizer and its
 schedule, and the results (JSON, plot, machine facts, summary line).
 
-A milestone script reads top to bottom as data, model, training, results:
+A milestone (milestones/cifar10.py, one per --model) reads top to bottom as data, model,
+training, results:
 
-    spec = Milestone("lenet5_cifar10", "lenet5_cifar10.py", published=0.475, target=0.60, budget_minutes=15)
+    spec = Milestone("lenet5_cifar10", "cifar10.py", published=0.475, target=0.60, budget_minutes=15)
     args = parse_args(make_parser(spec, __doc__, epochs=40, lr=5e-3, ...), argv)
-    run = Run(spec, args)                            # clock, output folder, BLAS threads, machine facts
+    recorder = Recorder(spec, args)                  # clock, output folder, BLAS threads, machine facts
     data = cifar10(args)                             # loaders over the 45k/5k split and the test set
     manual_seed(args.seed); model = build_model()    # model
-    trainer, test, opt_hyper = fit_and_test(run, model, data, args)   # AdamW/SGD + schedule, Trainer,
+    trainer, test, opt_hyper = fit_and_test(recorder, model, data, args)   # AdamW/SGD + schedule, Trainer,
                                                      # fit; the test set once, with the final model
-    run.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
+    recorder.finish(trainer, test, model, data, hyperparameters={...})   # results/NAME.json and .png
 
 Paths written into the results are relative to the repository when they lie inside it. Every
 results JSON records `git_state(ROOT)` as "commit" and "dirty", taken when the run starts.
@@ -22,6 +23,7 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -63,7 +65,8 @@ _BLAS_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_th
 class Milestone:
     """What a milestone is measured against.
 
-    name: stem of the result files (results/NAME.json, .png); script: its file in milestones/;
+    name: stem of the result files (results/NAME.json, .png); script: its file in milestones/
+    (the command recorded with the results is `python milestones/SCRIPT ARGS`);
     published: the course's published test accuracy for it (to reach); target: what the
     default configuration aims at; budget_minutes: the wall time it should fit in on 2 cores.
     """
@@ -178,24 +181,46 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["python", f"milestones/{script}", *argv])
 
 
-def _openblas() -> Any:
-    """numpy's OpenBLAS library (a ctypes handle), found among this process's mapped files; None
-    when numpy uses another BLAS or the platform has no /proc."""
+def numpy_blas() -> dict[str, Any]:
+    """numpy's own record of the BLAS it was built against (`np.show_config(mode="dicts")`:
+    name, version, ...); empty when this numpy does not say (before 1.25, or no build info)."""
     try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.25.0" else {}
+    except Exception:                                  # noqa: BLE001 (a numpy without build info)
+        config = {}
+    return dict(config.get("Build Dependencies", {}).get("blas", {}))
+
+
+def _numpy_binaries() -> list[Path]:
+    """numpy's compiled core (linked against its BLAS), then the BLAS libraries that numpy's
+    wheels ship beside the package (numpy.libs/ on Linux and Windows, numpy/.dylibs/ on macOS)."""
+    core = getattr(np, "_core", None) or getattr(np, "core")
+    files = [Path(core._multiarray_umath.__file__)]
+    package = Path(np.__file__).parent
+    for folder in (package.parent / "numpy.libs", package / ".dylibs"):
+        if folder.is_dir():
+            files += sorted(f for f in folder.iterdir() if "openblas" in f.name.lower())
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas() -> Any:
+    """numpy's OpenBLAS, as a ctypes handle that reaches its thread-count functions; None when
+    numpy's build says its BLAS is not an OpenBLAS, or none of numpy's binaries exports them.
+
+    Loading a library that numpy has already loaded gives the same library, not a copy. On
+    Linux and macOS a symbol is looked up in the library and in those it depends on, so numpy's
+    core module reaches the OpenBLAS it links; on Windows the bundled DLL itself is found."""
+    name = str(numpy_blas().get("name", "openblas"))   # unknown: try anyway
+    if "openblas" not in name.lower():
         return None
-    seen = set()
-    for line in maps.splitlines():
-        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
-        if "openblas" in Path(path).name.lower() and path not in seen:
-            seen.add(path)
-            try:
-                lib = ctypes.CDLL(path)                  # already loaded: the same library, not a copy
-            except OSError:
-                continue
-            if any(hasattr(lib, name) for name in _BLAS_SETTERS):
-                return lib
+    for path in _numpy_binaries():
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        if any(hasattr(lib, setter) for setter in _BLAS_SETTERS):
+            return lib
     return None
 
 
@@ -405,11 +430,7 @@ def machine_info() -> dict[str, Any]:
         pass
     if hasattr(os, "getloadavg"):
         info["load_average_at_start"] = load_average()
-    try:
-        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.25.0" else {}
-    except Exception:                                  # noqa: BLE001 (a numpy without build info)
-        config = {}
-    blas = config.get("Build Dependencies", {}).get("blas", {})
+    blas = numpy_blas()
     if blas:
         info["blas"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     threads = {v: os.environ[v] for v in THREAD_VARS if v in os.environ}
@@ -453,7 +474,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
 def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | None = None,
                  published: float | None = None) -> Path:
     """The Trainer's loss and accuracy curves (train and validation per epoch), with the final
-    test accuracy and the published figure drawn as horizontal lines on the accuracy panel."""
+    test accuracy and the published figure drawn as horizontal lines on the accuracy panel;
+    written as PNG atomically (module 07's write_atomically)."""
     fig = trainer.plot_history()
     acc_axes = [ax for ax in fig.axes if ax.get_title() == "accuracy"]
     if acc_axes:
@@ -464,12 +486,10 @@ def plot_results(trainer: Any, path: Path, title: str, test_accuracy: float | No
             ax.axhline(published, color="0.5", linestyle="--", linewidth=1, label=f"published {published:.1%}")
         ax.legend()
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
-def fit_and_test(run: Run, model: Any, data: CifarData, args: argparse.Namespace,
+def fit_and_test(recorder: Recorder, model: Any, data: CifarData, args: argparse.Namespace,
                  detail: str = "") -> tuple[Any, dict[str, float], dict[str, Any]]:
     """The training of every CIFAR-10 milestone: the optimizer and schedule of `args`, a Trainer
     (cross-entropy, accuracy), `args.epochs` epochs on the training part (the validation part is
@@ -480,16 +500,20 @@ def fit_and_test(run: Run, model: Any, data: CifarData, args: argparse.Namespace
           f"{describe_optimizer(opt_hyper)}")
     trainer = Trainer(model, optimizer, CrossEntropyLoss(), metrics=("accuracy",), scheduler=scheduler,
                       progress=not args.no_progress)
-    with run.timed("train"):
+    with recorder.timed("train"):
         trainer.fit(data.train, val_data=data.val, epochs=args.epochs)
-    with run.timed("test"):
+    with recorder.timed("test"):
         test = trainer.evaluate(data.test)
     return trainer, test, opt_hyper
 
 
-class Run:
-    """The bookkeeping of one milestone run: the clock, the output folder, the machine facts,
-    timed phases, and at the end the results files and the summary line."""
+class Recorder:
+    """The bookkeeping of one CIFAR-10 milestone run: the clock, the output folder, the machine
+    facts, timed phases, and at the end the results files and the summary line.
+
+    (Not a run folder: the one `Run` of the project is module 15's `tinytorch.mlops.mlops.Run`,
+    which the TinyGPT milestone records its runs in. A recorder writes the results JSON and
+    plot under results/, with modules 01-08 alone.)"""
 
     def __init__(self, spec: Milestone, args: argparse.Namespace):
         self.started = time.perf_counter()
@@ -513,7 +537,7 @@ class Run:
 
     @contextlib.contextmanager
     def timed(self, what: str) -> Iterator[None]:
-        """`with run.timed("train"): ...` records the wall seconds of the block as seconds[what]."""
+        """`with recorder.timed("train"): ...` records the wall seconds of the block as seconds[what]."""
         t0 = time.perf_counter()
         try:
             yield

@@ -5,10 +5,10 @@
     python milestones/compression_cifar10.py --help
 
 Models: results/models/mlp_cifar10.npz and results/models/lenet5_cifar10.npz, written by
-`mlp_cifar10.py --save-model` and `lenet5_cifar10.py --save-model`. When one is missing,
-this script trains it first by calling that milestone's main() with its recorded settings
-plus --save-model (and says so); with --quick, quick models are trained in a temporary
-directory.
+`cifar10.py --model mlp --save-model` and `cifar10.py --model lenet5 --save-model`. When one
+is missing, this script trains it first by calling cifar10.py's main() with that model's
+recorded settings plus --save-model (and says so); with --quick, quick models are trained in
+a temporary directory.
 
 For each model, on the 10,000 CIFAR-10 test images (once per variant, with the final model):
 
@@ -56,20 +56,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import cifar10  # the CIFAR-10 milestones (milestones/cifar10.py): their models and recorded settings
 import common  # the shared command line, data, optimizer and results (milestones/common.py)
-import lenet5_cifar10
-import mlp_cifar10
 from tinytorch.core.dataloader import Compose, DataLoader, Normalize, ToFloat
 from tinytorch.core.losses import CrossEntropyLoss
-from tinytorch.core.training import Trainer
+from tinytorch.core.training import Trainer, write_atomically
 from tinytorch.optim.compression import (
     evaluate_accuracy, load_compressed, model_size_bytes, prunable_layers, prune_magnitude, quantize_model, save_compressed,
     sparsity)
 
 NAME = "compression_cifar10"
 SCRIPT = "compression_cifar10.py"
-#: the two trained models: name -> (milestone module, the recorded run's extra arguments)
-MODELS = {"mlp": (mlp_cifar10, ["--blas-threads", "1"]), "lenet5": (lenet5_cifar10, [])}
+#: the two trained models: cifar10.py's --model -> the recorded run's extra arguments
+MODELS = {"mlp": ["--blas-threads", "1"], "lenet5": []}
 #: weight layers left dense (chosen on the validation split, never the test set): LeNet-5's first convolution
 #: (456 weights) and output layer (840) are tiny and every image passes through them; the other layers are
 #: pruned further so that the sparsity of *all* the weights is --sparsity. The MLP's first layer holds 86 %
@@ -130,9 +129,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def milestone_args(ms: Any, args: argparse.Namespace, extra: Sequence[str] = ()) -> list[str]:
-    """Command-line arguments for a CIFAR-10 milestone script that reproduce this run's data."""
-    out = ["--seed", str(args.seed), "--val-size", str(args.val_size), "--no-progress", *extra]
+def milestone_args(key: str, args: argparse.Namespace, extra: Sequence[str] = ()) -> list[str]:
+    """Command-line arguments of cifar10.py for model `key` that reproduce this run's data."""
+    out = ["--model", key, "--seed", str(args.seed), "--val-size", str(args.val_size), "--no-progress", *extra]
     if args.quick:
         out.append("--quick")
     if args.data is not None:
@@ -144,14 +143,14 @@ def milestone_args(ms: Any, args: argparse.Namespace, extra: Sequence[str] = ())
 
 def trained_model(key: str, args: argparse.Namespace, models_dir: Path) -> tuple[Any, dict[str, Any], Path]:
     """(model, meta, path) of the trained milestone model, training it first when it is missing."""
-    ms, recorded = MODELS[key]
-    path = models_dir / f"{ms.SPEC.name}.npz"
+    milestone = cifar10.MODELS[key]
+    path = models_dir / f"{milestone.spec.name}.npz"
     if not path.exists():
-        argv = milestone_args(ms, args, [*recorded, "--out-dir", str(models_dir), "--save-model", str(path)])
+        argv = milestone_args(key, args, [*MODELS[key], "--out-dir", str(models_dir), "--save-model", str(path)])
         print(f"\n{common.repo_relative(path)} is missing: training it now with "
-              f"{common.command_line(ms.SPEC.script, argv)}")
-        ms.main(argv)
-    model, meta = common.load_trained_model(path, ms.build_model)
+              f"{common.command_line(milestone.spec.script, argv)}")
+        cifar10.main(argv)
+    model, meta = common.load_trained_model(path, milestone.build_model)
     return model, meta, path
 
 
@@ -213,10 +212,9 @@ def measure(name: str, model: Any, path: Path, data: common.CifarData, sparse: b
 
 
 def compress(key: str, args: argparse.Namespace, models_dir: Path, out_models: Path) -> dict[str, Any]:
-    ms, _ = MODELS[key]
-    print(f"\n==== {ms.SPEC.name}")
+    print(f"\n==== {cifar10.MODELS[key].spec.name}")
     float_model, meta, source = trained_model(key, args, models_dir)
-    margs = ms.parse_args(milestone_args(ms, args))          # the milestone's defaults: data, augmentation, lr
+    margs = cifar10.parse_args(milestone_args(key, args))    # the milestone's defaults: data, augmentation, lr
     data = common.cifar10(margs)
     print(data.summary())
     if not (np.allclose(meta["mean"], data.mean, atol=1e-6) and np.allclose(meta["std"], data.std, atol=1e-6)):
@@ -278,7 +276,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> Path:
             kind = "sparse_int8" if n.endswith("_int8") and n != "int8" else ("sparse" if n.startswith("sparse") else n)
             ax.plot([s_], [a_], markers[kind], color=f"C{i}", markersize=8)
             seen[kind] = n.replace("_", " + ")
-        handles.append(Line2D([], [], color=f"C{i}", marker="o", linestyle=":", label=MODELS[key][0].SPEC.name))
+        handles.append(Line2D([], [], color=f"C{i}", marker="o", linestyle=":", label=cifar10.MODELS[key].spec.name))
     handles += [Line2D([], [], color="0.4", marker=markers[k], linestyle="", label=label) for k, label in seen.items()]
     ax.set_xscale("log")
     ax.set_xlabel("size on disk (kB, log scale)")
@@ -286,9 +284,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_title(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -346,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print()
     for key, res in results.items():
         v = res["variants"]
-        print(f"{MODELS[key][0].SPEC.name}: " + "; ".join(
+        print(f"{cifar10.MODELS[key].spec.name}: " + "; ".join(
             f"{n} {x['test_accuracy']:.2%} / {x['bytes'] / 1e3:,.1f} kB ({x['size_ratio']:.2f}x)" for n, x in v.items()))
     print(f"{wall / 60:.1f} min wall time; wrote {common.repo_relative(path)} and {common.repo_relative(png)}")
     return payload

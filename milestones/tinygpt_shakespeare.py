@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -70,10 +69,13 @@ from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
 from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
 from tinytorch.mlops.mlops import Run  # noqa: E402
-from common import git_state, machine_info, repo_relative, run_main, set_blas_threads, write_json  # noqa: E402  (milestones/common.py)
+from tinytorch.core.training import write_atomically  # noqa: E402
+from common import (  # noqa: E402  (milestones/common.py)
+    command_line, git_state, load_average, machine_info, repo_relative, run_main, set_blas_threads, write_json)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
 NAME = "tinygpt_shakespeare"
+SCRIPT = "tinygpt_shakespeare.py"
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": dict(num_layers=4, num_heads=4, d_model=128, max_length=64, dropout=0.0, batch_size=12,
                     iterations=3000, eval_interval=200, lr=1e-3, min_lr=1e-4, warmup=100,
@@ -145,8 +147,7 @@ def plot_losses(history: dict[str, list], eval_interval: int, target: float | No
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
 
 
 def attention_line(val_text: str, max_chars: int) -> str:
@@ -162,7 +163,7 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     ignore = path / ".gitignore"
     if not ignore.exists():
-        ignore.write_text("# trained models and checkpoints: large binaries, never committed\n*\n", encoding="utf-8")
+        write_atomically(ignore, lambda f: f.write(b"# trained models and checkpoints: large binaries, never committed\n*\n"))
     return path
 
 
@@ -170,8 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     args = parse_args(argv)
     cfg = args.cfg
-    command = " ".join(shlex.quote(a) for a in ["python", "milestones/tinygpt_shakespeare.py",
-                                                 *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(SCRIPT, sys.argv[1:] if argv is None else argv)
     stem = NAME if args.kind == "default" else f"{NAME}_{args.kind}"
     out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="tinytorch-tinygpt-quick-")) if args.quick else ROOT / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     wall = time.perf_counter() - started
     if hasattr(os, "getloadavg"):
-        machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        machine["load_average_at_end"] = load_average()
     val_loss = float(val["loss"])
     result = {
         "milestone": NAME,

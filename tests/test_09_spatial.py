@@ -6,12 +6,12 @@ gradient checks in `GRADCHECK_CASES` (collected by tests/test_05_gradcheck.py to
 """
 import numpy as np
 import pytest
-from graph_helpers import ops_in_cases
+from graph_helpers import gradcheck_test, ops_in_cases, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.activations import ReLU
-from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Dense, Flatten, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.spatial import (
@@ -65,10 +65,6 @@ def ref_pool(x, kernel, stride, how):
 def fitting(k, pad, extra):
     """An image size along which a kernel of size k with padding pad fits, plus `extra`."""
     return max(1, k - 2 * pad) + extra
-
-
-def t64(*shape, seed=0):
-    return Tensor(np.random.default_rng(seed).standard_normal(shape), dtype=F64, requires_grad=True)
 
 
 def conv64(c_in, c_out, k, seed=0, **kw):
@@ -346,10 +342,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():

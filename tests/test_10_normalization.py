@@ -6,12 +6,12 @@ tests/test_05_gradcheck.py too).
 """
 import numpy as np
 import pytest
-from graph_helpers import ops_in_cases
+from graph_helpers import gradcheck_test, ops_in_cases, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.activations import ReLU
-from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Dense, Parameter, Sequential
 from tinytorch.core.normalization import (
     BatchNorm1d, BatchNorm2d, BatchNormFunction, LayerNorm, LayerNormFunction, batch_norm,
@@ -21,11 +21,6 @@ from tinytorch.core.tensor import Tensor
 
 F64 = np.float64
 EPS = 1e-5
-
-
-def t64(*shape, seed=0, loc=0.0, scale=1.0):
-    data = np.random.default_rng(seed).normal(loc, scale, size=shape)
-    return Tensor(data, dtype=F64, requires_grad=True)
 
 
 def np_batch_norm(x, weight=None, bias=None, mean=None, var=None):
@@ -354,10 +349,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():

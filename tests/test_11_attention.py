@@ -13,20 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graph_helpers import gradcheck_test, t64
 from tinytorch.core.attention import (
     KVCache, MultiHeadAttention, SelfAttention, additive_mask, causal_mask, plot_attention,
     scaled_dot_product_attention, scaled_masked_softmax, scaled_masked_softmax_composed)
-from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Dropout
 from tinytorch.core.losses import MSELoss
 from tinytorch.core.tensor import Tensor
 
 F64 = np.float64
-
-
-def t64(*shape, seed=0):
-    """A float64 leaf tensor with reproducible values."""
-    return Tensor(np.random.default_rng(seed).standard_normal(shape), dtype=F64, requires_grad=True)
 
 
 def arr(*shape, seed=0, dtype=np.float32):
@@ -414,10 +410,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 # ---- KV cache ----------------------------------------------------------------------------

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graph_helpers import gradcheck_test, t64
 from tinytorch.core.activations import GELU, ReLU, Tanh
-from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Dense, Dropout, Flatten, Module, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD, Adam, AdamW
@@ -39,10 +40,6 @@ from tinytorch.optim.compression import (
 ROOT = Path(__file__).resolve().parents[1]
 from test_milestones import write_fake_cifar  # noqa: E402  (the tiny generated CIFAR-10 of the milestone tests)
 F64 = np.float64
-
-
-def t64(*shape, seed=0):
-    return Tensor(np.random.default_rng(seed).standard_normal(shape), dtype=F64, requires_grad=True)
 
 
 def _pruned_dense_case():
@@ -69,10 +66,7 @@ def _with(layer, weight, bias):
 GRADCHECK_CASES = {"pruned_dense": _pruned_dense_case, "pruned_conv2d": _pruned_conv_case}
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck_cases(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def mlp(rng, sizes=(16, 32, 32, 4)):
@@ -700,7 +694,7 @@ def test_compression_milestone_runs_with_quick_on_generated_data(tmp_path):
                            "--val-size", "40", "--no-progress", "--out-dir", str(out), "--models-dir", str(tmp_path / "models")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "is missing: training it now with python milestones/mlp_cifar10.py" in proc.stdout
+    assert "is missing: training it now with python milestones/cifar10.py --model mlp" in proc.stdout
     assert (tmp_path / "models" / "mlp_cifar10.npz").exists() and (tmp_path / "models" / "lenet5_cifar10.npz").exists()
     result = json.loads((out / "compression_cifar10_quick.json").read_text())
     assert result["quick"] is True and result["command"].startswith("python milestones/compression_cifar10.py --quick")
@@ -736,29 +730,29 @@ def test_compression_milestone_runs_with_quick_on_generated_data(tmp_path):
 
 @pytest.fixture
 def milestone_modules(monkeypatch):
-    """Import milestones/common.py and mlp_cifar10.py, and forget them afterwards (as test_milestones.py does)."""
-    names = ["common", "mlp_cifar10"]
+    """Import milestones/common.py and cifar10.py, and forget them afterwards (as test_milestones.py does)."""
+    names = ["common", "cifar10"]
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     monkeypatch.syspath_prepend(str(ROOT / "milestones"))
+    import cifar10
     import common
-    import mlp_cifar10
-    yield common, mlp_cifar10
+    yield common, cifar10
     for n in names:
         sys.modules.pop(n, None)
     sys.modules.update(saved)
 
 
 def test_milestones_save_model_option(tmp_path, milestone_modules):
-    common, mlp_cifar10 = milestone_modules
+    common, cifar10 = milestone_modules
     data = write_fake_cifar(tmp_path / "data")
     path = tmp_path / "models" / "m.npz"
-    result = mlp_cifar10.main(["--quick", "--no-verify", "--val-size", "40", "--no-progress", "--data", str(data),
-                               "--out-dir", str(tmp_path), "--hidden", "32", "--save-model", str(path)])
-    model, meta = common.load_trained_model(path, mlp_cifar10.build_model)
+    result = cifar10.main(["--model", "mlp", "--quick", "--no-verify", "--val-size", "40", "--no-progress",
+                           "--data", str(data), "--out-dir", str(tmp_path), "--hidden", "32", "--save-model", str(path)])
+    model, meta = common.load_trained_model(path, cifar10.build_mlp)
     assert meta["build_model"] == {"hidden": [32], "activation": "relu", "dropout": 0.1}
     assert meta["test_accuracy"] == result["test_accuracy"] and result["saved_model"] == str(path.resolve())
     assert model.num_parameters() == 3072 * 32 + 32 + 32 * 10 + 10
-    assert mlp_cifar10.parse_args([]).save_model is None, "off by default"
+    assert cifar10.parse_args(["--model", "mlp"]).save_model is None, "off by default"
     with pytest.raises(CheckpointError, match="is a 'trainer' checkpoint, expected 'milestone-model'"):
         save_npz_checkpoint(tmp_path / "t.npz", {}, {}, kind="trainer")
-        common.load_trained_model(tmp_path / "t.npz", mlp_cifar10.build_model)
+        common.load_trained_model(tmp_path / "t.npz", cifar10.build_mlp)

@@ -8,12 +8,11 @@ of the fused Functions are in `GRADCHECK_CASES` (collected by tests/test_05_grad
 """
 import numpy as np
 import pytest
-from graph_helpers import ops_in_cases
+from graph_helpers import gradcheck_test, ops_in_cases, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.activations import GELU, gelu
-from tinytorch.core.autograd import gradcheck
 from tinytorch.core.kernels import (
     FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction, adam_update_allocating,
     adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas, matmul_broadcast,
@@ -25,11 +24,6 @@ from tinytorch.core.spatial import conv2d
 from tinytorch.core.tensor import Tensor
 
 F64 = np.float64
-
-
-def t64(*shape, seed=0, scale=1.0):
-    data = np.random.default_rng(seed).standard_normal(shape) * scale
-    return Tensor(data, dtype=F64, requires_grad=True)
 
 
 # ---- matmul -----------------------------------------------------------------------------------
@@ -406,10 +400,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():

@@ -27,7 +27,8 @@ from tinytorch.tinygpt import CharTokenizer, MultiHeadAttention, TinyGPT
 import tinytorch.core.attention
 import tinytorch.core.normalization
 import tinytorch.tinygpt as tg
-from tinytorch.core.autograd import gradcheck, no_grad
+from graph_helpers import gradcheck_test, t64
+from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Sequential
 from tinytorch.tinygpt import (
     DEFAULT_CHARS, Embedding, EmbeddingFunction, apply_temperature, LanguageModelLoss, LanguageModelTrainer,
@@ -56,19 +57,19 @@ def _embedding_case():
 
 def _positional_learned_case():
     pe = PositionalEncoding(6, 4, learned=True, dtype=F64, rng=np.random.default_rng(1))
-    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 4)), dtype=F64, requires_grad=True)
+    x = t64(2, 3, 4, seed=2)
     return (lambda x, w: pe(x, offset=2) * x), [x, pe.weight]
 
 
 def _positional_sinusoidal_case():
     pe = PositionalEncoding(5, 4, dtype=F64)
-    x = Tensor(np.random.default_rng(3).standard_normal((2, 5, 4)), dtype=F64, requires_grad=True)
+    x = t64(2, 5, 4, seed=3)
     return (lambda x: pe(x) * pe(x)), [x]
 
 
 def _block_case():
     block = TransformerBlock(8, 2, ff_dim=12, dtype=F64, rng=np.random.default_rng(4))
-    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 8)), dtype=F64, requires_grad=True)
+    x = t64(2, 3, 8, seed=5)
     return (lambda x, w1, w2: block(x)), [x, block.ff[0].weight, block.attn.q_proj.weight]
 
 
@@ -82,7 +83,7 @@ def _tinygpt_case():
 
 
 def _lm_loss_case():
-    logits = Tensor(np.random.default_rng(7).standard_normal((2, 3, 5)), dtype=F64, requires_grad=True)
+    logits = t64(2, 3, 5, seed=7)
     targets = np.array([[0, 4, 4], [2, -1, 1]])
     return (lambda z: LanguageModelLoss(ignore_index=-1)(z, targets)), [logits]
 
@@ -97,10 +98,7 @@ GRADCHECK_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GRADCHECK_CASES))
-def test_gradcheck(name):
-    func, inputs = GRADCHECK_CASES[name]()
-    assert gradcheck(func, inputs)
+test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_embedding_backward_equals_add_at_reference():
@@ -524,26 +522,55 @@ def test_small_model_overfits_a_repeated_string():
     assert trainer.evaluate("val")["loss"] < 0.3
 
 
+def _count_steps(optimizer):
+    """A list that gets one entry per optimizer.step() call from now on."""
+    calls, step = [], optimizer.step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return step(*args, **kwargs)
+    optimizer.step = counted
+    return calls
+
+
 def test_trainer_resume_is_exact(tmp_path):
-    def make():
+    """Stopped after 20 of 30 iterations, a run resumed from its checkpoint ends bit-identical to
+    the uninterrupted run, taking only the 10 remaining steps. The resumed trainer's model is
+    built from *another* seed, so only the checkpoint (weights, optimizer and scheduler state,
+    dropout generators, history) can make it match: with resume ignored, or restoring only part
+    of the state, it differs (the last check shows that this seed alone makes a run differ)."""
+    def make(init_seed, checkpoint_dir):
         model = TinyGPT(tokenizer=CharTokenizer().fit(TEXT), d_model=16, num_heads=2, num_layers=1,
-                        max_length=8, dropout=0.1, rng=np.random.default_rng(3))
-        return model, dict(iterations=30, eval_interval=10, batch_size=4, eval_batches=1, progress=False,
-                           verbose=False, seed=4)
+                        max_length=8, dropout=0.1, rng=np.random.default_rng(init_seed))
+        trainer = LanguageModelTrainer(model, TEXT, iterations=30, eval_interval=10, batch_size=4, eval_batches=1,
+                                       progress=False, verbose=False, seed=4, checkpoint_dir=checkpoint_dir)
+        return model, trainer
 
-    model, kw = make()
-    LanguageModelTrainer(model, TEXT, checkpoint_dir=tmp_path / "a", **kw).fit()
+    straight_model, straight = make(3, tmp_path / "a")
+    straight.fit()
 
-    first, kw = make()
-    interrupted = LanguageModelTrainer(first, TEXT, checkpoint_dir=tmp_path / "b", **kw)
+    _, interrupted = make(3, tmp_path / "b")
     interrupted.fit(epochs=2)                                  # stop after 20 of 30 iterations
     assert interrupted.iterations_done == 20
-    resumed_model, kw = make()
-    resumed = LanguageModelTrainer(resumed_model, TEXT, checkpoint_dir=tmp_path / "b", **kw)
+
+    resumed_model, resumed = make(99, tmp_path / "b")          # other initial weights, other dropout masks
+    steps = _count_steps(resumed.optimizer)
     resumed.fit(resume=True)
-    assert resumed.iterations_done == 30
-    for (name, p), q in zip(model.named_parameters(), resumed_model.parameters()):
+    assert len(steps) == 10, f"the resumed run took {len(steps)} steps; it should continue with the last 10"
+    assert resumed.iterations_done == 30 and resumed.optimizer.step_count == 30
+    assert resumed.scheduler.last_step == straight.scheduler.last_step == 30
+    for (name, p), q in zip(straight_model.named_parameters(), resumed_model.parameters()):
         assert np.array_equal(p.data, q.data), name
+    for name, buf in straight.optimizer.state.items():
+        np.testing.assert_array_equal(buf, resumed.optimizer.state[name], err_msg=name)
+    for key in ("epoch", "train_loss", "val_loss", "lr"):
+        assert resumed.history[key] == straight.history[key], key
+
+    fresh_model, fresh = make(99, None)                        # the same start without resume
+    fresh.fit()
+    assert not all(np.array_equal(p.data, q.data)
+                   for p, q in zip(straight_model.parameters(), fresh_model.parameters()))
+    assert fresh.history["train_loss"] != straight.history["train_loss"]
 
 
 def test_on_evaluation_receives_every_history_row_once_even_across_a_resume(tmp_path):

@@ -1,5 +1,5 @@
-"""Tests for the CIFAR-10 milestone scripts (milestones/*_cifar10.py) and their shared code
-(milestones/common.py).
+"""Tests for the CIFAR-10 milestone script (milestones/cifar10.py, one per `--model`), its shared
+code (milestones/common.py) and the TinyGPT milestone (milestones/tinygpt_shakespeare.py).
 
 The scripts need CIFAR-10, so each test writes a tiny fake CIFAR-10 (random pixels and labels)
 in the canonical binary format to tmp_path and points TINYTORCH_DATA at it; the scripts are
@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from tinytorch.core.optimizers import SGD, AdamW
 
 ROOT = Path(__file__).resolve().parents[1]
 MILESTONES = ROOT / "milestones"
-SCRIPTS = {"mlp": "mlp_cifar10", "lenet1": "lenet1_cifar10", "lenet5": "lenet5_cifar10", "cnn": "cnn_cifar10"}
+MODELS = ["mlp", "lenet1", "lenet5", "cnn"]       # cifar10.py --model NAME writes results/NAME_cifar10.json
 PER_FILE = 40                      # records in each fake file: 200 training, 40 test images
 REQUIRED_KEYS = {"milestone", "test_accuracy", "test_loss", "test_images", "published_accuracy", "epochs",
                  "wall_seconds", "train_seconds", "seconds_per_epoch", "seed", "quick", "command", "history",
@@ -55,9 +56,9 @@ def fake_data(tmp_path, monkeypatch):
 
 @pytest.fixture
 def ms(monkeypatch):
-    """Import milestone modules by name ("common", "cnn_cifar10", ...) from milestones/, and
+    """Import milestone modules by name ("common", "cifar10", ...) from milestones/, and
     forget them afterwards (so that no other `common` module is shadowed)."""
-    names = ["common", "tinygpt_shakespeare", *SCRIPTS.values()]
+    names = ["common", "cifar10", "compression_cifar10", "tinygpt_shakespeare"]
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     monkeypatch.syspath_prepend(str(MILESTONES))
     yield importlib.import_module
@@ -66,18 +67,17 @@ def ms(monkeypatch):
     sys.modules.update(saved)
 
 
-# ---- every script, end to end -----------------------------------------------------------------
-@pytest.mark.parametrize("milestone", sorted(SCRIPTS))
+# ---- every model, end to end ------------------------------------------------------------------
+@pytest.mark.parametrize("milestone", MODELS)
 def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
     out = tmp_path / "out"
-    script = MILESTONES / f"{SCRIPTS[milestone]}.py"
     env = dict(os.environ, TINYTORCH_DATA=str(fake_data), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     env.pop("PYTHONPATH", None)                          # the script must find tinytorch by itself
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--no-verify", "--val-size", "40",
-                           "--no-progress", "--out-dir", str(out)],
+    proc = subprocess.run([sys.executable, str(MILESTONES / "cifar10.py"), "--model", milestone, "--quick",
+                           "--no-verify", "--val-size", "40", "--no-progress", "--out-dir", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    name = SCRIPTS[milestone]
+    name = f"{milestone}_cifar10"
     result = json.loads((out / f"{name}_quick.json").read_text())
     assert REQUIRED_KEYS <= set(result)
     assert result["milestone"] == name and result["quick"] is True and result["seed"] == 0
@@ -87,7 +87,7 @@ def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
     assert result["data"]["train"] == 5 * PER_FILE - 40 and result["data"]["val"] == 40
     assert result["data"]["verified_checksums"] is False
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["params"] > 0
-    assert result["command"].startswith(f"python milestones/{name}.py --quick")
+    assert result["command"].startswith(f"python milestones/cifar10.py --model {milestone} --quick")
     assert result["hyperparameters"]["batch_size"] == 128 and "lr" in result["hyperparameters"]
     assert "load_average_at_end" in result["machine"] and "blas_threads_env" in result["machine"]
     assert (out / f"{name}_quick.png").stat().st_size > 1000
@@ -99,31 +99,80 @@ def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
 
 def test_generated_data_is_refused_without_no_verify(fake_data, tmp_path):
     env = dict(os.environ, TINYTORCH_DATA=str(fake_data), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(MILESTONES / "lenet1_cifar10.py"), "--quick", "--val-size", "40",
-                           "--no-progress", "--out-dir", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, str(MILESTONES / "cifar10.py"), "--model", "lenet1", "--quick",
+                           "--val-size", "40", "--no-progress", "--out-dir", str(tmp_path / "out")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "MD5" in proc.stderr and "--no-verify" in proc.stderr
     assert not (tmp_path / "out" / "lenet1_cifar10_quick.json").exists()
 
 
-@pytest.mark.parametrize("milestone", sorted(SCRIPTS))
+@pytest.mark.parametrize("milestone", MODELS)
 def test_script_help_lists_the_common_options(milestone, ms, capsys):
-    mod = ms(SCRIPTS[milestone])
+    mod = ms("cifar10")
     with pytest.raises(SystemExit) as exit_info:
-        mod.parse_args(["--help"])
+        mod.parse_args(["--model", milestone, "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--epochs", "--seed", "--quick", "--out-dir", "--no-verify", "--val-size", "--train-size",
                    "--batch-size", "--lr", "--weight-decay", "--warmup-epochs", "--crop-padding", "--no-flip",
                    "--blas-threads", "--optimizer"):
         assert option in text, option
-    assert f"results/{SCRIPTS[milestone]}.json" in text
+    assert f"results/{milestone}_cifar10.json" in text
+
+
+def test_the_model_must_be_named(ms, capsys):
+    cifar10 = ms("cifar10")
+    with pytest.raises(SystemExit) as exit_info:
+        cifar10.parse_args(["--quick"])
+    assert exit_info.value.code == 2 and "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cifar10.parse_args(["--model", "resnet"])
+    assert exit_info.value.code == 2 and "invalid choice: 'resnet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cifar10.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in MODELS) and "--model" in text
+    with pytest.raises(SystemExit):                      # another model's option
+        cifar10.parse_args(["--model", "lenet5", "--hidden", "10"])
+
+
+@pytest.mark.parametrize("milestone", MODELS)
+def test_each_model_keeps_the_settings_of_its_recorded_run(milestone, ms):
+    """Rerunning the command recorded in results/<model>_cifar10.json (the script of its day,
+    e.g. milestones/mlp_cifar10.py, is now cifar10.py --model mlp) gives the recorded
+    hyperparameters, epochs, seed, split, parameter count and targets: the same run."""
+    cifar10, common = ms("cifar10"), ms("common")
+    recorded = json.loads((ROOT / "results" / f"{milestone}_cifar10.json").read_text(encoding="utf-8"))
+    _, script, *argv = shlex.split(recorded["command"])
+    if script != "milestones/cifar10.py":
+        assert script == f"milestones/{milestone}_cifar10.py", script
+        argv = ["--model", milestone, *argv]
+    args = cifar10.parse_args(argv)
+    entry = cifar10.MODELS[milestone]
+    model = entry.build_model(**args.build)
+    train_images = recorded["data"]["train"]
+    steps_per_epoch = -(-train_images // args.batch_size)
+    _, _, opt_hyper = common.optimizer_and_schedule(model.parameters(), args, steps_per_epoch)
+    hyper = {**args.build, "batch_size": args.batch_size, **opt_hyper, "loss": "CrossEntropyLoss",
+             "augmentation": [repr(t) for t in common.augmentation(args)],
+             "normalisation": "per-channel mean/std of the training split"}
+    assert hyper == recorded["hyperparameters"]
+    assert (args.epochs, args.seed, args.train_size) == (recorded["epochs"], recorded["seed"], recorded["data"]["train_subset"])
+    assert 50_000 - args.val_size == train_images and recorded["data"]["val"] == args.val_size
+    assert model.num_parameters() == recorded["params"] and repr(model) == recorded["architecture"]
+    assert args.blas_threads in (recorded["machine"]["blas_threads"], None)
+    spec = entry.spec
+    assert (spec.name, spec.published, spec.target) == (recorded["milestone"], recorded["published_accuracy"],
+                                                        recorded["target_accuracy"])
+    assert recorded["budget_seconds"] == (None if spec.budget_minutes is None else 60 * spec.budget_minutes)
 
 
 def test_in_process_run_returns_the_results(ms, fake_data, tmp_path):
-    mod = ms("lenet5_cifar10")
-    result = mod.main(["--quick", "--no-verify", "--val-size", "40", "--no-progress", "--out-dir", str(tmp_path)])
+    mod = ms("cifar10")
+    result = mod.main(["--model", "lenet5", "--quick", "--no-verify", "--val-size", "40", "--no-progress",
+                       "--out-dir", str(tmp_path)])
     saved = json.loads((tmp_path / "lenet5_cifar10_quick.json").read_text())
     assert saved["test_accuracy"] == result["test_accuracy"]
     assert saved["history"] == json.loads(json.dumps(result["history"]))
@@ -134,28 +183,29 @@ def test_in_process_run_returns_the_results(ms, fake_data, tmp_path):
 def test_lenet_models_have_the_classic_shapes(ms):
     from tinytorch.core.tensor import Tensor
     x = Tensor(np.zeros((2, 3, 32, 32), dtype=np.float32))
-    lenet1, lenet5 = ms("lenet1_cifar10").build_model(), ms("lenet5_cifar10").build_model()
+    cifar10 = ms("cifar10")
+    lenet1, lenet5 = cifar10.build_lenet1(), cifar10.build_lenet5()
     assert lenet1.num_parameters() == (3 * 25 * 4 + 4) + (4 * 25 * 12 + 12) + (300 * 10 + 10) == 4526
     assert lenet5.num_parameters() == 456 + 2416 + 48120 + 10164 + 850 == 62006
     assert lenet1(x).shape == (2, 10) and lenet5(x).shape == (2, 10)
-    for mod in ("lenet1_cifar10", "lenet5_cifar10"):
-        assert ms(mod).build_model("tanh", "avg")(x).shape == (2, 10)
+    for build in (cifar10.build_lenet1, cifar10.build_lenet5):
+        assert build("tanh", "avg")(x).shape == (2, 10)
 
 
 def test_cnn_model_shapes_batchnorm_and_flops(ms):
     from tinytorch.core.normalization import BatchNorm2d
     from tinytorch.core.tensor import Tensor
-    cnn = ms("cnn_cifar10")
-    model = cnn.build_model([8, 16, 32], [1, 2, 1], head="max", dropout=0.1)
+    cifar10 = ms("cifar10")
+    model = cifar10.build_cnn([8, 16, 32], [1, 2, 1], head="max", dropout=0.1)
     x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
     assert model(x).shape == (4, 10)
     assert sum(isinstance(m, BatchNorm2d) for m in model.layers) == 4
     expected = 2 * 9 * (32 * 32 * 3 * 8 + 16 * 16 * (8 * 16 + 16 * 16) + 8 * 8 * 16 * 32) + 2 * 32 * 10
-    assert cnn.forward_flops([8, 16, 32], [1, 2, 1]) == expected
-    args = cnn.parse_args(["--widths", "8", "16", "--depths", "2"])
-    assert args.depths == [2, 2]
+    assert cifar10.forward_flops([8, 16, 32], [1, 2, 1]) == expected
+    args = cifar10.parse_args(["--model", "cnn", "--widths", "8", "16", "--depths", "2"])
+    assert args.depths == [2, 2] and args.build == {"widths": [8, 16], "depths": [2, 2], "head": "avg", "dropout": 0.0}
     with pytest.raises(SystemExit):
-        cnn.parse_args(["--widths", "8", "16", "--depths", "1", "2", "3"])
+        cifar10.parse_args(["--model", "cnn", "--widths", "8", "16", "--depths", "1", "2", "3"])
 
 
 # ---- common.py ----------------------------------------------------------------------------------
@@ -164,7 +214,7 @@ def test_missing_data_ends_with_the_loaders_message_alone(ms, capsys, monkeypatc
     from tinytorch.core.dataloader import DownloadError
 
     common = ms("common")
-    monkeypatch.setattr(sys, "argv", ["mlp_cifar10.py"])
+    monkeypatch.setattr(sys, "argv", ["cifar10.py"])
 
     def main():
         raise DownloadError("could not download X. If this machine is offline, put it at /data/x")
@@ -173,8 +223,8 @@ def test_missing_data_ends_with_the_loaders_message_alone(ms, capsys, monkeypatc
         common.run_main(main)
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert err == "mlp_cifar10.py: could not download X. If this machine is offline, put it at /data/x\n"
-    for script in [*SCRIPTS.values(), "compression_cifar10", "tinygpt_shakespeare"]:  # every script ends so
+    assert err == "cifar10.py: could not download X. If this machine is offline, put it at /data/x\n"
+    for script in ["cifar10", "compression_cifar10", "tinygpt_shakespeare"]:         # every script ends so
         assert "run_main(main)" in (MILESTONES / f"{script}.py").read_text(encoding="utf-8"), script
 
 
@@ -196,8 +246,8 @@ def test_parse_args_defaults_quick_and_errors(ms, capsys):
 
 def test_command_line_is_quoted_and_relative(ms):
     common = ms("common")
-    assert common.command_line("cnn_cifar10.py", ["--epochs", "3", "--out-dir", "a b"]) == \
-        "python milestones/cnn_cifar10.py --epochs 3 --out-dir 'a b'"
+    assert common.command_line("cifar10.py", ["--model", "cnn", "--epochs", "3", "--out-dir", "a b"]) == \
+        "python milestones/cifar10.py --model cnn --epochs 3 --out-dir 'a b'"
 
 
 def test_repo_relative(ms, tmp_path):
@@ -300,7 +350,9 @@ def test_machine_info(ms, monkeypatch):
 def test_blas_threads_can_be_set_and_read(ms):
     common = ms("common")
     before = common.blas_threads()
-    if before is None:                                   # numpy without a reachable OpenBLAS
+    if "openblas" in str(common.numpy_blas().get("name", "")).lower():
+        assert before is not None, "numpy's build says OpenBLAS, but its thread count could not be reached"
+    if before is None:                                   # numpy built against another BLAS
         assert common.set_blas_threads(1) is None
         return
     try:
@@ -311,11 +363,40 @@ def test_blas_threads_can_be_set_and_read(ms):
     assert common.blas_threads() == before
 
 
+def test_openblas_is_found_without_proc(ms, monkeypatch):
+    """The OpenBLAS lookup asks numpy (its build config, its own binaries): it works where there
+    is no /proc, and leaves another BLAS alone."""
+    import builtins
+    import io
+
+    common = ms("common")
+    real_open = builtins.open
+
+    def no_proc(file, *args, **kwargs):
+        if str(file).startswith("/proc"):
+            raise FileNotFoundError(f"no /proc here: {file}")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(io, "open", no_proc)
+    common._openblas.cache_clear()
+    try:
+        if "openblas" in str(common.numpy_blas().get("name", "")).lower():
+            assert common.blas_threads() is not None
+        monkeypatch.setattr(common, "numpy_blas", lambda: {"name": "accelerate"})
+        common._openblas.cache_clear()
+        assert common.blas_threads() is None and common.set_blas_threads(1) is None
+    finally:
+        monkeypatch.undo()
+        common._openblas.cache_clear()
+
+
 def test_conv_milestones_default_to_one_blas_thread(ms):
-    assert ms("cnn_cifar10").parse_args([]).blas_threads == 1
-    assert ms("lenet5_cifar10").parse_args([]).blas_threads == 1
-    assert ms("lenet1_cifar10").parse_args(["--blas-threads", "0"]).blas_threads == 0
-    assert ms("mlp_cifar10").parse_args([]).blas_threads is None          # unchanged: the environment decides
+    parse = ms("cifar10").parse_args
+    assert parse(["--model", "cnn"]).blas_threads == 1
+    assert parse(["--model", "lenet5"]).blas_threads == 1
+    assert parse(["--model", "lenet1", "--blas-threads", "0"]).blas_threads == 0
+    assert parse(["--model", "mlp"]).blas_threads is None                  # unchanged: the environment decides
 
 
 def test_tinygpt_milestone_uses_every_core_only_for_the_long_run(ms):
@@ -424,3 +505,23 @@ def test_benchmark_results_record_the_git_state(tmp_path):
     assert saved["value"] == 1 and "machine" in saved and "command" in saved
     assert_git_state(saved)
 
+
+
+def test_the_project_has_one_run_class():
+    """`Run` means module 15's run folder; the CIFAR-10 milestones' bookkeeping is a `Recorder`."""
+    defined = sorted(str(path.relative_to(ROOT)) for folder in ("milestones", "benchmarks", "tito", "tinytorch")
+                     for path in (ROOT / folder).rglob("*.py")
+                     if re.search(r"^class Run\b", path.read_text(encoding="utf-8"), re.MULTILINE))
+    assert defined == ["tinytorch/mlops/mlops.py"], defined
+
+
+def test_scripts_write_files_through_module_07s_write_atomically():
+    """The milestone and benchmark scripts have no atomic writer of their own, and save their
+    plots through `tinytorch.core.training.write_atomically` (never half a file)."""
+    for path in sorted([*MILESTONES.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        source = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT)
+        assert not re.search(r"def \w*atomic\w*\(", source), f"{name} defines its own atomic writer"
+        assert "os.replace(" not in source and ".rename(" not in source, f"{name} renames files itself"
+        for call in re.findall(r"savefig\(([^,)]*)", source):
+            assert call == "f", f"{name}: savefig({call}, ...) writes the plot directly, not via write_atomically"
