@@ -10,14 +10,14 @@ import sys
 from tito.command import Command
 from tito.course import Course
 
-#: name -> (script under milestones/, what it does). The scripts write results/NAME.json.
-MILESTONES: dict[str, tuple[str, str]] = {
-    "mlp": ("mlp_cifar10.py", "an MLP (Dense + activations) on full CIFAR-10"),
-    "lenet1": ("lenet1_cifar10.py", "a LeNet-1-style CNN on CIFAR-10"),
-    "lenet5": ("lenet5_cifar10.py", "LeNet-5 on CIFAR-10"),
-    "cnn": ("cnn_cifar10.py", "a modern small CNN with BatchNorm and augmentation on CIFAR-10"),
-    "tinygpt": ("tinygpt_shakespeare.py", "TinyGPT on Tiny Shakespeare, then a sample"),
-    "compression": ("compression_cifar10.py", "module 12: int8 and 80%-sparse MLP and LeNet-5, accuracy against size on disk"),
+#: name -> (script under milestones/ and its first arguments, what it does). The scripts write results/.
+MILESTONES: dict[str, tuple[list[str], str]] = {
+    "mlp": (["cifar10.py", "--model", "mlp"], "an MLP (Dense + activations) on full CIFAR-10"),
+    "lenet1": (["cifar10.py", "--model", "lenet1"], "a LeNet-1-style CNN on CIFAR-10"),
+    "lenet5": (["cifar10.py", "--model", "lenet5"], "LeNet-5 on CIFAR-10"),
+    "cnn": (["cifar10.py", "--model", "cnn"], "a modern small CNN with BatchNorm and augmentation on CIFAR-10"),
+    "tinygpt": (["tinygpt_shakespeare.py"], "TinyGPT on Tiny Shakespeare, then a sample"),
+    "compression": (["compression_cifar10.py"], "module 12: int8 and 80%-sparse MLP and LeNet-5, accuracy against size on disk"),
 }
 
 DESCRIPTION = """\
@@ -38,13 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
-    script = course.root / "milestones" / MILESTONES[args.name][0]
+    name, *first_args = MILESTONES[args.name][0]
+    script = course.root / "milestones" / name
     if not script.exists():
         print(f"tito milestone: {args.name} is not available yet ({script.relative_to(course.root)} "
               f"does not exist)", file=sys.stderr)
         return 2
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(course.root), os.environ.get("PYTHONPATH")])))
-    return subprocess.call([sys.executable, str(script), *args.script_args, *args.passthrough], cwd=course.root, env=env)
+    return subprocess.call([sys.executable, str(script), *first_args, *args.script_args, *args.passthrough],
+                           cwd=course.root, env=env)
 
 
 COMMAND = Command(
