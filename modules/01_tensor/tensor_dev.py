@@ -199,16 +199,16 @@ def register_backward(function: type[Function]) -> Callable[[Callable], Callable
 # %% [markdown]
 # ## 3. The Tensor class
 #
-# A tensor owns `data` (the numpy array; shared, not copied, when you pass an array of the
-# right dtype, like `torch.from_numpy`), `requires_grad` (only floating tensors can),
-# `grad` (after `backward()`, a `Tensor` of the same shape) and `_ctx` (the `Function`
-# that produced it, or `None` for a leaf that you created).
+# A tensor owns `data` (the numpy array; shared, not copied, when its dtype is right, like
+# `torch.from_numpy`), `requires_grad` (floating tensors only), `grad` (after `backward()`,
+# a `Tensor` of the same shape) and `_ctx` (the `Function` that made it; `None` for a leaf).
 #
-# Operators (`+`, `@`, `.sum()`, ...) are one-liners that hand the work to a `Function`.
-# `_pair` turns both operands into tensors first, so `2 * x` and `x + [1, 2, 3]` work: a
-# plain number adopts the tensor's dtype (`x * 0.5` stays float32, `labels + 1` stays
-# int64) unless it is a float meeting integers, and an integer tensor meeting a floating
-# one is converted to that float dtype (numpy would promote `int64 * float32` to float64).
+# Operators are one-liners that hand the work to a `Function` of sections 5-8
+# (`x + y` is `Add.apply(*_pair(x, y))`, `2 - x` is `Sub.apply(*_pair(2, x))`, `x @ y` is
+# `matmul(x, y)`, `x.sum(axis)` is `Sum.apply(x, axis=axis, keepdims=keepdims)`). `_pair`
+# makes both operands tensors, so `2 * x` and `x + [1, 2]` work: a number adopts the
+# tensor's dtype (`x * 0.5` stays float32, `labels + 1` int64) unless it is a float meeting
+# integers; an integer tensor meeting a float one is converted (numpy would give float64).
 
 # %% nbgrader={"grade": false, "grade_id": "tensor-class", "locked": false, "schema_version": 3, "solution": true}
 #| export
