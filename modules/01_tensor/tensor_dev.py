@@ -189,12 +189,10 @@ def _op_error(op: type, inputs: Sequence[Tensor], err: Exception) -> Exception:
 
 def register_backward(function: type[Function]) -> Callable[[Callable], Callable]:
     """Decorator used by module 05: `@register_backward(Add)` attaches a backward rule."""
-    ### BEGIN SOLUTION
     def decorate(rule: Callable) -> Callable:
         Autograd.rules[function] = rule
         return rule
     return decorate
-    ### END SOLUTION
 
 # %% [markdown]
 # ## 3. The Tensor class
@@ -522,7 +520,9 @@ class Tensor:
 
 def _data(x: Any) -> Any:
     """The ndarray inside a Tensor, or x itself."""
+    ### BEGIN SOLUTION
     return x.data if isinstance(x, Tensor) else x
+    ### END SOLUTION
 
 
 def _lift(x: Any, like: Tensor) -> Tensor:
@@ -557,12 +557,11 @@ def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
 
 def _index_arrays(index: Any) -> Any:
     """Replace Tensors inside an index by their arrays (x[idx_tensor], x[mask])."""
+    ### BEGIN SOLUTION
     if isinstance(index, tuple):
         return tuple(_data(i) for i in index)
     return _data(index)
-
-# %% [markdown]
-# ### Try it: the storage (the `Add` function itself comes in section 5)
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-tensor-storage", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 t = Tensor([[1, 2, 3], [4, 5, 6]])
