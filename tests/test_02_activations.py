@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from tinytorch.core.tensor import Tensor
 from tinytorch.core.activations import (
+    Module,
     GELU, Activation, GELUFunction, LogSoftmax, LogSoftmaxFunction, ReLU, ReLUFunction, Sigmoid,
     SigmoidFunction, Softmax, SoftmaxFunction, Tanh, TanhFunction, gelu, log_softmax, relu,
     sigmoid, softmax, tanh)
@@ -218,7 +219,7 @@ LAYERS = [(ReLU(), relu), (Sigmoid(), sigmoid), (Tanh(), tanh), (GELU(), gelu),
 @pytest.mark.parametrize("layer, fn", LAYERS, ids=lambda v: type(v).__name__)
 def test_layer_classes_match_functions(layer, fn):
     x = Tensor(RNG.normal(size=(2, 3, 4)))
-    assert isinstance(layer, Activation)
+    assert isinstance(layer, Activation) and isinstance(layer, Module)
     assert np.array_equal(layer(x).data, fn(x).data)
     assert np.array_equal(layer.forward(x).data, fn(x).data)
     assert layer.parameters() == [] and list(layer.named_parameters()) == []
@@ -271,3 +272,4 @@ def test_gelu_gradient_matches_finite_differences():
     h = 1e-6
     numeric = (np_gelu(z + h) - np_gelu(z - h)) / (2 * h)
     np.testing.assert_allclose(x.grad.data, numeric, rtol=1e-6, atol=1e-8)
+

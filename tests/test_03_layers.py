@@ -458,3 +458,15 @@ def test_buffers_are_saved_but_not_learnt():
     state["layers.1.seen"] = np.zeros(3)
     with pytest.raises(StateDictError, match=r"layers.1.seen: expected shape \(2,\), got \(3,\)"):
         fresh.load_state_dict(state)
+
+
+def test_activations_are_ordinary_modules_inside_models():
+    import tinytorch.core.activations as activations
+    assert Module is activations.Module and Parameter is activations.Parameter, "module 03 re-exports module 02's base"
+    model = Sequential(Dense(3, 4), ReLU(), Dense(4, 2), Softmax(axis=-1))
+    assert [n for n, _ in model.named_children()] == ["layers.0", "layers.1", "layers.2", "layers.3"]
+    assert [n for n, _ in model.named_parameters()] == [
+        "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"]
+    assert model.modules()[2] is model[1] and list(model.state_dict()) == [n for n, _ in model.named_parameters()]
+    model.eval()
+    assert not model[1].training and not model[3].training

@@ -200,3 +200,9 @@ for made in [plain + plain, plain @ plain, plain.sum(), wg.detach() * 2, (wg > 2
 assert wg.detach().data is wg.data and wg.detach().is_leaf
 chain = ((wg * plain).sum(axis=1) + 1).mean()
 assert isinstance(chain._ctx, Mean) and isinstance(chain._ctx.inputs[0]._ctx, Add)
+Autograd.grad_enabled = False                        # what no_grad() (module 05) switches off
+try:
+    assert (wg * plain)._ctx is None and not (wg * plain).requires_grad, "nothing is recorded with recording off"
+finally:
+    Autograd.grad_enabled = True
+assert isinstance((wg * plain)._ctx, Mul)

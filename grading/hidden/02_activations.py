@@ -123,6 +123,83 @@ for bad_axis, err_type in [(-4, ValueError), (3, ValueError), (1.0, TypeError), 
         except err_type:
             pass
 
+# %% grade_id: test-parameter
+# requires_grad=False, an explicit dtype, integer data, shared memory, a Parameter made from a Tensor
+frozen = Parameter(np.ones(3), requires_grad=False)
+assert isinstance(frozen, Parameter) and frozen.requires_grad is False and frozen.dtype == np.float32
+p64 = Parameter([1.0, 2.0], dtype=np.float64)
+assert p64.dtype == np.float64 and p64.requires_grad and p64.grad is None and p64.is_leaf
+assert Parameter(Tensor([[1.0, 2.0]])).shape == (1, 2) and Parameter(Tensor([[1.0, 2.0]])).requires_grad
+assert Parameter(np.array([1, 2]), requires_grad=False).dtype == np.int64
+try:
+    Parameter(np.array([1, 2]))
+    raise AssertionError("an integer Parameter cannot require gradients")
+except TypeError:
+    pass
+backing = np.zeros(2, dtype=np.float32)
+shared_p = Parameter(backing)
+backing[0] = 3.0
+assert shared_p.data[0] == 3.0, "a float32 array is shared, as for Tensor"
+
+# %% grade_id: test-module
+# prefixes, tuple children (one without parameters), modes, zero_grad, buffers, non-strict and refused loads (nothing changed)
+class _Double(Module):                               # a child without parameters
+    def forward(self, x):
+        return x * 2
+
+
+class Pair(Module):
+    def __init__(self):
+        super().__init__()
+        self.parts = (Affine(2), _Double(), Affine(2))
+        self.head = Affine(2)
+        self.register_buffer("count", np.zeros(2))
+
+    def forward(self, x):
+        for part in self.parts:
+            x = part(x)
+        return self.head(x)
+
+
+pair = Pair()
+assert [n for n, _ in pair.named_parameters(prefix="net.")] == [
+    "net.parts.0.scale", "net.parts.0.shift", "net.parts.2.scale", "net.parts.2.shift", "net.head.scale", "net.head.shift"]
+assert [n for n, _ in pair.named_children()] == ["parts.0", "parts.1", "parts.2", "head"]
+assert len(pair.modules()) == 5 and pair.num_parameters() == 12
+assert pair.eval() is pair and not pair.parts[0].training and not pair.parts[1].training and not pair.head.training
+assert pair.train() is pair and pair.parts[2].training and pair.parts[1].training
+for prm in pair.parameters():
+    prm.grad = Tensor(np.ones(prm.shape))
+pair.zero_grad()
+assert all(prm.grad is None for prm in pair.parameters())
+assert [n for n, _ in pair.named_buffers()] == ["count"] and list(pair.state_dict())[-1] == "count"
+snapshot = pair.state_dict()
+snapshot["head.scale"] = Tensor(np.array([2.0, 3.0]), dtype=np.float64)      # a Tensor, float64
+snapshot["count"] = np.array([4.0, 5.0])
+result = pair.load_state_dict(snapshot)
+assert np.array_equal(pair.head.scale.data, [2.0, 3.0]) and pair.head.scale.dtype == np.float32, "dtype kept"
+assert np.array_equal(pair.count, [4.0, 5.0]) and list(result.missing_keys) == [] and list(result.unexpected_keys) == []
+partial = {"head.shift": np.array([7.0, 8.0]), "extra.weight": np.ones(3)}
+result = pair.load_state_dict(partial, strict=False)
+assert np.array_equal(pair.head.shift.data, [7.0, 8.0])
+assert list(result.unexpected_keys) == ["extra.weight"] and "parts.0.scale" in list(result.missing_keys)
+outer = type("Outer", (Module,), {"forward": lambda self, x: self.pair(x)})()
+outer.pair = pair
+assert len(outer.modules()) == 6 and outer.modules()[2] is pair.parts[0], "modules() goes all the way down"
+assert [n for n, _ in outer.named_parameters()][0] == "pair.parts.0.scale"
+before = {k: v.copy() for k, v in pair.state_dict().items()}
+bad_loads = [({**before, "extra": np.ones(1)}, True),
+             ({**{k: v + 1 for k, v in before.items()}, "parts.2.shift": np.ones(3)}, True),
+             ({"head.scale": before["head.scale"] + 1, "head.shift": np.ones((2, 1))}, False)]
+for bad, strict in bad_loads:
+    try:
+        pair.load_state_dict(bad, strict=strict)
+        raise AssertionError("an unexpected key or a wrong shape must be refused")
+    except KeyError:
+        pass
+    after = pair.state_dict()
+    assert all(np.array_equal(after[k], before[k]) for k in before), "a refused load changes nothing"
+
 # %% grade_id: test-activation-layers
 # every layer on 3-D input, Softmax and LogSoftmax layers along non-default axes, modes and reprs
 x3 = Tensor(np.random.default_rng(15).normal(size=(2, 3, 4)))
@@ -135,3 +212,21 @@ for ax in (0, 1, -2):
     assert np.array_equal(Softmax(axis=ax)(x3).data, softmax(x3, axis=ax).data), ax
     assert np.array_equal(LogSoftmax(axis=ax)(x3).data, log_softmax(x3, axis=ax).data), ax
 assert repr(LogSoftmax(axis=1)) == "LogSoftmax(axis=1)" and repr(GELU()) == "GELU()" and repr(Tanh()) == "Tanh()"
+class _Block(Module):                               # activations are ordinary children
+    def __init__(self):
+        super().__init__()
+        self.act = GELU()
+        self.inner = Affine(3)
+        self.stack = [ReLU(), Affine(3), Softmax(axis=0)]
+
+    def forward(self, x):
+        return self.stack[2](self.stack[1](self.stack[0](self.inner(self.act(x)))))
+
+
+blk = _Block()
+assert all(isinstance(layer, Module) for layer in (ReLU(), Sigmoid(), Tanh(), GELU(), Softmax(), LogSoftmax()))
+assert [n for n, _ in blk.named_children()] == ["act", "inner", "stack.0", "stack.1", "stack.2"]
+assert [n for n, _ in blk.named_parameters()] == ["inner.scale", "inner.shift", "stack.1.scale", "stack.1.shift"]
+assert len(blk.modules()) == 6 and blk.eval() is blk and not blk.act.training and not blk.stack[2].training
+assert blk.train().stack[0].training and list(blk.state_dict()) == [n for n, _ in blk.named_parameters()]
+assert blk(Tensor([1.0, -2.0, 3.0])).shape == (3,)

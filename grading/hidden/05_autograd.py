@@ -311,6 +311,21 @@ def predict(v):
 res, inside = predict(ta)
 assert not res.requires_grad and inside is False and is_grad_enabled()
 
+# a rule that returns the wrong number of gradients is refused, not zipped away
+class _OneGradForTwo(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return (g,)
+
+
+try:
+    _OneGradForTwo.apply(Tensor([1.0], requires_grad=True), Tensor([2.0], requires_grad=True)).sum().backward()
+    raise AssertionError("a backward that gives 1 gradient for 2 inputs must be refused")
+except AutogradError:
+    pass
+
 # %% grade_id: test-it-learns
 # learning with several inputs and outputs, a broadcast bias that is not zero, from a non-zero start, in float64, against the least-squares answer
 lrng = np.random.default_rng(77)

@@ -28,17 +28,14 @@
 # | `Function` | one operation (`Add`, `MatMul`, `Sum`, ...): a `forward` on numpy arrays; its `backward` arrives in module 05 |
 # | `zeros`, `ones`, `full`, `arange`, `randn`, `rand`, `manual_seed` | constructors, with one seedable random generator |
 #
-# **Where it goes.** Everything in cells marked `#| export` is compiled by `tito export`
-# into `tinytorch/core/tensor.py`. Module 02 imports this `Tensor`; so does every module
-# after it.
+# **Where it goes.** The `#| export` cells are compiled by `tito export` into
+# `tinytorch/core/tensor.py`, which every later module imports.
 #
-# **The one design idea of this module.** Every operation on tensors is a small
-# `Function` object. Calling `Mul.apply(a, b)` runs `Mul.forward` on the two numpy arrays
-# and, when gradients are being tracked, records on the output *which* function made it
-# and *from which* inputs. That record is the edge of a computation graph. In module 05
-# you will give each `Function` a `backward` and walk this graph in reverse: that is
-# automatic differentiation. Nothing else in the framework (layers, losses, optimizers,
-# attention) needs to know about gradients: it only composes `Tensor` operations.
+# **The one design idea of this module.** Every operation is a small `Function` object.
+# `Mul.apply(a, b)` runs `Mul.forward` on the two numpy arrays and, when gradients are
+# tracked, records on the output *which* function made it *from which* inputs: an edge of
+# a computation graph. Module 05 gives each `Function` a `backward` and walks the graph in
+# reverse (automatic differentiation); everything else only composes `Tensor` operations.
 #
 # **Points: 21** (the total of this module's graded test cells)
 
@@ -60,17 +57,11 @@ if "google.colab" in sys.modules:
 """Tensor: an n-dimensional array that records the operations that produced it.
 
 Module 01 of TinyTorch (generated from modules/01_tensor/tensor_dev.py; do not edit).
-
-Every operation is a `Function` subclass whose `forward` works on numpy arrays. When
-gradients are tracked, `Function.apply` stores the function and its inputs on the output
-tensor (`out._ctx`), building the graph that module 05 (autograd) walks backwards. The
-backward rule of every function defined here is registered in module 05.
+Every operation is a `Function`; `Function.apply` records it on its output (`out._ctx`),
+building the graph that module 05 (autograd) walks backwards with the rules it registers.
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -78,17 +69,15 @@ import numpy as np
 # %% [markdown]
 # ## 1. Storage and dtypes
 #
-# A tensor is a numpy array plus a little bookkeeping. Deep-learning frameworks work in
-# **float32**: half the memory of float64 and roughly twice the arithmetic throughput, and
-# the extra precision does not help stochastic gradient descent. So our policy is:
+# A tensor is a numpy array plus a little bookkeeping. Deep learning works in **float32**:
+# half the memory of float64, about twice the throughput, and SGD needs no more precision:
 #
 # * Python numbers and nested lists become **float32** (booleans stay `bool`).
 # * numpy arrays keep **integer and boolean** dtypes (class labels, token ids, masks), and
 #   floating arrays become float32.
 # * An explicit `dtype=` always wins: gradient checks use `dtype=np.float64`.
 #
-# A ragged list such as `[[1, 2], [3]]` is not an array; we refuse it with a message that
-# says so instead of numpy's cryptic "inhomogeneous shape".
+# A ragged list such as `[[1, 2], [3]]` is refused with a message that says so.
 
 # %%
 #| export
@@ -117,60 +106,21 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 # %% [markdown]
-# ### Where the memory comes from
-#
-# numpy allocates a fresh array for every result. Training allocates the *same* sizes
-# over and over (this step's activations, then the next step's), so the cheapest memory
-# is the memory just freed. glibc, the C library behind Python on Linux, does not always
-# agree: blocks above a threshold come straight from the operating system (`mmap`) and
-# go back to it when freed, and the top of the heap is trimmed when it grows idle. The
-# next allocation then *page-faults*: the kernel hands out and zero-fills every 4 KiB
-# page again. For a (768, 512) float32 temporary that is about 100 page faults, and a
-# GPT training step does hundreds of such allocations: measured here, a TinyGPT step
-# went from 84 ms to 66 ms once freed memory was kept. Deep-learning frameworks keep a
-# *caching allocator* for this reason. We get most of the effect by asking glibc (through
-# `mallopt`) to keep freed blocks of up to 32 MiB, its largest allowed threshold, and not
-# to trim the heap. This runs once when `tinytorch` is imported; set the environment
-# variable `TINYTORCH_KEEP_FREED_MEMORY=0` to leave the allocator alone. Elsewhere than
-# Linux with glibc it does nothing.
-
-# %%
-#| export
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameter numbers (malloc.h)
-
-
-def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
-    """Ask glibc to reuse freed memory instead of returning it to the OS. True if applied."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
-        return False
-    return mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
-
-
-ALLOCATOR_TUNED = os.environ.get("TINYTORCH_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()
-
-# %% [markdown]
 # ## 2. Functions: the unit of computation
 #
-# A `Function` subclass implements `forward(self, *arrays, **params) -> ndarray`. It may
-# keep on `self` whatever its backward will need (an input, the output, a mask).
+# A `Function` subclass implements `forward(self, *arrays, **params) -> ndarray` and
+# keeps on `self` whatever its backward will need (an input, the output, a mask).
+# `Function.apply(*tensors, **params)` (yours to write) runs `forward` on the inputs'
+# arrays (a failure is reported with the op's name and shapes, provided), wraps the
+# result in a new `Tensor` with `Tensor._wrap`, and, if `Autograd.grad_enabled`, the
+# function is `differentiable` and some input `requires_grad`, records the function on
+# the output: `fn.inputs = tensors`, `out._ctx = fn`, `out.requires_grad = True`.
 #
-# `Function.apply(*tensors, **params)` does three things:
-# 1. runs `forward` on the inputs' numpy arrays,
-# 2. wraps the result in a new `Tensor`,
-# 3. if gradients are enabled and some input `requires_grad`, records the function on
-#    the output: `out._ctx = fn` and `fn.inputs = tensors`.
-#
-# The class `Autograd` holds the three hooks that module 05 fills in: whether gradients
-# are being recorded (`grad_enabled`, switched off by `no_grad()`), the backward rule of
-# each function (`rules`), and the engine that `Tensor.backward()` calls (`engine`). Until
-# module 05 is imported these are empty, and asking for a gradient says so.
+# `Autograd` holds the three hooks that module 05 fills in: `grad_enabled` (switched off
+# by `no_grad()`), the backward rule of each function (`rules`, filled by the decorator
+# `register_backward`), and the `engine` that `Tensor.backward()` calls.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "function", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class AutogradError(RuntimeError):
     """Raised when a gradient is asked for that cannot be computed."""
@@ -184,13 +134,9 @@ class Autograd:
 
 
 class Function:
-    """One operation on tensors: `forward` on ndarrays here, `backward` from module 05.
-
-    Subclasses set `differentiable = False` when no gradient flows through them.
-    A backward rule receives the function object (with whatever `forward` stored on it)
-    and the gradient of the loss with respect to the output, and returns one gradient
-    (an ndarray, or None) per input, in the order of `inputs`.
-    """
+    """One operation on tensors: `forward` on ndarrays here, `backward` from module 05
+    (a rule: (this object, d loss/d output) -> one gradient or None per input).
+    Subclasses set `differentiable = False` when no gradient flows through them."""
     differentiable: bool = True
     inputs: tuple[Tensor, ...] = ()
 
@@ -204,7 +150,9 @@ class Function:
             raise AutogradError(
                 f"{type(self).__name__} has no backward rule: module 05 (autograd) registers "
                 f"them. Import tinytorch.core.autograd (or finish and export module 05).")
+        ### BEGIN SOLUTION
         return rule(self, grad)
+        ### END SOLUTION
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
@@ -212,11 +160,9 @@ class Function:
         fn = cls()
         try:
             data = fn.forward(*[t.data for t in inputs], **params)
-        except ValueError as err:
-            if all(str(t.shape) in str(err) for t in inputs):
-                raise                        # the op's own message already names the shapes
-            shapes = " and ".join(str(t.shape) for t in inputs)
-            raise ValueError(f"{cls.__name__.lower()}: cannot apply to shapes {shapes}: {err}") from None
+        except (ValueError, IndexError) as err:
+            raise _op_error(cls, inputs, err) from None
+        ### BEGIN SOLUTION
         if type(data) is not np.ndarray:     # numpy returns scalars for 0-d results
             data = np.asarray(data)
         out = Tensor._wrap(data)
@@ -228,6 +174,17 @@ class Function:
                     out._ctx = fn
                     break
         return out
+        ### END SOLUTION
+
+
+def _op_error(op: type, inputs: Sequence[Tensor], err: Exception) -> Exception:
+    """The error for a failed forward: `err` itself when it names every input shape, else
+    one of the same kind (ValueError or IndexError) that names the op and the shapes."""
+    if all(str(t.shape) in str(err) for t in inputs):
+        return err
+    shapes = " and ".join(str(t.shape) for t in inputs)
+    kind = ValueError if isinstance(err, ValueError) else IndexError
+    return kind(f"{op.__name__.lower()}: cannot apply to shapes {shapes}: {err}")
 
 
 def register_backward(function: type[Function]) -> Callable[[Callable], Callable]:
@@ -240,19 +197,16 @@ def register_backward(function: type[Function]) -> Callable[[Callable], Callable
 # %% [markdown]
 # ## 3. The Tensor class
 #
-# A tensor owns:
+# A tensor owns `data` (the numpy array; shared, not copied, when its dtype is right, like
+# `torch.from_numpy`), `requires_grad` (floating tensors only), `grad` (after `backward()`,
+# a `Tensor` of the same shape) and `_ctx` (the `Function` that made it; `None` for a leaf).
 #
-# * `data`: the numpy array (shared, not copied, when you pass an array of the right
-#   dtype, just like `torch.from_numpy`),
-# * `requires_grad`: whether gradients with respect to it are wanted (only floating
-#   tensors can),
-# * `grad`: after `backward()` (module 05), a `Tensor` of the same shape,
-# * `_ctx`: the `Function` that produced it, or `None` for a leaf that you created.
-#
-# Operators (`+`, `@`, `.sum()`, ...) are one-liners that hand the work to a `Function`.
-# Python numbers and lists are turned into tensors first, so `2 * x` and `x + [1, 2, 3]`
-# work, and when an integer tensor meets a floating one, the integers are converted
-# (numpy would otherwise promote `int64 * float32` to float64).
+# Operators are one-liners that hand the work to a `Function` of sections 5-8
+# (`x + y` is `Add.apply(*_pair(x, y))`, `2 - x` is `Sub.apply(*_pair(2, x))`, `x @ y` is
+# `matmul(x, y)`, `x.sum(axis)` is `Sum.apply(x, axis=axis, keepdims=keepdims)`). `_pair`
+# makes both operands tensors, so `2 * x` and `x + [1, 2]` work: a number adopts the
+# tensor's dtype (`x * 0.5` stays float32, `labels + 1` int64) unless it is a float meeting
+# integers; an integer tensor meeting a float one is converted (numpy would give float64).
 
 # %% nbgrader={"grade": false, "grade_id": "tensor-class", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -285,79 +239,99 @@ class Tensor:
     @classmethod
     def _wrap(cls, data: np.ndarray) -> Tensor:
         """Fast internal constructor: adopt an ndarray as is (no dtype policy, no copy)."""
+        ### BEGIN SOLUTION
         t = cls.__new__(cls)
         t.data, t.requires_grad, t.grad, t._ctx = data, False, None, None
         return t
+        ### END SOLUTION
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         """Set `requires_grad` in place (floating dtypes only) and return self."""
         if flag and self.data.dtype.kind != "f":
             raise TypeError(f"only floating tensors can require gradients, this one is {self.dtype}")
+        ### BEGIN SOLUTION
         self.requires_grad = bool(flag)
         return self
+        ### END SOLUTION
 
-    # ---- what it is ----------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        ### BEGIN SOLUTION
         return self.data.shape
+        ### END SOLUTION
 
     @property
     def ndim(self) -> int:
+        ### BEGIN SOLUTION
         return self.data.ndim
+        ### END SOLUTION
 
     @property
     def size(self) -> int:
+        ### BEGIN SOLUTION
         return self.data.size
+        ### END SOLUTION
 
     @property
     def dtype(self) -> np.dtype:
+        ### BEGIN SOLUTION
         return self.data.dtype
+        ### END SOLUTION
 
     @property
     def is_leaf(self) -> bool:
         """True for tensors you created, False for results of operations that track gradients."""
+        ### BEGIN SOLUTION
         return self._ctx is None
+        ### END SOLUTION
 
     def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared memory, not a copy)."""
+        ### BEGIN SOLUTION
         return self.data
+        ### END SOLUTION
 
     def item(self) -> float | int | bool:
         """The single value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item(): only one-element tensors convert to a number, this one has shape {self.shape}")
+        ### BEGIN SOLUTION
         return self.data.item()
+        ### END SOLUTION
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (`backward()` adds to `.grad`, it never resets it)."""
+        ### BEGIN SOLUTION
         self.grad = None
+        ### END SOLUTION
 
     def detach(self) -> Tensor:
         """A tensor with the same data and no history: gradients stop here."""
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data)
+        ### END SOLUTION
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
+        ### BEGIN SOLUTION
         return self.data.shape[0]
+        ### END SOLUTION
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous; reduce it first (e.g. `.sum()`, or `.data.any()`)")
+        ### BEGIN SOLUTION
         return bool(self.data)
+        ### END SOLUTION
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, precision=4, separator=", ", threshold=64,
-                               edgeitems=3, prefix="Tensor(")
-        extras = [f"shape={self.shape}"] if self.data.size > 64 else []
-        extras.append(f"dtype={self.dtype}")
-        if self._ctx is not None:
-            extras.append(f"grad_fn={type(self._ctx).__name__}")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
+        body = np.array2string(self.data, precision=4, separator=", ", threshold=64, prefix="Tensor(")
+        extras = ([f"shape={self.shape}"] if self.data.size > 64 else []) + [f"dtype={self.dtype}"]
+        if self._ctx is not None or self.requires_grad:
+            extras.append(f"grad_fn={type(self._ctx).__name__}" if self._ctx else "requires_grad=True")
         return f"Tensor({body}, {', '.join(extras)})"
 
-    # ---- backward (the engine arrives in module 05) ----------------------------------
     def backward(self, gradient: Any = None) -> None:
         """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
 
@@ -366,77 +340,118 @@ class Tensor:
         if Autograd.engine is None:
             raise AutogradError("backward() needs module 05 (autograd): import "
                                 "tinytorch.core.autograd, or finish and export module 05.")
+        ### BEGIN SOLUTION
         Autograd.engine(self, gradient)
+        ### END SOLUTION
 
-    # ---- arithmetic: each operator hands the work to a Function ----------------------
     def __add__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Add.apply(*_pair(self, other))
+        ### END SOLUTION
 
     def __radd__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Add.apply(*_pair(other, self))
+        ### END SOLUTION
 
     def __sub__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Sub.apply(*_pair(self, other))
+        ### END SOLUTION
 
     def __rsub__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Sub.apply(*_pair(other, self))
+        ### END SOLUTION
 
     def __mul__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Mul.apply(*_pair(self, other))
+        ### END SOLUTION
 
     def __rmul__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Mul.apply(*_pair(other, self))
+        ### END SOLUTION
 
     def __truediv__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Div.apply(*_pair(self, other))
+        ### END SOLUTION
 
     def __rtruediv__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Div.apply(*_pair(other, self))
+        ### END SOLUTION
 
     def __pow__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Pow.apply(*_pair(self, other))
+        ### END SOLUTION
 
     def __rpow__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Pow.apply(*_pair(other, self))
+        ### END SOLUTION
 
     def __neg__(self) -> Tensor:
+        ### BEGIN SOLUTION
         return Neg.apply(self)
+        ### END SOLUTION
 
     def __matmul__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return matmul(self, other)
+        ### END SOLUTION
 
     def __rmatmul__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return matmul(other, self)
+        ### END SOLUTION
 
-    # ---- reductions and elementwise math ---------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        ### BEGIN SOLUTION
         return Sum.apply(self, axis=axis, keepdims=keepdims)
+        ### END SOLUTION
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        ### BEGIN SOLUTION
         return Mean.apply(self, axis=axis, keepdims=keepdims)
+        ### END SOLUTION
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        ### BEGIN SOLUTION
         return Max.apply(self, axis=axis, keepdims=keepdims)
+        ### END SOLUTION
 
     def exp(self) -> Tensor:
+        ### BEGIN SOLUTION
         return Exp.apply(self)
+        ### END SOLUTION
 
     def log(self) -> Tensor:
+        ### BEGIN SOLUTION
         return Log.apply(self)
+        ### END SOLUTION
 
     def sqrt(self) -> Tensor:
+        ### BEGIN SOLUTION
         return Sqrt.apply(self)
+        ### END SOLUTION
 
     def astype(self, dtype: Any) -> Tensor:
         """Convert to another floating or integer dtype (gradients flow between float dtypes)."""
+        ### BEGIN SOLUTION
         return Cast.apply(self, dtype=np.dtype(dtype))
+        ### END SOLUTION
 
-    # ---- shape ------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """Same data, new shape; one dimension may be -1. `x.reshape(2, 3)` or `x.reshape((2, 3))`."""
+        ### BEGIN SOLUTION
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=shape)
+        ### END SOLUTION
 
     def permute(self, *axes: int | Sequence[int]) -> Tensor:
         """Reorder all axes: `x.permute(0, 2, 1)` turns (B, T, C) into (B, C, T)."""
@@ -444,7 +459,9 @@ class Tensor:
             axes = tuple(axes[0])
         if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
             raise ValueError(f"permute: {axes} is not a permutation of the {self.ndim} axes of shape {self.shape}")
+        ### BEGIN SOLUTION
         return Permute.apply(self, axes=tuple(a % self.ndim for a in axes))
+        ### END SOLUTION
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (by default the last two, as matrix transposition does)."""
@@ -452,57 +469,79 @@ class Tensor:
             raise ValueError(f"transpose: needs at least 2 dimensions, got shape {self.shape}")
         if not (-self.ndim <= dim0 < self.ndim and -self.ndim <= dim1 < self.ndim):
             raise ValueError(f"transpose: axes ({dim0}, {dim1}) out of range for shape {self.shape}")
+        ### BEGIN SOLUTION
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return Permute.apply(self, axes=tuple(axes))
+        ### END SOLUTION
 
     @property
     def T(self) -> Tensor:
         """All axes reversed (numpy's convention); for a matrix, its transpose."""
+        ### BEGIN SOLUTION
         return Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+        ### END SOLUTION
 
     def __getitem__(self, index: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return GetItem.apply(self, index=_index_arrays(index))
+        ### END SOLUTION
 
-    # ---- comparisons: boolean results, no gradient -------------------------------------
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data == _data(other))
+        ### END SOLUTION
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data != _data(other))
+        ### END SOLUTION
 
     def __lt__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data < _data(other))
+        ### END SOLUTION
 
     def __le__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data <= _data(other))
+        ### END SOLUTION
 
     def __gt__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data > _data(other))
+        ### END SOLUTION
 
     def __ge__(self, other: Any) -> Tensor:
+        ### BEGIN SOLUTION
         return Tensor._wrap(self.data >= _data(other))
+        ### END SOLUTION
 
 
 def _data(x: Any) -> Any:
     """The ndarray inside a Tensor, or x itself."""
+    ### BEGIN SOLUTION
     return x.data if isinstance(x, Tensor) else x
+    ### END SOLUTION
 
 
 def _lift(x: Any, like: Tensor) -> Tensor:
     """`x` as a Tensor. A plain number adopts the dtype of the tensor it meets (so `x * 0.5`
     stays float32 and `labels + 1` stays int64), unless it is a float meeting integers."""
+    ### BEGIN SOLUTION
     if isinstance(x, Tensor):
         return x
     if np.ndim(x) == 0 and (like.dtype.kind == "f" or np.asarray(x).dtype.kind in "biu"):
         return Tensor._wrap(np.asarray(x, dtype=like.dtype))
     return Tensor(x)
+    ### END SOLUTION
 
 
 def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
     """Two operands as tensors of a common kind: numbers are lifted with `_lift`, and an
     integer tensor meeting a floating one is converted to the floating dtype (numpy would
     promote int64 * float32 to float64)."""
+    ### BEGIN SOLUTION
     if not isinstance(a, Tensor):
         a = _lift(a, b)
     elif not isinstance(b, Tensor):
@@ -513,17 +552,16 @@ def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
     elif kb == "f" and ka != "f":
         a = Tensor._wrap(a.data.astype(b.dtype))
     return a, b
+    ### END SOLUTION
 
 
 def _index_arrays(index: Any) -> Any:
     """Replace Tensors inside an index by their arrays (x[idx_tensor], x[mask])."""
+    ### BEGIN SOLUTION
     if isinstance(index, tuple):
         return tuple(_data(i) for i in index)
     return _data(index)
-
-# %% [markdown]
-# ### Try it
-# Nothing can be added yet (the `Add` function comes below), but the storage works:
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-tensor-storage", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 t = Tensor([[1, 2, 3], [4, 5, 6]])
@@ -545,70 +583,92 @@ print("storage: OK")
 # %% [markdown]
 # ## 4. Constructors and the random generator
 #
-# Reproducibility matters: two runs with the same seed must give the same model. All
-# randomness in TinyTorch (initial weights, dropout masks, shuffling) draws from one
-# `numpy.random.Generator` that `manual_seed(s)` resets, unless you pass your own `rng`.
+# Two runs with the same seed must give the same model: all randomness (initial weights,
+# dropout masks, shuffling) draws from one `numpy.random.Generator` that `manual_seed(s)`
+# resets, unless you pass your own `rng`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "constructors", "locked": false, "schema_version": 3, "solution": true}
 #| export
 _RNG: list[np.random.Generator] = [np.random.default_rng(0)]
 
 
 def manual_seed(seed: int) -> np.random.Generator:
     """Reset TinyTorch's global random generator; returns it."""
+    ### BEGIN SOLUTION
     _RNG[0] = np.random.default_rng(seed)
     return _RNG[0]
+    ### END SOLUTION
 
 
 def get_rng() -> np.random.Generator:
     """The global generator that initialisers, dropout and shuffling draw from."""
+    ### BEGIN SOLUTION
     return _RNG[0]
+    ### END SOLUTION
 
 
 def _shape(shape: tuple) -> tuple[int, ...]:
     """Accept `f(2, 3)` as well as `f((2, 3))`."""
+    ### BEGIN SOLUTION
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
+    ### END SOLUTION
 
 
 def zeros(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
+    ### BEGIN SOLUTION
     return Tensor(np.zeros(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def ones(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
+    ### BEGIN SOLUTION
     return Tensor(np.ones(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def full(shape: Sequence[int], value: float, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
+    ### BEGIN SOLUTION
     return Tensor(np.full(tuple(shape), value), dtype=dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    ### BEGIN SOLUTION
     return Tensor(np.zeros_like(t.data), dtype=t.dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    ### BEGIN SOLUTION
     return Tensor(np.ones_like(t.data), dtype=t.dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
     """Like numpy.arange; integer arguments give an int64 tensor unless dtype says otherwise."""
+    ### BEGIN SOLUTION
     return Tensor(np.arange(start, stop, step, dtype=dtype))
+    ### END SOLUTION
 
 
 def randn(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False,
           rng: np.random.Generator | None = None) -> Tensor:
     """Standard normal samples from `rng` (default: the global generator)."""
+    ### BEGIN SOLUTION
     data = (rng or get_rng()).standard_normal(_shape(shape))
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 
 def rand(*shape: int, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False,
          rng: np.random.Generator | None = None) -> Tensor:
     """Uniform samples in [0, 1) from `rng` (default: the global generator)."""
+    ### BEGIN SOLUTION
     data = (rng or get_rng()).random(_shape(shape))
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-constructors", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 assert zeros(2, 3).shape == (2, 3) and ones((4,)).data.sum() == 4
@@ -622,19 +682,11 @@ print("constructors: OK")
 # %% [markdown]
 # ## 5. Elementwise arithmetic with broadcasting
 #
-# Each function below is a few lines: `forward` computes the result with numpy and keeps
-# what the derivative will need. Broadcasting comes for free from numpy: a `(3, 1)` tensor
-# plus a `(4,)` tensor gives `(3, 4)`. (In module 05 you will see the price: the gradient
-# of a broadcast input must be *summed back* to its own shape.)
-#
-# Keep in mind what each backward will need:
-#
-# | op | forward | derivative needs |
-# |---|---|---|
-# | `a + b`, `a - b`, `-a` | | nothing |
-# | `a * b` | | both inputs |
-# | `a / b` | | both inputs |
-# | `a ** b` | | inputs and output |
+# Each `forward` computes the result with numpy and keeps what the derivative will need:
+# nothing for `a + b`, `a - b`, `-a`; both inputs for `a * b` and `a / b`; inputs and
+# output for `a ** b`. Broadcasting comes for free from numpy: a `(3, 1)` tensor plus a
+# `(4,)` tensor gives `(3, 4)`. (In module 05 you will see the price: the gradient of a
+# broadcast input must be *summed back* to its own shape.)
 
 # %% nbgrader={"grade": false, "grade_id": "elementwise-ops", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -712,24 +764,22 @@ print("elementwise: OK")
 # %% [markdown]
 # ## 6. Matrix multiplication
 #
-# `a @ b` multiplies the last two axes and broadcasts the rest, so a batch of matrices
-# `(B, T, C) @ (C, D)` gives `(B, T, D)`, and `(B, h, T, d) @ (B, h, d, T)` gives the
-# attention scores of module 11 in one call. numpy hands this to BLAS, the same library
-# PyTorch's CPU build uses; that is why a numpy framework can be fast.
+# `a @ b` multiplies the last two axes and broadcasts the rest: `(B, T, C) @ (C, D)` gives
+# `(B, T, D)`, and `(B, h, T, d) @ (B, h, d, T)` the attention scores of module 11. numpy
+# hands this to BLAS, like PyTorch's CPU build; that is why a numpy framework can be fast.
 #
-# A 1-D operand is treated as a row (left) or a column (right) vector and that axis is
-# dropped from the result, as in numpy. We implement it by reshaping to 2-D around the
-# 2-D `MatMul` (with `Reshape`, section 8), so the `MatMul` function only sees matrices.
+# A 1-D operand is a row (left) or column (right) vector whose axis is dropped from the
+# result, as in numpy: `matmul` reshapes it around `MatMul`, which only sees matrices.
 
 # %% nbgrader={"grade": false, "grade_id": "matmul", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class MatMul(Function):
     """(..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast. Keeps both inputs."""
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ### BEGIN SOLUTION
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: inner dimensions differ: {a.shape[-1]} (last of {a.shape}) "
                              f"vs {b.shape[-2]} (second to last of {b.shape})")
+        ### BEGIN SOLUTION
         self.a, self.b = a, b
         if a.ndim > 2 and b.ndim == 2:   # (B, T, k) @ (k, m): one big GEMM beats B small ones
             return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
@@ -742,13 +792,15 @@ def matmul(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1 and b.ndim == 1:
+    ### BEGIN SOLUTION
+    if a.ndim == 1 and b.ndim == 1:                  # (k,) @ (k,) -> ()
         return (a.reshape(1, -1) @ b.reshape(-1, 1)).reshape(())
-    if a.ndim == 1:
+    if a.ndim == 1:                                  # (k,) @ (..., k, m) -> (..., m)
         return MatMul.apply(a.reshape(1, -1), b).reshape(*b.shape[:-2], b.shape[-1])
-    if b.ndim == 1:
+    if b.ndim == 1:                                  # (..., n, k) @ (k,) -> (..., n)
         return MatMul.apply(a, b.reshape(-1, 1)).reshape(*a.shape[:-1])
     return MatMul.apply(a, b)
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-matmul", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 A = Tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -766,9 +818,9 @@ print("matmul: OK")
 # %% [markdown]
 # ## 7. Reductions
 #
-# `sum`, `mean` and `max` take `axis` (an int, a tuple, or `None` for all) and
-# `keepdims`. Negative axes count from the end. For `max`, the backward will route the
-# gradient to the position(s) of the maximum, so we keep the input and output.
+# `sum`, `mean` and `max` take `axis` (an int, a tuple, or `None` for all; negative axes
+# count from the end) and `keepdims`. `max` keeps input and output: its backward routes
+# the gradient to the position(s) of the maximum.
 
 # %% nbgrader={"grade": false, "grade_id": "reductions", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -777,10 +829,12 @@ def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...] | None:
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    bad = [a for a in axes if not -ndim <= a < ndim]
+    if bad:
+        raise ValueError(f"axis {bad[0]} is out of range for a tensor with {ndim} dimensions")
+    ### BEGIN SOLUTION
     return tuple(sorted(a % ndim for a in axes))
+    ### END SOLUTION
 
 
 class Sum(Function):
@@ -830,9 +884,8 @@ print("reductions: OK")
 # ## 8. Elementwise math, casting and shape operations
 #
 # `exp`, `log` and `sqrt` keep their output or input for backward. `reshape` and
-# `permute` move no numbers: numpy returns a *view* with new strides, which is why they
-# are almost free (module 13 looks at strides and memory layout in detail).
-# `astype` converts dtypes; between floating dtypes the gradient flows through it.
+# `permute` move no numbers: numpy returns a *view* with new strides (module 13 looks at
+# memory layout). `astype` converts dtypes; between float dtypes the gradient flows.
 
 # %% nbgrader={"grade": false, "grade_id": "math-shape-ops", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -866,8 +919,10 @@ class Sqrt(Function):
 class Cast(Function):
     """Convert to `dtype`; gradients flow back converted to the input's dtype."""
     def forward(self, a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        ### BEGIN SOLUTION
         self.dtype = a.dtype
         return a.astype(dtype)
+        ### END SOLUTION
 
 
 class Reshape(Function):
@@ -893,10 +948,7 @@ class GetItem(Function):
     def forward(self, a: np.ndarray, index: Any) -> np.ndarray:
         ### BEGIN SOLUTION
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
-        try:
-            return a[index]
-        except IndexError as err:
-            raise IndexError(f"getitem: index {index!r} does not fit shape {a.shape}: {err}") from None
+        return a[index]
         ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-math-shape", "locked": true, "points": 4, "schema_version": 3, "solution": false}
@@ -917,8 +969,7 @@ print("math and shape: OK")
 # %% [markdown]
 # ## 9. What `apply` recorded
 #
-# We have not written a single derivative, yet every result already knows where it came
-# from. Build a tiny expression from tensors that require gradients and look:
+# No derivative is written yet, but every result already knows where it came from:
 
 # %%
 w = Tensor([[0.5, -1.0]], requires_grad=True)
@@ -937,16 +988,12 @@ print("graph recording: OK")
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Memory of a recorded graph.** `Mul.forward` keeps references to both inputs.
-#    For a network whose forward pass creates 1 GB of intermediate activations, how much
-#    memory does the graph hold until `backward()` finishes? Why does `no_grad()`
-#    (module 05) make inference cheaper than training even with the same arithmetic?
-# 2. **float32 vs float64.** A 4096 x 4096 matrix takes 64 MiB in float32. How much in
-#    float64? Time `a @ a` for both dtypes on your machine: is the ratio 2x?
-# 3. **Views.** `reshape` and `permute` return views that share memory. What happens to
-#    a tensor `y = x.T` if you later modify `x.data` in place? When is a copy unavoidable
-#    (hint: `reshape` after `permute`)?
-# 4. **Python overhead.** `Function.apply` costs a few microseconds of Python per call.
-#    For a 10 x 10 matrix that is more than the arithmetic; for 1000 x 1000 it is
-#    negligible. At what size does the overhead stop mattering, and what does this say
-#    about batching work into large arrays?
+# 1. **Memory of a recorded graph.** `Mul.forward` keeps both inputs. If a forward pass
+#    creates 1 GB of intermediates, how much does the graph hold until `backward()`
+#    finishes? Why does `no_grad()` (module 05) make inference cheaper than training?
+# 2. **float32 vs float64.** A 4096 x 4096 float32 matrix takes 64 MiB. Time `a @ a` in
+#    both dtypes on your machine: is the ratio 2x?
+# 3. **Views.** What happens to `y = x.T` if you later modify `x.data` in place? When is
+#    a copy unavoidable (hint: `reshape` after `permute`)?
+# 4. **Python overhead.** `Function.apply` costs microseconds of Python per call. At what
+#    matrix size does that stop mattering, and what does it say about batching work?

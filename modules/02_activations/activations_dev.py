@@ -33,6 +33,11 @@
 # | `SoftmaxFunction` | `softmax(x, axis)` | `Softmax(axis)` | turning scores into probabilities (attention) |
 # | `LogSoftmaxFunction` | `log_softmax(x, axis)` | `LogSoftmax(axis)` | the stable half of cross-entropy (module 04) |
 #
+# The layer classes are the first *layers* of the course, so this module also builds what
+# every layer shares: `Parameter` (a `Tensor` that learns) and `Module`, the base class of
+# every layer and model (it finds parameters, switches `train()`/`eval()`, saves and loads
+# `state_dict()`s). Module 03 builds `Dense` and `Sequential` on it.
+#
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/activations.py`.
 #
@@ -40,7 +45,7 @@
 # need; module 05 registers the backward rules. The table below each section says what is
 # kept and why.
 #
-# **Points: 13** (the total of this module's graded test cells)
+# **Points: 18** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -57,18 +62,19 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""Activation functions: elementwise nonlinearities, softmax and log-softmax.
+"""Activation functions and the layer base: Parameter, Module, and the activation layers.
 
 Module 02 of TinyTorch (generated from modules/02_activations/activations_dev.py; do not edit).
 
 Each activation is a `Function` (forward on ndarrays; backward registered by module 05),
-a functional form (`relu(x)`) and a parameter-free layer class (`ReLU()`) that can be
-placed inside `Sequential` (module 03).
+a functional form (`relu(x)`) and a parameter-free layer (`ReLU()`), a `Module`: the base
+class of every layer and model, whose parameters it finds (module 03 builds `Dense` on it).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -132,7 +138,9 @@ class ReLUFunction(Function):
 
 def relu(x: Tensor) -> Tensor:
     """ReLU of a tensor of any shape; same shape out."""
+    ### BEGIN SOLUTION
     return ReLUFunction.apply(_as_tensor(x))
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-relu", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 r = relu(Tensor([[-2.0, 0.0, 3.0], [1.5, -0.5, 0.0]]))
@@ -185,12 +193,16 @@ class TanhFunction(Function):
 
 def sigmoid(x: Tensor) -> Tensor:
     """Logistic sigmoid of a tensor of any shape; values in [0, 1], same shape out."""
+    ### BEGIN SOLUTION
     return SigmoidFunction.apply(_as_tensor(x))
+    ### END SOLUTION
 
 
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent of a tensor of any shape; values in [-1, 1], same shape out."""
+    ### BEGIN SOLUTION
     return TanhFunction.apply(_as_tensor(x))
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-sigmoid-tanh", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 import warnings
@@ -241,7 +253,9 @@ class GELUFunction(Function):
 
 def gelu(x: Tensor) -> Tensor:
     """GELU (tanh approximation) of a tensor of any shape; same shape out."""
+    ### BEGIN SOLUTION
     return GELUFunction.apply(_as_tensor(x))
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-gelu", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 zz = np.linspace(-5, 5, 21)
@@ -310,12 +324,16 @@ class LogSoftmaxFunction(Function):
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Softmax along `axis` (default: last); same shape out, slices along `axis` sum to 1."""
+    ### BEGIN SOLUTION
     return SoftmaxFunction.apply(_as_tensor(x), axis=axis)
+    ### END SOLUTION
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Log-softmax along `axis` (default: last); same shape out, values <= 0."""
+    ### BEGIN SOLUTION
     return LogSoftmaxFunction.apply(_as_tensor(x), axis=axis)
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-softmax", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 scores = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
@@ -339,47 +357,332 @@ except ValueError:
 print("softmax and log_softmax: OK")
 
 # %% [markdown]
-# ## 6. Activation layers
+# ## 6. Parameter: a tensor that learns
 #
 # Networks are built by stacking layers: `Sequential(Dense(784, 128), ReLU(), Dense(128, 10))`
-# (module 03). So each activation also comes as a tiny class: calling the object runs
-# `forward`, it has no parameters, and it prints readably. `Activation` is their common
-# base; module 03's `Module` recognises it as a child without parameters, and `train()` /
-# `eval()` just set its `training` flag.
+# (module 03). So each activation also comes as a small layer class, and every layer, from
+# `ReLU()` here to the transformer of module 16, shares one base class, `Module`. It is
+# built here, where the first layers appear; module 03 builds `Dense` and `Sequential` on it.
+#
+# An optimizer (module 06) must find every number it is allowed to change. We mark those
+# tensors with a subclass: a `Parameter` *is* a `Tensor` (all operations work on it), it
+# requires gradients unless told otherwise, and `Module` finds it by its type. Tensors a
+# layer keeps that are *not* Parameters (a constant mask, a cached value) are invisible to
+# the optimizer.
+#
+# `Tensor` declares `__slots__`, so the subclass declares an empty `__slots__` too: it adds
+# no attributes, only a type.
 
-# %% nbgrader={"grade": false, "grade_id": "activation-layers", "locked": false, "schema_version": 3, "solution": true}
+# %% nbgrader={"grade": false, "grade_id": "parameter", "locked": false, "schema_version": 3, "solution": true}
 #| export
-class Activation:
-    """Base of the parameter-free activation layers: `layer(x)` calls `layer.forward(x)`."""
+class Parameter(Tensor):
+    """A learnable Tensor: `requires_grad=True` by default, found by `Module.parameters()`."""
+    __slots__ = ()
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = True):
+        ### BEGIN SOLUTION
+        super().__init__(data, dtype=dtype, requires_grad=requires_grad)
+        ### END SOLUTION
+
+    def __repr__(self) -> str:
+        return "Parameter" + super().__repr__()[len("Tensor"):]
+
+# %% nbgrader={"grade": true, "grade_id": "test-parameter", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+p = Parameter(np.zeros((2, 3)))
+assert isinstance(p, Tensor) and p.requires_grad and p.dtype == np.float32 and p.shape == (2, 3)
+assert type(p * 2) is Tensor, "results of operations are plain tensors, not parameters"
+assert repr(p).startswith("Parameter(")
+print("parameter: OK")
+
+# %% [markdown]
+# ## 7. Module: the base of every layer and model
+#
+# A model is a tree: a `Sequential` holds `Dense` layers, each `Dense` holds two
+# `Parameter`s. `Module` walks this tree by looking at an object's attributes
+# (`vars(self)`, a dict that remembers the order in which attributes were assigned):
+#
+# * a `Parameter` attribute is a parameter, named after the attribute (`weight`);
+# * a `Module` attribute is a child, and its parameters get its name as a prefix
+#   (`encoder.weight`);
+# * a list or tuple of modules or parameters gives children named by position
+#   (`layers.0.weight`).
+#
+# The order is deterministic (definition order), and a parameter shared by two layers
+# (tied weights) is listed once, under its first name.
+#
+# What the tree gives us for free:
+#
+# | method | what it does |
+# |---|---|
+# | `parameters()`, `named_parameters()` | what the optimizer updates |
+# | `train()`, `eval()` | set `training` on every module (Dropout and BatchNorm behave differently) |
+# | `zero_grad()` | forget the gradients of the previous step |
+# | `state_dict()`, `load_state_dict()` | save and restore the numbers (checkpoints), parameters and buffers |
+# | `register_buffer()`, `named_buffers()` | state that is saved but not learnt (BatchNorm's running statistics, module 10) |
+# | `num_parameters()` | the model's size |
+#
+# `load_state_dict` checks everything *before* copying anything, and names each problem:
+# a missing key, an unexpected key, a shape that differs. Silently loading a checkpoint into
+# the wrong architecture is one of the most expensive bugs in practice.
+
+# %% nbgrader={"grade": false, "grade_id": "module", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class StateDictError(KeyError):
+    """A state dict that does not fit the module (missing or unexpected keys, wrong shapes)."""
+    def __str__(self) -> str:          # KeyError would print the message with quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class LoadResult(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped."""
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of layers and models. Subclasses define `forward` and assign their
+    `Parameter`s and sub-`Module`s as attributes; `module(x)` calls `forward(x)`."""
     training: bool = True
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __init__(self) -> None:
+        self.training = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.forward(x)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
 
-    def parameters(self) -> list:
-        return []
+    # ---- walking the tree -----------------------------------------------------------
+    def named_children(self) -> list[tuple[str, Any]]:
+        """Direct sub-modules as (name, module), in definition order."""
+        ### BEGIN SOLUTION
+        out = []
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                out.append((name, value))
+            elif isinstance(value, (list, tuple)):
+                out.extend((f"{name}.{i}", v) for i, v in enumerate(value) if isinstance(v, Module))
+        return out
+        ### END SOLUTION
 
-    def named_parameters(self, prefix: str = "") -> list:
-        return []
+    def children(self) -> list[Any]:
+        ### BEGIN SOLUTION
+        return [m for _, m in self.named_children()]
+        ### END SOLUTION
 
-    def train(self, mode: bool = True) -> Activation:
+    def modules(self) -> list[Any]:
+        """This module and all modules below it, depth first."""
+        ### BEGIN SOLUTION
+        out = [self]
+        for child in self.children():
+            out.extend(child.modules())
+        return out
+        ### END SOLUTION
+
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
+        """All parameters of this module and its children as (dotted name, parameter),
+        in definition order, each parameter once."""
+        ### BEGIN SOLUTION
+        out: list[tuple[str, Parameter]] = []
+        seen: set[int] = set()
+
+        def visit(name: str, value: Any) -> None:
+            if isinstance(value, Parameter):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    out.append((name, value))
+            elif isinstance(value, Module):
+                for sub, p in value.named_parameters():
+                    visit(f"{name}.{sub}", p)
+
+        for name, value in vars(self).items():
+            if isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    visit(f"{name}.{i}", item)
+            else:
+                visit(name, value)
+        return [(prefix + n, p) for n, p in out]
+        ### END SOLUTION
+
+    def parameters(self) -> list[Parameter]:
+        ### BEGIN SOLUTION
+        return [p for _, p in self.named_parameters()]
+        ### END SOLUTION
+
+    def num_parameters(self) -> int:
+        """Total number of learnable numbers."""
+        ### BEGIN SOLUTION
+        return sum(p.size for p in self.parameters())
+        ### END SOLUTION
+
+    # ---- modes and gradients -------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and every module below it; returns self."""
+        ### BEGIN SOLUTION
         self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
         return self
+        ### END SOLUTION
 
-    def eval(self) -> Activation:
+    def eval(self) -> Module:
+        """Evaluation mode (Dropout off); returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
-        pass
+        """Forget accumulated gradients: every parameter's `.grad` becomes None."""
+        ### BEGIN SOLUTION
+        for p in self.parameters():
+            p.grad = None
+        ### END SOLUTION
+
+    # ---- buffers: state that is saved but not learnt --------------------------------
+    def register_buffer(self, name: str, value: Any) -> np.ndarray:
+        """Keep `value` (an array) as the attribute `name`: saved by `state_dict()` but not
+        returned by `parameters()` (e.g. BatchNorm's running statistics). Returns the array."""
+        array = np.asarray(value)
+        setattr(self, name, array)
+        names = self.__dict__.setdefault("_buffer_names", [])
+        if name not in names:
+            names.append(name)
+        return array
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        """All buffers of this module and its children as (dotted name, array)."""
+        ### BEGIN SOLUTION
+        out = [(prefix + n, getattr(self, n)) for n in self.__dict__.get("_buffer_names", [])]
+        for child_name, child in self.named_children():
+            out.extend(child.named_buffers(prefix=f"{prefix}{child_name}."))
+        return out
+        ### END SOLUTION
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Name -> a copy of each parameter's array (in `named_parameters()` order), then of
+        each buffer."""
+        ### BEGIN SOLUTION
+        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        return state
+        ### END SOLUTION
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> LoadResult:
+        """Copy arrays (or Tensors) from `state` into the parameters and buffers, in place,
+        keeping each one's dtype. Raises StateDictError (a KeyError) listing missing and unexpected keys (when
+        `strict`) and every shape mismatch; nothing is modified if anything is wrong."""
+        own = OrderedDict((n, p.data) for n, p in self.named_parameters())
+        own.update(self.named_buffers())
+        missing, unexpected, problems = _state_problems(own, state, strict)
+        if problems:
+            raise StateDictError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
+        ### BEGIN SOLUTION
+        for name, p in own.items():
+            if name in state:
+                value = state[name].data if isinstance(state[name], Tensor) else state[name]
+                np.copyto(p, np.asarray(value), casting="same_kind")
+        return LoadResult(missing, unexpected)
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
+        """The arguments shown between the parentheses of this module's repr."""
         return ""
 
+    def _repr_children(self) -> list[tuple[str, Any]]:
+        return self.named_children()
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
+        children = self._repr_children()
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in children:
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+
+def _state_problems(own: dict[str, np.ndarray], state: dict[str, Any],
+                    strict: bool) -> tuple[list[str], list[str], list[str]]:
+    """Compare a state dict with a module's own arrays (name -> array). Returns the missing
+    keys, the unexpected keys, and the problems that refuse the load: the missing and the
+    unexpected keys (only when `strict`) and every shape that differs, as readable strings."""
+    ### BEGIN SOLUTION
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    problems = []
+    if strict and missing:
+        problems.append(f"missing keys: {missing}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    for name, p in own.items():
+        if name in state:
+            shape = np.shape(state[name].data if isinstance(state[name], Tensor) else state[name])
+            if shape != p.shape:
+                problems.append(f"{name}: expected shape {p.shape}, got {shape}")
+    return missing, unexpected, problems
+    ### END SOLUTION
+
+# %% [markdown]
+# A small hand-written module shows the discovery rules at work:
+
+# %% nbgrader={"grade": true, "grade_id": "test-module", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+class Affine(Module):
+    def __init__(self, n):
+        super().__init__()
+        self.scale = Parameter(np.ones(n))
+        self.shift = Parameter(np.zeros(n))
+        self.note = Tensor(np.ones(n))              # a plain tensor: not a parameter
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+
+class Net(Module):
+    def __init__(self):
+        super().__init__()
+        self.first = Affine(3)
+        self.blocks = [Affine(3), Affine(3)]
+        self.tied = self.first.scale                 # shared: listed once, as first.scale
+
+    def forward(self, x):
+        x = self.first(x)
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+net = Net()
+names = [n for n, _ in net.named_parameters()]
+assert names == ["first.scale", "first.shift", "blocks.0.scale", "blocks.0.shift",
+                 "blocks.1.scale", "blocks.1.shift"], names
+assert len(net.parameters()) == 6 and net.num_parameters() == 18
+assert len(net.modules()) == 4 and net(Tensor([1.0, 2.0, 3.0])).shape == (3,)
+assert net.eval() is net and not net.blocks[1].training
+assert net.train().blocks[1].training
+sd = net.state_dict()
+assert list(sd) == names and sd["first.scale"] is not net.first.scale.data, "copies"
+net.first.shift.data[:] = 5
+net.load_state_dict(sd)
+assert (net.first.shift.data == 0).all(), "loading restores the saved values"
+try:
+    net.load_state_dict({k: v for k, v in sd.items() if k != "blocks.1.shift"})
+    raise AssertionError("a missing key must be refused")
+except KeyError:
+    pass
+print(net)
+print("module: OK")
+
+# %% [markdown]
+# ## 8. Activation layers
+#
+# Each activation also comes as a layer: a `Module` without parameters whose `forward`
+# calls the function. `Activation` is their common base (a plain `Module` subclass, so
+# `Sequential`, `train()`/`eval()` and `parameters()` treat it like any other layer).
+
+# %% nbgrader={"grade": false, "grade_id": "activation-layers", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class Activation(Module):
+    """Base of the parameter-free activation layers: `layer(x)` calls `layer.forward(x)`."""
 
 
 class ReLU(Activation):
@@ -417,6 +720,7 @@ class GELU(Activation):
 class Softmax(Activation):
     """Layer form of `softmax` along `axis`: (...) -> (...)."""
     def __init__(self, axis: int = -1):
+        super().__init__()
         self.axis = axis
 
     def forward(self, x: Tensor) -> Tensor:
@@ -431,6 +735,7 @@ class Softmax(Activation):
 class LogSoftmax(Activation):
     """Layer form of `log_softmax` along `axis`: (...) -> (...)."""
     def __init__(self, axis: int = -1):
+        super().__init__()
         self.axis = axis
 
     def forward(self, x: Tensor) -> Tensor:

@@ -77,7 +77,7 @@ from tinytorch.core.layers import Module
 # choice: the scale of the loss, and of the gradients, does not depend on the batch size),
 # `"sum"`, or `"none"` (keep the per-element losses, e.g. to weight them yourself).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "reductions", "locked": false, "schema_version": 3, "solution": true}
 #| export
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -89,20 +89,25 @@ def _check_reduction(reduction: str, name: str) -> str:
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    """The mean or the sum of `losses` (a scalar tensor), or `losses` itself for "none"."""
+    ### BEGIN SOLUTION
     if reduction == "mean":
         return losses.mean()
     if reduction == "sum":
         return losses.sum()
     return losses
+    ### END SOLUTION
 
 
 def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     """x as a Tensor; arrays and lists adopt the dtype of `like` when it is floating."""
+    ### BEGIN SOLUTION
     if isinstance(x, Tensor):
         return x
     if like is not None and like.dtype.kind == "f":
         return Tensor(x, dtype=like.dtype)
     return Tensor(x)
+    ### END SOLUTION
 
 # %% [markdown]
 # ## 2. Mean squared error
@@ -121,21 +126,27 @@ class MSELoss(Module):
     Returns a scalar tensor (`"mean"`, `"sum"`) or the elementwise losses (`"none"`)."""
     def __init__(self, reduction: str = "mean"):
         super().__init__()
+        ### BEGIN SOLUTION
         self.reduction = _check_reduction(reduction, "MSELoss")
+        ### END SOLUTION
 
     def forward(self, predictions: Tensor, targets: Any) -> Tensor:
         ### BEGIN SOLUTION
         predictions = _as_tensor(predictions)
         targets = _as_tensor(targets, like=predictions)
+        ### END SOLUTION
         if predictions.shape != targets.shape:
             raise ValueError(f"MSELoss: predictions of shape {predictions.shape} and targets of "
                              f"shape {targets.shape} differ (reshape one; broadcasting is refused)")
+        ### BEGIN SOLUTION
         diff = predictions - targets
         return _reduce(diff * diff, self.reduction)
         ### END SOLUTION
 
     def extra_repr(self) -> str:
+        ### BEGIN SOLUTION
         return f"reduction={self.reduction!r}"
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-mse", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 pred = Tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -206,23 +217,27 @@ class CrossEntropyLoss(Module):
     """
     def __init__(self, ignore_index: int | None = None, reduction: str = "mean"):
         super().__init__()
+        ### BEGIN SOLUTION
         self.ignore_index = ignore_index
         self.reduction = _check_reduction(reduction, "CrossEntropyLoss")
+        ### END SOLUTION
 
     def forward(self, logits: Tensor, targets: Any) -> Tensor:
-        ### BEGIN SOLUTION
         logits = _as_tensor(logits)
         t = _class_targets(targets, "CrossEntropyLoss")
         if logits.ndim < 1 or t.shape != logits.shape[:-1]:
             raise ValueError(f"CrossEntropyLoss: logits of shape {logits.shape} need targets of "
                              f"shape {logits.shape[:-1]}, got targets of shape {t.shape}")
+        ### BEGIN SOLUTION
         C = logits.shape[-1]
         flat_t = t.reshape(-1)
         valid = np.ones(flat_t.shape, dtype=bool) if self.ignore_index is None else flat_t != self.ignore_index
-        bad = flat_t[valid & ((flat_t < 0) | (flat_t >= C))]
+        bad = flat_t[valid & ((flat_t < 0) | (flat_t >= C))]           # out of range, not ignored
+        ### END SOLUTION
         if bad.size:
             raise ValueError(f"CrossEntropyLoss: targets must lie in [0, {C}) for {C} classes, "
                              f"got {np.unique(bad)[:10].tolist()}")
+        ### BEGIN SOLUTION
         logp = log_softmax(logits.reshape(-1, C), axis=-1)                  # (N, C)
         onehot = np.zeros(logp.shape, dtype=logp.dtype)
         rows = np.nonzero(valid)[0]
@@ -237,7 +252,9 @@ class CrossEntropyLoss(Module):
         ### END SOLUTION
 
     def extra_repr(self) -> str:
+        ### BEGIN SOLUTION
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-cross-entropy", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 import warnings
@@ -298,20 +315,26 @@ class BinaryCrossEntropyLoss(Module):
     (`"mean"`, `"sum"`) or the elementwise losses (`"none"`)."""
     def __init__(self, reduction: str = "mean"):
         super().__init__()
+        ### BEGIN SOLUTION
         self.reduction = _check_reduction(reduction, "BinaryCrossEntropyLoss")
+        ### END SOLUTION
 
     def forward(self, logits: Tensor, targets: Any) -> Tensor:
         ### BEGIN SOLUTION
         logits = _as_tensor(logits)
         targets = _as_tensor(targets, like=logits)
+        ### END SOLUTION
         if logits.shape != targets.shape:
             raise ValueError(f"BinaryCrossEntropyLoss: logits of shape {logits.shape} and targets "
                              f"of shape {targets.shape} differ")
+        ### BEGIN SOLUTION
         y = targets.data
-        outside = y[~((y >= 0) & (y <= 1))]
+        outside = y[~((y >= 0) & (y <= 1))]                    # NaN is outside too
+        ### END SOLUTION
         if outside.size:
             raise ValueError(f"BinaryCrossEntropyLoss: targets must lie in [0, 1], got "
                              f"{np.unique(outside)[:10].tolist()}")
+        ### BEGIN SOLUTION
         r = relu(logits)                                       # max(x, 0)
         neg_abs = logits - 2 * r                               # -|x|
         losses = r - logits * targets + (1 + neg_abs.exp()).log()
@@ -319,7 +342,9 @@ class BinaryCrossEntropyLoss(Module):
         ### END SOLUTION
 
     def extra_repr(self) -> str:
+        ### BEGIN SOLUTION
         return f"reduction={self.reduction!r}"
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-bce", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 xb = np.array([[-3.0, -0.5, 0.0], [0.5, 2.0, 4.0]])

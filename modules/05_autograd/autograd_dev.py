@@ -115,19 +115,17 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
     (4, 3) -> (3,): sum axis 0.   (4, 3) -> (4, 1): sum axis 1, keep it.
     """
-    ### BEGIN SOLUTION
     if grad.shape == shape:
         return grad
-    extra = grad.ndim - len(shape)
-    if extra < 0:
-        raise AutogradError(f"a gradient of shape {grad.shape} cannot belong to an input of shape {shape}")
+    extra = grad.ndim - len(shape)                     # leading axes that broadcasting added
+    if extra < 0 or any(n != 1 and n != m for n, m in zip(shape, grad.shape[extra:])):
+        raise AutogradError(f"a gradient of shape {grad.shape} cannot be reduced to the input shape {shape}")
+    ### BEGIN SOLUTION
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     if extra:
         out = out.reshape(out.shape[extra:])
-    if out.shape != shape:
-        raise AutogradError(f"a gradient of shape {grad.shape} cannot be reduced to the input shape {shape}")
     return out
     ### END SOLUTION
 
@@ -434,6 +432,10 @@ def log_softmax_backward(fn: LogSoftmaxFunction, g: np.ndarray):
 # the engine stores a leaf's first gradient it copies the array if it is read-only or if
 # its memory already went to another leaf in this pass. Copying always would be simpler
 # and cost a full pass over every parameter's gradient per step.
+#
+# Provided around your engine: `_seed_gradient(root, gradient)` (the gradient to start from,
+# refusing a root that does not require grad or a gradient of the wrong shape) and
+# `_input_grads(fn, g)` (runs a node's rule and checks it gave one gradient per input).
 
 # %% nbgrader={"grade": false, "grade_id": "engine", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -486,13 +488,9 @@ def _store_leaf_grad(leaf: Tensor, g: np.ndarray, given: set[int]) -> None:
     leaf.grad = Tensor._wrap(g)
 
 
-def backward(root: Tensor, gradient: Any = None) -> None:
-    """Backpropagate from `root`: add d(root)/d(leaf) into `.grad` of every leaf that requires grad.
-
-    `gradient` (same shape as root) is the upstream gradient; it may be omitted only for a
-    one-element root, where it is 1.
-    """
-    ### BEGIN SOLUTION
+def _seed_gradient(root: Tensor, gradient: Any) -> np.ndarray:
+    """The gradient backward() starts from: `gradient` as an array of root's dtype and shape,
+    or 1 for a one-element root when it is omitted. Refuses what cannot be backpropagated."""
     if not root.requires_grad:
         raise AutogradError("backward(): this tensor does not require grad; no input of the computation "
                             "had requires_grad=True, or it was computed under no_grad()")
@@ -501,11 +499,30 @@ def backward(root: Tensor, gradient: Any = None) -> None:
             raise AutogradError(f"backward(): the output has shape {root.shape}, so pass the gradient "
                                 f"of the loss with respect to it (same shape); only one-element outputs "
                                 f"get the implicit gradient 1")
-        seed = np.ones_like(root.data)
-    else:
-        seed = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=root.dtype)
-        if seed.shape != root.shape:
-            raise AutogradError(f"backward(): gradient has shape {seed.shape} but the output has shape {root.shape}")
+        return np.ones_like(root.data)
+    seed = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=root.dtype)
+    if seed.shape != root.shape:
+        raise AutogradError(f"backward(): gradient has shape {seed.shape} but the output has shape {root.shape}")
+    return seed
+
+
+def _input_grads(fn: Function, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+    """Run the backward rule of `fn` on `g`; checks that it gives one gradient per input."""
+    in_grads = fn.backward(g)
+    if len(in_grads) != len(fn.inputs):
+        raise AutogradError(f"{type(fn).__name__} backward returned {len(in_grads)} gradients "
+                            f"for {len(fn.inputs)} inputs")
+    return in_grads
+
+
+def backward(root: Tensor, gradient: Any = None) -> None:
+    """Backpropagate from `root`: add d(root)/d(leaf) into `.grad` of every leaf that requires grad.
+
+    `gradient` (same shape as root) is the upstream gradient; it may be omitted only for a
+    one-element root, where it is 1.
+    """
+    seed = _seed_gradient(root, gradient)
+    ### BEGIN SOLUTION
     grads: dict[int, np.ndarray] = {id(root): seed}
     given: set[int] = set()                # memory already stored in a leaf's .grad
     for node in reversed(topological_order(root)):
@@ -516,10 +533,7 @@ def backward(root: Tensor, gradient: Any = None) -> None:
         if fn is None:
             _store_leaf_grad(node, g, given)
             continue
-        in_grads = fn.backward(g)
-        if len(in_grads) != len(fn.inputs):
-            raise AutogradError(f"{type(fn).__name__} backward returned {len(in_grads)} gradients "
-                                f"for {len(fn.inputs)} inputs")
+        in_grads = _input_grads(fn, g)      # fn's rule, checked: one gradient per input
         for inp, ig in zip(fn.inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue

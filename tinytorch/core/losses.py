@@ -32,6 +32,7 @@ def _check_reduction(reduction: str, name: str) -> str:
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    """The mean or the sum of `losses` (a scalar tensor), or `losses` itself for "none"."""
     if reduction == "mean":
         return losses.mean()
     if reduction == "sum":
@@ -103,7 +104,7 @@ class CrossEntropyLoss(Module):
         C = logits.shape[-1]
         flat_t = t.reshape(-1)
         valid = np.ones(flat_t.shape, dtype=bool) if self.ignore_index is None else flat_t != self.ignore_index
-        bad = flat_t[valid & ((flat_t < 0) | (flat_t >= C))]
+        bad = flat_t[valid & ((flat_t < 0) | (flat_t >= C))]           # out of range, not ignored
         if bad.size:
             raise ValueError(f"CrossEntropyLoss: targets must lie in [0, {C}) for {C} classes, "
                              f"got {np.unique(bad)[:10].tolist()}")
@@ -138,7 +139,7 @@ class BinaryCrossEntropyLoss(Module):
             raise ValueError(f"BinaryCrossEntropyLoss: logits of shape {logits.shape} and targets "
                              f"of shape {targets.shape} differ")
         y = targets.data
-        outside = y[~((y >= 0) & (y <= 1))]
+        outside = y[~((y >= 0) & (y <= 1))]                    # NaN is outside too
         if outside.size:
             raise ValueError(f"BinaryCrossEntropyLoss: targets must lie in [0, 1], got "
                              f"{np.unique(outside)[:10].tolist()}")

@@ -4,26 +4,20 @@
 """Tensor: an n-dimensional array that records the operations that produced it.
 
 Module 01 of TinyTorch (generated from modules/01_tensor/tensor_dev.py; do not edit).
-
-Every operation is a `Function` subclass whose `forward` works on numpy arrays. When
-gradients are tracked, `Function.apply` stores the function and its inputs on the output
-tensor (`out._ctx`), building the graph that module 05 (autograd) walks backwards. The
-backward rule of every function defined here is registered in module 05.
+Every operation is a `Function`; `Function.apply` records it on its output (`out._ctx`),
+building the graph that module 05 (autograd) walks backwards with the rules it registers.
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DEFAULT_FLOAT', 'ALLOCATOR_TUNED', 'Axis', 'keep_freed_memory', 'AutogradError', 'Autograd', 'Function',
-           'register_backward', 'Tensor', 'manual_seed', 'get_rng', 'zeros', 'ones', 'full', 'zeros_like', 'ones_like',
-           'arange', 'randn', 'rand', 'Add', 'Sub', 'Neg', 'Mul', 'Div', 'Pow', 'MatMul', 'matmul', 'Sum', 'Mean',
-           'Max', 'Exp', 'Log', 'Sqrt', 'Cast', 'Reshape', 'Permute', 'GetItem']
+__all__ = ['DEFAULT_FLOAT', 'Axis', 'AutogradError', 'Autograd', 'Function', 'register_backward', 'Tensor', 'manual_seed',
+           'get_rng', 'zeros', 'ones', 'full', 'zeros_like', 'ones_like', 'arange', 'randn', 'rand', 'Add', 'Sub',
+           'Neg', 'Mul', 'Div', 'Pow', 'MatMul', 'matmul', 'Sum', 'Mean', 'Max', 'Exp', 'Log', 'Sqrt', 'Cast',
+           'Reshape', 'Permute', 'GetItem']
 
 # %% ../../modules/01_tensor/tensor_dev.ipynb #f96f3d38
 DEFAULT_FLOAT = np.float32
@@ -51,24 +45,6 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 # %% ../../modules/01_tensor/tensor_dev.ipynb #5330c990
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameter numbers (malloc.h)
-
-
-def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
-    """Ask glibc to reuse freed memory instead of returning it to the OS. True if applied."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):        # not glibc (e.g. musl): nothing to tune
-        return False
-    return mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
-
-
-ALLOCATOR_TUNED = os.environ.get("TINYTORCH_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()
-
-# %% ../../modules/01_tensor/tensor_dev.ipynb #168a7e36
 class AutogradError(RuntimeError):
     """Raised when a gradient is asked for that cannot be computed."""
 
@@ -81,13 +57,9 @@ class Autograd:
 
 
 class Function:
-    """One operation on tensors: `forward` on ndarrays here, `backward` from module 05.
-
-    Subclasses set `differentiable = False` when no gradient flows through them.
-    A backward rule receives the function object (with whatever `forward` stored on it)
-    and the gradient of the loss with respect to the output, and returns one gradient
-    (an ndarray, or None) per input, in the order of `inputs`.
-    """
+    """One operation on tensors: `forward` on ndarrays here, `backward` from module 05
+    (a rule: (this object, d loss/d output) -> one gradient or None per input).
+    Subclasses set `differentiable = False` when no gradient flows through them."""
     differentiable: bool = True
     inputs: tuple[Tensor, ...] = ()
 
@@ -109,11 +81,8 @@ class Function:
         fn = cls()
         try:
             data = fn.forward(*[t.data for t in inputs], **params)
-        except ValueError as err:
-            if all(str(t.shape) in str(err) for t in inputs):
-                raise                        # the op's own message already names the shapes
-            shapes = " and ".join(str(t.shape) for t in inputs)
-            raise ValueError(f"{cls.__name__.lower()}: cannot apply to shapes {shapes}: {err}") from None
+        except (ValueError, IndexError) as err:
+            raise _op_error(cls, inputs, err) from None
         if type(data) is not np.ndarray:     # numpy returns scalars for 0-d results
             data = np.asarray(data)
         out = Tensor._wrap(data)
@@ -127,6 +96,16 @@ class Function:
         return out
 
 
+def _op_error(op: type, inputs: Sequence[Tensor], err: Exception) -> Exception:
+    """The error for a failed forward: `err` itself when it names every input shape, else
+    one of the same kind (ValueError or IndexError) that names the op and the shapes."""
+    if all(str(t.shape) in str(err) for t in inputs):
+        return err
+    shapes = " and ".join(str(t.shape) for t in inputs)
+    kind = ValueError if isinstance(err, ValueError) else IndexError
+    return kind(f"{op.__name__.lower()}: cannot apply to shapes {shapes}: {err}")
+
+
 def register_backward(function: type[Function]) -> Callable[[Callable], Callable]:
     """Decorator used by module 05: `@register_backward(Add)` attaches a backward rule."""
     def decorate(rule: Callable) -> Callable:
@@ -134,7 +113,7 @@ def register_backward(function: type[Function]) -> Callable[[Callable], Callable
         return rule
     return decorate
 
-# %% ../../modules/01_tensor/tensor_dev.ipynb #1817dfea
+# %% ../../modules/01_tensor/tensor_dev.ipynb #168a7e36
 Axis = int | tuple[int, ...] | None
 
 
@@ -173,7 +152,6 @@ class Tensor:
         self.requires_grad = bool(flag)
         return self
 
-    # ---- what it is ----------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
         return self.data.shape
@@ -224,17 +202,12 @@ class Tensor:
         return bool(self.data)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, precision=4, separator=", ", threshold=64,
-                               edgeitems=3, prefix="Tensor(")
-        extras = [f"shape={self.shape}"] if self.data.size > 64 else []
-        extras.append(f"dtype={self.dtype}")
-        if self._ctx is not None:
-            extras.append(f"grad_fn={type(self._ctx).__name__}")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
+        body = np.array2string(self.data, precision=4, separator=", ", threshold=64, prefix="Tensor(")
+        extras = ([f"shape={self.shape}"] if self.data.size > 64 else []) + [f"dtype={self.dtype}"]
+        if self._ctx is not None or self.requires_grad:
+            extras.append(f"grad_fn={type(self._ctx).__name__}" if self._ctx else "requires_grad=True")
         return f"Tensor({body}, {', '.join(extras)})"
 
-    # ---- backward (the engine arrives in module 05) ----------------------------------
     def backward(self, gradient: Any = None) -> None:
         """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
 
@@ -245,7 +218,6 @@ class Tensor:
                                 "tinytorch.core.autograd, or finish and export module 05.")
         Autograd.engine(self, gradient)
 
-    # ---- arithmetic: each operator hands the work to a Function ----------------------
     def __add__(self, other: Any) -> Tensor:
         return Add.apply(*_pair(self, other))
 
@@ -285,7 +257,6 @@ class Tensor:
     def __rmatmul__(self, other: Any) -> Tensor:
         return matmul(other, self)
 
-    # ---- reductions and elementwise math ---------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return Sum.apply(self, axis=axis, keepdims=keepdims)
 
@@ -308,7 +279,6 @@ class Tensor:
         """Convert to another floating or integer dtype (gradients flow between float dtypes)."""
         return Cast.apply(self, dtype=np.dtype(dtype))
 
-    # ---- shape ------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """Same data, new shape; one dimension may be -1. `x.reshape(2, 3)` or `x.reshape((2, 3))`."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -341,7 +311,6 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return GetItem.apply(self, index=_index_arrays(index))
 
-    # ---- comparisons: boolean results, no gradient -------------------------------------
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
         return Tensor._wrap(self.data == _data(other))
 
@@ -518,11 +487,11 @@ def matmul(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1 and b.ndim == 1:
+    if a.ndim == 1 and b.ndim == 1:                  # (k,) @ (k,) -> ()
         return (a.reshape(1, -1) @ b.reshape(-1, 1)).reshape(())
-    if a.ndim == 1:
+    if a.ndim == 1:                                  # (k,) @ (..., k, m) -> (..., m)
         return MatMul.apply(a.reshape(1, -1), b).reshape(*b.shape[:-2], b.shape[-1])
-    if b.ndim == 1:
+    if b.ndim == 1:                                  # (..., n, k) @ (k,) -> (..., n)
         return MatMul.apply(a, b.reshape(-1, 1)).reshape(*a.shape[:-1])
     return MatMul.apply(a, b)
 
@@ -532,9 +501,9 @@ def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...] | None:
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    bad = [a for a in axes if not -ndim <= a < ndim]
+    if bad:
+        raise ValueError(f"axis {bad[0]} is out of range for a tensor with {ndim} dimensions")
     return tuple(sorted(a % ndim for a in axes))
 
 
@@ -608,7 +577,4 @@ class GetItem(Function):
     """a[index] for slices, integers, integer arrays and boolean masks."""
     def forward(self, a: np.ndarray, index: Any) -> np.ndarray:
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
-        try:
-            return a[index]
-        except IndexError as err:
-            raise IndexError(f"getitem: index {index!r} does not fit shape {a.shape}: {err}") from None
+        return a[index]
