@@ -37,9 +37,9 @@
 # **The one idea of this module.** An optimizer step is *not* part of the model: no
 # gradient flows through it, and nothing is recorded. It is plain numpy arithmetic on the
 # arrays `p.data`, written exactly as the formulas read, that updates the parameters
-# **in place** (`p -= ...`: the Tensor keeps its array). Module 13 shows how to make the
-# same step faster (no temporary arrays at all) and gives the result, `FusedAdamW`, bit
-# for bit the same as a reordered version of this one.
+# **in place** (`p -= ...`: the Tensor keeps its array). Each operation allocates a
+# temporary array; module 13 writes the same step without any (`FusedAdam`, `FusedAdamW`:
+# the same numbers up to float rounding), and the long training runs opt into it.
 #
 # **Points: 18** (the total of this module's graded test cells)
 
