@@ -65,11 +65,9 @@ if "google.colab" in sys.modules:
 
 Module 08 of TinyTorch (generated from modules/08_dataloader/dataloader_dev.py; do not edit).
 
-Datasets return samples as tuples of numpy arrays and, when they can, whole batches at
-once (`get_batch`). The DataLoader turns them into tuples of Tensors (floating data
-float32, integer labels int64); its shuffle order and augmentation randomness are a
-pure function of (seed, epoch). Data files live under `data_dir()` ($TINYTORCH_DATA, or a
-per-user cache); downloads are atomic and checksummed.
+Datasets hand out samples, or whole batches (`get_batch`), as tuples of numpy arrays; the
+DataLoader turns them into Tensors, its order and augmentation a pure function of (seed,
+epoch). Data lives under `data_dir()`; downloads are atomic and checksummed.
 """
 from __future__ import annotations
 
@@ -765,14 +763,10 @@ def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None,
              hint: str = "") -> Path:
-    """Fetch `url` to `dest` atomically and verify it; returns `dest`.
-
-    A `dest` that already exists and matches the given hashes is kept as is (no network).
-    The file is written to a temporary name in dest's directory, checked against `md5`
-    and/or `sha256`, and renamed into place. Raises DownloadError when the fetch fails
-    (the message says where to put the file by hand; `hint` is appended to it) and
-    ChecksumError when the fetched bytes do not match.
-    """
+    """Fetch `url` to `dest` atomically (a temporary file beside it, checked against `md5`
+    and/or `sha256`, renamed into place); returns `dest`. An existing `dest` that verifies
+    is kept (no network). DownloadError when the fetch fails (saying where to put the file
+    by hand, then `hint`), ChecksumError when the bytes do not match."""
     dest = Path(dest)
     if dest.is_file() and not _check_hashes(dest, md5, sha256):
         return dest
@@ -1052,15 +1046,6 @@ with tempfile.TemporaryDirectory() as tmp:
 print(train, tr, sep="\n")
 print("cifar10: OK")
 
-# %%
-import time                                   # the real data, if it is on this machine (nothing is downloaded)
-
-if all((data_dir() / CIFAR10_FOLDER / n).is_file() for n in CIFAR10.train_files):
-    t0 = time.perf_counter()
-    real = CIFAR10(download=False)
-    print(f"{real}: parsed and verified in {time.perf_counter() - t0:.2f} s")
-    print(dict(zip(CIFAR10.classes, np.bincount(real.labels, minlength=10).tolist())))
-
 # %% [markdown]
 # ## 6. How much does loading cost?
 #
@@ -1068,6 +1053,8 @@ if all((data_dir() / CIFAR10_FOLDER / n).is_file() for n in CIFAR10.train_files)
 # (`benchmarks/bench_dataloader.py` measures all 50,000 against a real MLP step).
 
 # %%
+import time
+
 fake = TensorDataset(np.random.default_rng(0).integers(0, 256, (5000, 3, 32, 32), dtype=np.uint8),
                      np.random.default_rng(1).integers(0, 10, 5000))
 m, s = channel_stats(fake)

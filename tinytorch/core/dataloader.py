@@ -5,11 +5,9 @@
 
 Module 08 of TinyTorch (generated from modules/08_dataloader/dataloader_dev.py; do not edit).
 
-Datasets return samples as tuples of numpy arrays and, when they can, whole batches at
-once (`get_batch`). The DataLoader turns them into tuples of Tensors (floating data
-float32, integer labels int64); its shuffle order and augmentation randomness are a
-pure function of (seed, epoch). Data files live under `data_dir()` ($TINYTORCH_DATA, or a
-per-user cache); downloads are atomic and checksummed.
+Datasets hand out samples, or whole batches (`get_batch`), as tuples of numpy arrays; the
+DataLoader turns them into Tensors, its order and augmentation a pure function of (seed,
+epoch). Data lives under `data_dir()`; downloads are atomic and checksummed.
 """
 from __future__ import annotations
 
@@ -498,14 +496,10 @@ def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None,
              hint: str = "") -> Path:
-    """Fetch `url` to `dest` atomically and verify it; returns `dest`.
-
-    A `dest` that already exists and matches the given hashes is kept as is (no network).
-    The file is written to a temporary name in dest's directory, checked against `md5`
-    and/or `sha256`, and renamed into place. Raises DownloadError when the fetch fails
-    (the message says where to put the file by hand; `hint` is appended to it) and
-    ChecksumError when the fetched bytes do not match.
-    """
+    """Fetch `url` to `dest` atomically (a temporary file beside it, checked against `md5`
+    and/or `sha256`, renamed into place); returns `dest`. An existing `dest` that verifies
+    is kept (no network). DownloadError when the fetch fails (saying where to put the file
+    by hand, then `hint`), ChecksumError when the bytes do not match."""
     dest = Path(dest)
     if dest.is_file() and not _check_hashes(dest, md5, sha256):
         return dest
