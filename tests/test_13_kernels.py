@@ -477,3 +477,27 @@ def test_gradcheck(name):
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():
     assert {SoftmaxCrossEntropyFunction, FusedGELUFunction} <= ops_in_cases(GRADCHECK_CASES)
+
+
+def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():
+    rng = np.random.default_rng(8)
+    p0 = [rng.standard_normal((3, 4)).astype(np.float32), np.array(0.5), rng.standard_normal(5),
+          rng.standard_normal((2, 2)).astype(np.float32)]
+    fused_ps = [Tensor(p.copy(), dtype=p.dtype, requires_grad=True) for p in p0]
+    ref = [[p.copy(), np.zeros_like(p), np.zeros_like(p), 0] for p in p0]
+    opt = FusedAdamW(fused_ps, lr=0.01, weight_decay=0.1)
+    for step in range(4):
+        for k, p in enumerate(fused_ps):
+            if k == 3 and step % 2:                        # skipped: no gradient this step
+                p.grad = None
+                continue
+            g = rng.standard_normal(p.shape).astype(p.dtype)
+            p.grad = Tensor(g, dtype=p.dtype)
+            r = ref[k]
+            r[3] += 1
+            r[0], r[1], r[2] = adam_update_allocating(r[0], g, r[1], r[2], r[3], lr=0.01, weight_decay=0.1,
+                                                      decoupled=True)
+        opt.step()
+        for k, p in enumerate(fused_ps):
+            assert p.dtype == p0[k].dtype and np.array_equal(p.data, ref[k][0]), (step, k)
+    assert int(opt.state["3.step"]) == 2 and int(opt.state["0.step"]) == 4

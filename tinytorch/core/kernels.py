@@ -340,7 +340,7 @@ def adam_update_inplace(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarr
         raise ValueError(f"adam_update_inplace: work must have shape {(2, *p.shape)} and dtype {p.dtype}, "
                          f"got {work.shape} {work.dtype}")
     b1, b2 = betas
-    w0, w1 = work[0], work[1]
+    w0, w1 = work[0, ...], work[1, ...]                        # views, 0-d arrays included
     if weight_decay and decoupled:
         np.multiply(p, 1.0 - lr * weight_decay, out=p)
     elif weight_decay:
@@ -364,20 +364,28 @@ def adam_update_inplace(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarr
 
 class _InPlaceAdamStep:
     """The `_update` of FusedAdam/FusedAdamW: module 06's Adam step by `adam_update_inplace`,
-    on scratch shared by all parameters of one dtype (allocated on first use)."""
+    on scratch shared by all parameters of one dtype (allocated on first use; each
+    parameter's (2, *shape) view of it is made once)."""
+
+    def _work(self, i: int, p: np.ndarray) -> np.ndarray:
+        views = self.__dict__.setdefault("_views", {})          # parameter index -> scratch view
+        work = views.get(i)
+        if work is None or work.shape[1:] != p.shape or work.dtype != p.dtype:
+            n = max(q.size for q in self.params if q.dtype == p.dtype)
+            flat = self.__dict__.setdefault("_scratch", {})      # dtype -> flat buffer
+            if flat.get(p.dtype) is None or flat[p.dtype].size < 2 * max(n, p.size):
+                flat[p.dtype] = np.empty(2 * max(n, p.size), dtype=p.dtype)
+                views.clear()                                    # views of the old buffer
+            work = views[i] = flat[p.dtype][:2 * p.size].reshape(2, *p.shape)
+        return work
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         t = self.state[f"{i}.step"]
         t += 1
-        scratch = self.__dict__.setdefault("_scratch", {})      # dtype -> flat buffer
-        buf = scratch.get(p.dtype)
-        if buf is None or buf.size < 2 * p.size:
-            n = max(q.size for q in self.params if q.dtype == p.dtype)
-            buf = scratch[p.dtype] = np.empty(2 * max(n, p.size), dtype=p.dtype)
+        h = self.hyper
         adam_update_inplace(p, g, self.state[f"{i}.exp_avg"], self.state[f"{i}.exp_avg_sq"], int(t),
-                            lr=self.hyper["lr"], betas=self.hyper["betas"], eps=self.hyper["eps"],
-                            weight_decay=self.hyper["weight_decay"], decoupled=self.decoupled_weight_decay,
-                            work=buf[:2 * p.size].reshape(2, *p.shape))
+                            h["lr"], h["betas"], h["eps"], h["weight_decay"], self.decoupled_weight_decay,
+                            self._work(i, p))
 
 
 class FusedAdam(_InPlaceAdamStep, Adam):
