@@ -30,7 +30,7 @@ from tinytorch.core.dataloader import (
     ToFloat, channel_stats, to_tensor)
 from tinytorch.core.layers import Dense, Flatten, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
-from tinytorch.core.optimizers import AdamW
+from tinytorch.core.kernels import FusedAdamW, tune_allocator
 from tinytorch.core.tensor import manual_seed
 
 BATCH = 128
@@ -134,7 +134,7 @@ def crop_variants(images: np.ndarray, repeats: int) -> dict:
 def mlp_step(images: np.ndarray, labels: np.ndarray, steps: int) -> dict:
     manual_seed(0)
     model = Sequential(Flatten(), Dense(3072, 1024), ReLU(), Dense(1024, 512), ReLU(), Dense(512, 10))
-    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    opt = FusedAdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     loss_fn = CrossEntropyLoss()
     mean, std = channel_stats(images[:2000])
     loader = DataLoader(TensorDataset(images, labels), batch_size=BATCH, shuffle=True, seed=0,
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 images, few repeats, nothing written")
     parser.add_argument("--images", type=int, default=50_000, help="images per epoch (default 50,000)")
     args = parser.parse_args()
+    tune_allocator()                   # opt in (module 13): keep freed memory for reuse, as training runs do
     n, repeats, steps = (2_000, 1, 3) if args.quick else (args.images, 3, 10)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)

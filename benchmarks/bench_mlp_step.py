@@ -23,7 +23,7 @@ import tinytorch  # noqa: F401  (switches autograd on)
 from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
-from tinytorch.core.optimizers import Adam
+from tinytorch.core.kernels import FusedAdam, tune_allocator
 from tinytorch.core.tensor import Tensor
 
 TARGET_RATIO = 1.3
@@ -106,13 +106,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small model, few repeats (smoke test)")
     parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
+    tune_allocator()                   # opt in (module 13): keep freed memory for reuse, as training runs do
     sizes, batch, reps = ((256, 64, 32, 10), 16, 3) if args.quick else ((3072, 512, 256, 10), 64, args.repeats)
 
     model, x, y = build(sizes, batch)
     weights = [p.data for p in model.parameters()]
     reference = NumpyMLP(weights)
     loss_fn = CrossEntropyLoss()
-    opt = Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
+    opt = FusedAdam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
     tx, ty = Tensor(x), y
 
     def tinytorch_step() -> float:

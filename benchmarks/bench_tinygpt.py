@@ -17,8 +17,8 @@ tokens (float32). Reported:
   (default sliding window) and without it (every step recomputes the last 64 positions);
 * peak memory (tracemalloc, numpy's allocations included) of a training step and of
   cached generation;
-* the effect of glibc's allocator settings (tinytorch.core.tensor.keep_freed_memory, applied
-  when tinytorch is imported), measured in a subprocess with TINYTORCH_KEEP_FREED_MEMORY=0.
+* the effect of glibc's allocator settings (module 13's tune_allocator(), which this script
+  opts into), measured in a subprocess that leaves the allocator alone (--default-malloc).
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ import numpy as np
 from common import table, time_it, write_results
 
 import tinytorch  # noqa: F401  (switches autograd on)
-from tinytorch.core.optimizers import AdamW
-from tinytorch.core.tensor import ALLOCATOR_TUNED, Tensor
+from tinytorch.core.kernels import FusedAdamW, tune_allocator
+from tinytorch.core.tensor import Tensor
 from tinytorch.tinygpt import LanguageModelLoss, TinyGPT, generate_tokens
 
 TARGET_STEP_MS = 66.0
@@ -55,7 +55,7 @@ def build(cfg: dict, seed: int = 0):
     rng = np.random.default_rng(seed + 1)
     window = rng.integers(0, cfg["vocab_size"], size=(cfg["batch"], cfg["max_length"] + 1))
     x, y = Tensor(window[:, :-1]), window[:, 1:]
-    optimizer = AdamW(model.parameters(), lr=1e-3)
+    optimizer = FusedAdamW(model.parameters(), lr=1e-3)
     loss_fn = LanguageModelLoss()
 
     def step() -> float:
@@ -198,11 +198,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed training steps (default 30)")
     parser.add_argument("--new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     parser.add_argument("--step-only", action="store_true", help=argparse.SUPPRESS)   # for the subprocess
+    parser.add_argument("--default-malloc", action="store_true", help=argparse.SUPPRESS)   # ... without tuning
     args = parser.parse_args()
     cfg = QUICK if args.quick else DEFAULT
     repeats = 3 if args.quick else args.repeats
     new_tokens = 50 if args.quick else args.new_tokens
-    tuned = ALLOCATOR_TUNED            # set when tinytorch was imported (TINYTORCH_KEEP_FREED_MEMORY)
+    tuned = not args.default_malloc and tune_allocator()["applied"]
     if args.step_only:
         print(json.dumps(step_only(cfg, repeats)))
         return
@@ -226,7 +227,7 @@ def main() -> None:
 
     default_alloc = None
     if not args.quick and tuned:
-        proc = subprocess.run([sys.executable, __file__, "--step-only", "--repeats", str(repeats)],
+        proc = subprocess.run([sys.executable, __file__, "--step-only", "--default-malloc", "--repeats", str(repeats)],
                               env=dict(os.environ, TINYTORCH_KEEP_FREED_MEMORY="0"),
                               capture_output=True, text=True, check=True)
         default_alloc = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from tinytorch.core.activations import GELU, gelu
 from tinytorch.core.kernels import (
-    FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction, adam_update_allocating,
-    adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas, matmul_broadcast,
-    matmul_flops, matmul_loops, softmax_cross_entropy, strided_view)
+    FusedAdam, FusedAdamW, FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction,
+    adam_update_allocating, adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas,
+    matmul_broadcast, matmul_flops, matmul_loops, softmax_cross_entropy, strided_view, tune_allocator)
 from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import Adam, AdamW
@@ -321,7 +321,7 @@ def test_fused_gelu_layer_extremes_and_state():
 @pytest.mark.parametrize("opt_cls, weight_decay, dtype", [
     (Adam, 0.0, np.float32), (Adam, 0.1, np.float32), (AdamW, 0.05, np.float32), (AdamW, 0.0, np.float64),
     (Adam, 0.01, np.float64)])
-def test_inplace_adam_equals_allocating_and_module_06_exactly(opt_cls, weight_decay, dtype):
+def test_fused_adam_equals_allocating_exactly_and_module_06_to_rounding(opt_cls, weight_decay, dtype):
     rng = np.random.default_rng(6)
     shapes = [(4, 3), (3,), (2, 2, 2)]
     decoupled = opt_cls is AdamW
@@ -329,7 +329,10 @@ def test_inplace_adam_equals_allocating_and_module_06_exactly(opt_cls, weight_de
     alloc = [[p.copy(), np.zeros_like(p), np.zeros_like(p)] for p in p0]
     inplace = [[p.copy(), np.zeros_like(p), np.zeros_like(p)] for p in p0]
     params = [Tensor(p.copy(), dtype=dtype, requires_grad=True) for p in p0]
-    opt = opt_cls(params, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay)
+    opt = {Adam: FusedAdam, AdamW: FusedAdamW}[opt_cls](params, lr=0.02, betas=(0.8, 0.99), eps=1e-6,
+                                                       weight_decay=weight_decay)
+    plain_params = [Tensor(p.copy(), dtype=dtype, requires_grad=True) for p in p0]
+    plain = opt_cls(plain_params, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay)
     scratch = np.empty(2 * 12, dtype=dtype)                      # shared by all parameters (largest: 12)
     hyper = dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay, decoupled=decoupled)
     for step in range(1, 8):
@@ -342,15 +345,75 @@ def test_inplace_adam_equals_allocating_and_module_06_exactly(opt_cls, weight_de
             p, m, v = inplace[k]
             work = scratch[:2 * p.size].reshape(2, *p.shape)
             adam_update_inplace(p, g, m, v, step, work=work, **hyper)
-            params[k].grad = Tensor(g, dtype=dtype)
+            params[k].grad = plain_params[k].grad = Tensor(g, dtype=dtype)
         opt.step()
+        plain.step()
         for k in range(len(shapes)):
             for a, b in zip(alloc[k], inplace[k]):
                 assert a.dtype == dtype and np.array_equal(a, b), (step, k)
             assert np.array_equal(inplace[k][0], params[k].data), (step, k)
             assert np.array_equal(inplace[k][1], opt.state[f"{k}.exp_avg"])
             assert np.array_equal(inplace[k][2], opt.state[f"{k}.exp_avg_sq"])
+            tol = 1e-5 if dtype == np.float32 else 1e-12              # module 06: the textbook order of operations
+            np.testing.assert_allclose(plain_params[k].data, params[k].data, rtol=tol, atol=tol)
     assert not np.array_equal(inplace[0][0], p0[0])
+
+
+@pytest.mark.parametrize("plain_cls, fused_cls", [(Adam, FusedAdam), (AdamW, FusedAdamW)])
+def test_fused_adam_checkpoints_move_between_plain_and_fused(plain_cls, fused_cls):
+    rng = np.random.default_rng(7)
+    p0 = [rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in p0] for _ in range(4)]
+
+    def steps(opt, params, gs):
+        for g in gs:
+            for p, gi in zip(params, g):
+                p.grad = Tensor(gi)
+            opt.step()
+
+    straight = [Tensor(p.copy(), requires_grad=True) for p in p0]
+    fused = fused_cls(straight, lr=0.01, weight_decay=0.1)
+    steps(fused, straight, grads)
+    first = [Tensor(p.copy(), requires_grad=True) for p in p0]
+    plain = plain_cls(first, lr=0.01, weight_decay=0.1)
+    steps(plain, first, grads[:2])
+    state = plain.state_dict()
+    assert state["type"] == plain_cls.__name__
+    resumed = fused_cls([Tensor(p.data.copy(), requires_grad=True) for p in first], lr=0.01, weight_decay=0.1)
+    resumed.load_state_dict(state)                           # a plain checkpoint goes into the fused optimizer
+    steps(resumed, resumed.params, grads[2:])
+    assert resumed.state_dict()["type"] == plain_cls.__name__ and resumed.step_count == 4
+    for a, b in zip(straight, resumed.params):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-7)
+    assert isinstance(resumed, plain_cls)
+    with pytest.raises(ValueError):
+        FusedAdamW(first).load_state_dict(Adam(first).state_dict()) if plain_cls is Adam else \
+            FusedAdam(first).load_state_dict(AdamW(first).state_dict())
+
+
+def test_tune_allocator_reports_what_it_did():
+    import subprocess
+    import sys
+    code = "from tinytorch.core.kernels import tune_allocator; import json; print(json.dumps(tune_allocator()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    import json
+    result = json.loads(out)
+    assert set(result) == {"applied", "reason", "mmap_threshold", "trim_threshold"}
+    assert result["mmap_threshold"] == 32 << 20 and result["trim_threshold"] == 1 << 30
+    import ctypes
+    try:
+        ctypes.CDLL(None).gnu_get_libc_version
+        glibc = sys.platform.startswith("linux")
+    except (OSError, AttributeError):
+        glibc = False
+    assert result["applied"] is glibc and isinstance(result["reason"], str) and result["reason"]
+
+
+def test_tune_allocator_does_nothing_off_linux(monkeypatch):
+    import tinytorch.core.kernels as kernels
+    monkeypatch.setattr(kernels.sys, "platform", "darwin")
+    result = tune_allocator()
+    assert result["applied"] is False and "darwin" in result["reason"]
 
 
 def test_inplace_adam_writes_only_p_m_v_and_checks_shapes():
@@ -405,3 +468,27 @@ test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():
     assert {SoftmaxCrossEntropyFunction, FusedGELUFunction} <= ops_in_cases(GRADCHECK_CASES)
+
+
+def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():
+    rng = np.random.default_rng(8)
+    p0 = [rng.standard_normal((3, 4)).astype(np.float32), np.array(0.5), rng.standard_normal(5),
+          rng.standard_normal((2, 2)).astype(np.float32)]
+    fused_ps = [Tensor(p.copy(), dtype=p.dtype, requires_grad=True) for p in p0]
+    ref = [[p.copy(), np.zeros_like(p), np.zeros_like(p), 0] for p in p0]
+    opt = FusedAdamW(fused_ps, lr=0.01, weight_decay=0.1)
+    for step in range(4):
+        for k, p in enumerate(fused_ps):
+            if k == 3 and step % 2:                        # skipped: no gradient this step
+                p.grad = None
+                continue
+            g = rng.standard_normal(p.shape).astype(p.dtype)
+            p.grad = Tensor(g, dtype=p.dtype)
+            r = ref[k]
+            r[3] += 1
+            r[0], r[1], r[2] = adam_update_allocating(r[0], g, r[1], r[2], r[3], lr=0.01, weight_decay=0.1,
+                                                      decoupled=True)
+        opt.step()
+        for k, p in enumerate(fused_ps):
+            assert p.dtype == p0[k].dtype and np.array_equal(p.data, ref[k][0]), (step, k)
+    assert int(opt.state["3.step"]) == 2 and int(opt.state["0.step"]) == 4

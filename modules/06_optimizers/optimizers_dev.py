@@ -36,10 +36,10 @@
 #
 # **The one idea of this module.** An optimizer step is *not* part of the model: no
 # gradient flows through it, and nothing is recorded. It is plain numpy arithmetic on the
-# arrays `p.data`, done **in place** (`out=` arguments, preallocated buffers), because it
-# runs once per training step over every number of the model: for a model with 100
-# million parameters, one temporary array per operation would mean allocating gigabytes
-# per step.
+# arrays `p.data`, written exactly as the formulas read, that updates the parameters
+# **in place** (`p -= ...`: the Tensor keeps its array). Each operation allocates a
+# temporary array; module 13 writes the same step without any (`FusedAdam`, `FusedAdamW`:
+# the same numbers up to float rounding), and the long training runs opt into it.
 #
 # **Points: 18** (the total of this module's graded test cells)
 
@@ -89,19 +89,17 @@ from tinytorch.core.tensor import Tensor
 # * `zero_grad()` sets every `p.grad` to `None`. The engine *adds* into `.grad`
 #   (module 05), so forgetting this sums the gradients of all steps so far.
 # * `step()` visits each parameter that has a gradient and calls `_update(i, p, g)` on
-#   the **numpy arrays** `p = param.data` and `g = param.grad.data`. A parameter whose
-#   `.grad` is `None` did not take part in this loss (a frozen layer, a branch of the
-#   model that this batch did not use) and is skipped, state included.
+#   the **numpy arrays** `p = param.data` and `g = self._grad(i)` (the gradient, checked
+#   to have the parameter's shape). A parameter whose `.grad` is `None` did not take part
+#   in this loss (a frozen layer, a branch of the model that this batch did not use) and
+#   is skipped, state included.
 # * The per-parameter state (momentum, moment estimates) is allocated **once**, in the
-#   constructor, with the parameter's shape and dtype, and named `"i.<buffer>"`.
+#   constructor, with the parameter's shape and dtype, and named `"i.<buffer>"`. Updates
+#   write into it in place (`m[...] = ...`), so `state_dict()` always sees the live arrays.
 #
-# **Scratch space.** An update like $p \leftarrow p - \eta\,(g + \lambda p)$ written as
-# `p -= lr * (g + wd * p)` allocates two temporary arrays of the size of `p`, every step.
-# Instead, the base class hands out *scratch* arrays (`self._work(p, k)`), one per slot
-# `k` and dtype, as large as the largest parameter and reused by all parameters, and the
-# updates write into them with `np.multiply(a, b, out=w)`. We never use `p.grad` as
-# scratch space: the gradient belongs to the user (they may log it or clip it), and a step
-# that silently changed it would be a nasty surprise.
+# `_update` changes `p` in place (`p -= ...`) and never writes into `g`: the gradient
+# belongs to the user (they may log it or clip it), and a step that silently changed it
+# would be a nasty surprise. So weight decay is added into a *new* array, `g = g + wd * p`.
 #
 # **Hyperparameters** (`lr`, `momentum`, ...) live in the dict `self.hyper`, as plain
 # Python numbers (a Python float keeps float32 arrays float32, a numpy float64 would not).
@@ -163,9 +161,7 @@ class Optimizer:
         self.hyper: dict[str, Any] = dict(hyper)
         self.step_count: int = 0                       # calls of step() so far
         self.state: dict[str, np.ndarray] = {}         # "i.name" -> buffer of parameter i
-        self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
 
-    # ---- hyperparameters ------------------------------------------------------------
     @property
     def lr(self) -> float:
         """The learning rate of the next step."""
@@ -175,58 +171,65 @@ class Optimizer:
     def lr(self, value: float) -> None:
         self.hyper["lr"] = _check_number(value, "lr", type(self).__name__)
 
-    # ---- state --------------------------------------------------------------------------
+    @property
+    def state_type(self) -> str:
+        """The name `state_dict()` records as "type" (a fast variant of an optimizer, such
+        as module 13's FusedAdamW, keeps the plain one's name: their states are the same)."""
+        return type(self).__name__
+
     def _buffer(self, i: int, name: str, dtype: Any = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Allocate (zeros) and register the state buffer `"i.name"` of parameter i; by
         default with the parameter's shape and dtype."""
         p = self.params[i]
+        ### BEGIN SOLUTION
         buf = np.zeros(p.shape if shape is None else shape, dtype=p.dtype if dtype is None else dtype)
         self.state[f"{i}.{name}"] = buf
         return buf
+        ### END SOLUTION
 
-    def _work(self, like: np.ndarray, k: int = 0) -> np.ndarray:
-        """Scratch array number `k` with the shape and dtype of `like` (a view into a flat
-        buffer shared by all parameters; its content is garbage until you write it)."""
-        key = (like.dtype, k)
-        buf = self._scratch.get(key)
-        if buf is None or buf.size < like.size:
-            n = max(p.size for p in self.params if p.dtype == like.dtype)
-            buf = self._scratch[key] = np.empty(max(n, like.size), dtype=like.dtype)
-        return buf[:like.size].reshape(like.shape)
+    def _grad(self, i: int) -> np.ndarray | None:
+        """The gradient of parameter i as an ndarray (None if it has none), checked to have
+        the parameter's shape."""
+        p = self.params[i]
+        if p.grad is None:
+            return None
+        if p.grad.shape != p.shape:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
+                             f"but its gradient has shape {p.grad.shape}")
+        return p.grad.data
 
-    # ---- the step ---------------------------------------------------------------------
     def zero_grad(self) -> None:
         """Forget the gradients: every parameter's `.grad` becomes None."""
+        ### BEGIN SOLUTION
         for p in self.params:
             p.grad = None
+        ### END SOLUTION
 
     def step(self) -> None:
-        """Update every parameter whose `.grad` is not None; the others are skipped."""
+        """Update every parameter whose `.grad` is not None (`self._grad(i)`); the others
+        are skipped. Counts the call in `step_count`."""
         ### BEGIN SOLUTION
         for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            g = p.grad.data
-            if g.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
-                                 f"but its gradient has shape {g.shape}")
-            self._update(i, p.data, g)
+            g = self._grad(i)
+            if g is not None:
+                self._update(i, p.data, g)
         self.step_count += 1
         ### END SOLUTION
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define _update()")
 
-    # ---- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: {"type", "hyper", "step", "param_shapes",
-        "buffers"}. All but "buffers" is JSON-able; "buffers" maps names ("0.exp_avg") to
-        copies of the state arrays, ready for np.savez."""
-        return {"type": type(self).__name__,
+        "buffers"}. All but "buffers" is JSON-able (tuples become lists); "buffers" maps
+        names ("0.exp_avg") to copies of the state arrays, ready for np.savez."""
+        ### BEGIN SOLUTION
+        return {"type": self.state_type,
                 "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.items()},
                 "step": self.step_count,
                 "param_shapes": [list(p.shape) for p in self.params],
                 "buffers": {name: buf.copy() for name, buf in self.state.items()}}
+        ### END SOLUTION
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ValueError, naming every problem, if `state` does not fit this optimizer
@@ -238,8 +241,8 @@ class Optimizer:
         missing = [k for k in ("type", "hyper", "step", "param_shapes", "buffers") if k not in state]
         if missing:
             raise ValueError(f"{owner}: the state has no {missing} (keys: {sorted(state)})")
-        if state["type"] != type(self).__name__:
-            raise ValueError(f"{owner}: the state belongs to a {state['type']} optimizer, not {type(self).__name__}")
+        if state["type"] != self.state_type:
+            raise ValueError(f"{owner}: the state belongs to a {state['type']} optimizer, not {self.state_type}")
         problems = []
         shapes = [tuple(s) for s in state["param_shapes"]]
         if len(shapes) != len(self.params):
@@ -263,14 +266,16 @@ class Optimizer:
             raise ValueError(f"{owner}: the state does not fit: " + "; ".join(problems))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore hyperparameters, step count and buffers from `state_dict()` output
-        (checked first with `check_state_dict`: nothing changes if it does not fit)."""
+        """Restore hyperparameters (lists back to tuples where this optimizer has tuples),
+        step count and buffers (copied into the existing arrays) from `state_dict()`
+        output. Checked first with `check_state_dict`: nothing changes if it does not fit."""
         self.check_state_dict(state)
-        self.hyper = {k: tuple(v) if isinstance(self.hyper[k], tuple) else v
-                      for k, v in state["hyper"].items()}
+        ### BEGIN SOLUTION
+        self.hyper = {k: tuple(v) if isinstance(self.hyper[k], tuple) else v for k, v in state["hyper"].items()}
         self.step_count = int(state["step"])
         for name, own in self.state.items():
             np.copyto(own, np.asarray(state["buffers"][name]), casting="same_kind")
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v}" for k, v in self.hyper.items())
@@ -283,9 +288,7 @@ class PlainGD(Optimizer):
         super().__init__(params, {"lr": lr})
 
     def _update(self, i, p, g):
-        w = self._work(p)
-        np.multiply(g, self.lr, out=w)
-        np.subtract(p, w, out=p)
+        p -= self.lr * g
 
 
 a = Tensor([1.0, 2.0], requires_grad=True)
@@ -337,7 +340,7 @@ print("optimizer base: OK")
 # %% nbgrader={"grade": false, "grade_id": "sgd", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class SGD(Optimizer):
-    """Stochastic gradient descent (PyTorch semantics), in place.
+    """Stochastic gradient descent (PyTorch semantics).
 
     g <- g + weight_decay * p;   v <- momentum * v + g;
     p <- p - lr * (g + momentum * v) with nesterov, p <- p - lr * v without
@@ -355,34 +358,22 @@ class SGD(Optimizer):
         if nesterov and hyper["momentum"] == 0:
             raise ValueError(f"{name}: nesterov=True needs momentum > 0")
         super().__init__(params, hyper)
+        ### BEGIN SOLUTION
         if hyper["momentum"] > 0:
             for i in range(len(self.params)):
                 self._buffer(i, "momentum_buffer")
+        ### END SOLUTION
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         lr, mu, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
         ### BEGIN SOLUTION
-        if wd:                                   # g <- g + wd p, into scratch (p.grad untouched)
-            d = self._work(p, 0)
-            np.multiply(p, wd, out=d)
-            np.add(d, g, out=d)
-            g = d
+        if wd:
+            g = g + wd * p                       # L2 weight decay (a new array: p.grad untouched)
         if mu:
             v = self.state[f"{i}.momentum_buffer"]
-            np.multiply(v, mu, out=v)            # v <- mu v + g
-            np.add(v, g, out=v)
-            if self.hyper["nesterov"]:
-                t, d = self._work(p, 1), self._work(p, 0)
-                np.multiply(v, mu, out=t)        # direction g + mu v (d may already hold g)
-                np.add(g, t, out=d)
-                direction = d
-            else:
-                direction = v
-        else:
-            direction = g
-        s = self._work(p, 1)
-        np.multiply(direction, lr, out=s)
-        np.subtract(p, s, out=p)
+            v[...] = mu * v + g                  # velocity, in its state buffer
+            g = g + mu * v if self.hyper["nesterov"] else v
+        p -= lr * g
         ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-sgd", "locked": true, "points": 4, "schema_version": 3, "solution": false}
@@ -450,16 +441,18 @@ print("sgd: OK")
 # **Memory.** Adam's state is two arrays the size of the model: with the gradients,
 # training with Adam needs four times the memory of the parameters alone.
 #
-# In place, with two scratch arrays `w0`, `w1` (`sqrt(v̂) = sqrt(v) / sqrt(1 - β₂ᵗ)`):
+# Write the four lines as the formulas read (the state arrays are updated in place with
+# `m[...] = ...`; the step count `t` is a 0-d array, so take `int(t)` for the powers:
+# a numpy integer would turn $\beta^t$ into a float64 scalar and float32 into float64):
 
 # %% nbgrader={"grade": false, "grade_id": "adam", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class Adam(Optimizer):
-    """Adam with bias-corrected moments (PyTorch semantics), in place.
+    """Adam with bias-corrected moments (PyTorch semantics).
 
     g <- g + weight_decay * p  (L2; AdamW instead shrinks p by (1 - lr * weight_decay));
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  t <- t + 1;
-    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    p <- p - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
     State per parameter i: "i.exp_avg" and "i.exp_avg_sq" (shape of the parameter) and
     "i.step" (a 0-d int64 array: the steps this parameter has taken).
     """
@@ -479,39 +472,28 @@ class Adam(Optimizer):
         if hyper["eps"] == 0:
             raise ValueError(f"{name}: eps must be > 0 (it keeps the division finite when v = 0)")
         super().__init__(params, hyper)
+        ### BEGIN SOLUTION
         for i in range(len(self.params)):
             self._buffer(i, "exp_avg")
             self._buffer(i, "exp_avg_sq")
             self._buffer(i, "step", dtype=np.int64, shape=())
+        ### END SOLUTION
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         lr, eps, wd = self.hyper["lr"], self.hyper["eps"], self.hyper["weight_decay"]
         b1, b2 = self.hyper["betas"]
         m, v, t = self.state[f"{i}.exp_avg"], self.state[f"{i}.exp_avg_sq"], self.state[f"{i}.step"]
         ### BEGIN SOLUTION
-        if wd and self.decoupled_weight_decay:   # AdamW: p <- p (1 - lr wd)
-            np.multiply(p, 1.0 - lr * wd, out=p)
-        elif wd:                                 # Adam: L2, g <- g + wd p (into scratch)
-            w0 = self._work(p, 0)
-            np.multiply(p, wd, out=w0)
-            np.add(w0, g, out=w0)
-            g = w0
-        w1 = self._work(p, 1)
+        if wd and self.decoupled_weight_decay:
+            p *= 1.0 - lr * wd                   # AdamW: shrink the weights directly
+        elif wd:
+            g = g + wd * p                       # Adam: L2 through the gradient
         t += 1
-        step = int(t)
-        np.multiply(m, b1, out=m)                # m <- b1 m + (1 - b1) g
-        np.multiply(g, 1.0 - b1, out=w1)
-        np.add(m, w1, out=m)
-        np.multiply(v, b2, out=v)                # v <- b2 v + (1 - b2) g^2
-        np.multiply(g, g, out=w1)
-        np.multiply(w1, 1.0 - b2, out=w1)
-        np.add(v, w1, out=v)
-        np.sqrt(v, out=w1)                       # denominator sqrt(v_hat) + eps
-        np.multiply(w1, 1.0 / math.sqrt(1.0 - b2 ** step), out=w1)
-        np.add(w1, eps, out=w1)
-        np.divide(m, w1, out=w1)                 # m / denominator, times lr / (1 - b1^t)
-        np.multiply(w1, lr / (1.0 - b1 ** step), out=w1)
-        np.subtract(p, w1, out=p)
+        step = int(t)                            # a Python int: keeps float32 float32
+        m[...] = b1 * m + (1 - b1) * g
+        v[...] = b2 * v + (1 - b2) * g**2
+        m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
+        p -= lr * m_hat / (np.sqrt(v_hat) + eps)
         ### END SOLUTION
 
 
@@ -673,20 +655,26 @@ class LRScheduler:
 
     def get_lr(self) -> float:
         """The learning rate of the next optimizer step."""
+        ### BEGIN SOLUTION
         return self.lr_at(self.last_step)
+        ### END SOLUTION
 
     def step(self) -> None:
         """Advance by one optimizer step and set the optimizer's learning rate."""
+        ### BEGIN SOLUTION
         self.last_step += 1
         self.optimizer.lr = self.get_lr()
+        ### END SOLUTION
 
     def _hyper(self) -> dict[str, Any]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able: {"type", "base_lr", "last_step", "hyper"}."""
+        """JSON-able: {"type", "base_lr", "last_step", "hyper" (from `_hyper()`)}."""
+        ### BEGIN SOLUTION
         return {"type": type(self).__name__, "base_lr": self.base_lr,
                 "last_step": self.last_step, "hyper": self._hyper()}
+        ### END SOLUTION
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ValueError if `state` is not from a scheduler of this type and configuration."""
@@ -702,9 +690,11 @@ class LRScheduler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the step count and base rate, and set the optimizer's learning rate."""
         self.check_state_dict(state)
+        ### BEGIN SOLUTION
         self.base_lr = float(state["base_lr"])
         self.last_step = int(state["last_step"])
         self.optimizer.lr = self.get_lr()
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v}" for k, v in self._hyper().items())
@@ -826,7 +816,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads:
-            np.multiply(g, scale, out=g)
+            g *= scale
     return norm
     ### END SOLUTION
 
@@ -880,15 +870,15 @@ for name, make in [("SGD lr=0.01", lambda ps: SGD(ps, lr=0.01)),
 # ## Systems thinking
 #
 # 1. **Memory.** For a model with $N$ float32 parameters, count the bytes of parameters,
-#    gradients, and optimizer state for SGD, SGD with momentum, and Adam (include the
-#    scratch arrays of `_work`). For TinyGPT with 10M parameters, how many MiB is that?
-# 2. **Passes over memory.** Count how many times `Adam._update` reads or writes an array
-#    of the size of the parameter. At ~10 GB/s of memory bandwidth, how long does an Adam
-#    step over 100M float32 parameters take, and how does it compare with the step of
-#    plain SGD? Why do real frameworks *fuse* the update into one kernel?
-# 3. **Allocation.** Replace the in-place Adam by the textbook version
-#    (`m = b1 * m + (1 - b1) * g`, ...). How many temporary arrays per parameter per step
-#    does that allocate? Time both on a (3072, 512) parameter.
+#    gradients, and optimizer state for SGD, SGD with momentum, and Adam. For TinyGPT
+#    with 10M parameters, how many MiB is that?
+# 2. **Temporaries.** Count the temporary arrays of the size of the parameter that one
+#    call of `Adam._update` allocates (every `*`, `+`, `/`, `**` and `np.sqrt` makes one).
+#    At ~10 GB/s of memory bandwidth, how long does an Adam step over 100M float32
+#    parameters take, and how does it compare with plain SGD's step?
+# 3. **Fusion.** Module 13's `FusedAdamW` computes the same step with `np.multiply(...,
+#    out=...)` into preallocated scratch arrays. Time both on TinyGPT's parameters. Why do
+#    real frameworks fuse the whole update into one kernel?
 # 4. **Numerics.** In float32, what happens to `v` when gradients are around 1e-20? Why
 #    is `eps` added *outside* the square root, and what is the effective step when
 #    $\sqrt{\hat v} \ll \varepsilon$?

@@ -18,29 +18,26 @@
 #
 # **Where you are.** You can build a model (module 03), measure its error (module 04),
 # differentiate it (module 05) and step its parameters (module 06). Training is these
-# pieces in a loop, run for hours, and everything that can go wrong in hours will: the
-# loss explodes at 3 a.m., the machine reboots at epoch 37, a half-written file
-# crashes the next run. This module writes the loop once, carefully, so that every later
-# module (CNNs, transformers, TinyGPT) trains with one call.
+# pieces in a loop, run for hours, and everything that can go wrong in hours will (the
+# loss explodes at 3 a.m., the machine reboots at epoch 37). This module writes the loop
+# once, carefully, so that every later module trains with one call.
 #
 # **What you build.**
 #
 # | name | what it is |
 # |---|---|
-# | `accuracy` | a metric: `(outputs, targets) -> (correct, count)` |
+# | `accuracy`, `_Running` | a metric: `(outputs, targets) -> (correct, count)`; averages weighted by batch size |
 # | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, with where and what to try |
-# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint`, `CheckpointError` | safe checkpoint files: one `.npz`, written atomically, never unpickled |
+# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint` | (provided) safe checkpoint files: one `.npz`, written atomically, never unpickled |
 # | `Trainer` | `fit`, `evaluate`, `history`, `plot_history`, `save_checkpoint`, `load_checkpoint`, exact resume |
 #
-# **Where it goes.** `tito export` compiles the `#| export` cells into
-# `tinytorch/core/training.py`.
+# **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/core/training.py`.
 #
 # **The one idea of this module.** A training run is a *deterministic function* of its
 # inputs: the initial weights, the data order, and the random numbers drawn on the way
 # (dropout). If a checkpoint stores *all* the state of that function (weights, optimizer
 # moments, schedule position, epoch, and the state of the random generators), then
 # stopping and resuming gives the **bit-identical** result of a run that never stopped.
-# We will test exactly that.
 #
 # **Points: 15** (the total of this module's graded test cells)
 
@@ -113,13 +110,14 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 # output (the argmax over the last axis) is the target class. For a language model with
 # outputs `(B, T, V)` and targets `(B, T)`, the same code counts correct next tokens.
 #
-# **Averages over an epoch must be weighted.** The last batch is usually smaller: with
-# 1000 examples in batches of 64 it holds 40. Averaging the 16 per-batch accuracies
-# would count each of those 40 examples 1.6 times as much as the others. So every metric
-# returns a **(total, count)** pair, we add totals and counts over the batches, and divide
-# once at the end. The loss, a per-batch mean, is weighted by the batch size.
+# **Averages over an epoch must be weighted.** The last batch is usually smaller (1000
+# examples in batches of 64: the last holds 40), and averaging per-batch accuracies would
+# count its examples 1.6 times as much as the others. So every metric returns a
+# **(total, count)** pair: add totals and counts over the batches, divide once at the end.
+# The loss, a per-batch mean, is weighted by the batch size.
 #
-# A custom metric is any function `(outputs: ndarray, targets: ndarray) -> (total, count)`.
+# A custom metric is any `(outputs: ndarray, targets: ndarray) -> (total, count)`. You write
+# `accuracy` and `_Running`, which adds up the batches for the Trainer.
 
 # %% nbgrader={"grade": false, "grade_id": "metrics", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -169,7 +167,51 @@ def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
         out[name] = m
     return out
 
-# %% nbgrader={"grade": true, "grade_id": "test-metrics", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+
+def _call_metric(name: str, metric: Metric, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """metric(outputs, targets) as a pair of floats; a failure names the metric."""
+    try:
+        total, count = metric(outputs, targets)
+    except ValueError as err:
+        raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
+                         f"metrics=() or metrics suited to it)") from None
+    return float(total), float(count)
+
+
+class _Running:
+    """Weighted totals of the loss and each metric over the batches seen so far.
+
+    `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
+    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric
+    adds its (total, count) from `_call_metric`. `result()`: {"loss": ..., name: ...},
+    each total divided by its count (NaN when nothing was counted).
+    """
+
+    def __init__(self, metrics: dict[str, Metric]):
+        self.metrics = metrics
+        self.loss_total, self.examples = 0.0, 0
+        self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
+
+    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
+        ### BEGIN SOLUTION
+        n = targets.shape[0] if targets.ndim else 1
+        self.loss_total += loss * n
+        self.examples += n
+        for name, metric in self.metrics.items():
+            total, count = _call_metric(name, metric, outputs, targets)
+            self.totals[name][0] += total
+            self.totals[name][1] += count
+        ### END SOLUTION
+
+    def result(self) -> dict[str, float]:
+        ### BEGIN SOLUTION
+        out = {"loss": self.loss_total / self.examples if self.examples else math.nan}
+        for name, (total, count) in self.totals.items():
+            out[name] = total / count if count else math.nan
+        return out
+        ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "test-metrics", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 scores = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.1, 0.2], [1.0, 0.0, 5.0]])
 assert accuracy(scores, np.array([1, 0, 0, 2])) == (3, 4)
 seq = np.zeros((2, 5, 7)); seq[..., 3] = 1.0                     # (B, T, V): predicts token 3
@@ -182,18 +224,23 @@ except ValueError:
 def mean_abs_error(outputs, targets):
     return float(np.abs(outputs - targets).sum()), targets.size
 assert list(_resolve_metrics(("accuracy", mean_abs_error))) == ["accuracy", "mean_abs_error"]
+running = _Running(_resolve_metrics(("accuracy", mean_abs_error)))
+running.add(1.0, scores[:3], np.array([1, 0, 0]))                # 3 examples, 2 correct
+running.add(4.0, scores[3:], np.array([0]))                       # 1 example, wrong
+result = running.result()
+assert result["loss"] == (3 * 1.0 + 4.0) / 4 and result["accuracy"] == 2 / 4, "weighted by batch size"
+assert result["mean_abs_error"] == (np.abs(scores[:3] - [1, 0, 0]).sum() + np.abs(scores[3:] - [0]).sum()) / 4
+assert math.isnan(_Running({}).result()["loss"]), "no batches: NaN"
 print("metrics: OK")
 
 # %% [markdown]
 # ## 2. When the loss explodes
 #
-# A learning rate a bit too large, one batch of garbage input, `log(0)` in a hand-written
-# loss: the loss becomes `inf`, then `nan`, and `nan` spreads to every parameter in one
-# step. Training on would burn hours producing nothing. We check the loss of every batch
-# (one `float()`, free compared with the forward pass) and stop at once with an error
-# that says **where** (epoch, batch), **what** (the value, the learning rate) and **what
-# to try**. The check happens *before* `backward()` and `step()`, so the parameters are
-# still the finite ones of the previous step.
+# A learning rate a bit too large, one batch of garbage, `log(0)` in a loss: the loss
+# becomes `inf`, then `nan`, and `nan` spreads to every parameter in one step. We check
+# the loss of every batch (one `float()`) *before* `backward()` and `step()`, and stop at
+# once with an error that says **where** (epoch, batch), **what** (the value, the
+# learning rate) and **what to try**; the parameters are still the finite ones.
 
 # %% nbgrader={"grade": false, "grade_id": "diverged", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -224,33 +271,29 @@ print("TrainingDivergedError: OK")
 #
 # A checkpoint must survive three kinds of accident.
 #
-# **A crash while writing.** If the process dies halfway through writing `last.npz`, the
-# file on disk is truncated, and the previous good checkpoint is gone with it. The fix
-# is the classic *atomic write*: write to a temporary file **in the same directory**,
-# `flush()` Python's buffer, `os.fsync()` to push the bytes to the disk, and only then
-# `os.replace(tmp, path)`. Renaming within one file system is atomic: anyone opening
-# `path` sees either the complete old file or the complete new one, never a mixture.
-# (A temporary file in `/tmp` would not do: across file systems a rename becomes a copy.)
+# **A crash while writing** would leave a truncated file, and the previous good checkpoint
+# gone. The classic *atomic write*: write to a temporary file **in the same directory**,
+# `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`. A
+# rename within one file system is atomic: `path` is the whole old file or the whole new
+# one, never a mixture. (Across file systems, from `/tmp`, a rename becomes a copy.)
 #
-# **A file that is not what it claims.** Python's `pickle` can store anything, and
-# *loading* a pickle runs whatever code the file says: opening a checkpoint downloaded
-# from the internet would hand your machine to its author. So we never unpickle. A
-# checkpoint is an `.npz` (a zip of `.npy` arrays, what `np.savez` writes) read with
-# `np.load(..., allow_pickle=False)`, which refuses object arrays. Everything that is not
-# an array (epoch, history, hyperparameters, the random generator's state) goes into
-# one JSON string, stored in the archive as the 0-d string array `__meta__`.
+# **A file that is not what it claims.** *Loading* a pickle runs whatever code the file
+# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays) read with
+# `np.load(..., allow_pickle=False)`. Everything that is not an array (epoch, history,
+# hyperparameters, random generator states) goes into one JSON string, the 0-d string
+# array `__meta__`, signed `{"format": "tinytorch-checkpoint", "version": 1, "kind":
+# "trainer", "meta": {...}}`.
 #
-# **A file from somewhere else.** The JSON starts with a signature,
-# `{"format": "tinytorch-checkpoint", "version": 1, "kind": "trainer", "meta": {...}}`.
-# Loading checks the file type from its first bytes (a pickle starts with `\x80`, a zip
-# with `PK`), then the signature, the kind (a TinyGPT model file is not a trainer
-# checkpoint) and the version (a file from a newer TinyTorch may mean something else),
-# and turns every failure into a `CheckpointError` that says which of these it is.
+# **A file from somewhere else.** Loading checks the first bytes (a pickle starts with
+# `\x80`, a zip with `PK`), the signature, the kind and the version, and turns every
+# failure into a `CheckpointError` that says which it is. Any file name works:
+# `save_npz_checkpoint("model.pkl", ...)` writes a safe `.npz` (module 16 uses this).
 #
-# The file name is free: `save_npz_checkpoint("model.pkl", ...)` writes a safe `.npz`
-# archive despite the name (module 16 uses this).
+# This code is provided (read it: it is short, and every line guards against one of the
+# accidents above). `write_atomically` is the one atomic-write helper of TinyTorch: every
+# file the framework saves, in any module, goes through it.
 
-# %% nbgrader={"grade": false, "grade_id": "checkpoint-files", "locked": false, "schema_version": 3, "solution": true}
+# %%
 #| export
 CHECKPOINT_FORMAT = "tinytorch-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -280,7 +323,6 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ### BEGIN SOLUTION
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as f:
@@ -298,7 +340,6 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
         finally:
             os.close(fd)
     return path
-    ### END SOLUTION
 
 
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
@@ -351,7 +392,6 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, n
         raise CheckpointError(f"no checkpoint at {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
-    ### BEGIN SOLUTION
     with open(path, "rb") as f:
         head = f.read(8)
     problem = _sniff(path, head)
@@ -391,9 +431,8 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, n
     if header.get("kind") != kind:
         raise CheckpointError(f"{path} is a {header.get('kind')!r} checkpoint, expected {kind!r}")
     return arrays, header.get("meta", {})
-    ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "test-checkpoint-files", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "test-checkpoint-files", "locked": true, "schema_version": 3, "solution": false}
 import pickle
 import tempfile
 
@@ -440,15 +479,15 @@ print("checkpoint files: OK")
 # of `(seed, epoch)`: that is what makes a resumed run see the same batches as an
 # uninterrupted one. `len(source)`, when it exists, gives the progress bar its length.
 #
-# **`epochs` is the total.** `fit(epochs=10)` trains until 10 epochs are done, counting
-# the epochs already done: after resuming from epoch 4 it trains 6 more.
+# **`epochs` is the total**: after resuming from epoch 4, `fit(epochs=10)` trains 6 more.
 #
-# **Evaluation** runs under `no_grad()` (no graph is recorded: less memory, less time)
-# and in `model.eval()` mode (Dropout off), and restores the mode it found afterwards.
+# **Evaluation** runs under `no_grad()` (no graph: less memory, less time) and in
+# `model.eval()` mode (Dropout off), and restores the mode it found afterwards.
 #
-# **The progress bar** (tqdm; in Jupyter a widget when ipywidgets is installed) shows the
-# running loss and metrics. Formatting the postfix costs microseconds, but a small model
-# does a whole step in a few hundred, so the postfix is refreshed every few batches only.
+# **You write** one batch (`_train_batch`), one epoch (`_train_epoch`), `evaluate`'s loop
+# and `fit`'s loop over epochs. Provided: the checks, the divergence error (`_finite`), the
+# progress bar (`_epoch_bar`, `_tick`: tqdm, refreshed every few batches), `_record`,
+# checkpoints and plots.
 #
 # **History.** After each epoch `trainer.history` gains one entry per key:
 # `epoch` (1, 2, ...), `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (NaN
@@ -457,12 +496,11 @@ print("checkpoint files: OK")
 
 # %% nbgrader={"grade": false, "grade_id": "trainer", "locked": false, "schema_version": 3, "solution": true}
 #| export
-def _as_input(x: Any) -> Any:
-    """Model inputs as a Tensor (ndarrays and lists are wrapped; Tensors pass through)."""
+def _as_input(x: Any) -> Any:  # model inputs as a Tensor (ndarrays and lists are wrapped)
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _as_array(y: Any) -> np.ndarray:
+def _as_array(y: Any) -> np.ndarray:  # targets as an ndarray
     return y.data if isinstance(y, Tensor) else np.asarray(y)
 
 
@@ -481,13 +519,6 @@ def _loss_value(loss: Any) -> float:
     return float(loss.data)
 
 
-def _length(data: Any) -> int | None:
-    try:
-        return len(data)
-    except TypeError:
-        return None
-
-
 def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
     """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
     found: dict[str, np.random.Generator] = {}
@@ -502,34 +533,6 @@ def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
 
     visit("", model)
     return found
-
-
-class _Running:
-    """Weighted totals of the loss and each metric over the batches seen so far."""
-
-    def __init__(self, metrics: dict[str, Metric]):
-        self.metrics = metrics
-        self.loss_total, self.examples = 0.0, 0
-        self.totals = {name: [0.0, 0.0] for name in metrics}
-
-    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
-        n = targets.shape[0] if targets.ndim else 1
-        self.loss_total += loss * n
-        self.examples += n
-        for name, metric in self.metrics.items():
-            try:
-                total, count = metric(outputs, targets)
-            except ValueError as err:
-                raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
-                                 f"metrics=() or metrics suited to it)") from None
-            self.totals[name][0] += float(total)
-            self.totals[name][1] += float(count)
-
-    def result(self) -> dict[str, float]:
-        out = {"loss": self.loss_total / self.examples if self.examples else math.nan}
-        for name, (total, count) in self.totals.items():
-            out[name] = total / count if count else math.nan
-        return out
 
 
 class Trainer:
@@ -575,23 +578,47 @@ class Trainer:
         names = ["loss", *self.metrics]
         return ["epoch", *[f"train_{n}" for n in names], *[f"val_{n}" for n in names], "lr", "seconds"]
 
+    # ---- provided plumbing: divergence errors, progress bars -------------------------------
+    def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
+        """`value` if finite; else raise TrainingDivergedError (epoch and batch from 0 here,
+        from 1 in the error) with the current learning rate."""
+        if not math.isfinite(value):
+            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
+        return value
+
+    def _epoch_bar(self, total: int | None, epoch: int, epochs: int) -> Any:
+        """The progress bar of one epoch (a context manager: closed at the end of `with`)."""
+        return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
+                    leave=True, dynamic_ncols=True)
+
+    def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
+        """Advance `bar` after batch `batch`, showing the running averages every `postfix_every`
+        batches; `_tick(bar, -1, running, val)` shows the epoch's results and validation."""
+        if val is not None:
+            return bar.set_postfix({**self._postfix(running.result()), **self._postfix(val, "val_")}, refresh=False)
+        bar.update(1)
+        if (batch + 1) % self.postfix_every == 0:
+            bar.set_postfix(self._postfix(running.result()), refresh=False)
+
+    @staticmethod
+    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
+        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
+
     # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, divergence check, backward, clip, step, schedule. Returns (loss, outputs)."""
+        """Forward, divergence check of the loss (`self._finite`), zero the gradients (the
+        optimizer's and the model's), backward, clip (when `grad_clip`; the norm is checked
+        too), record the rate in `self._last_lr`, step, schedule. Returns (loss, outputs)."""
         ### BEGIN SOLUTION
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
-        value = _loss_value(loss)
-        if not math.isfinite(value):
-            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr)
+        value = self._finite(_loss_value(loss), epoch, batch)
         self.optimizer.zero_grad()
         if hasattr(self.model, "zero_grad"):
             self.model.zero_grad()
         loss.backward()
         if self.grad_clip is not None:
-            norm = clip_grad_norm(self.optimizer.params, self.grad_clip)
-            if not math.isfinite(norm):
-                raise TrainingDivergedError(epoch + 1, batch + 1, norm, self.optimizer.lr, what="gradient norm")
+            self._finite(clip_grad_norm(self.optimizer.params, self.grad_clip), epoch, batch, "gradient norm")
         self._last_lr = self.optimizer.lr
         self.optimizer.step()
         if self.scheduler is not None:
@@ -599,26 +626,22 @@ class Trainer:
         return value, outputs.data
         ### END SOLUTION
 
-    @staticmethod
-    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
-        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
-
-    def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> dict[str, float]:
-        """One pass over `data` in training mode; the weighted averages of loss and metrics."""
+    def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
+        """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
+        add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
         self.model.train()
         running = _Running(self.metrics)
+        ### BEGIN SOLUTION
         for b, batch in enumerate(data):
             inputs, targets = _unpack(batch, f"batch {b + 1} of epoch {epoch + 1}")
             loss, outputs = self._train_batch(inputs, targets, epoch, b)
             running.add(loss, outputs, _as_array(targets))
-            bar.update(1)
-            if (b + 1) % self.postfix_every == 0:
-                bar.set_postfix(self._postfix(running.result()), refresh=False)
+            self._tick(bar, b, running)
+        ### END SOLUTION
         if running.examples == 0:
             raise ValueError(f"Trainer.fit: train_data yielded no batches in epoch {epoch + 1} (a generator "
                              f"is used up after one pass: pass a list or a DataLoader)")
-        bar.set_postfix(self._postfix(running.result()), refresh=False)
-        return running.result()
+        return running
 
     # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: Iterable) -> dict[str, float]:
@@ -629,11 +652,13 @@ class Trainer:
         running = _Running(self.metrics)
         try:
             with no_grad():
+                ### BEGIN SOLUTION
                 for b, batch in enumerate(data):
                     inputs, targets = _unpack(batch, f"evaluation batch {b + 1}")
                     outputs = self.model(_as_input(inputs))
                     loss = self.loss_fn(outputs, targets)
                     running.add(_loss_value(loss), outputs.data, _as_array(targets))
+                ### END SOLUTION
         finally:
             self.model.train(was_training)
         if running.examples == 0:
@@ -647,6 +672,9 @@ class Trainer:
 
         resume: False; True to continue from `checkpoint_dir/last.npz` (starting fresh, with a
         note, when it does not exist yet); or the path of a checkpoint to continue from.
+        Each epoch: `set_epoch` on the data (if it has it), one training pass inside
+        `with self._epoch_bar(...)`, evaluation on `val_data`, `self._record`, the epoch
+        count, and `checkpoint_dir/last.npz` (if set).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer (the total to reach), got {epochs!r}")
@@ -658,22 +686,17 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        total = _length(train_data)
+        total = len(train_data) if hasattr(train_data, "__len__") else None
         ### BEGIN SOLUTION
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
-            bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
-                       leave=True, dynamic_ncols=True)
-            try:
-                train = self._train_epoch(train_data, epoch, bar)
+            with self._epoch_bar(total, epoch, epochs) as bar:
+                running = self._train_epoch(train_data, epoch, bar)
                 val = self.evaluate(val_data) if val_data is not None else {}
-                if val:
-                    bar.set_postfix({**self._postfix(train), **self._postfix(val, "val_")}, refresh=False)
-            finally:
-                bar.close()
-            self._record(epoch + 1, train, val, time.perf_counter() - started)
+                self._tick(bar, -1, running, val)
+            self._record(epoch + 1, running.result(), val, time.perf_counter() - started)
             self.epoch = epoch + 1
             if self.checkpoint_dir is not None:
                 self.save_checkpoint(self.checkpoint_dir / "last.npz")
@@ -792,14 +815,12 @@ class Trainer:
                 values = self.history[f"{split}_{name}"]
                 if not all(math.isnan(v) for v in values):
                     ax.plot(epochs, values, style, label=split, markersize=3)
-            ax.set_title(name)
-            ax.set_xlabel("epoch")
+            ax.set(title=name, xlabel="epoch")
             ax.grid(alpha=0.3)
             ax.legend()
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=100)
-        if _in_notebook():
+            write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        if in_notebook():
             from IPython.display import Image, display
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=100)
@@ -811,7 +832,7 @@ class Trainer:
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     """True inside a Jupyter kernel (not a plain IPython shell or script)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
@@ -820,9 +841,8 @@ def _in_notebook() -> bool:
 # %% [markdown]
 # ### A small data source, and a first training run
 #
-# Module 08 builds a real `DataLoader`. For now, a few lines do: an iterable over
-# mini-batches of two arrays whose order is shuffled by a generator seeded with
-# `(seed, epoch)`, so that each epoch's order depends on nothing else.
+# Module 08 builds a real `DataLoader`. For now: mini-batches of two arrays, shuffled by a
+# generator seeded with `(seed, epoch)`, so each epoch's order depends on nothing else.
 #
 # The task: two interleaved spirals, 2 classes, 2-D points. A linear model cannot
 # separate them; a small MLP can.
@@ -878,7 +898,7 @@ for e in (0, 9, 19, 39):
     print(f"epoch {history['epoch'][e]:2d}  train loss {history['train_loss'][e]:.3f}  "
           f"train acc {history['train_accuracy'][e]:.3f}  val acc {history['val_accuracy'][e]:.3f}")
 
-# %% nbgrader={"grade": true, "grade_id": "test-trainer", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test-trainer", "locked": true, "points": 6, "schema_version": 3, "solution": false}
 assert history["train_accuracy"][-1] >= 0.97, history["train_accuracy"][-1]
 assert history["val_accuracy"][-1] >= 0.9, history["val_accuracy"][-1]
 assert len(history["epoch"]) == 40 and history["epoch"][:3] == [1, 2, 3] and trainer.epoch == 40
@@ -952,9 +972,8 @@ print("exact resume: OK")
 # %% [markdown]
 # ## 6. Looking at the curves
 #
-# Plot loss and accuracy per epoch for training and validation data. The gap between the
-# two curves is the generalisation gap; a validation loss that rises while the training
-# loss keeps falling is overfitting.
+# Loss and accuracy per epoch, training and validation: the gap between the curves is the
+# generalisation gap; a validation loss rising while the training loss falls is overfitting.
 
 # %%
 fig = trainer.plot_history(tmp_dir / "history.png")
@@ -967,17 +986,14 @@ for folder in (tmp_dir, ckpt_dir):          # tidy up the temporary files of thi
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Checkpoint size.** For the Adam-trained MLP above, how does the size of
-#    `last.npz` split between parameters and optimizer state? For TinyGPT with 10M
-#    float32 parameters, how many MiB is a checkpoint, and how long does writing it take
-#    at 200 MB/s? What would you do if that were a noticeable fraction of an epoch?
-# 2. **What fsync costs.** Time `save_npz_checkpoint` with and without `os.fsync` on your
-#    machine. When is it safe to skip it, and what can happen to the file after a power
-#    cut if you do?
+# 1. **Checkpoint size.** How does `last.npz` above split between parameters and Adam's
+#    state? For TinyGPT with 10M float32 parameters, how many MiB is a checkpoint, and how
+#    long does writing it take at 200 MB/s?
+# 2. **What fsync costs.** Time `save_npz_checkpoint` with and without `os.fsync`. What can
+#    happen to the file after a power cut if you skip it?
 # 3. **Resume granularity.** This trainer resumes at epoch boundaries. What extra state
-#    would a mid-epoch resume need (think of the data order and the position in it)?
-# 4. **Overhead of the loop.** Each batch costs one `float(loss)`, the metrics (an argmax)
-#    and a progress-bar update. For a model whose step takes 200 µs, measure how much the
-#    loop adds, with `progress=True` and `progress=False`.
+#    would a mid-epoch resume need?
+# 4. **Overhead of the loop.** For a model whose step takes 200 µs, measure what the loop
+#    adds (the `float(loss)`, the metrics, the progress bar), with and without `progress`.
 # 5. **Determinism.** Which operations would break bit-identical resume on a multi-threaded
 #    BLAS or a GPU, where the order of a sum can change from run to run?

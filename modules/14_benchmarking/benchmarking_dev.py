@@ -89,7 +89,7 @@ from tinytorch.core.layers import Dense, Module
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.spatial import Conv2d
 from tinytorch.core.attention import MultiHeadAttention
-from tinytorch.core.training import _in_notebook, write_atomically
+from tinytorch.core.training import in_notebook, write_atomically
 
 Clock = Callable[[], float]
 
@@ -905,7 +905,7 @@ def _show_or_save(fig: Any, path: str | os.PathLike | None) -> None:
     if path is not None:                                           # atomic: never a half-written plot
         fmt = Path(path).suffix.lstrip(".") or "png"
         write_atomically(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
-    if _in_notebook():
+    if in_notebook():
         from IPython.display import Image, display
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)

@@ -30,7 +30,7 @@ from ..core.layers import Dense, Module
 from ..core.autograd import no_grad
 from ..core.spatial import Conv2d
 from ..core.attention import MultiHeadAttention
-from ..core.training import _in_notebook, write_atomically
+from ..core.training import in_notebook, write_atomically
 
 Clock = Callable[[], float]
 
@@ -607,7 +607,7 @@ def _show_or_save(fig: Any, path: str | os.PathLike | None) -> None:
     if path is not None:                                           # atomic: never a half-written plot
         fmt = Path(path).suffix.lstrip(".") or "png"
         write_atomically(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
-    if _in_notebook():
+    if in_notebook():
         from IPython.display import Image, display
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)

@@ -5,11 +5,9 @@
 
 Module 08 of TinyTorch (generated from modules/08_dataloader/dataloader_dev.py; do not edit).
 
-Datasets return samples as tuples of numpy arrays and, when they can, whole batches at
-once (`get_batch`). The DataLoader turns them into tuples of Tensors (floating data
-float32, integer labels int64); its shuffle order and augmentation randomness are a
-pure function of (seed, epoch). Data files live under `data_dir()` ($TINYTORCH_DATA, or a
-per-user cache); downloads are atomic and checksummed.
+Datasets hand out samples, or whole batches (`get_batch`), as tuples of numpy arrays; the
+DataLoader turns them into Tensors, its order and augmentation a pure function of (seed,
+epoch). Data lives under `data_dir()`; downloads are atomic and checksummed.
 """
 from __future__ import annotations
 
@@ -29,21 +27,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .tensor import Tensor, get_rng
 
 # %% auto #0
-__all__ = ['DATA_ENV_VAR', 'CIFAR10_URL', 'CIFAR10_ARCHIVE_MD5', 'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_RECORD_BYTES',
-           'TINY_SHAKESPEARE_URL', 'TINY_SHAKESPEARE_SHA256', 'Dataset', 'fetch_batch', 'TensorDataset', 'Subset',
+__all__ = ['DATA_ENV_VAR', 'TINY_SHAKESPEARE_URL', 'TINY_SHAKESPEARE_SHA256', 'CIFAR10_URL', 'CIFAR10_ARCHIVE_MD5',
+           'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_RECORD_BYTES', 'Dataset', 'fetch_batch', 'TensorDataset', 'Subset',
            'to_tensor', 'DataLoader', 'Transform', 'ToFloat', 'Normalize', 'channel_stats', 'RandomHorizontalFlip',
            'RandomCrop', 'Compose', 'DatasetError', 'DownloadError', 'ChecksumError', 'CorruptFileError', 'data_dir',
-           'file_hash', 'download', 'extract_tar', 'read_cifar_file', 'CIFAR10', 'train_val_split', 'tiny_shakespeare']
+           'file_hash', 'download', 'extract_tar', 'tiny_shakespeare', 'read_cifar_file', 'CIFAR10', 'train_val_split']
 
 # %% ../../modules/08_dataloader/dataloader_dev.ipynb #7841539f
 class Dataset:
     """Base class of datasets: `len(ds)` samples, `ds[i]` -> tuple of ndarrays `(x, y, ...)`.
-
-    Subclasses must define `__len__` and `__getitem__`. They may also define
-    `get_batch(indices)`: `indices` an int64 array of shape (B,), returning a tuple of
-    arrays of shape (B, ...), one per field; the DataLoader then does no per-sample
-    Python work.
-    """
+    Subclasses may add `get_batch(indices)`: (B,) int64 indices -> one (B, ...) array per
+    field, so that the DataLoader does no per-sample Python work."""
     def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must define __len__ (the number of samples)")
 
@@ -166,21 +160,13 @@ def to_tensor(a: np.ndarray) -> Tensor:
 
 
 class DataLoader:
-    """Iterate over `dataset` in batches of tuples of Tensors.
+    """Iterate over `dataset` (its `get_batch` when present) in batches of `batch_size`,
+    each a tuple of Tensors, one per field (floating data float32, integers int64).
 
-    Args:
-        dataset: a Dataset (or anything with `__len__` and `__getitem__`); its `get_batch`
-            is used when present.
-        batch_size: samples per batch B; the last batch has N mod B samples unless
-            `drop_last`.
-        shuffle: visit the samples in a new random order every epoch.
-        drop_last: drop the last, incomplete batch.
-        seed: the order and the transform randomness of epoch e are a pure function of
-            (seed, e). None draws a seed from TinyTorch's global generator.
-        transform: `transform(x, rng) -> x` applied to the first field of each batch
-            (a numpy array, e.g. (B, C, H, W) uint8 images) before conversion.
-
-    Each batch is a tuple of Tensors, one per field: floating data float32, integers int64.
+    shuffle: a new random order every epoch; drop_last: drop the incomplete last batch;
+    seed: order and transform randomness of epoch e are a pure function of (seed, e) (None:
+    drawn from TinyTorch's global generator); transform: `transform(x, rng) -> x` on the
+    first field of each batch (a numpy array, e.g. (B, C, H, W) uint8) before conversion.
     """
     def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None,
@@ -229,6 +215,14 @@ class DataLoader:
             return np.arange(n, dtype=np.int64)
         return self.generators(epoch)[0].permutation(n).astype(np.int64, copy=False)
 
+    def _transformed(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`self.transform(x, rng)`, checked to keep the batch size."""
+        out = self.transform(x, rng)
+        if len(out) != len(x):
+            raise ValueError(f"DataLoader: the transform returned {len(out)} samples for a "
+                             f"batch of {len(x)} (shape {np.shape(out)})")
+        return out
+
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         epoch = self._epoch
         self._epoch += 1
@@ -241,11 +235,7 @@ class DataLoader:
                 idx = order[b * self.batch_size:(b + 1) * self.batch_size]
                 fields = list(fetch_batch(self.dataset, idx))
                 if self.transform is not None:
-                    x = self.transform(fields[0], rng)
-                    if len(x) != len(idx):
-                        raise ValueError(f"DataLoader: the transform returned {len(x)} samples for a "
-                                         f"batch of {len(idx)} (shape {np.shape(x)})")
-                    fields[0] = x
+                    fields[0] = self._transformed(fields[0], rng)
                 yield tuple(to_tensor(f) for f in fields)
         return batches()
 
@@ -344,7 +334,7 @@ def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> t
             raise ValueError(f"channel_stats: expects samples of shape (C, ...), got a batch of shape {x.shape}")
         if scale is None:
             scale = 1 / 255 if x.dtype.kind in "iu" else 1.0
-        axes = (0,) + tuple(range(2, x.ndim))
+        axes = (0,) + tuple(range(2, x.ndim))                      # every axis but the channel
         xf = x.astype(np.float64)
         s, sq = xf.sum(axis=axes), np.square(xf).sum(axis=axes)
         total = s if total is None else total + s
@@ -443,7 +433,7 @@ class Compose(Transform):
     def __repr__(self) -> str:
         return "Compose([" + ", ".join(map(repr, self.transforms)) + "])"
 
-# %% ../../modules/08_dataloader/dataloader_dev.ipynb #e5668ed5
+# %% ../../modules/08_dataloader/dataloader_dev.ipynb #081fb12e
 DATA_ENV_VAR = "TINYTORCH_DATA"
 
 
@@ -506,14 +496,10 @@ def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None,
              hint: str = "") -> Path:
-    """Fetch `url` to `dest` atomically and verify it; returns `dest`.
-
-    A `dest` that already exists and matches the given hashes is kept as is (no network).
-    The file is written to a temporary name in dest's directory, checked against `md5`
-    and/or `sha256`, and renamed into place. Raises DownloadError when the fetch fails
-    (the message says where to put the file by hand; `hint` is appended to it) and
-    ChecksumError when the fetched bytes do not match.
-    """
+    """Fetch `url` to `dest` atomically (a temporary file beside it, checked against `md5`
+    and/or `sha256`, renamed into place); returns `dest`. An existing `dest` that verifies
+    is kept (no network). DownloadError when the fetch fails (saying where to put the file
+    by hand, then `hint`), ChecksumError when the bytes do not match."""
     dest = Path(dest)
     if dest.is_file() and not _check_hashes(dest, md5, sha256):
         return dest
@@ -576,7 +562,33 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str
             tar.extractall(dest, members=members)
     return [m.name for m in members]
 
-# %% ../../modules/08_dataloader/dataloader_dev.ipynb #9bbbe45e
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = True, verify: bool = True) -> str:
+    """The Tiny Shakespeare text (about 1.1 million characters) from `<root>/tinyshakespeare/input.txt`.
+
+    Downloads it when missing (and `download`); with `verify`, checks its SHA-256.
+    """
+    root = Path(root).expanduser() if root is not None else data_dir()
+    path = root / "tinyshakespeare" / "input.txt"
+    sha = TINY_SHAKESPEARE_SHA256 if verify else None
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(f"tiny_shakespeare: {path} is missing. Use download=True, or put "
+                                    f"{TINY_SHAKESPEARE_URL} there, or set {DATA_ENV_VAR} to a directory "
+                                    f"that holds tinyshakespeare/input.txt.")
+        _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
+    elif sha is not None:
+        actual = file_hash(path, "sha256")
+        if actual != sha:
+            raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {sha}. Delete the file and run "
+                                f"again to download it, or replace it with {TINY_SHAKESPEARE_URL}.")
+    return path.read_text(encoding="utf-8")
+
+# %% ../../modules/08_dataloader/dataloader_dev.ipynb #e5668ed5
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_FOLDER = "cifar-10-batches-bin"
@@ -591,16 +603,9 @@ CIFAR10_MD5 = {
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
 
 
-def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
-                    num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one CIFAR-10 binary file: (images (R, 3, 32, 32) uint8, labels (R,) int64).
-
-    Checks, in order: the MD5 (when `md5` is given), that the size is a multiple of 3073
-    bytes, the record count (when `records` is given), and that labels are < num_classes.
-    Raises ChecksumError or CorruptFileError naming the file.
-    """
-    path = Path(path)
-    raw = np.fromfile(path, dtype=np.uint8)
+def _check_cifar_bytes(path: Path, raw: np.ndarray, md5: str | None, records: int | None) -> None:
+    """Raise ChecksumError / CorruptFileError, naming the file, unless the bytes of `path` have
+    the given MD5 and are a whole number (`records`, when given) of 3073-byte records."""
     if md5 is not None:
         actual = hashlib.md5(raw).hexdigest()
         if actual != md5.lower():
@@ -612,32 +617,40 @@ def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: in
         raise CorruptFileError(
             f"{path}: {raw.size} bytes is not a whole number of {CIFAR10_RECORD_BYTES}-byte records "
             f"(1 label + 3072 pixels): the file is truncated or not a CIFAR-10 binary file")
+    if records is not None and raw.size != records * CIFAR10_RECORD_BYTES:
+        raise CorruptFileError(f"{path}: {raw.size} bytes hold {raw.size // CIFAR10_RECORD_BYTES} records, "
+                               f"expected {records}: the file is truncated or has extra data")
+
+
+def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
+                    num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one CIFAR-10 binary file: (images (R, 3, 32, 32) uint8, labels (R,) int64).
+
+    Checks the MD5 (when `md5` is given), that the size is a whole number of 3073-byte
+    records (`records` of them, when given), and that labels are < num_classes. Raises
+    ChecksumError or CorruptFileError naming the file.
+    """
+    path = Path(path)
+    raw = np.fromfile(path, dtype=np.uint8)
+    _check_cifar_bytes(path, raw, md5, records)
     raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
-    if records is not None and len(raw) != records:
-        raise CorruptFileError(f"{path}: {raw.size} bytes hold {len(raw)} records, expected {records}: "
-                               f"the file is truncated or has extra data")
     labels = raw[:, 0].astype(np.int64)
+    images = np.ascontiguousarray(raw[:, 1:]).reshape(-1, 3, 32, 32)
     bad = np.flatnonzero(labels >= num_classes)
     if bad.size:
         raise CorruptFileError(f"{path}: corrupt: record {int(bad[0])} has label {int(labels[bad[0]])}, "
                                f"labels must be 0..{num_classes - 1} ({bad.size} bad records)")
-    images = np.ascontiguousarray(raw[:, 1:]).reshape(-1, 3, 32, 32)
     return images, labels
 
 
 class CIFAR10(Dataset):
-    """CIFAR-10: 50,000 training or 10,000 test images, (3, 32, 32) uint8, labels int64 0..9.
+    """CIFAR-10: 50,000 training or 10,000 test images; `images` (N, 3, 32, 32) uint8,
+    `labels` (N,) int64 0..9, `ds[i]` -> (image, label), `get_batch(idx)` -> both at idx.
 
-    Args:
-        root: directory holding `cifar-10-batches-bin/` (default: `data_dir()`).
-        train: the five training files, or the test file.
-        download: fetch and extract the archive when files are missing.
-        verify: check each file's MD5 (against `checksums`, default the published ones).
-        checksums: {file name: md5} to use instead of the published values.
-        records_per_file: expected records in each file (None: any whole number).
-
-    `images`: (N, 3, 32, 32) uint8; `labels`: (N,) int64; `ds[i]` -> (image, label);
-    `get_batch(idx)` -> (images[idx], labels[idx]).
+    root: the directory holding `cifar-10-batches-bin/` (default `data_dir()`); download:
+    fetch and extract the archive when files are missing; verify: check each file's MD5
+    (`checksums` {file: md5} instead of the published ones); records_per_file: expected
+    records per file (None: any whole number).
     """
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     train_files = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -713,29 +726,3 @@ def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple
                          f"both parts must be non-empty")
     perm = np.random.default_rng(seed).permutation(n)
     return Subset(dataset, np.sort(perm[k:])), Subset(dataset, np.sort(perm[:k]))
-
-# %% ../../modules/08_dataloader/dataloader_dev.ipynb #cbc6a018
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-
-
-def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = True, verify: bool = True) -> str:
-    """The Tiny Shakespeare text (about 1.1 million characters) from `<root>/tinyshakespeare/input.txt`.
-
-    Downloads it when missing (and `download`); with `verify`, checks its SHA-256.
-    """
-    root = Path(root).expanduser() if root is not None else data_dir()
-    path = root / "tinyshakespeare" / "input.txt"
-    sha = TINY_SHAKESPEARE_SHA256 if verify else None
-    if not path.is_file():
-        if not download:
-            raise FileNotFoundError(f"tiny_shakespeare: {path} is missing. Use download=True, or put "
-                                    f"{TINY_SHAKESPEARE_URL} there, or set {DATA_ENV_VAR} to a directory "
-                                    f"that holds tinyshakespeare/input.txt.")
-        _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
-    elif sha is not None:
-        actual = file_hash(path, "sha256")
-        if actual != sha:
-            raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {sha}. Delete the file and run "
-                                f"again to download it, or replace it with {TINY_SHAKESPEARE_URL}.")
-    return path.read_text(encoding="utf-8")

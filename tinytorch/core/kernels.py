@@ -2,7 +2,8 @@
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #8024008b
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
-softmax-cross-entropy and GELU Functions, in-place Adam.
+softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
+faster drop-ins for module 06's optimizers), and `tune_allocator` (opt-in glibc malloc tuning).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -12,7 +13,9 @@ its composed reference from modules 02 and 04 (values and gradients, tested).
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -21,11 +24,13 @@ from numpy.lib.stride_tricks import as_strided
 from .tensor import DEFAULT_FLOAT, Function, Tensor
 from .activations import Activation
 from .layers import Module
+from .optimizers import Adam, AdamW
 
 # %% auto #0
 __all__ = ['matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
            'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss',
-           'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace']
+           'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam',
+           'FusedAdamW', 'tune_allocator']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
 def matmul_flops(n: int, k: int, m: int) -> int:
@@ -96,6 +101,7 @@ def strided_view(a: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]
         raise ValueError(f"strided_view: strides {strides} must be multiples of the itemsize {a.itemsize}")
     if 0 in shape:
         return as_strided(a, shape, strides, writeable=False)
+    # the bytes [low, high) the view reaches, relative to the start of a's buffer
     low = sum(s * (n - 1) for n, s in zip(shape, strides) if s < 0)
     high = sum(s * (n - 1) for n, s in zip(shape, strides) if s > 0) + a.itemsize
     if low < 0 or high > a.nbytes:
@@ -334,7 +340,7 @@ def adam_update_inplace(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarr
         raise ValueError(f"adam_update_inplace: work must have shape {(2, *p.shape)} and dtype {p.dtype}, "
                          f"got {work.shape} {work.dtype}")
     b1, b2 = betas
-    w0, w1 = work[0], work[1]
+    w0, w1 = work[0, ...], work[1, ...]                        # views, 0-d arrays included
     if weight_decay and decoupled:
         np.multiply(p, 1.0 - lr * weight_decay, out=p)
     elif weight_decay:
@@ -354,3 +360,68 @@ def adam_update_inplace(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarr
     np.divide(m, w1, out=w1)
     np.multiply(w1, lr / (1.0 - b1 ** step), out=w1)
     np.subtract(p, w1, out=p)
+
+
+class _InPlaceAdamStep:
+    """The `_update` of FusedAdam/FusedAdamW: module 06's Adam step by `adam_update_inplace`,
+    on scratch shared by all parameters of one dtype (allocated on first use; each
+    parameter's (2, *shape) view of it is made once)."""
+
+    def _work(self, i: int, p: np.ndarray) -> np.ndarray:
+        views = self.__dict__.setdefault("_views", {})          # parameter index -> scratch view
+        work = views.get(i)
+        if work is None or work.shape[1:] != p.shape or work.dtype != p.dtype:
+            n = max(q.size for q in self.params if q.dtype == p.dtype)
+            flat = self.__dict__.setdefault("_scratch", {})      # dtype -> flat buffer
+            if flat.get(p.dtype) is None or flat[p.dtype].size < 2 * max(n, p.size):
+                flat[p.dtype] = np.empty(2 * max(n, p.size), dtype=p.dtype)
+                views.clear()                                    # views of the old buffer
+            work = views[i] = flat[p.dtype][:2 * p.size].reshape(2, *p.shape)
+        return work
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        t = self.state[f"{i}.step"]
+        t += 1
+        h = self.hyper
+        adam_update_inplace(p, g, self.state[f"{i}.exp_avg"], self.state[f"{i}.exp_avg_sq"], int(t),
+                            h["lr"], h["betas"], h["eps"], h["weight_decay"], self.decoupled_weight_decay,
+                            self._work(i, p))
+
+
+class FusedAdam(_InPlaceAdamStep, Adam):
+    """Module 06's `Adam` without temporary arrays (opt in: same arguments, state and
+    checkpoints; results equal to Adam's up to float rounding)."""
+    state_type = "Adam"
+
+
+class FusedAdamW(_InPlaceAdamStep, AdamW):
+    """Module 06's `AdamW` without temporary arrays (opt in: same arguments, state and
+    checkpoints; results equal to AdamW's up to float rounding)."""
+    state_type = "AdamW"
+
+# %% ../../modules/13_kernels/kernels_dev.ipynb #909da140
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # mallopt parameter numbers (glibc's malloc.h)
+
+
+def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> dict[str, Any]:
+    """Opt in: make glibc's malloc keep freed memory for reuse instead of returning it to
+    the operating system (fewer page faults per training step). Affects the whole process.
+
+    mmap_threshold: blocks up to this many bytes come from the heap (glibc's maximum: 32 MiB).
+    trim_threshold: the heap is trimmed only when this many bytes lie free at its top.
+    Returns {"applied": bool, "reason": str, "mmap_threshold": int, "trim_threshold": int};
+    "applied" is False, with the reason, where there is no glibc (nothing is changed then).
+    """
+    done = {"applied": False, "mmap_threshold": mmap_threshold, "trim_threshold": trim_threshold}
+    if not sys.platform.startswith("linux"):
+        return {**done, "reason": f"not Linux ({sys.platform}): glibc's mallopt is not available"}
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version          # only glibc has it (musl has no mallopt tuning)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return {**done, "reason": "the C library is not glibc: nothing to tune"}
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+    return {**done, "applied": ok,
+            "reason": "glibc keeps freed blocks for reuse" if ok else "glibc's mallopt refused the values"}

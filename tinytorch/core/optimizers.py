@@ -79,9 +79,7 @@ class Optimizer:
         self.hyper: dict[str, Any] = dict(hyper)
         self.step_count: int = 0                       # calls of step() so far
         self.state: dict[str, np.ndarray] = {}         # "i.name" -> buffer of parameter i
-        self._scratch: dict[tuple[np.dtype, int], np.ndarray] = {}
 
-    # ---- hyperparameters ------------------------------------------------------------
     @property
     def lr(self) -> float:
         """The learning rate of the next step."""
@@ -91,7 +89,12 @@ class Optimizer:
     def lr(self, value: float) -> None:
         self.hyper["lr"] = _check_number(value, "lr", type(self).__name__)
 
-    # ---- state --------------------------------------------------------------------------
+    @property
+    def state_type(self) -> str:
+        """The name `state_dict()` records as "type" (a fast variant of an optimizer, such
+        as module 13's FusedAdamW, keeps the plain one's name: their states are the same)."""
+        return type(self).__name__
+
     def _buffer(self, i: int, name: str, dtype: Any = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Allocate (zeros) and register the state buffer `"i.name"` of parameter i; by
         default with the parameter's shape and dtype."""
@@ -100,43 +103,39 @@ class Optimizer:
         self.state[f"{i}.{name}"] = buf
         return buf
 
-    def _work(self, like: np.ndarray, k: int = 0) -> np.ndarray:
-        """Scratch array number `k` with the shape and dtype of `like` (a view into a flat
-        buffer shared by all parameters; its content is garbage until you write it)."""
-        key = (like.dtype, k)
-        buf = self._scratch.get(key)
-        if buf is None or buf.size < like.size:
-            n = max(p.size for p in self.params if p.dtype == like.dtype)
-            buf = self._scratch[key] = np.empty(max(n, like.size), dtype=like.dtype)
-        return buf[:like.size].reshape(like.shape)
+    def _grad(self, i: int) -> np.ndarray | None:
+        """The gradient of parameter i as an ndarray (None if it has none), checked to have
+        the parameter's shape."""
+        p = self.params[i]
+        if p.grad is None:
+            return None
+        if p.grad.shape != p.shape:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
+                             f"but its gradient has shape {p.grad.shape}")
+        return p.grad.data
 
-    # ---- the step ---------------------------------------------------------------------
     def zero_grad(self) -> None:
         """Forget the gradients: every parameter's `.grad` becomes None."""
         for p in self.params:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter whose `.grad` is not None; the others are skipped."""
+        """Update every parameter whose `.grad` is not None (`self._grad(i)`); the others
+        are skipped. Counts the call in `step_count`."""
         for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            g = p.grad.data
-            if g.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
-                                 f"but its gradient has shape {g.shape}")
-            self._update(i, p.data, g)
+            g = self._grad(i)
+            if g is not None:
+                self._update(i, p.data, g)
         self.step_count += 1
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define _update()")
 
-    # ---- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: {"type", "hyper", "step", "param_shapes",
-        "buffers"}. All but "buffers" is JSON-able; "buffers" maps names ("0.exp_avg") to
-        copies of the state arrays, ready for np.savez."""
-        return {"type": type(self).__name__,
+        "buffers"}. All but "buffers" is JSON-able (tuples become lists); "buffers" maps
+        names ("0.exp_avg") to copies of the state arrays, ready for np.savez."""
+        return {"type": self.state_type,
                 "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.items()},
                 "step": self.step_count,
                 "param_shapes": [list(p.shape) for p in self.params],
@@ -152,8 +151,8 @@ class Optimizer:
         missing = [k for k in ("type", "hyper", "step", "param_shapes", "buffers") if k not in state]
         if missing:
             raise ValueError(f"{owner}: the state has no {missing} (keys: {sorted(state)})")
-        if state["type"] != type(self).__name__:
-            raise ValueError(f"{owner}: the state belongs to a {state['type']} optimizer, not {type(self).__name__}")
+        if state["type"] != self.state_type:
+            raise ValueError(f"{owner}: the state belongs to a {state['type']} optimizer, not {self.state_type}")
         problems = []
         shapes = [tuple(s) for s in state["param_shapes"]]
         if len(shapes) != len(self.params):
@@ -177,11 +176,11 @@ class Optimizer:
             raise ValueError(f"{owner}: the state does not fit: " + "; ".join(problems))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore hyperparameters, step count and buffers from `state_dict()` output
-        (checked first with `check_state_dict`: nothing changes if it does not fit)."""
+        """Restore hyperparameters (lists back to tuples where this optimizer has tuples),
+        step count and buffers (copied into the existing arrays) from `state_dict()`
+        output. Checked first with `check_state_dict`: nothing changes if it does not fit."""
         self.check_state_dict(state)
-        self.hyper = {k: tuple(v) if isinstance(self.hyper[k], tuple) else v
-                      for k, v in state["hyper"].items()}
+        self.hyper = {k: tuple(v) if isinstance(self.hyper[k], tuple) else v for k, v in state["hyper"].items()}
         self.step_count = int(state["step"])
         for name, own in self.state.items():
             np.copyto(own, np.asarray(state["buffers"][name]), casting="same_kind")
@@ -192,7 +191,7 @@ class Optimizer:
 
 # %% ../../modules/06_optimizers/optimizers_dev.ipynb #3b3f667e
 class SGD(Optimizer):
-    """Stochastic gradient descent (PyTorch semantics), in place.
+    """Stochastic gradient descent (PyTorch semantics).
 
     g <- g + weight_decay * p;   v <- momentum * v + g;
     p <- p - lr * (g + momentum * v) with nesterov, p <- p - lr * v without
@@ -216,35 +215,21 @@ class SGD(Optimizer):
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         lr, mu, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
-        if wd:                                   # g <- g + wd p, into scratch (p.grad untouched)
-            d = self._work(p, 0)
-            np.multiply(p, wd, out=d)
-            np.add(d, g, out=d)
-            g = d
+        if wd:
+            g = g + wd * p                       # L2 weight decay (a new array: p.grad untouched)
         if mu:
             v = self.state[f"{i}.momentum_buffer"]
-            np.multiply(v, mu, out=v)            # v <- mu v + g
-            np.add(v, g, out=v)
-            if self.hyper["nesterov"]:
-                t, d = self._work(p, 1), self._work(p, 0)
-                np.multiply(v, mu, out=t)        # direction g + mu v (d may already hold g)
-                np.add(g, t, out=d)
-                direction = d
-            else:
-                direction = v
-        else:
-            direction = g
-        s = self._work(p, 1)
-        np.multiply(direction, lr, out=s)
-        np.subtract(p, s, out=p)
+            v[...] = mu * v + g                  # velocity, in its state buffer
+            g = g + mu * v if self.hyper["nesterov"] else v
+        p -= lr * g
 
 # %% ../../modules/06_optimizers/optimizers_dev.ipynb #b0cfbeb9
 class Adam(Optimizer):
-    """Adam with bias-corrected moments (PyTorch semantics), in place.
+    """Adam with bias-corrected moments (PyTorch semantics).
 
     g <- g + weight_decay * p  (L2; AdamW instead shrinks p by (1 - lr * weight_decay));
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  t <- t + 1;
-    p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    p <- p - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
     State per parameter i: "i.exp_avg" and "i.exp_avg_sq" (shape of the parameter) and
     "i.step" (a 0-d int64 array: the steps this parameter has taken).
     """
@@ -273,29 +258,16 @@ class Adam(Optimizer):
         lr, eps, wd = self.hyper["lr"], self.hyper["eps"], self.hyper["weight_decay"]
         b1, b2 = self.hyper["betas"]
         m, v, t = self.state[f"{i}.exp_avg"], self.state[f"{i}.exp_avg_sq"], self.state[f"{i}.step"]
-        if wd and self.decoupled_weight_decay:   # AdamW: p <- p (1 - lr wd)
-            np.multiply(p, 1.0 - lr * wd, out=p)
-        elif wd:                                 # Adam: L2, g <- g + wd p (into scratch)
-            w0 = self._work(p, 0)
-            np.multiply(p, wd, out=w0)
-            np.add(w0, g, out=w0)
-            g = w0
-        w1 = self._work(p, 1)
+        if wd and self.decoupled_weight_decay:
+            p *= 1.0 - lr * wd                   # AdamW: shrink the weights directly
+        elif wd:
+            g = g + wd * p                       # Adam: L2 through the gradient
         t += 1
-        step = int(t)
-        np.multiply(m, b1, out=m)                # m <- b1 m + (1 - b1) g
-        np.multiply(g, 1.0 - b1, out=w1)
-        np.add(m, w1, out=m)
-        np.multiply(v, b2, out=v)                # v <- b2 v + (1 - b2) g^2
-        np.multiply(g, g, out=w1)
-        np.multiply(w1, 1.0 - b2, out=w1)
-        np.add(v, w1, out=v)
-        np.sqrt(v, out=w1)                       # denominator sqrt(v_hat) + eps
-        np.multiply(w1, 1.0 / math.sqrt(1.0 - b2 ** step), out=w1)
-        np.add(w1, eps, out=w1)
-        np.divide(m, w1, out=w1)                 # m / denominator, times lr / (1 - b1^t)
-        np.multiply(w1, lr / (1.0 - b1 ** step), out=w1)
-        np.subtract(p, w1, out=p)
+        step = int(t)                            # a Python int: keeps float32 float32
+        m[...] = b1 * m + (1 - b1) * g
+        v[...] = b2 * v + (1 - b2) * g**2
+        m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
+        p -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
 class AdamW(Adam):
@@ -341,7 +313,7 @@ class LRScheduler:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able: {"type", "base_lr", "last_step", "hyper"}."""
+        """JSON-able: {"type", "base_lr", "last_step", "hyper" (from `_hyper()`)}."""
         return {"type": type(self).__name__, "base_lr": self.base_lr,
                 "last_step": self.last_step, "hyper": self._hyper()}
 
@@ -439,5 +411,5 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads:
-            np.multiply(g, scale, out=g)
+            g *= scale
     return norm

@@ -37,7 +37,7 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 
 # %% auto #0
 __all__ = ['Metric', 'METRICS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'accuracy', 'TrainingDivergedError', 'CheckpointError',
-           'write_atomically', 'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer']
+           'write_atomically', 'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer', 'in_notebook']
 
 # %% ../../modules/07_training/training_dev.ipynb #60775615
 Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
@@ -83,6 +83,46 @@ def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
             raise ValueError(f"Trainer: metric {name!r} is given twice")
         out[name] = m
     return out
+
+
+def _call_metric(name: str, metric: Metric, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """metric(outputs, targets) as a pair of floats; a failure names the metric."""
+    try:
+        total, count = metric(outputs, targets)
+    except ValueError as err:
+        raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
+                         f"metrics=() or metrics suited to it)") from None
+    return float(total), float(count)
+
+
+class _Running:
+    """Weighted totals of the loss and each metric over the batches seen so far.
+
+    `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
+    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric
+    adds its (total, count) from `_call_metric`. `result()`: {"loss": ..., name: ...},
+    each total divided by its count (NaN when nothing was counted).
+    """
+
+    def __init__(self, metrics: dict[str, Metric]):
+        self.metrics = metrics
+        self.loss_total, self.examples = 0.0, 0
+        self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
+
+    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
+        n = targets.shape[0] if targets.ndim else 1
+        self.loss_total += loss * n
+        self.examples += n
+        for name, metric in self.metrics.items():
+            total, count = _call_metric(name, metric, outputs, targets)
+            self.totals[name][0] += total
+            self.totals[name][1] += count
+
+    def result(self) -> dict[str, float]:
+        out = {"loss": self.loss_total / self.examples if self.examples else math.nan}
+        for name, (total, count) in self.totals.items():
+            out[name] = total / count if count else math.nan
+        return out
 
 # %% ../../modules/07_training/training_dev.ipynb #eb616629
 class TrainingDivergedError(RuntimeError):
@@ -237,12 +277,11 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, n
     return arrays, header.get("meta", {})
 
 # %% ../../modules/07_training/training_dev.ipynb #05ec2731
-def _as_input(x: Any) -> Any:
-    """Model inputs as a Tensor (ndarrays and lists are wrapped; Tensors pass through)."""
+def _as_input(x: Any) -> Any:  # model inputs as a Tensor (ndarrays and lists are wrapped)
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _as_array(y: Any) -> np.ndarray:
+def _as_array(y: Any) -> np.ndarray:  # targets as an ndarray
     return y.data if isinstance(y, Tensor) else np.asarray(y)
 
 
@@ -261,13 +300,6 @@ def _loss_value(loss: Any) -> float:
     return float(loss.data)
 
 
-def _length(data: Any) -> int | None:
-    try:
-        return len(data)
-    except TypeError:
-        return None
-
-
 def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
     """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
     found: dict[str, np.random.Generator] = {}
@@ -282,34 +314,6 @@ def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
 
     visit("", model)
     return found
-
-
-class _Running:
-    """Weighted totals of the loss and each metric over the batches seen so far."""
-
-    def __init__(self, metrics: dict[str, Metric]):
-        self.metrics = metrics
-        self.loss_total, self.examples = 0.0, 0
-        self.totals = {name: [0.0, 0.0] for name in metrics}
-
-    def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
-        n = targets.shape[0] if targets.ndim else 1
-        self.loss_total += loss * n
-        self.examples += n
-        for name, metric in self.metrics.items():
-            try:
-                total, count = metric(outputs, targets)
-            except ValueError as err:
-                raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
-                                 f"metrics=() or metrics suited to it)") from None
-            self.totals[name][0] += float(total)
-            self.totals[name][1] += float(count)
-
-    def result(self) -> dict[str, float]:
-        out = {"loss": self.loss_total / self.examples if self.examples else math.nan}
-        for name, (total, count) in self.totals.items():
-            out[name] = total / count if count else math.nan
-        return out
 
 
 class Trainer:
@@ -355,48 +359,66 @@ class Trainer:
         names = ["loss", *self.metrics]
         return ["epoch", *[f"train_{n}" for n in names], *[f"val_{n}" for n in names], "lr", "seconds"]
 
+    # ---- provided plumbing: divergence errors, progress bars -------------------------------
+    def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
+        """`value` if finite; else raise TrainingDivergedError (epoch and batch from 0 here,
+        from 1 in the error) with the current learning rate."""
+        if not math.isfinite(value):
+            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
+        return value
+
+    def _epoch_bar(self, total: int | None, epoch: int, epochs: int) -> Any:
+        """The progress bar of one epoch (a context manager: closed at the end of `with`)."""
+        return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
+                    leave=True, dynamic_ncols=True)
+
+    def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
+        """Advance `bar` after batch `batch`, showing the running averages every `postfix_every`
+        batches; `_tick(bar, -1, running, val)` shows the epoch's results and validation."""
+        if val is not None:
+            return bar.set_postfix({**self._postfix(running.result()), **self._postfix(val, "val_")}, refresh=False)
+        bar.update(1)
+        if (batch + 1) % self.postfix_every == 0:
+            bar.set_postfix(self._postfix(running.result()), refresh=False)
+
+    @staticmethod
+    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
+        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
+
     # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, divergence check, backward, clip, step, schedule. Returns (loss, outputs)."""
+        """Forward, divergence check of the loss (`self._finite`), zero the gradients (the
+        optimizer's and the model's), backward, clip (when `grad_clip`; the norm is checked
+        too), record the rate in `self._last_lr`, step, schedule. Returns (loss, outputs)."""
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
-        value = _loss_value(loss)
-        if not math.isfinite(value):
-            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr)
+        value = self._finite(_loss_value(loss), epoch, batch)
         self.optimizer.zero_grad()
         if hasattr(self.model, "zero_grad"):
             self.model.zero_grad()
         loss.backward()
         if self.grad_clip is not None:
-            norm = clip_grad_norm(self.optimizer.params, self.grad_clip)
-            if not math.isfinite(norm):
-                raise TrainingDivergedError(epoch + 1, batch + 1, norm, self.optimizer.lr, what="gradient norm")
+            self._finite(clip_grad_norm(self.optimizer.params, self.grad_clip), epoch, batch, "gradient norm")
         self._last_lr = self.optimizer.lr
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return value, outputs.data
 
-    @staticmethod
-    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
-        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
-
-    def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> dict[str, float]:
-        """One pass over `data` in training mode; the weighted averages of loss and metrics."""
+    def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
+        """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
+        add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
         self.model.train()
         running = _Running(self.metrics)
         for b, batch in enumerate(data):
             inputs, targets = _unpack(batch, f"batch {b + 1} of epoch {epoch + 1}")
             loss, outputs = self._train_batch(inputs, targets, epoch, b)
             running.add(loss, outputs, _as_array(targets))
-            bar.update(1)
-            if (b + 1) % self.postfix_every == 0:
-                bar.set_postfix(self._postfix(running.result()), refresh=False)
+            self._tick(bar, b, running)
         if running.examples == 0:
             raise ValueError(f"Trainer.fit: train_data yielded no batches in epoch {epoch + 1} (a generator "
                              f"is used up after one pass: pass a list or a DataLoader)")
-        bar.set_postfix(self._postfix(running.result()), refresh=False)
-        return running.result()
+        return running
 
     # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: Iterable) -> dict[str, float]:
@@ -425,6 +447,9 @@ class Trainer:
 
         resume: False; True to continue from `checkpoint_dir/last.npz` (starting fresh, with a
         note, when it does not exist yet); or the path of a checkpoint to continue from.
+        Each epoch: `set_epoch` on the data (if it has it), one training pass inside
+        `with self._epoch_bar(...)`, evaluation on `val_data`, `self._record`, the epoch
+        count, and `checkpoint_dir/last.npz` (if set).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer (the total to reach), got {epochs!r}")
@@ -436,21 +461,16 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        total = _length(train_data)
+        total = len(train_data) if hasattr(train_data, "__len__") else None
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
-            bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
-                       leave=True, dynamic_ncols=True)
-            try:
-                train = self._train_epoch(train_data, epoch, bar)
+            with self._epoch_bar(total, epoch, epochs) as bar:
+                running = self._train_epoch(train_data, epoch, bar)
                 val = self.evaluate(val_data) if val_data is not None else {}
-                if val:
-                    bar.set_postfix({**self._postfix(train), **self._postfix(val, "val_")}, refresh=False)
-            finally:
-                bar.close()
-            self._record(epoch + 1, train, val, time.perf_counter() - started)
+                self._tick(bar, -1, running, val)
+            self._record(epoch + 1, running.result(), val, time.perf_counter() - started)
             self.epoch = epoch + 1
             if self.checkpoint_dir is not None:
                 self.save_checkpoint(self.checkpoint_dir / "last.npz")
@@ -568,14 +588,12 @@ class Trainer:
                 values = self.history[f"{split}_{name}"]
                 if not all(math.isnan(v) for v in values):
                     ax.plot(epochs, values, style, label=split, markersize=3)
-            ax.set_title(name)
-            ax.set_xlabel("epoch")
+            ax.set(title=name, xlabel="epoch")
             ax.grid(alpha=0.3)
             ax.legend()
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=100)
-        if _in_notebook():
+            write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        if in_notebook():
             from IPython.display import Image, display
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=100)
@@ -587,7 +605,7 @@ class Trainer:
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     """True inside a Jupyter kernel (not a plain IPython shell or script)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
