@@ -556,6 +556,39 @@ def test_validation_functions_directly():
         validate_completion({"prompt": "ab", "top_k": 3}, tspec)
 
 
+def test_validation_refuses_each_bad_body():
+    spec = array_spec((4,))
+
+    def status_of(fn, *args):
+        try:
+            fn(*args)
+        except RequestError as err:
+            return err.status, err.message
+        return 200, ""
+
+    good = validate_inputs({"inputs": [[1, 2, 3, 4], [0.5, 0, 0, 1]]}, spec)
+    assert good.dtype == np.float32 and good.shape == (2, 4)
+    assert status_of(validate_inputs, [[1, 2, 3, 4]], spec)[0] == 400
+    for body, what in [({"inputs": [[1, 2, 3]]}, "shape (1, 3)"), ({"inputs": [[1, 2], [1, 2, 3, 4]]}, "ragged"),
+                       ({"inputs": [[1, 2, "3", 4]]}, "strings"), ({"inputs": [[True, False, True, False]]}, "booleans"),
+                       ({"inputs": [[1, 2, None, 4]]}, "null"), ({"inputs": [[1, 2, float("nan"), 4]]}, "NaN"),
+                       ({"inputs": [[1, 2, 1e300, 4]]}, "too large"), ({"inputs": []}, "shape (0,)"),
+                       ({"inputs": [[0.0] * 4] * 300}, "limit is 256"), ({"x": 1}, "unknown field"),
+                       ({}, "missing field 'inputs'"), ({"inputs": "1,2,3,4"}, "a string")]:
+        code, message = status_of(validate_inputs, body, spec)
+        assert code == 422, (body if len(str(body)) < 80 else what, code, message)
+    tspec = text_spec("abcdefgh \n")
+    args = validate_completion({"prompt": "bad cafe", "max_tokens": 5, "seed": 3}, tspec)
+    assert args == {"prompt": "bad cafe", "max_tokens": 5, "temperature": 1.0, "top_k": None, "seed": 3}
+    for body, what in [({"prompt": "héllo"}, "'é'"), ({"prompt": ""}, "1 to"), ({"prompt": 5}, "must be a string"),
+                       ({"prompt": "a", "max_tokens": "5"}, "'max_tokens' must be an integer"),
+                       ({"prompt": "a", "max_tokens": 10_000}, "[1, 500]"), ({"prompt": "a", "max_tokens": True}, "integer"),
+                       ({"prompt": "a", "temperature": -1}, "[0, 10]"), ({"prompt": "a", "top_k": 0}, "'top_k'"),
+                       ({"prompt": "a", "top_p": 0.9}, "unknown field"), ({"max_tokens": 3}, "missing field 'prompt'")]:
+        code, message = status_of(validate_completion, body, tspec)
+        assert code == 422, (body, what, code, message)
+
+
 def test_validation_boundaries():
     """Other shapes and dtypes, the exact batch limit, values finite in JSON but not in float32,
     one example that is not a batch; completion defaults and every range boundary."""
