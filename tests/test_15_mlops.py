@@ -35,9 +35,9 @@ from tinytorch.core.spatial import Conv2d, MaxPool2d
 from tinytorch.core.tensor import Tensor, get_rng
 from tinytorch.core.training import Trainer, TrainingDivergedError
 from tinytorch.mlops.mlops import (
-    KINDS, DriftMonitor, ModelServer, PackageError, RequestError, Run, array_spec, build_sequential,
+    SEQUENTIAL, DriftMonitor, ModelServer, PackageError, RequestError, Run, array_spec, build_sequential,
     canonical_json, compare_runs, config_hash, file_sha256, find_run, fit_with_run, format_table,
-    input_statistics, layer_spec, list_runs, load_package, psi, save_package, seed_everything, text_spec,
+    file_problems, input_statistics, layer_spec, list_runs, load_package, psi, save_package, seed_everything, text_spec,
     text_statistics, validate_completion, validate_inputs)
 from tinytorch.tinygpt import CharTokenizer, TinyGPT
 from tito.cli import main as tito_main
@@ -45,6 +45,7 @@ from tinytorch.tinygpt import TINYGPT_KIND, package_tinygpt
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = "abcdefgh .\n"
+KINDS = (SEQUENTIAL, TINYGPT_KIND)                  # what `tito serve` loads
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def server(trained):
 
 @pytest.fixture(scope="module")
 def gpt_server(gpt_package):
-    srv = ModelServer(load_package(gpt_package["package"]), max_new_tokens=64, socket_timeout=2.0).start()
+    srv = ModelServer(load_package(gpt_package["package"], kinds=KINDS), max_new_tokens=64, socket_timeout=2.0).start()
     yield srv
     srv.shutdown()
 
@@ -461,8 +462,8 @@ def test_save_package_is_atomic_and_checks_its_arguments(trained, tmp_path):
     assert load_package(path).version == "2" and "stats.npz" not in load_package(path).manifest["files"]
     with pytest.raises(ValueError, match="version"):
         save_package(tmp_path / "q", model, name="q", version="1/2", input_spec=spec)
-    with pytest.raises(PackageError, match="unknown model kind"):
-        save_package(tmp_path / "q", model, "keras", name="q", version="1", input_spec=spec)
+    with pytest.raises(TypeError, match="ModelKind"):
+        save_package(tmp_path / "q", model, "sequential", name="q", version="1", input_spec=spec)
     with pytest.raises(ValueError, match="Sequential"):
         save_package(tmp_path / "q", Dense(4, 3), name="q", version="1", input_spec=spec)
 
@@ -476,7 +477,7 @@ def test_save_package_is_atomic_and_checks_its_arguments(trained, tmp_path):
 
 
 def test_tinygpt_package_round_trip(gpt_package):
-    pkg = load_package(gpt_package["package"])
+    pkg = load_package(gpt_package["package"], kinds=KINDS)
     model = gpt_package["model"]
     ids = model.tokenizer.encode("a bad cafe")[None, :]
     assert np.array_equal(pkg.model(ids).data, model.eval()(ids).data)
@@ -553,6 +554,83 @@ def test_validation_functions_directly():
     assert validate_completion({"prompt": "ab", "top_k": 2, "temperature": 0}, tspec)["top_k"] == 2
     with pytest.raises(RequestError, match=r"'top_k' must lie in \[1, 2\]"):
         validate_completion({"prompt": "ab", "top_k": 3}, tspec)
+
+
+def test_validation_refuses_each_bad_body():
+    spec = array_spec((4,))
+
+    def status_of(fn, *args):
+        try:
+            fn(*args)
+        except RequestError as err:
+            return err.status, err.message
+        return 200, ""
+
+    good = validate_inputs({"inputs": [[1, 2, 3, 4], [0.5, 0, 0, 1]]}, spec)
+    assert good.dtype == np.float32 and good.shape == (2, 4)
+    assert status_of(validate_inputs, [[1, 2, 3, 4]], spec)[0] == 400
+    for body, what in [({"inputs": [[1, 2, 3]]}, "shape (1, 3)"), ({"inputs": [[1, 2], [1, 2, 3, 4]]}, "ragged"),
+                       ({"inputs": [[1, 2, "3", 4]]}, "strings"), ({"inputs": [[True, False, True, False]]}, "booleans"),
+                       ({"inputs": [[1, 2, None, 4]]}, "null"), ({"inputs": [[1, 2, float("nan"), 4]]}, "NaN"),
+                       ({"inputs": [[1, 2, 1e300, 4]]}, "too large"), ({"inputs": []}, "shape (0,)"),
+                       ({"inputs": [[0.0] * 4] * 300}, "limit is 256"), ({"x": 1}, "unknown field"),
+                       ({}, "missing field 'inputs'"), ({"inputs": "1,2,3,4"}, "a string")]:
+        code, message = status_of(validate_inputs, body, spec)
+        assert code == 422, (body if len(str(body)) < 80 else what, code, message)
+    tspec = text_spec("abcdefgh \n")
+    args = validate_completion({"prompt": "bad cafe", "max_tokens": 5, "seed": 3}, tspec)
+    assert args == {"prompt": "bad cafe", "max_tokens": 5, "temperature": 1.0, "top_k": None, "seed": 3}
+    for body, what in [({"prompt": "héllo"}, "'é'"), ({"prompt": ""}, "1 to"), ({"prompt": 5}, "must be a string"),
+                       ({"prompt": "a", "max_tokens": "5"}, "'max_tokens' must be an integer"),
+                       ({"prompt": "a", "max_tokens": 10_000}, "[1, 500]"), ({"prompt": "a", "max_tokens": True}, "integer"),
+                       ({"prompt": "a", "temperature": -1}, "[0, 10]"), ({"prompt": "a", "top_k": 0}, "'top_k'"),
+                       ({"prompt": "a", "top_p": 0.9}, "unknown field"), ({"max_tokens": 3}, "missing field 'prompt'")]:
+        code, message = status_of(validate_completion, body, tspec)
+        assert code == 422, (body, what, code, message)
+
+
+def test_validation_boundaries():
+    """Other shapes and dtypes, the exact batch limit, values finite in JSON but not in float32,
+    one example that is not a batch; completion defaults and every range boundary."""
+    def status_of(fn, *args):
+        try:
+            fn(*args)
+        except RequestError as err:
+            return err.status
+        return 200
+
+    tspec = text_spec("abcdefgh \n")
+    spec3_h = array_spec((2, 3), "float64")
+    ok_h = validate_inputs({"inputs": [[[1, 2, 3], [4, 5, 6]]] * 3}, spec3_h, max_batch=3)
+    assert ok_h.shape == (3, 2, 3) and ok_h.dtype == np.float64
+    for body_h in [{"inputs": [[[1, 2, 3], [4, 5, 6]]] * 4}, {"inputs": [[1, 2, 3, 4, 5, 6]]}, {"inputs": [[[1, 2, 3]]]},
+                   {"inputs": [[[1, 2, 3], [4, 5, float("inf")]]]}, {"inputs": [[1, 2, 3], [4, 5, 6]]}]:
+        assert status_of(validate_inputs, body_h, spec3_h, 3) == 422, body_h
+    spec4_h = array_spec((4,))
+    assert validate_inputs({"inputs": [[0.0] * 4] * 256}, spec4_h).shape == (256, 4)
+    assert validate_inputs({"inputs": [[1, 2, 3, 4]]}, spec4_h).dtype == np.float32
+    assert status_of(validate_inputs, {"inputs": [[1, 2, 3, 1e39]]}, spec4_h) == 422
+    assert status_of(validate_inputs, {"inputs": [1, 2, 3, 4]}, spec4_h) == 422
+    assert status_of(validate_inputs, "inputs", spec4_h) == 400
+    assert validate_completion({"prompt": "ab"}, tspec) == {"prompt": "ab", "max_tokens": 100, "temperature": 1.0,
+                                                            "top_k": None, "seed": None}
+    assert validate_completion({"prompt": "a"}, tspec, max_new_tokens=40)["max_tokens"] == 40
+    short_h = text_spec("ab", max_prompt_chars=5)
+    assert validate_completion({"prompt": "ababa"}, short_h)["prompt"] == "ababa"
+    temp_h = validate_completion({"prompt": "a", "temperature": 0}, tspec)["temperature"]
+    assert temp_h == 0.0 and type(temp_h) is float
+    for body_h in [{"prompt": "a", "max_tokens": 500}, {"prompt": "a", "max_tokens": 1}, {"prompt": "a", "temperature": 10},
+                   {"prompt": "a", "top_k": 10}, {"prompt": "a", "top_k": 1}, {"prompt": "a", "top_k": None, "seed": None},
+                   {"prompt": "a", "seed": 0}, {"prompt": "a", "seed": 2**63 - 1}, {"prompt": "\n"}]:
+        assert status_of(validate_completion, body_h, tspec) == 200, body_h
+    for body_h, spec_h in [({"prompt": "ababab"}, short_h), ({"prompt": "a", "max_tokens": 0}, tspec),
+                           ({"prompt": "a", "max_tokens": 501}, tspec), ({"prompt": "a", "temperature": 10.5}, tspec),
+                           ({"prompt": "a", "temperature": float("nan")}, tspec), ({"prompt": "a", "temperature": True}, tspec),
+                           ({"prompt": "a", "top_k": 11}, tspec), ({"prompt": "a", "seed": -1}, tspec),
+                           ({"prompt": "a", "seed": 2**63}, tspec), ({"prompt": "a", "seed": 1.0}, tspec),
+                           ({"prompt": ["a"]}, tspec), ({"prompt": "a", "max_tokens": 2.0}, tspec)]:
+        assert status_of(validate_completion, body_h, spec_h) == 422, body_h
+    assert status_of(validate_completion, ["a"], tspec) == 400
 
 
 def test_server_predicts_and_describes_itself(server, trained):
@@ -685,7 +763,7 @@ def test_server_completes_text_with_tinygpt(gpt_server, gpt_package):
     status, body, _ = call(url, "/complete", {"prompt": "a bad ", "max_tokens": 10, "temperature": 0.8,
                                                "top_k": 5, "seed": 7})
     assert status == 200 and len(body["completion"]) == 10 and body["text"] == "a bad " + body["completion"]
-    pkg = load_package(gpt_package["package"])
+    pkg = load_package(gpt_package["package"], kinds=KINDS)
     assert body["completion"] == pkg.complete("a bad ", max_tokens=10, temperature=0.8, top_k=5, seed=7)
     with ThreadPoolExecutor(4) as pool:                     # concurrent generations are independent
         same = list(pool.map(lambda _: call(url, "/complete", {"prompt": "a bad ", "max_tokens": 10,
@@ -714,20 +792,32 @@ def test_server_refuses_bad_completion_requests(gpt_server, body, words):
 
 
 def test_generation_time_limit_gives_504(gpt_package):
-    with ModelServer(load_package(gpt_package["package"]), time_limit=0.02) as srv:
+    with ModelServer(load_package(gpt_package["package"], kinds=KINDS), time_limit=0.02) as srv:
         status, body, _ = call(srv.url, "/complete", {"prompt": "abc", "max_tokens": 500})
         assert status == 504 and "of 500 tokens" in body["error"] and "time limit" in body["error"], body
         assert call(srv.url, "/health")[0] == 200
 
 
-def test_tinygpt_kind_needs_registration_message():
-    from tinytorch.mlops.mlops import get_kind
-    saved = KINDS.pop("tinygpt", None)
-    try:
-        with pytest.raises(PackageError, match="registered when tinytorch.tinygpt"):
-            get_kind("tinygpt")
-    finally:
-        KINDS["tinygpt"] = TINYGPT_KIND if saved is None else saved
+def test_load_package_takes_the_kinds_it_may_meet(gpt_package, trained):
+    with pytest.raises(PackageError, match=r"unknown model kind 'tinygpt'.*\['sequential'\]"):
+        load_package(gpt_package["package"])                  # the default: SEQUENTIAL only
+    with pytest.raises(PackageError, match=r"unknown model kind 'sequential'.*\['tinygpt'\]"):
+        load_package(trained["package"], kinds=(TINYGPT_KIND,))
+    assert load_package(trained["package"], kinds=KINDS).kind is SEQUENTIAL
+    assert load_package(gpt_package["package"], kinds=[TINYGPT_KIND]).kind is TINYGPT_KIND
+
+
+def test_file_problems_lists_every_problem(trained, tmp_path):
+    pkg = _copy(trained["package"], tmp_path / "p")
+    files = json.loads((pkg / "manifest.json").read_text())["files"]
+    assert file_problems(pkg, files, ["weights.npz"]) == []
+    (pkg / "stats.npz").unlink()
+    (pkg / "weights.npz").write_bytes(b"not the weights")
+    problems = file_problems(pkg, {**files, "../x": {"sha256": "0"}}, ["weights.npz", "extra.npz"])
+    assert len(problems) == 4 and any("missing stats.npz" in p for p in problems), problems
+    assert any("extra.npz" in p for p in problems) and any("'../x'" in p for p in problems)
+    with pytest.raises(PackageError, match="problems"):
+        load_package(pkg)
 
 
 # ---- the tito commands --------------------------------------------------------------------------
@@ -792,7 +882,7 @@ def test_tito_package_wraps_a_saved_tinygpt(tmp_path, capsys):
             "--text", str(tmp_path / "train.txt"), "--metric", "val_loss=2.25"]
     assert tito_main(args) == 0
     assert f"tito serve {out}" in capsys.readouterr().out
-    pkg = load_package(out)
+    pkg = load_package(out, kinds=KINDS)
     assert pkg.manifest["kind"] == "tinygpt" and pkg.manifest["metrics"] == {"val_loss": 2.25}
     assert pkg.stats is not None and np.array_equal(pkg.model.head.weight.data, model.head.weight.data)
     assert tito_main(args) == 2 and "exists" in capsys.readouterr().err

@@ -32,8 +32,7 @@ from .core.optimizers import AdamW, CosineWarmupLR
 from .core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from .core.normalization import LayerNorm
 from .core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
-from .mlops.mlops import (GenerationTimeout, ModelKind, PackageError, register_kind, save_package,
-                                   text_spec)
+from .mlops.mlops import GenerationTimeout, ModelKind, PackageError, save_package, text_spec
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
@@ -789,10 +788,10 @@ def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature:
     return model.tokenizer.decode(tokens[0, len(prompt_ids):])
 
 
-TINYGPT_KIND = register_kind(ModelKind(
+TINYGPT_KIND = ModelKind(
     name="tinygpt", files=("weights.npz",), save=_package_save,
     describe=lambda model: {"config": dict(model.config), "parameters": int(model.num_parameters())},
-    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars)))
+    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars))
 
 
 def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
@@ -804,7 +803,7 @@ def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, versi
     vocab = "".join(model.tokenizer.chars)
     if text is not None:
         text = "".join(c for c in text if c in set(vocab))
-    return save_package(path, model, "tinygpt", name=name, version=version, input_spec=text_spec(vocab),
+    return save_package(path, model, TINYGPT_KIND, name=name, version=version, input_spec=text_spec(vocab),
                         config={"model": dict(model.config), **(config or {})}, metrics=metrics,
                         train_inputs=text or None, overwrite=overwrite)
 

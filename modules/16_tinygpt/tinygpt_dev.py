@@ -96,8 +96,7 @@ from tinytorch.core.optimizers import AdamW, CosineWarmupLR
 from tinytorch.core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from tinytorch.core.normalization import LayerNorm
 from tinytorch.core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
-from tinytorch.mlops.mlops import (GenerationTimeout, ModelKind, PackageError, register_kind, save_package,
-                                   text_spec)
+from tinytorch.mlops.mlops import GenerationTimeout, ModelKind, PackageError, save_package, text_spec
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
@@ -1419,10 +1418,10 @@ def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature:
     return model.tokenizer.decode(tokens[0, len(prompt_ids):])
 
 
-TINYGPT_KIND = register_kind(ModelKind(
+TINYGPT_KIND = ModelKind(
     name="tinygpt", files=("weights.npz",), save=_package_save,
     describe=lambda model: {"config": dict(model.config), "parameters": int(model.num_parameters())},
-    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars)))
+    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars))
 
 
 def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
@@ -1434,7 +1433,7 @@ def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, versi
     vocab = "".join(model.tokenizer.chars)
     if text is not None:
         text = "".join(c for c in text if c in set(vocab))
-    return save_package(path, model, "tinygpt", name=name, version=version, input_spec=text_spec(vocab),
+    return save_package(path, model, TINYGPT_KIND, name=name, version=version, input_spec=text_spec(vocab),
                         config={"model": dict(model.config), **(config or {})}, metrics=metrics,
                         train_inputs=text or None, overwrite=overwrite)
 
@@ -1446,7 +1445,7 @@ def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, versi
 from tinytorch.mlops.mlops import load_package
 
 package_dir = package_tinygpt(gpt, Path(tempfile.mkdtemp()) / "tiny-gpt", name="tiny-gpt", version="0.1.0")
-served = load_package(package_dir)
+served = load_package(package_dir, kinds=(TINYGPT_KIND,))
 print(served.summary()["kind"], sorted(p.name for p in package_dir.iterdir()))
 print(repr(served.complete("to be", max_tokens=12, seed=0)))
 

@@ -9,13 +9,16 @@ seed_everything and config_hash make runs repeatable and identifiable; Run write
 directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / load_package
 write and check a model package (manifest.json with a sha256 for every file, weights in
 .npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
-serves a package over HTTP (standard library only). Model kinds ("sequential" here;
-"tinygpt" is registered by module 16, tinytorch.tinygpt) plug in through register_kind.
+serves a package over HTTP (standard library only). A ModelKind says how one kind of model
+is packaged (SEQUENTIAL here; TINYGPT_KIND in module 16, tinytorch.tinygpt); save_package
+takes the kind, load_package the kinds it may meet.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -32,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -46,11 +49,11 @@ from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 # %% auto #0
-__all__ = ['LAYER_TYPES', 'KINDS', 'SEQUENTIAL', 'PACKAGE_FORMAT', 'SCHEMA_VERSION', 'MANIFEST', 'STATS_FILE', 'seed_everything',
+__all__ = ['LAYER_TYPES', 'SEQUENTIAL', 'PACKAGE_FORMAT', 'SCHEMA_VERSION', 'MANIFEST', 'STATS_FILE', 'seed_everything',
            'canonical_json', 'config_hash', 'git_commit', 'environment', 'Run', 'fit_with_run', 'list_runs', 'find_run',
-           'compare_runs', 'format_table', 'PackageError', 'GenerationTimeout', 'ModelKind', 'register_kind',
-           'get_kind', 'layer_spec', 'build_sequential', 'file_sha256', 'array_spec', 'text_spec', 'save_package',
-           'ModelPackage', 'load_package', 'bin_counts', 'input_statistics', 'text_statistics', 'psi', 'DriftMonitor',
+           'compare_runs', 'format_table', 'PackageError', 'GenerationTimeout', 'ModelKind', 'layer_spec',
+           'build_sequential', 'file_sha256', 'array_spec', 'text_spec', 'save_package', 'ModelPackage',
+           'file_problems', 'load_package', 'bin_counts', 'input_statistics', 'text_statistics', 'psi', 'DriftMonitor',
            'RequestError', 'validate_inputs', 'validate_completion', 'ModelServer']
 
 # %% ../../modules/15_mlops/mlops_dev.ipynb #f53024c2
@@ -64,33 +67,48 @@ def seed_everything(seed: int) -> np.random.Generator:
     return manual_seed(int(seed))
 
 
-def _canonical(value: Any, where: str) -> Any:
-    """`value` as plain JSON types, in the canonical form described above; `where` names it."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
+def _check_json(value: Any, where: str) -> None:
+    """ValueError naming `where` if `value` has no canonical JSON form: NaN or infinity, a
+    non-string key, or a type other than None, bool, int, float, str, Path, list, tuple,
+    dict and numpy numbers or arrays."""
+    if isinstance(value, (np.generic, np.ndarray)):
         value = value.tolist()
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"config value at {where} is {value!r}; JSON has no NaN or infinity")
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
-    if isinstance(value, Path):
-        return value.as_posix()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"config value at {where} is {value!r}; JSON has no NaN or infinity")
     if isinstance(value, Mapping):
-        out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"config key {key!r} at {where} is a {type(key).__name__}; keys must be strings")
-            out[key] = _canonical(item, f"{where}.{key}")
-        return out
+            _check_json(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (bool, int, float, str, Path))):
+        raise ValueError(f"config value at {where} is a {type(value).__name__}, which has no canonical JSON form "
+                         f"(use numbers, strings, booleans, None, lists and dicts)")
+
+
+def _to_canonical(value: Any) -> Any:
+    """`value` (checked by `_check_json`) as plain JSON types in the canonical form above:
+    numpy numbers and arrays -> Python numbers and lists, tuples -> lists, a whole float
+    below 2**53 -> int, a Path -> its '/'-separated text; dicts and lists item by item."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()                           # numpy -> Python numbers and lists
+    if isinstance(value, Mapping):
+        return {key: _to_canonical(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_canonical(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise ValueError(f"config value at {where} is a {type(value).__name__}, which has no canonical JSON form "
-                     f"(use numbers, strings, booleans, None, lists and dicts)")
+        return [_to_canonical(item) for item in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)                                # lr=1.0 and lr=1 are one setting
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value                                         # None, bool, int, str, other floats
+
+
+def _canonical(value: Any, where: str) -> Any:
+    """`value` in canonical form; ValueError naming `where` if it has none."""
+    _check_json(value, where)
+    return _to_canonical(value)
 
 
 def canonical_json(config: Any) -> str:
@@ -114,10 +132,9 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path`, atomically (module 07's `write_atomically`)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+def _json_bytes(obj: Any) -> bytes:
+    """`obj` as indented JSON text (UTF-8), for files written with module 07's `write_atomically`."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 def _now() -> str:
@@ -156,6 +173,16 @@ def _metric_value(key: str, value: Any) -> Any:
     raise ValueError(f"Run.log: metric {key!r} is a {type(value).__name__}; log numbers, strings, booleans or None")
 
 
+def _check_metrics(metrics: Any) -> None:
+    """ValueError unless `metrics` is a non-empty dict whose names are strings other than
+    "step" and "time" (the record's own fields)."""
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError(f"Run.log: metrics must be a non-empty dict of name -> value, got {metrics!r}")
+    for key in metrics:
+        if not isinstance(key, str) or key in ("step", "time"):
+            raise ValueError(f"Run.log: metric name {key!r} is reserved or not a string")
+
+
 class Run:
     """One training run: a folder with config.json, metrics.jsonl, checkpoints/, plots/.
 
@@ -187,22 +214,20 @@ class Run:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        for k in range(1, 10_000):
+        for k in itertools.count(1):
             path = root / (f"{name}-{stamp}" if k == 1 else f"{name}-{stamp}-{k}")
             try:
                 os.mkdir(path)                           # atomic: fails if the name is taken
                 break
             except FileExistsError:
                 continue
-        else:
-            raise FileExistsError(f"Run.create: no free run name for {name}-{stamp} in {root}")
         (path / "checkpoints").mkdir()
         (path / "plots").mkdir()
         (path / "metrics.jsonl").touch()
         meta = {"name": path.name, "created": _now(), "seed": seed, "config": _canonical(config, "<config>"),
                 "config_hash": digest, "git_commit": git_commit(), "environment": environment(),
                 "command": sys.argv}
-        _write_json_atomic(path / "config.json", meta)
+        write_atomically(path / "config.json", lambda f: f.write(_json_bytes(meta)))
         return cls(path)
 
     @classmethod
@@ -245,15 +270,12 @@ class Run:
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, Any]:
         """Append {"step": step, "time": seconds since creation, **metrics} to metrics.jsonl
         (one line, flushed). step defaults to the number of lines logged before + 1."""
-        if not isinstance(metrics, Mapping) or not metrics:
-            raise ValueError(f"Run.log: metrics must be a non-empty dict of name -> value, got {metrics!r}")
+        _check_metrics(metrics)
         self._step = self._step + 1 if step is None else int(step)
         created = _dt.datetime.fromisoformat(self.meta["created"])
         seconds = (_dt.datetime.now(_dt.timezone.utc) - created).total_seconds()
         record = {"step": self._step, "time": round(seconds, 3)}
         for key, value in metrics.items():
-            if not isinstance(key, str) or key in ("step", "time"):
-                raise ValueError(f"Run.log: metric name {key!r} is reserved or not a string")
             record[key] = _metric_value(key, value)
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, allow_nan=False) + "\n")
@@ -288,7 +310,7 @@ class Run:
         """Write summary.json: status, finish time, final metrics (and any `extra` fields)."""
         summary = {"status": status, "finished": _now(), "final_metrics": self.final_metrics(),
                    **{k: _canonical(v, k) for k, v in extra.items()}}
-        _write_json_atomic(self.path / "summary.json", summary)
+        write_atomically(self.path / "summary.json", lambda f: f.write(_json_bytes(summary)))
         return summary
 
     def __repr__(self) -> str:
@@ -313,7 +335,7 @@ def fit_with_run(trainer: Any, run: Run, train_data: Iterable, val_data: Iterabl
                 trainer.save_checkpoint(run.checkpoints / "last.npz")
         if plot:
             trainer.plot_history(run.plots / "history.png")
-    except BaseException as err:
+    except BaseException as err:                         # the run records the failure, the caller gets it
         run.finish(status=f"failed: {type(err).__name__}: {err}")
         raise
     run.finish(epochs=trainer.epoch)
@@ -465,59 +487,58 @@ class ModelKind:
     vocabulary: Callable[[Any], str] | None = None
 
 
-KINDS: dict[str, ModelKind] = {}
-
-
-def register_kind(kind: ModelKind) -> ModelKind:
-    """Add (or replace) a model kind in the registry; returns it."""
-    if not isinstance(kind, ModelKind):
-        raise TypeError(f"register_kind: expected a ModelKind, got {type(kind).__name__}")
-    _check_name(kind.name, "register_kind: the kind's name")
-    KINDS[kind.name] = kind
-    return kind
-
-
-def get_kind(name: str) -> ModelKind:
-    """The registered kind called `name`; PackageError listing the known kinds otherwise."""
-    if name not in KINDS:
-        hint = " (\"tinygpt\" is registered when tinytorch.tinygpt, module 16, is imported)" \
-            if name == "tinygpt" else ""
-        raise PackageError(f"unknown model kind {name!r}; registered kinds: {sorted(KINDS)}{hint}")
-    return KINDS[name]
+    def __post_init__(self) -> None:
+        _check_name(self.name, "ModelKind: name")
 
 # %% ../../modules/15_mlops/mlops_dev.ipynb #0c263456
-def layer_spec(model: Sequential) -> list[dict[str, Any]]:
-    """[{"type": "Dense", "args": {...}}, ...], one entry per layer of `model`. Only the
-    exact classes of LAYER_TYPES are accepted (ValueError naming the layer otherwise)."""
+def _check_describable(model: Any) -> None:
+    """ValueError unless `model` is a Sequential whose layers are all of the exact classes of
+    LAYER_TYPES (a subclass could behave differently from what the spec would rebuild)."""
     if not isinstance(model, Sequential):
         raise ValueError(f"layer_spec: the 'sequential' kind packages a Sequential, got {type(model).__name__}")
-    spec = []
     for i, layer in enumerate(model.layers):
         name = type(layer).__name__
         if name not in LAYER_TYPES or LAYER_TYPES[name][0] is not type(layer):
             raise ValueError(f"layer_spec: layer {i} is a {type(layer).__module__}.{name}, which a package cannot "
                              f"describe; supported layer types: {sorted(LAYER_TYPES)}")
-        spec.append({"type": name, "args": LAYER_TYPES[name][1](layer)})
-    return spec
 
 
-def build_sequential(spec: Any) -> Sequential:
-    """The Sequential described by `spec` (from `layer_spec`), freshly initialised.
-    PackageError naming the entry for an unknown type or arguments that do not fit."""
+def _check_spec(spec: Any) -> None:
+    """PackageError unless `spec` is a non-empty list of {"type": a LAYER_TYPES name, "args": {...}}."""
     if not isinstance(spec, list) or not spec:
         raise PackageError(f"the layer spec must be a non-empty list, got {type(spec).__name__}")
-    layers = []
     for i, entry in enumerate(spec):
         if not isinstance(entry, dict) or set(entry) != {"type", "args"} or not isinstance(entry["args"], dict):
             raise PackageError(f"layer spec entry {i} must be {{'type': ..., 'args': {{...}}}}, got {entry!r}")
         if entry["type"] not in LAYER_TYPES:
             raise PackageError(f"layer spec entry {i} has unknown type {entry['type']!r}; "
                                f"known: {sorted(LAYER_TYPES)}")
-        cls = LAYER_TYPES[entry["type"]][0]
-        try:
+
+
+def layer_spec(model: Sequential) -> list[dict[str, Any]]:
+    """[{"type": "Dense", "args": {...}}, ...], one entry per layer of `model`. Only the
+    exact classes of LAYER_TYPES are accepted (ValueError naming the layer otherwise)."""
+    _check_describable(model)
+    spec = []
+    for layer in model.layers:
+        name = type(layer).__name__
+        describe = LAYER_TYPES[name][1]                  # the layer's constructor arguments
+        spec.append({"type": name, "args": describe(layer)})
+    return spec
+
+
+def build_sequential(spec: Any) -> Sequential:
+    """The Sequential described by `spec` (from `layer_spec`), freshly initialised.
+    PackageError naming the entry for an unknown type or arguments that do not fit."""
+    _check_spec(spec)
+    layers: list[Any] = []
+    try:
+        for entry in spec:
+            cls = LAYER_TYPES[entry["type"]][0]          # a class of the table: a name never imports code
             layers.append(cls(**entry["args"]))
-        except (TypeError, ValueError) as err:
-            raise PackageError(f"layer spec entry {i} ({entry['type']}) has arguments that do not fit: {err}") from None
+    except (TypeError, ValueError) as err:              # a constructor refused the arguments
+        i = len(layers)
+        raise PackageError(f"layer spec entry {i} ({spec[i]['type']}) has arguments that do not fit: {err}") from None
     return Sequential(*layers)
 
 
@@ -553,9 +574,9 @@ def _sequential_load(folder: Path, manifest: dict[str, Any]) -> Sequential:
     return model.eval()
 
 
-SEQUENTIAL = register_kind(ModelKind(
+SEQUENTIAL = ModelKind(
     name="sequential", files=("weights.npz",), save=_sequential_save,
-    describe=lambda model: {"layers": layer_spec(model)}, load=_sequential_load, predict=_sequential_predict))
+    describe=lambda model: {"layers": layer_spec(model)}, load=_sequential_load, predict=_sequential_predict)
 
 # %% ../../modules/15_mlops/mlops_dev.ipynb #dbc72c49
 PACKAGE_FORMAT = "tinytorch-model-package"
@@ -569,7 +590,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes, read in chunks (64 hex digits)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(chunk):                    # never the whole file in memory
             h.update(block)
     return h.hexdigest()
 
@@ -599,11 +620,11 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> str:
     return config_hash({k: v for k, v in manifest.items() if k != "manifest_sha256"})
 
 
-def save_package(path: str | os.PathLike, model: Any, kind: str = "sequential", *, name: str,
+def save_package(path: str | os.PathLike, model: Any, kind: ModelKind = SEQUENTIAL, *, name: str,
                  version: str, input_spec: dict[str, Any], config: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Any] | None = None, train_inputs: Any = None,
                  overwrite: bool = False) -> Path:
-    """Write the package folder `path` for `model` of the registered `kind`, atomically.
+    """Write the package folder `path` for `model` of the given `kind`, atomically.
 
     name, version: identify it (letters, digits, '_', '.', '-'). input_spec: `array_spec`
     or `text_spec`. config, metrics: how it was trained and how well it did (JSON-able).
@@ -611,7 +632,8 @@ def save_package(path: str | os.PathLike, model: Any, kind: str = "sequential", 
     go to stats.npz for drift monitoring. overwrite: replace an existing package.
     """
     path = Path(path)
-    kind_ = get_kind(kind)
+    if not isinstance(kind, ModelKind):
+        raise TypeError(f"save_package: kind must be a ModelKind (e.g. SEQUENTIAL), got {kind!r}")
     _check_name(name, "save_package: name")
     _check_name(version, "save_package: version")
     if not isinstance(input_spec, dict) or input_spec.get("type") not in ("array", "text"):
@@ -623,24 +645,24 @@ def save_package(path: str | os.PathLike, model: Any, kind: str = "sequential", 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir()
     try:
-        kind_.save(model, tmp)
-        files = list(kind_.files)
+        kind.save(model, tmp)
+        files = list(kind.files)
         if train_inputs is not None:
             stats = (text_statistics(train_inputs, input_spec["vocabulary"]) if isinstance(train_inputs, str)
                      else input_statistics(train_inputs))
             save_npz_checkpoint(tmp / STATS_FILE, stats, {}, kind="mlops-stats")
             files.append(STATS_FILE)
         manifest = {"format": PACKAGE_FORMAT, "schema_version": SCHEMA_VERSION, "name": name,
-                    "version": version, "kind": kind, "created": _now(),
+                    "version": version, "kind": kind.name, "created": _now(),
                     "config": _canonical(config, "<config>"), "config_hash": config_hash(config),
                     "metrics": {k: _metric_value(k, v) for k, v in (metrics or {}).items()},
-                    "model": _canonical(kind_.describe(model), "<model>"),
+                    "model": _canonical(kind.describe(model), "<model>"),
                     "input_spec": _canonical(input_spec, "<input_spec>"),
                     "environment": environment(),
                     "files": {f: {"sha256": file_sha256(tmp / f), "bytes": (tmp / f).stat().st_size}
                               for f in files}}
         manifest["manifest_sha256"] = _manifest_digest(manifest)
-        _write_json_atomic(tmp / MANIFEST, manifest)
+        write_atomically(tmp / MANIFEST, lambda f: f.write(_json_bytes(manifest)))
         if path.exists():                                # overwrite: move the old one aside first
             old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
             os.rename(path, old)
@@ -648,7 +670,7 @@ def save_package(path: str | os.PathLike, model: Any, kind: str = "sequential", 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-    except BaseException:
+    except BaseException:                                # a failed save leaves nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
@@ -701,9 +723,10 @@ class ModelPackage:
         return {k: self.manifest.get(k) for k in keep}
 
 
-def load_package(path: str | os.PathLike) -> ModelPackage:
-    """Check and load the package at `path` (its folder, or its manifest.json). Every check
-    happens before any weights are read; PackageError names the problem and the file."""
+def _read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The package folder named by `path` (the folder or its manifest.json) and its manifest,
+    checked: a folder with a manifest of sane size, valid JSON of our format and schema
+    version, with every required field, and unchanged since packaging (manifest_sha256)."""
     path = Path(path)
     folder = path.parent if path.name == MANIFEST and path.is_file() else path
     if not folder.exists():
@@ -728,10 +751,12 @@ def load_package(path: str | os.PathLike) -> ModelPackage:
     if version != SCHEMA_VERSION:
         raise PackageError(f"{manifest_file} has schema version {version!r}; this TinyTorch reads schema version "
                            f"{SCHEMA_VERSION} only (written by another TinyTorch version?)")
-    required = ("name", "version", "kind", "input_spec", "files", "model", "manifest_sha256")
-    missing = [k for k in required if k not in manifest]
+    missing = [k for k in ("name", "version", "kind", "input_spec", "files", "model", "manifest_sha256")
+               if k not in manifest]
     if missing:
         raise PackageError(f"{manifest_file} lacks the fields {missing}")
+    if not isinstance(manifest["files"], dict):
+        raise PackageError(f"{manifest_file}: 'files' must map file names to hashes")
     try:
         digest = _manifest_digest(manifest)
     except ValueError as err:
@@ -739,24 +764,50 @@ def load_package(path: str | os.PathLike) -> ModelPackage:
     if digest != manifest["manifest_sha256"]:
         raise PackageError(f"{manifest_file} was modified after packaging: its content hash is {digest[:16]}..., "
                            f"the recorded manifest_sha256 is {str(manifest['manifest_sha256'])[:16]}...")
-    kind = get_kind(manifest["kind"])
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        raise PackageError(f"{manifest_file}: 'files' must map file names to hashes")
-    for name in [*kind.files, *([STATS_FILE] if STATS_FILE in files else [])]:
-        if name not in files:
-            raise PackageError(f"{manifest_file} does not list {name}, which a {kind.name!r} package needs")
+    return folder, manifest
+
+
+def _pick_kind(name: Any, kinds: Iterable[ModelKind]) -> ModelKind:
+    """The kind called `name` among `kinds`; PackageError naming the known kinds otherwise."""
+    known = {kind.name: kind for kind in kinds}
+    if name not in known:
+        raise PackageError(f"unknown model kind {name!r}; this load knows the kinds {sorted(known)} (a TinyGPT "
+                           f"package loads with kinds=(SEQUENTIAL, TINYGPT_KIND), from tinytorch.tinygpt)")
+    return known[name]
+
+
+def file_problems(folder: Path, files: Mapping[str, Any], needed: Iterable[str]) -> list[str]:
+    """Everything wrong with the files of the package in `folder`, compared with the manifest's
+    `files` ({name: {"sha256": ..., "bytes": ...}}); `needed`: names the manifest must list.
+    An empty list: every file is there, inside the folder, with its recorded hash."""
+    problems = [f"{MANIFEST} does not list {name}, which this kind of package needs"
+                for name in needed if name not in files]
     for name, entry in files.items():
         file = folder / name
-        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
-            raise PackageError(f"{manifest_file} lists {name!r}, which is not a plain file name in the package")
-        if not file.is_file():
-            raise PackageError(f"{folder} is missing {name}, which the manifest lists")
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        actual = file_sha256(file)
-        if actual != expected:
-            raise PackageError(f"{file} has sha256 {actual[:16]}..., the manifest says {str(expected)[:16]}...: "
-                               f"the file was changed or replaced after packaging; refused")
+        if Path(name).name != name or name.startswith("."):
+            problems.append(f"{MANIFEST} lists {name!r}, which is not a plain file name in the package")
+        elif not file.is_file():
+            problems.append(f"{folder} is missing {name}, which the manifest lists")
+        else:
+            expected = entry.get("sha256") if isinstance(entry, dict) else None
+            actual = file_sha256(file)
+            if actual != expected:
+                problems.append(f"{file} has sha256 {actual[:16]}..., the manifest says {str(expected)[:16]}...: "
+                                f"the file was changed or replaced after packaging; refused")
+    return problems
+
+
+def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTIAL,)) -> ModelPackage:
+    """Check and load the package at `path` (its folder, or its manifest.json), whose kind must
+    be one of `kinds`. Every check happens before any weights are read; PackageError names the
+    problem and the file."""
+    folder, manifest = _read_manifest(path)
+    kind = _pick_kind(manifest["kind"], kinds)
+    files = manifest["files"]
+    problems = file_problems(folder, files, kind.files)
+    if problems:
+        raise PackageError(problems[0] if len(problems) == 1 else
+                           f"{len(problems)} problems: " + "; ".join(problems))
     try:
         stats = load_npz_checkpoint(folder / STATS_FILE, kind="mlops-stats")[0] if STATS_FILE in files else None
         model = kind.load(folder, manifest)
@@ -796,10 +847,10 @@ def input_statistics(x: Any, bins: int = 10) -> dict[str, np.ndarray]:
 def text_statistics(text: str, vocabulary: str) -> dict[str, np.ndarray]:
     """Character frequencies (V,) of `text` over `vocabulary` (characters outside it are
     ignored), and the number of characters counted."""
+    if not set(text) & set(vocabulary):
+        raise ValueError("text_statistics: the text has no characters of the vocabulary")
     index = {c: i for i, c in enumerate(vocabulary)}
     ids = np.fromiter((index[c] for c in text if c in index), dtype=np.int64)
-    if ids.size == 0:
-        raise ValueError("text_statistics: the text has no characters of the vocabulary")
     counts = np.bincount(ids, minlength=len(vocabulary))
     return {"char_freq": counts / counts.sum(), "count": np.array(ids.size)}
 
@@ -846,17 +897,18 @@ class DriftMonitor:
 
     def observe(self, batch: Any) -> None:
         """Add a batch: an array (n, *shape) for array statistics, a string for text."""
+        if self.text and not isinstance(batch, str):
+            raise TypeError(f"DriftMonitor: text statistics observe strings, got {type(batch).__name__}")
+        if not self.text:
+            batch = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)    # (n, F)
+            if batch.shape[1] != self.features:
+                raise ValueError(f"DriftMonitor: batch has {batch.shape[1]} features per example, the statistics "
+                                 f"have {self.features}")
         if self.text:
-            if not isinstance(batch, str):
-                raise TypeError(f"DriftMonitor: text statistics observe strings, got {type(batch).__name__}")
             ids = np.fromiter((self.index[c] for c in batch if c in self.index), dtype=np.int64)
             entry = (ids.size, np.bincount(ids, minlength=self.features), None)
         else:
-            x = np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)        # (n, F)
-            if x.shape[1] != self.features:
-                raise ValueError(f"DriftMonitor: batch has {x.shape[1]} features per example, the statistics "
-                                 f"have {self.features}")
-            entry = (len(x), bin_counts(x, self.stats["edges"]), x.sum(axis=0))
+            entry = (len(batch), bin_counts(batch, self.stats["edges"]), batch.sum(axis=0))
         if entry[0] == 0:
             return
         with self._lock:
@@ -1099,13 +1151,27 @@ class ModelServer:
 
     # ---- one request -----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: Any) -> tuple[int, dict, dict]:
-        """(status, JSON object, extra headers) for one request; never raises."""
+        """(status, JSON object, extra headers) for one request; never raises: a RequestError
+        gives its status, generation past the time limit 504, any other exception 500."""
         try:
             return 200, self._route(method, urlsplit(raw_path).path, headers, body), {}
         except RequestError as err:
             return err.status, {"error": err.message}, err.headers
+        except GenerationTimeout as err:
+            return 504, {"error": f"{err} (the time limit is {self.time_limit:g} s); ask for fewer max_tokens"}, {}
         except Exception as err:                      # a bug or a model failure: say so, keep serving
             return 500, {"error": f"internal error: {type(err).__name__}: {err}"}, {}
+
+    @contextlib.contextmanager
+    def _model_turn(self) -> Iterator[None]:
+        """Hold the model for one request; RequestError 503 if other requests keep it busy
+        for longer than the time limit."""
+        if not self.model_lock.acquire(timeout=self.time_limit):
+            raise RequestError(503, f"the model stayed busy with other requests for {self.time_limit:g} s; retry later")
+        try:
+            yield
+        finally:
+            self.model_lock.release()
 
     def _read_json(self, headers: Mapping[str, str], body: Any) -> Any:
         """The request body as parsed JSON, within the limits."""
@@ -1168,22 +1234,13 @@ class ModelServer:
             x = validate_inputs(payload, package.input_spec, self.max_batch)
         else:
             args = validate_completion(payload, package.input_spec, self.max_new_tokens)
-        if not self.model_lock.acquire(timeout=self.time_limit):
-            raise RequestError(503, f"the model stayed busy with other requests for {self.time_limit:g} s; retry later")
-        try:
+        with self._model_turn():                      # one request at a time uses the model
             if path == "/predict":
                 result = package.predict(x)
             else:
-                deadline = started + self.time_limit
-                try:
-                    completion = package.complete(**args, deadline=deadline)
-                except GenerationTimeout as err:
-                    raise RequestError(504, f"{err} (the time limit is {self.time_limit:g} s); ask for fewer "
-                                            f"max_tokens") from None
+                completion = package.complete(**args, deadline=started + self.time_limit)
                 result = {"completion": completion, "text": args["prompt"] + completion,
                           "tokens": len(completion)}
-        finally:
-            self.model_lock.release()
         if self.monitor is not None:
             self.monitor.observe(x if path == "/predict" else args["prompt"])
         return result

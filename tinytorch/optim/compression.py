@@ -124,12 +124,12 @@ class Pruned(Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         layer = self.layer
+        if isinstance(layer, Dense) and (x.ndim == 0 or x.shape[-1] != layer.in_features):
+            raise ValueError(f"Pruned(Dense): input of shape {x.shape} does not fit: its last dimension "
+                             f"must be in_features={layer.in_features}")
         w = layer.weight * Tensor(self.weight_mask, dtype=self.weight_mask.dtype)     # W ⊙ M: a Mul in the graph
         b = None if layer.bias is None else layer.bias * Tensor(self.bias_mask, dtype=self.bias_mask.dtype)
         if isinstance(layer, Dense):
-            if x.ndim == 0 or x.shape[-1] != layer.in_features:
-                raise ValueError(f"Pruned(Dense): input of shape {x.shape} does not fit: its last dimension "
-                                 f"must be in_features={layer.in_features}")
             y = x @ w                                                           # (..., out)
             return y if b is None else y + b
         return conv2d(x, w, b, stride=layer.stride, padding=layer.padding)     # (N, C_out, H_out, W_out)

@@ -46,10 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, course: Course) -> int:
     from tinytorch.core.training import CheckpointError
-    from tinytorch.mlops.mlops import PackageError, load_package
-    from tinytorch.tinygpt import TinyGPT
-
-    from tinytorch.tinygpt import package_tinygpt
+    from tinytorch.mlops.mlops import SEQUENTIAL, PackageError, load_package
+    from tinytorch.tinygpt import TINYGPT_KIND, TinyGPT, package_tinygpt
 
     try:
         model = TinyGPT.load(args.weights)
@@ -57,7 +55,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
         path = package_tinygpt(model, args.out, name=args.name, version=args.version, text=text,
                                config={"source": str(args.weights)}, metrics=dict(args.metric),
                                overwrite=args.overwrite)
-        package = load_package(path)                     # check what was written
+        package = load_package(path, kinds=(SEQUENTIAL, TINYGPT_KIND))   # check what was written
     except (CheckpointError, PackageError, ValueError, OSError) as err:
         print(f"tito package: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """`tito serve PACKAGE [--port N] [--host 127.0.0.1]`: serve a model package over HTTP.
 
-The server is module 15's `ModelServer` (tinytorch.mlops.mlops). The "tinygpt" model kind
-comes from module 16 (tinytorch.tinygpt registers it when imported), which module 15
-cannot import itself; this command imports it before loading the package.
+The server is module 15's `ModelServer` (tinytorch.mlops.mlops). A package is loaded with the
+kinds this command knows: module 15's "sequential" and module 16's "tinygpt" (tito sits
+outside the course's layering, so it can import both).
 """
 
 from __future__ import annotations
@@ -28,14 +28,6 @@ anything is loaded. --port 0 picks a free port; the first line printed is
 "serving NAME VERSION (KIND) at URL". The host defaults to 127.0.0.1 (this machine only)."""
 
 
-def register_tinygpt() -> Any:
-    """Make sure the "tinygpt" kind is registered: module 16 registers it when imported."""
-    from tinytorch.mlops.mlops import KINDS
-    from tinytorch.tinygpt import TINYGPT_KIND
-
-    return KINDS.setdefault("tinygpt", TINYGPT_KIND)
-
-
 # ---- the command -----------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="the model package folder (the one holding manifest.json)")
@@ -52,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
-    from tinytorch.mlops.mlops import ModelServer, PackageError, load_package
+    from tinytorch.mlops.mlops import SEQUENTIAL, ModelServer, PackageError, load_package
+    from tinytorch.tinygpt import TINYGPT_KIND
 
-    register_tinygpt()
     if not 0 <= args.port <= 65535:
         print(f"tito serve: error: --port must be in [0, 65535], got {args.port}", file=sys.stderr)
         return 2
     try:
-        package = load_package(args.model)
+        package = load_package(args.model, kinds=(SEQUENTIAL, TINYGPT_KIND))
         server = ModelServer(package, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
                              max_batch=args.max_batch, max_new_tokens=args.max_new_tokens,
                              socket_timeout=args.socket_timeout, time_limit=args.time_limit,
