@@ -228,7 +228,6 @@ def main() -> None:
     default_alloc = None
     if not args.quick and tuned:
         proc = subprocess.run([sys.executable, __file__, "--step-only", "--default-malloc", "--repeats", str(repeats)],
-                              env=dict(os.environ, TINYTORCH_KEEP_FREED_MEMORY="0"),
                               capture_output=True, text=True, check=True)
         default_alloc = json.loads(proc.stdout.strip().splitlines()[-1])
 

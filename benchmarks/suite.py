@@ -202,7 +202,7 @@ def profile_steps(quick: bool, out: Path) -> dict[str, Any]:
     import bench_mlp_step
     import bench_tinygpt
     from tinytorch.core.losses import CrossEntropyLoss
-    from tinytorch.core.optimizers import Adam
+    from tinytorch.core.kernels import FusedAdam as Adam   # module 13's opt-in in-place Adam
 
     steps = 3 if quick else 10
     sizes, batch = ((256, 64, 32, 10), 16) if quick else ((3072, 512, 256, 10), 64)

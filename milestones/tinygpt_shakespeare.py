@@ -67,10 +67,11 @@ import tinytorch  # noqa: E402,F401  (switches autograd on)
 from tinytorch.core.attention import plot_attention  # noqa: E402
 from tinytorch.core.autograd import no_grad  # noqa: E402
 from tinytorch.core.dataloader import data_dir, tiny_shakespeare  # noqa: E402
-from tinytorch.core.tensor import ALLOCATOR_TUNED, manual_seed  # noqa: E402
+from tinytorch.core.tensor import manual_seed  # noqa: E402
 from tinytorch.mlops.mlops import Run  # noqa: E402
 from tinytorch.core.training import write_atomically  # noqa: E402
 from common import (  # noqa: E402  (milestones/common.py)
+    fast_paths,
     command_line, git_state, load_average, machine_info, repo_relative, run_main, set_blas_threads, write_json)
 from tinytorch.tinygpt import CharTokenizer, LanguageModelTrainer, TextWindows, TinyGPT  # noqa: E402
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     store = private_dir(ROOT / "results" / "tinygpt") if not args.quick else out_dir
     model_path = args.model_out or store / f"{stem}.npz"
-    tuned = ALLOCATOR_TUNED              # module 01 keeps freed memory for reuse (page faults)
+    _, tuned = fast_paths()              # module 13: keep freed memory for reuse (page faults)
     if args.blas_threads:
         set_blas_threads(args.blas_threads)
     machine = machine_info()              # after set_blas_threads: records the count in use

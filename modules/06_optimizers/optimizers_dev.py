@@ -84,7 +84,7 @@ from tinytorch.core.tensor import Tensor
 # Every optimizer does the same bookkeeping:
 #
 # * It keeps the **list of parameters** it is responsible for, in a fixed order: usually
-#   `model.parameters()` (module 03), whose order is deterministic. The order matters:
+#   `model.parameters()` (module 02), whose order is deterministic. The order matters:
 #   the state of parameter `i` is saved under the name `"i.<buffer>"`.
 # * `zero_grad()` sets every `p.grad` to `None`. The engine *adds* into `.grad`
 #   (module 05), so forgetting this sums the gradients of all steps so far.

@@ -20,7 +20,7 @@
 # in files, in someone else's format, and a training loop needs it as a stream of
 # *batches*: shuffled differently every epoch, augmented, normalised, converted to tensors.
 # This module builds that pipeline and uses it on CIFAR-10 (60,000 colour images of 32 x 32
-# pixels in ten classes), the data of the first milestone (`milestones/mlp_cifar10.py`)
+# pixels in ten classes), the data of the first milestone (`milestones/cifar10.py --model mlp`)
 # and of module 09's CNN.
 #
 # **What you build.**

@@ -345,12 +345,12 @@ print("fused batch norm: OK")
 # the running statistics as plain numpy arrays: `running_mean` (zeros), `running_var`
 # (ones) and the counter `num_batches_tracked`. They are *buffers*: part of the model's
 # state but not learnt by gradient descent, so they must not be `Parameter`s (the optimizer
-# would update them). `register_buffer` (module 03) records them so that `state_dict()`
+# would update them). `register_buffer` (module 02) records them so that `state_dict()`
 # saves them and `load_state_dict()` restores them: a checkpoint without the running
 # statistics would evaluate differently. `momentum=None` switches to a cumulative average over all batches
 # seen, $m = 1/\text{num\_batches\_tracked}$.
 #
-# `model.train()` / `model.eval()` (module 03) set `training`, which picks the statistics.
+# `model.train()` / `model.eval()` (module 02) set `training`, which picks the statistics.
 
 # %% nbgrader={"grade": false, "grade_id": "batchnorm-layers", "locked": false, "schema_version": 3, "solution": true}
 #| export

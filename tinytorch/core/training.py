@@ -206,8 +206,9 @@ def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
     except TypeError as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    return write_atomically(path, lambda f: np.savez(f, allow_pickle=False,
-                                                     **{_META_KEY: np.array(header)}, **checked))
+    # No allow_pickle= here: object arrays were refused above, and numpy < 2.2's savez would
+    # store the keyword as one more array named "allow_pickle".
+    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **checked))
 
 
 def _sniff(path: Path, head: bytes) -> str | None:
