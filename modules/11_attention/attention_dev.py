@@ -146,25 +146,17 @@ for d in (4, 64, 512):
           f"softmax weights, on average: unscaled {peak_raw:.3f}, scaled {peak_scaled:.3f}")
 
 # %% [markdown]
-# Without scaling, at `d = 512` the softmax puts almost all of its weight on one key
-# before training has even started; with scaling the weights stay spread out (a uniform
-# softmax over 16 keys would give 1/16 = 0.0625), whatever `d` is.
+# Without scaling, at `d = 512` the softmax puts almost all its weight on one key before
+# training starts; with scaling the weights stay spread out (uniform: 1/16 = 0.0625).
 #
-# **Implementation note.** We multiply $Q$ by $1/\sqrt d$ *before* the product, which is
-# the same number ($\frac{1}{\sqrt d}(QK^\top) = (\frac{1}{\sqrt d}Q)K^\top$) for fewer
-# multiplications: $T_q d$ instead of $T_q T_k$. And the factor is a Python `float`:
-# `q * np.float64(0.125)` would silently turn float32 activations into float64, doubling
-# memory and halving speed (module 01's dtype rule).
+# **Implementation note.** The factor $1/\sqrt d$ is a Python `float`: a numpy float64
+# scalar would silently turn float32 scores into float64 (module 01's dtype rule).
 #
 # ## 3. Masks: who may attend to whom
 #
-# Often some scores must not count:
-#
-# * **causal** (autoregressive) models such as GPT predict token $t+1$ from tokens
-#   $\le t$; if position $i$ could read position $j > i$ during training, it would simply
-#   copy the answer;
-# * **padding**: sequences of different lengths padded to one length; nobody should attend
-#   to the padding.
+# Often some scores must not count: a **causal** model such as GPT predicts token $t+1$
+# from tokens $\le t$ (reading $j > i$ in training it would copy the answer), and nobody
+# should attend to **padding**.
 #
 # TinyTorch uses **one** convention everywhere: a mask is a float array **added to the
 # scores** before the softmax, broadcasting against `(..., Tq, Tk)`:
@@ -183,26 +175,20 @@ for d in (4, 64, 512):
 # query 3   [  0,    0,    0,    0 ]]
 # ```
 #
-# **Why -inf and not a large negative number like -1e9?** Both give zero weight in
-# float32. But -1e9 does not fit in float16 (it becomes -inf anyway), and it can *hide* a
-# bug: a row where every key is masked (a query that may attend to nothing) becomes a
-# uniform average over the masked keys, silently. With -inf that row is `0/0 = nan`. Our
-# softmax subtracts the row maximum first (module 02), so -inf is safe as long as **each
-# row keeps at least one finite score**; the causal mask always keeps the diagonal. To
-# turn the `nan` case into an error message instead, `scaled_dot_product_attention`
-# checks the mask and refuses a fully masked row, naming its shape.
+# **Why -inf and not -1e9?** Both give zero weight in float32, but -1e9 overflows float16
+# and *hides* a bug: a row where every key is masked silently becomes a uniform average,
+# while with -inf it is `0/0 = nan`. Softmax subtracts the row maximum first (module 02),
+# so -inf is safe as long as each row keeps one finite score; the attention functions
+# refuse a fully masked row with an error instead of returning `nan`.
 #
-# **Why additive and not boolean?** An additive mask composes by addition (causal +
-# padding is `causal_mask(T) + padding_mask`), can carry soft biases (ALiBi-style distance
-# penalties, even learned ones: a mask `Tensor` that requires grad receives a gradient),
-# and costs one `+`. Boolean masks are ambiguous (does `True` mean "keep" or "hide"? libraries
-# disagree), so TinyTorch refuses them and offers `additive_mask(allowed)`, where
-# `allowed[i, j] = True` means *query i may attend to key j*.
+# **Why additive and not boolean?** Additive masks compose by addition (causal + padding),
+# can carry soft or learned biases (a mask `Tensor` that requires grad gets a gradient),
+# and cost one `+`; booleans are ambiguous ("keep" or "hide"?), so TinyTorch refuses them
+# and offers `additive_mask(allowed)`, where `allowed[i, j] = True` means *i may attend to j*.
 #
-# **Queries that start later.** During generation (section 6) the queries are the last
-# `T` positions of a longer sequence of `past + T` keys. `causal_mask(T, past=p)` returns
-# the `(T, p + T)` mask in which query `i` sits at absolute position `p + i` and may
-# attend to keys `j <= p + i`. With `past=0` it is the square mask above.
+# **Queries that start later.** In generation (section 6) the `T` queries are the last of
+# `past + T` keys: `causal_mask(T, past=p)` is the `(T, p + T)` mask in which query `i`
+# (absolute position `p + i`) may attend to keys `j <= p + i`.
 
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -272,8 +258,8 @@ print("masks: OK")
 # the output *and* the weights **before** dropout (rows sum to 1), for inspection and
 # plotting.
 #
-# The helpers in the next cell check the shapes and the mask, so that a mistake produces a
-# message that names the shapes instead of numpy's "operands could not be broadcast".
+# The helpers in the next cell check shapes and masks, so a mistake gets a message that
+# names the shapes.
 
 # %%
 #| export
@@ -470,20 +456,16 @@ assert (weights.data[0, :, 3:] == 0).all(), "padded keys get exactly zero weight
 heads = scaled_dot_product_attention(rng.standard_normal((2, 3, Tq, d)), rng.standard_normal((2, 3, Tk, d)),
                                      rng.standard_normal((2, 3, Tk, dv)), mask=causal_mask(Tq, past=Tk - Tq))[0]
 assert heads.shape == (2, 3, Tq, dv), "(B, nh, T, d): one call for all batches and heads"
-for bad, expected in [((q_np, k_np[..., :5], v_np), "same last dimension"),
-                      ((q_np, k_np, v_np[:, :3]), "same number of positions"),
-                      ((q_np, k_np, v_np, np.zeros((Tq, Tq), np.float32)), "does not broadcast"),
-                      ((q_np, k_np, v_np, np.full((Tq, Tk), -np.inf, np.float32)), "every key")]:
+for bad, error in [((q_np, k_np[..., :5], v_np), ValueError),                  # d of q and k differ
+                   ((q_np, k_np, v_np[:, :3]), ValueError),                     # Tk of k and v differ
+                   ((q_np, k_np, v_np, np.zeros((Tq, Tq), np.float32)), ValueError),   # mask does not fit
+                   ((q_np, k_np, v_np, np.full((Tq, Tk), -np.inf, np.float32)), ValueError),  # all masked
+                   ((q_np, k_np, v_np, np.ones((Tq, Tk), bool)), TypeError)]:  # booleans are refused
     try:
         scaled_dot_product_attention(*bad)
-        raise AssertionError(f"should have failed: {expected}")
-    except ValueError:
+        raise AssertionError(f"should have failed: {[np.shape(a) for a in bad]}")
+    except error:
         pass
-try:
-    scaled_dot_product_attention(q_np, k_np, v_np, mask=np.ones((Tq, Tk), bool))
-    raise AssertionError("boolean masks are refused")
-except TypeError:
-    pass
 print("scaled_dot_product_attention: OK")
 
 # %% [markdown]
@@ -504,19 +486,13 @@ print("scaled_dot_product_attention: OK")
 # makes every token attend mostly to itself.
 #
 # With `causal=True` the layer adds `causal_mask(T)`: position `t`'s output then depends
-# only on positions `<= t`, which the test checks directly by changing the future.
-# The layer keeps the weights of its last call in `last_weights` (an ndarray), for
-# plotting; `return_weights=True` returns them as a Tensor as well.
+# only on positions `<= t`. `last_weights` keeps the weights of the last call, for plots.
 
 # %% nbgrader={"grade": false, "grade_id": "self-attention", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class SelfAttention(Module):
-    """Single-head self-attention: (..., T, d_model) -> (..., T, d_model).
-
-    Three `Dense(d_model, d_model)` projections `q_proj`, `k_proj`, `v_proj`, then
-    `scaled_dot_product_attention`; `causal=True` masks the future. The weights (..., T, T)
-    of the last call are kept in `last_weights` (ndarray).
-    """
+    """Single-head self-attention (..., T, d_model) -> (..., T, d_model): projections `q_proj`,
+    `k_proj`, `v_proj`, then `scaled_dot_product_attention`; `causal=True` masks the future."""
     def __init__(self, d_model: int, causal: bool = False, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
@@ -573,12 +549,10 @@ print("self-attention: OK")
 # %% [markdown]
 # ## 6. Generating text, and the KV cache
 #
-# A causal model generates one token at a time: run the model on the prompt, sample the
-# next token from the last position's prediction, append it, run again. Run naively, step
-# `t` recomputes queries, keys and values for all `t` positions, although the keys and
-# values of positions `< t` are *exactly* those of the previous step: in a causal model,
-# nothing at position `j` depends on later tokens. Only the **new** token's query, key and
-# value are new, and only the new token's output is needed.
+# A causal model generates one token at a time: run the model, sample the next token from
+# the last position, append it, run again. Run naively, step `t` recomputes keys and values
+# for all `t` positions, although in a causal model those of positions `< t` are *exactly*
+# those of the previous step: only the **new** token's query, key and value are new.
 #
 # So we store the keys and values of every position seen so far in a **KV cache**, one
 # per attention layer. A step then costs:
@@ -604,12 +578,9 @@ print("self-attention: OK")
 # %% nbgrader={"grade": false, "grade_id": "kv-cache", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class KVCache:
-    """Keys and values of the positions processed so far, for one attention layer.
-
-    `key_buffer`, `value_buffer`: preallocated (batch_size, num_heads, max_len, head_dim),
-    of which the first `length` positions are filled (`keys`, `values`: views of them).
-    Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`.
-    """
+    """Keys and values of the positions seen so far, for one attention layer: preallocated
+    `key_buffer`, `value_buffer` (batch_size, num_heads, max_len, head_dim), the first
+    `length` positions filled. Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`."""
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = DEFAULT_FLOAT):
         shape = tuple(int(n) for n in (batch_size, num_heads, max_len, head_dim))
         if min(shape) < 1:
@@ -696,9 +667,8 @@ print("kv cache: OK")
 # %% [markdown]
 # ## 7. Multi-head attention
 #
-# One softmax per query gives one weighted average: a position can attend strongly to
-# one place, or blurrily to several. Real sentences need several relations at once
-# (the subject of this verb, the previous word, the matching bracket...). **Multi-head**
+# One softmax per query gives one weighted average; real sentences need several relations
+# at once (the subject of this verb, the previous word...). **Multi-head**
 # attention runs `nh` independent attentions, each on its own `hs = C / nh` dimensional
 # slice of the projected queries, keys and values, and concatenates the results:
 #
@@ -712,12 +682,9 @@ print("kv cache: OK")
 # (B, T, C) --reshape--> (B, T, nh, hs) --permute(0, 2, 1, 3)--> (B, nh, T, hs)
 # ```
 #
-# `scaled_dot_product_attention` then treats `(B, nh)` as leading axes: one batched matmul
-# for all scores `(B, nh, T, T)`, one for all outputs `(B, nh, T, hs)`. Merging undoes the
-# split: `permute(0, 2, 1, 3)` back to `(B, T, nh, hs)`, reshape to `(B, T, C)`. The total
-# cost is the *same* as one head of size C (the scores cost $T^2 \cdot hs$ per head, times
-# nh heads); we only gain expressiveness. The output projection $W_O$ (`Dense(C, C)`)
-# mixes the heads' results.
+# `scaled_dot_product_attention` treats `(B, nh)` as leading axes: one batched matmul for
+# all scores `(B, nh, T, T)`, one for all outputs. Merging undoes the split; the output
+# projection $W_O$ (`Dense(C, C)`) mixes the heads' results. Same cost as one head of size C.
 #
 # **Projections.** Three `Dense(C, C)` layers `q_proj`, `k_proj`, `v_proj` rather than one
 # fused `Dense(C, 3C)` (whose sliced output costs three full-size gradient arrays in
@@ -736,8 +703,6 @@ print("kv cache: OK")
 # | `attn(x, return_weights=True)` | `(out, weights)` with weights `(B, nh, Tq, Tk)` |
 # | `attn(x_new, cache=kv)` | incremental decoding under `no_grad()`: always causal |
 #
-# After each call `attn.last_weights` holds the weights as an ndarray.
-#
 # **The cached path is the same code.** With `cache=kv` holding `L` positions, the `t`
 # new tokens are projected and split into heads as always; `kv.append(k, v)` writes their
 # keys and values into the cache and hands back *all* `L + t` of them, and the queries
@@ -749,13 +714,9 @@ print("kv cache: OK")
 # %% nbgrader={"grade": false, "grade_id": "multi-head", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class MultiHeadAttention(Module):
-    """Multi-head attention: (B, Tq, d_model) -> (B, Tq, d_model).
-
-    `q_proj`, `k_proj`, `v_proj`, `out_proj`: `Dense(d_model, d_model)`; num_heads heads of
-    head_dim = d_model // num_heads; dropout on the weights (`attn_dropout`) and the output
-    (`out_dropout`); `causal=True` masks the future. Calls: `attn(x)`, `attn(x, mask=m)`,
-    `attn(query, key, value)` (cross-attention), `attn(x_new, cache=kv)` (generation).
-    """
+    """Multi-head attention (B, Tq, d_model) -> (B, Tq, d_model): `q_proj`, `k_proj`, `v_proj`,
+    `out_proj` (Dense(d_model, d_model)), num_heads heads of head_dim = d_model // num_heads,
+    dropout on the weights and the output; `causal=True` masks the future."""
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *, causal: bool = False):
         super().__init__()
@@ -933,12 +894,9 @@ print("kv-cache decoding matches full recomputation: OK")
 # %% [markdown]
 # ## 8. Looking at attention
 #
-# Attention weights are one of the few places where a network shows *what it uses*.
-# `plot_attention` draws them as a heatmap: rows are queries, columns keys, one panel per
-# head. It takes weights `(Tq, Tk)`, `(nh, Tq, Tk)`, or `(B, nh, Tq, Tk)` (the first
-# example is drawn), optional token labels, and saves a PNG when given a path. It uses
-# matplotlib's object interface (`Figure`), not `pyplot`, so it works without a display
-# and leaves no global state behind; matplotlib is imported only when you call it.
+# Attention weights show *what a network uses*. `plot_attention` draws them as heatmaps
+# (rows: queries, columns: keys, one panel per head) with matplotlib's `Figure` (no
+# `pyplot`, no display needed) and saves a PNG when given a path.
 
 # %%
 #| export
@@ -984,11 +942,11 @@ def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str 
 # them **flagged** (its last feature is 1, the others 0). Every position must output the
 # flagged vector's content, wherever the flag is. A `Dense` layer applied per position
 # cannot know what sits elsewhere; attention can learn to put its weight on the key whose
-# flag feature is set. We train a single `SelfAttention` head with plain gradient descent
-# with momentum (the optimizers of module 06 would do the same) and plot its weights.
+# flag feature is set. We train one `SelfAttention` head with SGD + momentum (module 06).
 
 # %%
 from tinytorch.core.losses import MSELoss
+from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import manual_seed
 
 def flag_batch(rng, B=32, T=8, d=8):
@@ -1003,16 +961,13 @@ def flag_batch(rng, B=32, T=8, d=8):
 manual_seed(0)
 data_rng = np.random.default_rng(0)
 head = SelfAttention(8, rng=np.random.default_rng(1))
-velocity = {id(p): np.zeros_like(p.data) for p in head.parameters()}
-loss_fn = MSELoss()
+optimizer, loss_fn = SGD(head.parameters(), lr=0.05, momentum=0.9), MSELoss()
 for step in range(300):
     xb, yb, _ = flag_batch(data_rng)
     loss = loss_fn(head(xb), yb)
-    head.zero_grad()
+    optimizer.zero_grad()
     loss.backward()
-    for p in head.parameters():
-        velocity[id(p)] = 0.9 * velocity[id(p)] + p.grad.data
-        p.data -= 0.05 * velocity[id(p)]
+    optimizer.step()
     if step % 100 == 0 or step == 299:
         print(f"step {step:3d}  loss {loss.item():.4f}")
 
@@ -1021,69 +976,20 @@ with no_grad():
     head(xb)
 on_flag = head.last_weights[np.arange(4), :, where].mean()
 print(f"average attention on the flagged position: {on_flag:.3f} (uniform would be {1 / 8:.3f})")
-
-
-def show(fig) -> None:
-    """Display a matplotlib Figure in the notebook, as a PNG."""
-    import io
-    from IPython.display import Image, display
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    display(Image(buffer.getvalue()))
-
-
-show(plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
-               title="4 sequences (one panel each): every query reads the flagged key"))
+plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
+               title="4 sequences (one panel each): every query reads the flagged key")
 
 # %% [markdown]
 # Each panel shows one sequence: every row (query) has learned to put its weight on the
 # same column, the flagged position, which differs from sequence to sequence. The head
 # found content-based addressing by gradient descent.
 #
-# ## 9. How fast is generation with the cache?
-#
-# Time 64 generation steps at batch 1 for a 4-layer stack of attention layers (`d=128`,
-# 4 heads, as in TinyGPT), first recomputing the whole prefix every step, then with one
-# cache per layer. Inside `no_grad()` no graph is recorded.
-
-# %%
-import time
-
-layers = [MultiHeadAttention(128, 4, causal=True, rng=np.random.default_rng(i)).eval() for i in range(4)]
-steps = 64
-tokens = Tensor(np.random.default_rng(9).standard_normal((1, steps, 128)))
-with no_grad():
-    started = time.perf_counter()
-    for t in range(1, steps + 1):            # no cache: run the whole prefix every step
-        h = tokens[:, :t]
-        for layer in layers:
-            h = layer(h)
-        last_full = h[:, -1:]
-    naive = time.perf_counter() - started
-
-    caches = [layer.new_cache(1, steps) for layer in layers]
-    started = time.perf_counter()
-    for t in range(steps):                   # cache: only the new token
-        h = tokens[:, t:t + 1]
-        for layer, cache in zip(layers, caches):
-            h = layer(h, cache=cache)
-    cached = time.perf_counter() - started
-print(f"no cache: {steps / naive:7.0f} steps/s   with cache: {steps / cached:7.0f} steps/s")
-print(f"cache memory: {sum(c.nbytes for c in caches) / 1024:.0f} KiB for {len(caches)} layers, max_len={steps}")
-
-# %% [markdown]
-# The cached steps cost the same at step 1 and step 64 (the `(1, t)` scores are tiny next
-# to the projections), while the naive steps grow with `t`: the gap widens with the
-# context length.
-#
 # ## Systems thinking
 #
 # 1. **Quadratic memory.** Training keeps the `(B, nh, T, T)` attention weights for the
-#    backward pass (softmax keeps its output, dropout its mask, the scores are an
-#    intermediate too). For B = 12, nh = 4, T = 64 in float32, how many bytes per layer?
-#    For GPT-2's T = 1024, nh = 12? Which term of the model's memory dominates as T grows,
-#    and why do fused "flash" attention kernels, which never materialise the full matrix,
-#    matter more for long contexts than for short ones?
+#    backward pass. How many bytes per layer for B = 12, nh = 4, T = 64 in float32, and for
+#    GPT-2's T = 1024, nh = 12? Why do "flash" kernels, which never materialise the full
+#    matrix, matter more for long contexts?
 # 2. **KV-cache size.** The cache holds $2 \cdot L \cdot B \cdot T \cdot C$ numbers for L
 #    layers. Compute it for TinyGPT (L = 4, C = 128, T = 64, B = 1, float32) and for a
 #    model with L = 32, C = 4096, T = 4096, B = 8 in float16. Why do large models share

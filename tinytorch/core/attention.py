@@ -153,12 +153,8 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
 
 # %% ../../modules/11_attention/attention_dev.ipynb #20a07d5e
 class SelfAttention(Module):
-    """Single-head self-attention: (..., T, d_model) -> (..., T, d_model).
-
-    Three `Dense(d_model, d_model)` projections `q_proj`, `k_proj`, `v_proj`, then
-    `scaled_dot_product_attention`; `causal=True` masks the future. The weights (..., T, T)
-    of the last call are kept in `last_weights` (ndarray).
-    """
+    """Single-head self-attention (..., T, d_model) -> (..., T, d_model): projections `q_proj`,
+    `k_proj`, `v_proj`, then `scaled_dot_product_attention`; `causal=True` masks the future."""
     def __init__(self, d_model: int, causal: bool = False, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
@@ -186,12 +182,9 @@ class SelfAttention(Module):
 
 # %% ../../modules/11_attention/attention_dev.ipynb #d9bb6b76
 class KVCache:
-    """Keys and values of the positions processed so far, for one attention layer.
-
-    `key_buffer`, `value_buffer`: preallocated (batch_size, num_heads, max_len, head_dim),
-    of which the first `length` positions are filled (`keys`, `values`: views of them).
-    Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`.
-    """
+    """Keys and values of the positions seen so far, for one attention layer: preallocated
+    `key_buffer`, `value_buffer` (batch_size, num_heads, max_len, head_dim), the first
+    `length` positions filled. Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`."""
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = DEFAULT_FLOAT):
         shape = tuple(int(n) for n in (batch_size, num_heads, max_len, head_dim))
         if min(shape) < 1:
@@ -251,13 +244,9 @@ class KVCache:
 
 # %% ../../modules/11_attention/attention_dev.ipynb #81cd1279
 class MultiHeadAttention(Module):
-    """Multi-head attention: (B, Tq, d_model) -> (B, Tq, d_model).
-
-    `q_proj`, `k_proj`, `v_proj`, `out_proj`: `Dense(d_model, d_model)`; num_heads heads of
-    head_dim = d_model // num_heads; dropout on the weights (`attn_dropout`) and the output
-    (`out_dropout`); `causal=True` masks the future. Calls: `attn(x)`, `attn(x, mask=m)`,
-    `attn(query, key, value)` (cross-attention), `attn(x_new, cache=kv)` (generation).
-    """
+    """Multi-head attention (B, Tq, d_model) -> (B, Tq, d_model): `q_proj`, `k_proj`, `v_proj`,
+    `out_proj` (Dense(d_model, d_model)), num_heads heads of head_dim = d_model // num_heads,
+    dropout on the weights and the output; `causal=True` masks the future."""
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *, causal: bool = False):
         super().__init__()
