@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -611,6 +611,9 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     """Rebuild the model saved at `path`; CheckpointError if the file is not a TinyGPT
     checkpoint, is damaged, or its parts do not fit together."""
     arrays, meta = load_npz_checkpoint(path, kind=CHECKPOINT_KIND)
+    keys = sorted(f.name for f in fields(GPTConfig))
+    if not isinstance(meta.get("config"), dict) or sorted(meta["config"]) != keys:
+        raise CheckpointError(f"{path}: the TinyGPT config should have the keys {keys}, got {meta.get('config')!r:.200}")
     try:
         config = GPTConfig(**meta["config"])
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"]) if meta.get("tokenizer") is not None else None
