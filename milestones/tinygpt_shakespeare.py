@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_run:
         runs_dir = args.runs_dir or (out_dir / "runs" if args.quick else ROOT / "runs")
         run = Run.create(stem, {"milestone": NAME, "kind": args.kind, "seed": args.seed, **cfg,
-                                "model": dict(model.config), "command": command}, root=runs_dir, seed=args.seed)
+                                "model": model.config.to_dict(), "command": command}, root=runs_dir, seed=args.seed)
         print(f"recording the run in {repo_relative(run.path)} (bin/tito runs --dir {repo_relative(runs_dir)})")
 
         trainer.on_evaluation = lambda row: run.log({k: v for k, v in row.items() if k != "iteration"},
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sample": sample,
         "sample_settings": {"prompt": "\n", "temperature": args.temperature, "new_tokens": args.sample_length,
                             "kv_cache": True, "window_keep": cfg["max_length"] // 2},
-        "config": {**model.config, "batch_size": cfg["batch_size"], "iterations": cfg["iterations"],
+        "config": {**model.config.to_dict(), "batch_size": cfg["batch_size"], "iterations": cfg["iterations"],
                    "eval_interval": cfg["eval_interval"], "optimizer": "AdamW", "lr": cfg["lr"],
                    "betas": [0.9, 0.99], "weight_decay": 0.1, "schedule": "CosineWarmupLR",
                    "warmup": cfg["warmup"], "min_lr": cfg["min_lr"], "grad_clip": 1.0},
