@@ -70,11 +70,8 @@ def _check_vocabulary(items: list) -> None:
 
 class CharTokenizer:
     """Character-level tokenizer: ids are positions in `chars` (default DEFAULT_CHARS).
-
-    `unknown`: None (encoding an unknown character raises UnknownCharacterError naming it),
-    or one character whose id unknown characters get (appended to `chars` if missing).
-    `encode(text) -> (len(text),) int64`, `decode(ids) -> str`, `fit(text)`, `to_dict()`.
-    """
+    `unknown`: None (unknown characters raise UnknownCharacterError naming them) or one
+    character whose id they get (appended to `chars` if missing)."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
         items = list(DEFAULT_CHARS if chars is None else chars)
@@ -280,11 +277,8 @@ class GPTConfig:
 
 class TransformerBlock(Module):
     """Pre-LayerNorm block, (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)).
-
-    From sizes: causal MultiHeadAttention(d_model, num_heads, dropout) and the MLP Dense(C,
-    ff_dim) - GELU - Dense(ff_dim, C) - Dropout. `attention` / `feedforward` replace them.
-    `forward(x, cache=None)`: with a KVCache (generation) x holds the new positions only.
-    """
+    From sizes: causal MultiHeadAttention and the MLP Dense(C, ff_dim) - GELU - Dense(ff_dim,
+    C) - Dropout; `attention` / `feedforward` replace them."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
                  dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
@@ -339,12 +333,9 @@ def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
 
 class TinyGPT(Module):
     """A character-level GPT: ids (B, T) -> next-token logits (B, T, vocab_size).
-
-    token Embedding + PositionalEncoding -> Dropout -> num_layers TransformerBlocks ->
-    LayerNorm -> Dense head, GPT-2 initialisation. `TinyGPT(GPTConfig(...))` or
-    `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's fields); `tokenizer` is used by
-    `generate` and saved with the model; `rng` draws the initial weights and dropout masks.
-    """
+    `TinyGPT(GPTConfig(...))` or `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's
+    fields); `tokenizer` is used by `generate` and saved with the model; `rng` draws the
+    initial weights and the dropout masks."""
 
     def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
                  rng: np.random.Generator | None = None, **sizes: Any):
@@ -417,7 +408,7 @@ class TinyGPT(Module):
             raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
-                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]
+                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
         return self.tokenizer.decode(out) if self.tokenizer is not None else out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -434,12 +425,11 @@ class TinyGPT(Module):
         """Fit a tokenizer if the model has none (a model's tokenizer is kept: its ids have a
         meaning), then train for epochs * iterations_per_epoch steps with a LanguageModelTrainer
         (section 10; keyword arguments: TrainConfig fields and the trainer's options). Returns the history."""
+        if self.tokenizer is None and len(set(text)) > self.vocab_size:
+            raise ValueError(f"TinyGPT.train_on_text: the text has {len(set(text))} distinct characters but the "
+                             f"model's vocab_size is {self.vocab_size}")
         if self.tokenizer is None:
-            tokenizer = CharTokenizer().fit(text)
-            if tokenizer.vocab_size > self.vocab_size:
-                raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
-                                 f"but the model's vocab_size is {self.vocab_size}")
-            self.tokenizer = tokenizer
+            self.tokenizer = CharTokenizer().fit(text)
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
@@ -558,12 +548,10 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0): returns (B, T0 + n) int64.
-
-    Under no_grad in eval mode (the mode is restored). use_cache: one KVCache per block,
-    re-prefilled with the last `window_keep` tokens (default max_length // 2) when the window
-    is full; else every step runs the last max_length ids. Samples only decodable ids.
-    """
+    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0) -> (B, T0 + n) int64,
+    under no_grad in eval mode. use_cache: one KVCache per block, re-prefilled with the last
+    `window_keep` tokens (default max_length // 2) when full; else each step runs the last
+    max_length ids. Samples only decodable ids."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -688,12 +676,9 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 
 class TextWindows:
-    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows.
-
-    num_batches given: that many batches of random windows per epoch, from
-    np.random.default_rng([seed, epoch]) (or [seed] when not resample_each_epoch);
-    num_batches=None: every non-overlapping window once, in order.
-    """
+    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows:
+    `num_batches` batches of random windows per epoch, from np.random.default_rng([seed,
+    epoch]) ([seed] if not resample_each_epoch); num_batches=None: every window once, in order."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
@@ -772,11 +757,9 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer, as `config` (a TrainConfig; keyword
-    `overrides` replace its fields) says. Every eval_interval steps the validation loss is
-    estimated, printed (verbose) and handed to `on_evaluation(row)` (iteration, train_loss,
-    val_loss, lr, seconds). `checkpoint_dir`: Trainer checkpoints, for `fit(resume=True)`.
-    """
+    """Trains a TinyGPT on a text with module 07's Trainer as `config` (a TrainConfig, whose
+    fields keyword `overrides` replace) says; after every epoch the losses are printed and
+    handed to `on_evaluation(row)`. `checkpoint_dir`: checkpoints for `fit(resume=True)`."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -816,7 +799,7 @@ class LanguageModelTrainer:
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
         if self.trainer.epoch < last or resume is not False:
             self.trainer.fit(_Reporting(self.train_data, self._report), self.val_data, epochs=last, resume=resume)
-        self._report()
+        self._report()                                    # the last epoch's row
         return self.history
 
     def _report(self) -> None:

@@ -143,11 +143,8 @@ def _check_vocabulary(items: list) -> None:
 
 class CharTokenizer:
     """Character-level tokenizer: ids are positions in `chars` (default DEFAULT_CHARS).
-
-    `unknown`: None (encoding an unknown character raises UnknownCharacterError naming it),
-    or one character whose id unknown characters get (appended to `chars` if missing).
-    `encode(text) -> (len(text),) int64`, `decode(ids) -> str`, `fit(text)`, `to_dict()`.
-    """
+    `unknown`: None (unknown characters raise UnknownCharacterError naming them) or one
+    character whose id they get (appended to `chars` if missing)."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
         items = list(DEFAULT_CHARS if chars is None else chars)
@@ -497,11 +494,8 @@ class GPTConfig:
 
 class TransformerBlock(Module):
     """Pre-LayerNorm block, (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)).
-
-    From sizes: causal MultiHeadAttention(d_model, num_heads, dropout) and the MLP Dense(C,
-    ff_dim) - GELU - Dense(ff_dim, C) - Dropout. `attention` / `feedforward` replace them.
-    `forward(x, cache=None)`: with a KVCache (generation) x holds the new positions only.
-    """
+    From sizes: causal MultiHeadAttention and the MLP Dense(C, ff_dim) - GELU - Dense(ff_dim,
+    C) - Dropout; `attention` / `feedforward` replace them."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
                  dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
@@ -615,12 +609,9 @@ def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
 
 class TinyGPT(Module):
     """A character-level GPT: ids (B, T) -> next-token logits (B, T, vocab_size).
-
-    token Embedding + PositionalEncoding -> Dropout -> num_layers TransformerBlocks ->
-    LayerNorm -> Dense head, GPT-2 initialisation. `TinyGPT(GPTConfig(...))` or
-    `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's fields); `tokenizer` is used by
-    `generate` and saved with the model; `rng` draws the initial weights and dropout masks.
-    """
+    `TinyGPT(GPTConfig(...))` or `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's
+    fields); `tokenizer` is used by `generate` and saved with the model; `rng` draws the
+    initial weights and the dropout masks."""
 
     def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
                  rng: np.random.Generator | None = None, **sizes: Any):
@@ -685,7 +676,9 @@ class TinyGPT(Module):
 
     def new_caches(self, batch_size: int = 1) -> list[KVCache]:
         """One empty KVCache per block, each with room for max_length positions."""
+        ### BEGIN SOLUTION
         return [block.attn.new_cache(batch_size, self.max_length) for block in self.blocks]
+        ### END SOLUTION
 
     def generate(self, prompt: str | Any, max_length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -697,34 +690,41 @@ class TinyGPT(Module):
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
         if ids.size == 0:
             raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
+        ### BEGIN SOLUTION
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
-                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]
+                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
         return self.tokenizer.decode(out) if self.tokenizer is not None else out
+        ### END SOLUTION
 
     def save(self, path: str | os.PathLike) -> Path:
         """Parameters, config and tokenizer in one safe .npz file, whatever its name (section 9)."""
+        ### BEGIN SOLUTION
         return save_tinygpt(self, path)
+        ### END SOLUTION
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TinyGPT:
         """A model written by `save` (never unpickles; CheckpointError if the file is not one)."""
+        ### BEGIN SOLUTION
         return load_tinygpt(path)
+        ### END SOLUTION
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
         """Fit a tokenizer if the model has none (a model's tokenizer is kept: its ids have a
         meaning), then train for epochs * iterations_per_epoch steps with a LanguageModelTrainer
         (section 10; keyword arguments: TrainConfig fields and the trainer's options). Returns the history."""
+        if self.tokenizer is None and len(set(text)) > self.vocab_size:
+            raise ValueError(f"TinyGPT.train_on_text: the text has {len(set(text))} distinct characters but the "
+                             f"model's vocab_size is {self.vocab_size}")
+        ### BEGIN SOLUTION
         if self.tokenizer is None:
-            tokenizer = CharTokenizer().fit(text)
-            if tokenizer.vocab_size > self.vocab_size:
-                raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
-                                 f"but the model's vocab_size is {self.vocab_size}")
-            self.tokenizer = tokenizer
+            self.tokenizer = CharTokenizer().fit(text)
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         c = self.config
@@ -849,8 +849,10 @@ def _logits_2d(logits: Any, who: str) -> np.ndarray:
 
 def _softmax_rows(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64."""
+    ### BEGIN SOLUTION
     e = np.exp(z.astype(np.float64) - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+    ### END SOLUTION
 
 
 def greedy(logits: Any) -> np.ndarray:
@@ -976,12 +978,10 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0): returns (B, T0 + n) int64.
-
-    Under no_grad in eval mode (the mode is restored). use_cache: one KVCache per block,
-    re-prefilled with the last `window_keep` tokens (default max_length // 2) when the window
-    is full; else every step runs the last max_length ids. Samples only decodable ids.
-    """
+    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0) -> (B, T0 + n) int64,
+    under no_grad in eval mode. use_cache: one KVCache per block, re-prefilled with the last
+    `window_keep` tokens (default max_length // 2) when full; else each step runs the last
+    max_length ids. Samples only decodable ids."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -1207,17 +1207,16 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     """(first 1 - val_fraction of the characters, the rest): a split by position, not at random."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"split_text: val_fraction must lie in (0, 1), got {val_fraction!r}")
+    ### BEGIN SOLUTION
     cut = int(round(len(text) * (1 - val_fraction)))
     return text[:cut], text[cut:]
+    ### END SOLUTION
 
 
 class TextWindows:
-    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows.
-
-    num_batches given: that many batches of random windows per epoch, from
-    np.random.default_rng([seed, epoch]) (or [seed] when not resample_each_epoch);
-    num_batches=None: every non-overlapping window once, in order.
-    """
+    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows:
+    `num_batches` batches of random windows per epoch, from np.random.default_rng([seed,
+    epoch]) ([seed] if not resample_each_epoch); num_batches=None: every window once, in order."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
@@ -1229,7 +1228,9 @@ class TextWindows:
                              f"num_batches {num_batches}")
         self.num_batches = None if num_batches is None else int(num_batches)
         self.seed, self.resample_each_epoch, self.epoch = int(seed), bool(resample_each_epoch), 0
+        ### BEGIN SOLUTION
         self._windows = np.lib.stride_tricks.sliding_window_view(self.tokens, self.context + 1)   # (N - T, T + 1) view
+        ### END SOLUTION
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -1250,14 +1251,14 @@ class TextWindows:
         ### END SOLUTION
 
     def __iter__(self) -> Iterator[tuple[Tensor, np.ndarray]]:
+        ### BEGIN SOLUTION
         starts = self.starts()
         rows = starts if starts.ndim == 2 else [starts[i:i + self.batch_size] for i in range(0, starts.size, self.batch_size)]
         for batch_starts in rows:
-            ### BEGIN SOLUTION
             window = self._windows[batch_starts]                              # (B, T + 1), a copy
             inputs, targets = shift_targets(window)
             yield Tensor(np.ascontiguousarray(inputs)), np.ascontiguousarray(targets)   # int64 stays int64
-            ### END SOLUTION
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return (f"TextWindows(tokens={self.tokens.size}, context={self.context}, batch_size={self.batch_size}, "
@@ -1300,11 +1301,9 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer, as `config` (a TrainConfig; keyword
-    `overrides` replace its fields) says. Every eval_interval steps the validation loss is
-    estimated, printed (verbose) and handed to `on_evaluation(row)` (iteration, train_loss,
-    val_loss, lr, seconds). `checkpoint_dir`: Trainer checkpoints, for `fit(resume=True)`.
-    """
+    """Trains a TinyGPT on a text with module 07's Trainer as `config` (a TrainConfig, whose
+    fields keyword `overrides` replace) says; after every epoch the losses are printed and
+    handed to `on_evaluation(row)`. `checkpoint_dir`: checkpoints for `fit(resume=True)`."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -1344,10 +1343,12 @@ class LanguageModelTrainer:
         reporting after each; returns the Trainer's history. resume: True continues from
         checkpoint_dir/last.npz (if any), or pass a checkpoint path."""
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
+        ### BEGIN SOLUTION
         if self.trainer.epoch < last or resume is not False:
             self.trainer.fit(_Reporting(self.train_data, self._report), self.val_data, epochs=last, resume=resume)
-        self._report()
+        self._report()                                    # the last epoch's row
         return self.history
+        ### END SOLUTION
 
     def _report(self) -> None:
         """Print (verbose) and hand to `on_evaluation` every history row not reported yet."""
@@ -1369,9 +1370,11 @@ class LanguageModelTrainer:
         else the fixed `eval_batches` batches (val only)."""
         if split not in ("val", "train"):
             raise ValueError(f"LanguageModelTrainer.evaluate: split must be 'val' or 'train', got {split!r}")
+        ### BEGIN SOLUTION
         tokens = self.val_tokens if split == "val" else self.train_tokens
         data = TextWindows(tokens, self.context, self.batch_size) if full or split == "train" else self.val_data
         return self.trainer.evaluate(data)
+        ### END SOLUTION
 
     def plot_history(self, path: str | os.PathLike | None = None) -> Any:
         return self.trainer.plot_history(path)

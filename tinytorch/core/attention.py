@@ -57,7 +57,9 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
     try:
         if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
             raise ValueError
-        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        lead = q.shape[:-2]
+        if not lead == k.shape[:-2] == v.shape[:-2]:                   # the common case needs no broadcasting
+            lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
         raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
                          f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
@@ -311,7 +313,8 @@ class MultiHeadAttention(Module):
         (B, nh, Tq, Tk) with return_weights); `last_weights` keeps them as an ndarray."""
         query, key, value, past = self._check(query, key, value, cache)
         (B, Tq, _), Tk = query.shape, past + key.shape[1]       # Tk: all keys, the cached ones included
-        causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype) if self.causal or cache is not None else None
+        masked = (self.causal or cache is not None) and Tq > 1          # one query (the last) sees every key
+        causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype) if masked else None
         mask = _add_masks(causal, mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
         q = self.split_heads(self.q_proj(query))                # (B, nh, Tq, hs)
         k = self.split_heads(self.k_proj(key))                  # (B, nh, Tk, hs)
