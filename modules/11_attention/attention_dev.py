@@ -272,9 +272,8 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
     try:
         if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
             raise ValueError
-        lead = q.shape[:-2]
-        if not lead == k.shape[:-2] == v.shape[:-2]:                   # the common case needs no broadcasting
-            lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
+            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])   # broadcast only when needed
     except ValueError:
         raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
                          f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
@@ -993,10 +992,9 @@ plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
 #    backward pass. How many bytes per layer for B = 12, nh = 4, T = 64 in float32, and for
 #    GPT-2's T = 1024, nh = 12? Why do "flash" kernels, which never materialise the full
 #    matrix, matter more for long contexts?
-# 2. **KV-cache size.** The cache holds $2 \cdot L \cdot B \cdot T \cdot C$ numbers for L
-#    layers. Compute it for TinyGPT (L = 4, C = 128, T = 64, B = 1, float32) and for a
-#    model with L = 32, C = 4096, T = 4096, B = 8 in float16. Why do large models share
-#    keys and values between several query heads (multi-query / grouped-query attention)?
+# 2. **KV-cache size.** The cache holds $2 L B T C$ numbers for L layers: compute it for
+#    TinyGPT (L = 4, C = 128, T = 64, B = 1, float32) and for L = 32, C = 4096, T = 4096,
+#    B = 8 in float16. Why do large models share keys and values between query heads?
 # 3. **Masks and numerics.** What happens to a row of the softmax if every key is masked
 #    with -inf? With -1e9 instead? Which of the two failures would you rather debug, and
 #    why does float16 (max 65504) turn the second into the first?

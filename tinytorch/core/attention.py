@@ -57,9 +57,8 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
     try:
         if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
             raise ValueError
-        lead = q.shape[:-2]
-        if not lead == k.shape[:-2] == v.shape[:-2]:                   # the common case needs no broadcasting
-            lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
+            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])   # broadcast only when needed
     except ValueError:
         raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
                          f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
