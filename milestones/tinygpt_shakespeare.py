@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     store = private_dir(ROOT / "results" / "tinygpt") if not args.quick else out_dir
     model_path = args.model_out or store / f"{stem}.npz"
-    _, tuned = fast_paths()              # module 13: keep freed memory for reuse (page faults)
+    adamw, tuned = fast_paths()          # module 13: keep freed memory for reuse (page faults)
     if args.blas_threads:
         set_blas_threads(args.blas_threads)
     machine = machine_info()              # after set_blas_threads: records the count in use
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batch_size=cfg["batch_size"], lr=cfg["lr"], min_lr=cfg["min_lr"], warmup=cfg["warmup"],
         weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_batches=20, seed=args.seed,
         checkpoint_dir=(store / f"checkpoints_{stem}") if not args.quick else None,
-        progress=not args.no_progress)
+        progress=not args.no_progress, optimizer_class=adamw)   # module 13's FusedAdamW when exported
     print(f"TinyGPT: {cfg['num_layers']} layers, {cfg['num_heads']} heads, d_model {cfg['d_model']}, context "
           f"{cfg['max_length']}, dropout {cfg['dropout']}: {params:,} parameters")
     print(f"{cfg['iterations']} iterations of batch {cfg['batch_size']} x {cfg['max_length']}, AdamW lr {cfg['lr']} "
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_run:
         runs_dir = args.runs_dir or (out_dir / "runs" if args.quick else ROOT / "runs")
         run = Run.create(stem, {"milestone": NAME, "kind": args.kind, "seed": args.seed, **cfg,
-                                "model": dict(model.config), "command": command}, root=runs_dir, seed=args.seed)
+                                "model": model.config.to_dict(), "command": command}, root=runs_dir, seed=args.seed)
         print(f"recording the run in {repo_relative(run.path)} (bin/tito runs --dir {repo_relative(runs_dir)})")
 
         trainer.on_evaluation = lambda row: run.log({k: v for k, v in row.items() if k != "iteration"},
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sample": sample,
         "sample_settings": {"prompt": "\n", "temperature": args.temperature, "new_tokens": args.sample_length,
                             "kv_cache": True, "window_keep": cfg["max_length"] // 2},
-        "config": {**model.config, "batch_size": cfg["batch_size"], "iterations": cfg["iterations"],
+        "config": {**model.config.to_dict(), "batch_size": cfg["batch_size"], "iterations": cfg["iterations"],
                    "eval_interval": cfg["eval_interval"], "optimizer": "AdamW", "lr": cfg["lr"],
                    "betas": [0.9, 0.99], "weight_decay": 0.1, "schedule": "CosineWarmupLR",
                    "warmup": cfg["warmup"], "min_lr": cfg["min_lr"], "grad_clip": 1.0},

@@ -2,29 +2,20 @@
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #47809e95
 """TinyGPT: a character-level GPT assembled from the components of modules 01-15.
-
-Module 16 of TinyTorch (generated from modules/16_tinygpt/tinygpt_dev.py; do not edit).
-
-CharTokenizer (text <-> ids), Embedding, PositionalEncoding, TransformerBlock (pre-LN,
-module 11's MultiHeadAttention and module 10's LayerNorm, both re-exported here), TinyGPT
-(logits, KV-cached generation with a sliding window, save/load through module 07's safe
-npz checkpoints), LanguageModelLoss, sampling strategies (greedy, temperature, top-k,
-top-p), and LanguageModelTrainer (module 07's Trainer on random text windows, AdamW with
-warm-up and cosine decay).
-"""
+Module 16 of TinyTorch (generated from modules/16_tinygpt/tinygpt_dev.py; do not edit)."""
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .core.tensor import DEFAULT_FLOAT, Function, Tensor, get_rng
-from .core.activations import GELU, ReLU
+from .core.activations import GELU
 from .core.layers import Dense, Dropout, Module, Parameter, Sequential, StateDictError
 from .core.losses import CrossEntropyLoss
 from .core.autograd import no_grad
@@ -36,12 +27,24 @@ from .mlops.mlops import GenerationTimeout, ModelKind, PackageError, save_packag
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
+
+def _as_ids(ids: Any, who: str) -> np.ndarray:
+    """Token ids as an int64 ndarray (from a list, ndarray or Tensor; whole floats are accepted)."""
+    arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)) and np.isfinite(arr).all():
+            return arr.astype(np.int64)
+        if arr.size:
+            raise TypeError(f"{who}: token ids must be integers, got dtype {arr.dtype} (shape {arr.shape})")
+    return arr.astype(np.int64, copy=False)
+
 # %% auto #0
 __all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'GENERATION_CHUNK', 'TINYGPT_KIND', 'UnknownCharacterError', 'CharTokenizer',
-           'EmbeddingFunction', 'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'TransformerBlock', 'TinyGPT',
-           'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter',
-           'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt', 'split_text',
-           'TextWindows', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention', 'KVCache', 'plot_attention']
+           'EmbeddingFunction', 'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock',
+           'TinyGPT', 'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter',
+           'top_p_filter', 'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt',
+           'split_text', 'TextWindows', 'TrainConfig', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention',
+           'KVCache', 'plot_attention']
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #8d68aac6
 DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
@@ -54,23 +57,21 @@ class UnknownCharacterError(ValueError):
 def _quote_chars(chars: Iterable[str], limit: int = 10) -> str:
     """'a', 'b', '\\n' (at most `limit`, then 'and N more')."""
     chars = list(chars)
-    shown = ", ".join(repr(c) for c in chars[:limit])
-    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+    return ", ".join(repr(c) for c in chars[:limit]) + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+def _check_vocabulary(items: list) -> None:
+    if any(not isinstance(c, str) or len(c) != 1 for c in items):
+        raise TypeError(f"CharTokenizer: the vocabulary must consist of single characters, got {items[:5]!r}")
+    if not items or len(set(items)) != len(items):
+        repeated = sorted({c for c in items if items.count(c) > 1})
+        raise ValueError(f"CharTokenizer: the vocabulary is empty or repeats {_quote_chars(repeated)}")
 
 
 class CharTokenizer:
-    """Character-level tokenizer: one id per character, ids = positions in `chars`.
-
-    Args:
-        chars: the vocabulary, a string (or sequence of one-character strings) without
-            repeats; default `DEFAULT_CHARS` (tab, newline, printable ASCII: 97 characters).
-        unknown: None (default): encoding a character outside the vocabulary raises
-            UnknownCharacterError naming it. A single character, e.g. "?": unknown
-            characters are encoded as its id (it is appended to `chars` if missing).
-
-    `encode(text) -> ids (len(text),) int64`, `decode(ids) -> str`, `fit(text)` (sorted
-    unique characters of a corpus), `vocab_size`, `to_dict()` / `from_dict(d)` (JSON).
-    """
+    """Character-level tokenizer: ids are positions in `chars` (default DEFAULT_CHARS).
+    `unknown`: None (unknown characters raise UnknownCharacterError naming them) or one
+    character whose id they get (appended to `chars` if missing)."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
         items = list(DEFAULT_CHARS if chars is None else chars)
@@ -82,21 +83,14 @@ class CharTokenizer:
         self._set_vocabulary(items)
 
     def _set_vocabulary(self, items: list[str]) -> None:
-        """Check `items` and build the lookup structures: `chars`, `_table`, `_chars_array`."""
-        bad = [c for c in items if not isinstance(c, str) or len(c) != 1]
-        if bad:
-            raise TypeError(f"CharTokenizer: the vocabulary must consist of single characters, got {bad[:5]!r}")
-        if not items:
-            raise ValueError("CharTokenizer: the vocabulary is empty")
-        if len(set(items)) != len(items):
-            repeated = sorted({c for c in items if items.count(c) > 1})
-            raise ValueError(f"CharTokenizer: characters {_quote_chars(repeated)} appear more than once in the vocabulary")
+        """Build `chars`, `_table` (code point -> id, -1 unknown), `_chars_array` (id -> char), `unknown_id`."""
+        _check_vocabulary(items)
         self.chars: tuple[str, ...] = tuple(items)
         codes = np.array([ord(c) for c in items], dtype=np.int64)
         self._table = np.full(int(codes.max()) + 1, -1, dtype=np.int64)   # code point -> id, -1 unknown
         self._table[codes] = np.arange(len(items))
         self._chars_array = np.array(items, dtype="<U1")                    # id -> character
-        self.unknown_id: int | None = None if self.unknown is None else int(self._table[ord(self.unknown)])
+        self.unknown_id = None if self.unknown is None else int(self._table[ord(self.unknown)])
 
     @property
     def vocab_size(self) -> int:
@@ -106,13 +100,10 @@ class CharTokenizer:
         return len(self.chars)
 
     def fit(self, text: str) -> CharTokenizer:
-        """Make the vocabulary the sorted unique characters of `text` (plus `unknown`, if set); returns self."""
+        """Make the vocabulary the sorted unique characters of `text` (plus `unknown`); returns self."""
         if not isinstance(text, str) or not text:
-            raise ValueError(f"CharTokenizer.fit: needs a non-empty string, got {type(text).__name__} "
-                             f"of length {len(text) if isinstance(text, str) else '?'}")
-        chars = set(text)
-        if self.unknown is not None:
-            chars.add(self.unknown)
+            raise ValueError(f"CharTokenizer.fit: needs a non-empty string, got {type(text).__name__}")
+        chars = set(text) if self.unknown is None else set(text) | {self.unknown}
         self._set_vocabulary(sorted(chars))
         return self
 
@@ -121,41 +112,31 @@ class CharTokenizer:
         if not isinstance(text, str):
             raise TypeError(f"CharTokenizer.encode: expects a str, got {type(text).__name__}")
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
-        ids = np.full(codes.shape, -1, dtype=np.int64)
+        ids = np.full(codes.shape, -1, dtype=np.int64)                     # -1: not in the vocabulary
         known = codes < self._table.size
         ids[known] = self._table[codes[known]]
-        missing = ids < 0
-        if missing.any():
-            if self.unknown_id is None:
-                where = np.flatnonzero(missing)
-                unseen = list(dict.fromkeys(text[i] for i in where))            # first-seen order
-                raise UnknownCharacterError(
-                    f"CharTokenizer.encode: unknown characters {_quote_chars(unseen)} (not in the "
-                    f"{self.vocab_size}-character vocabulary; first at position {where[0]}). Fit the "
-                    f"tokenizer on text that contains them, or construct it with unknown='?' to map "
-                    f"them to one token")
+        return self._replace_unknown(text, ids)
+
+    def _replace_unknown(self, text: str, ids: np.ndarray) -> np.ndarray:
+        """Ids -1 become `unknown_id`, or raise UnknownCharacterError naming the characters."""
+        missing = np.flatnonzero(ids < 0)
+        if missing.size and self.unknown_id is None:
+            unseen = list(dict.fromkeys(text[i] for i in missing))           # first-seen order
+            raise UnknownCharacterError(
+                f"CharTokenizer.encode: unknown characters {_quote_chars(unseen)} (not in the {self.vocab_size}-"
+                f"character vocabulary; first at position {missing[0]}). Fit the tokenizer on text that contains "
+                f"them, or construct it with unknown='?'")
+        if missing.size:
             ids[missing] = self.unknown_id
         return ids
 
     def decode(self, ids: Any) -> str:
         """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
-        arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise ValueError(f"CharTokenizer.decode: decodes one sequence (1-D ids), got shape {arr.shape}; "
-                             f"decode the rows one by one")
-        if arr.size == 0:
-            return ""
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
-                raise TypeError(f"CharTokenizer.decode: ids must be integers, got dtype {arr.dtype}")
-            arr = arr.astype(np.int64)
-        bad = arr[(arr < 0) | (arr >= self.vocab_size)]
-        if bad.size:
-            raise ValueError(f"CharTokenizer.decode: ids {np.unique(bad)[:10].tolist()} are outside the "
-                             f"vocabulary [0, {self.vocab_size})")
-        return "".join(self._chars_array[arr].tolist())
+        arr = _as_ids(ids, "CharTokenizer.decode")
+        if arr.ndim > 1 or (arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size)):
+            raise ValueError(f"CharTokenizer.decode: needs one sequence of ids in [0, {self.vocab_size}), got "
+                             f"shape {arr.shape}, range [{arr.min(initial=0)}, {arr.max(initial=0)}]")
+        return "".join(self._chars_array[arr.reshape(-1)].tolist())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description: {"type", "chars" (one string), "unknown"}."""
@@ -165,8 +146,7 @@ class CharTokenizer:
     def from_dict(cls, d: dict[str, Any]) -> CharTokenizer:
         """Inverse of `to_dict` (the vocabulary order is kept exactly)."""
         if not isinstance(d, dict) or d.get("type") != "CharTokenizer" or not isinstance(d.get("chars"), str):
-            raise ValueError(f"CharTokenizer.from_dict: expected a dict from to_dict() with type "
-                             f"'CharTokenizer' and a 'chars' string, got {d!r:.200}")
+            raise ValueError(f"CharTokenizer.from_dict: expected a dict from to_dict(), got {d!r:.200}")
         return cls(d["chars"], unknown=d.get("unknown"))
 
     def __eq__(self, other: object) -> bool:
@@ -178,23 +158,9 @@ class CharTokenizer:
         return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self.unknown!r})"
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #6b674ea3
-def _as_ids(ids: Any, who: str) -> np.ndarray:
-    """Token ids as an int64 ndarray (from a list, ndarray or integer Tensor)."""
-    arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)) and np.isfinite(arr).all():
-            return arr.astype(np.int64)
-        if arr.size:
-            raise TypeError(f"{who}: token ids must be integers, got dtype {arr.dtype} (shape {arr.shape})")
-    return arr.astype(np.int64, copy=False)
-
-
 class EmbeddingFunction(Function):
-    """Row gather `weight[ids]`: weight (V, C), ids (...) integer -> (..., C).
-
-    Backward: the gradient rows are summed per id (ids may repeat) by sorting the ids and
-    adding contiguous runs with np.add.reduceat; rows of ids that do not occur get 0.
-    """
+    """Row gather `weight[ids]`: weight (V, C), ids (...) -> (..., C). Backward: gradient rows
+    summed per id (ids repeat) by sorting the ids and adding runs with np.add.reduceat."""
 
     def forward(self, weight: np.ndarray, ids: np.ndarray) -> np.ndarray:
         self.ids, self.shape = ids, weight.shape
@@ -215,11 +181,8 @@ class EmbeddingFunction(Function):
 
 
 class Embedding(Module):
-    """Trainable lookup table: ids (...) -> vectors (..., dim).
-
-    `weight`: Parameter (num_embeddings, dim), initialised N(0, std²). Ids must be
-    integers in [0, num_embeddings).
-    """
+    """Trainable lookup table: ids (...) in [0, num_embeddings) -> vectors (..., dim);
+    `weight` (num_embeddings, dim) initialised N(0, std²)."""
 
     def __init__(self, num_embeddings: int, dim: int, std: float = 1.0, dtype: Any = DEFAULT_FLOAT,
                  rng: np.random.Generator | None = None):
@@ -233,10 +196,9 @@ class Embedding(Module):
     def forward(self, ids: Any) -> Tensor:
         ids = _as_ids(ids, "Embedding")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            bad = ids[(ids < 0) | (ids >= self.num_embeddings)]
-            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got "
-                             f"{np.unique(bad)[:10].tolist()} in ids of shape {ids.shape}")
-        return EmbeddingFunction.apply(self.weight, ids=ids)
+            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got ids in "
+                             f"[{ids.min()}, {ids.max()}] (shape {ids.shape})")
+        return EmbeddingFunction.apply(self.weight, ids=ids)  # (..., dim)
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, dim={self.dim}"
@@ -254,12 +216,9 @@ def sinusoidal_table(max_length: int, d_model: int, dtype: Any = DEFAULT_FLOAT) 
 
 
 class PositionalEncoding(Module):
-    """Adds a position vector to each token vector: (B, T, C) -> (B, T, C).
-
-    learned=False: the fixed sinusoidal table (no parameters). learned=True: a Parameter
-    `weight` (max_length, C), initialised N(0, std²). `forward(x, offset=0)` adds the rows
-    for positions offset .. offset + T - 1, which must be < max_length.
-    """
+    """Adds a position vector to each token vector: (B, T, C) -> (B, T, C), positions
+    offset .. offset + T - 1 < max_length. learned: a Parameter `weight` (max_length, C),
+    N(0, std²); else the constant sinusoidal `table`."""
 
     def __init__(self, max_length: int, d_model: int, learned: bool = False, std: float = 0.02,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
@@ -272,169 +231,130 @@ class PositionalEncoding(Module):
             self.weight = Parameter(w, dtype=dtype)
         else:
             self.table = sinusoidal_table(self.max_length, self.d_model, dtype)
-            self.table.flags.writeable = False
-
-    def encoding(self, length: int, offset: int = 0) -> Tensor:
-        """The position vectors of positions offset .. offset + length - 1: (length, C)."""
-        if offset < 0 or offset + length > self.max_length:
-            raise ValueError(f"PositionalEncoding: positions {offset}..{offset + length - 1} requested, but "
-                             f"max_length={self.max_length} (positions 0..{self.max_length - 1}); use a "
-                             f"shorter sequence or a larger max_length")
-        if self.learned:
-            return self.weight[offset:offset + length]                 # (T, C), gradient flows to weight
-        return Tensor(self.table[offset:offset + length], dtype=self.table.dtype)   # (T, C), a constant
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"PositionalEncoding: input of shape {x.shape} does not fit: expected "
-                             f"(B, T, d_model={self.d_model})")
-        return x + self.encoding(x.shape[1], offset)                    # (B, T, C) + (T, C)
+        T = x.shape[1] if x.ndim == 3 else 0
+        if x.ndim != 3 or x.shape[-1] != self.d_model or offset < 0 or offset + T > self.max_length:
+            raise ValueError(f"PositionalEncoding: input {x.shape} at positions {offset}.. does not fit "
+                             f"(B, T, d_model={self.d_model}) with positions < max_length={self.max_length}")
+        if self.learned:
+            pos = self.weight[offset:offset + T]                          # (T, C), gradient flows to weight
+        else:
+            pos = Tensor(self.table[offset:offset + T], dtype=self.table.dtype)   # (T, C), a constant
+        return x + pos                                                    # (B, T, C) + (T, C)
 
     def extra_repr(self) -> str:
         return f"max_length={self.max_length}, d_model={self.d_model}, learned={self.learned}"
 
-# %% ../modules/16_tinygpt/tinygpt_dev.ipynb #c9946a57
-@functools.lru_cache(maxsize=32)
-def _causal(T: int, dtype: np.dtype) -> np.ndarray:
-    """Module 11's additive causal mask (T, T), read-only and shared between calls."""
-    mask = causal_mask(T, dtype=dtype)
-    mask.flags.writeable = False
-    return mask
+# %% ../modules/16_tinygpt/tinygpt_dev.ipynb #ade9bd94
+@dataclass
+class GPTConfig:
+    """The sizes of a TinyGPT (saved with its weights)."""
+    vocab_size: int                 # token ids 0 .. vocab_size - 1
+    d_model: int = 128              # C: the width of every position's vector
+    num_heads: int = 4              # attention heads per block (head size C // num_heads)
+    num_layers: int = 4             # transformer blocks
+    max_length: int = 64            # the context: most positions one forward pass sees
+    dropout: float = 0.0
+    ff_dim: int | None = None       # MLP width, default 4 * d_model
+    learned_positions: bool = True  # learned position table (GPT-2) or sinusoidal
+    dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        self.ff_dim = 4 * self.d_model if self.ff_dim is None else self.ff_dim
+        sizes = {k: getattr(self, k) for k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length", "ff_dim")}
+        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
+        if bad:
+            raise ValueError(f"GPTConfig: sizes must be positive integers, got {bad}")
+        for k, v in sizes.items():
+            setattr(self, k, int(v))
+        self.dropout, self.learned_positions = float(self.dropout), bool(self.learned_positions)
+        self.dtype = np.dtype(self.dtype).name
 
-_ACTIVATIONS = {"gelu": GELU, "relu": ReLU}
-
-
-def _layer_norm(d_model: int, dtype: Any) -> LayerNorm:
-    """Module 10's LayerNorm over the last axis (d_model features), parameters in `dtype`."""
-    return LayerNorm(d_model, dtype=dtype)
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class TransformerBlock(Module):
-    """Pre-LayerNorm transformer block: (B, T, C) -> (B, T, C).
-
-        x = x + attn(ln1(x))     # tokens exchange information (causal self-attention)
-        x = x + ff(ln2(x))       # each position computes on its own
-
-    Args:
-        d_model, num_heads: sizes, to build `MultiHeadAttention(d_model, num_heads, dropout)`.
-        ff_dim: hidden width of the feed-forward network (default 4 * d_model).
-        dropout: on the attention weights and outputs and after the feed-forward network.
-        attention: use this attention module instead (it must take (B, T, C) and have
-            `d_model`); if it is not causal itself and `causal`, the block passes a causal mask.
-        feedforward: use this module instead of Dense - activation - Dense - Dropout.
-        activation: "gelu" (default) or "relu" for the built feed-forward network.
-        causal: mask the future (default True).
-    `forward(x, cache=None)`: with a KVCache (inference only) x holds the new positions.
-    """
+    """Pre-LayerNorm block, (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)).
+    From sizes: causal MultiHeadAttention and the MLP Dense(C, ff_dim) - GELU - Dense(ff_dim,
+    C) - Dropout; `attention` / `feedforward` replace them."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
-                 dropout: float = 0.0, *, attention: Module | None = None, feedforward: Any = None,
-                 activation: str = "gelu", causal: bool = True, dtype: Any = DEFAULT_FLOAT,
-                 rng: np.random.Generator | None = None):
+                 dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
+                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
+        if (d_model is None or num_heads is None) if attention is None else d_model not in (None, attention.d_model):
+            raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module (of the same "
+                             f"d_model), got d_model={d_model}, num_heads={num_heads}, attention={attention!r}")
+        d_model = int(d_model if attention is None else attention.d_model)
+        self.ln1 = LayerNorm(d_model, dtype=dtype)
         if attention is None:
-            if d_model is None or num_heads is None:
-                raise ValueError("TransformerBlock: give d_model and num_heads, or an attention module")
-            attention = MultiHeadAttention(d_model, num_heads, dropout=dropout, dtype=dtype, rng=rng, causal=causal)
-        else:
-            size = getattr(attention, "d_model", None)
-            if not callable(attention) or size is None:
-                raise TypeError(f"TransformerBlock: attention must be an attention module with a d_model "
-                                f"attribute, got {type(attention).__name__}")
-            if d_model is not None and int(d_model) != size:
-                raise ValueError(f"TransformerBlock: d_model={d_model} but the attention module has d_model={size}")
-            d_model = size
-        if feedforward is None:
-            if activation not in _ACTIVATIONS:
-                raise ValueError(f"TransformerBlock: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-            hidden = 4 * int(d_model) if ff_dim is None else int(ff_dim)
-            feedforward = Sequential(Dense(d_model, hidden, dtype=dtype, rng=rng), _ACTIVATIONS[activation](),
-                                     Dense(hidden, d_model, dtype=dtype, rng=rng), Dropout(dropout, rng=rng))
-        elif not callable(feedforward):
-            raise TypeError(f"TransformerBlock: feedforward must be a module, got {type(feedforward).__name__}")
-        self.d_model, self.causal = int(d_model), bool(causal)
-        self.ln1 = _layer_norm(self.d_model, dtype)
+            attention = MultiHeadAttention(d_model, num_heads, dropout=dropout, dtype=dtype, rng=rng, causal=True)
         self.attn = attention
-        self.ln2 = _layer_norm(self.d_model, dtype)
+        self.ln2 = LayerNorm(d_model, dtype=dtype)
+        if feedforward is None:
+            hidden = 4 * d_model if ff_dim is None else int(ff_dim)
+            feedforward = Sequential(Dense(d_model, hidden, dtype=dtype, rng=rng), GELU(),
+                                     Dense(hidden, d_model, dtype=dtype, rng=rng), Dropout(dropout, rng=rng))
         self.ff = feedforward
+        self.d_model = d_model
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"TransformerBlock: input of shape {x.shape} does not fit: expected "
-                             f"(B, T, d_model={self.d_model})")
-        h = self.ln1(x)                                                  # (B, T, C)
-        if cache is not None:
-            a = self.attn(h, cache=cache)                                # new positions after the cached ones
-        elif self.causal and not getattr(self.attn, "causal", False):
-            a = self.attn(h, mask=_causal(x.shape[1], x.dtype))          # mask (T, T) broadcasts over (B, nh)
-        else:
-            a = self.attn(h)
-        x = x + a                                                        # (B, T, C) residual
-        return x + self.ff(self.ln2(x))                                  # (B, T, C) residual
+            raise ValueError(f"TransformerBlock: input of shape {x.shape} does not fit (B, T, d_model={self.d_model})")
+        causal = cache is not None or getattr(self.attn, "causal", False)   # else the block masks the future
+        mask = None if causal else causal_mask(x.shape[1], dtype=x.dtype)    # (T, T), broadcasts over (B, nh)
+        x = x + self.attn(self.ln1(x), mask=mask, cache=cache)               # (B, T, C): tokens communicate
+        return x + self.ff(self.ln2(x))                                      # (B, T, C): each position computes
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, causal={self.causal}"
+        return f"d_model={self.d_model}"
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #e9e9e668
+def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
+                sizes: dict[str, Any]) -> tuple[GPTConfig, CharTokenizer | None]:
+    """TinyGPT's config (a GPTConfig, or sizes with vocab_size from the argument or the
+    tokenizer) and its tokenizer (the default one when the vocabulary covers DEFAULT_CHARS)."""
+    if not isinstance(config, GPTConfig):
+        vocab = sizes.pop("vocab_size", config)               # TinyGPT(65, ...) or TinyGPT(vocab_size=65, ...)
+        if vocab is None and tokenizer is None:
+            raise ValueError("TinyGPT: give vocab_size (or a GPTConfig), or a tokenizer to take it from")
+        config = GPTConfig(vocab_size=tokenizer.vocab_size if vocab is None else vocab, **sizes)
+    elif sizes:
+        raise TypeError(f"TinyGPT: give a GPTConfig or sizes, not both (got {sorted(sizes)})")
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"TinyGPT: the tokenizer has {tokenizer.vocab_size} characters but vocab_size="
+                         f"{config.vocab_size}; the head must score every id the tokenizer can produce")
+    if tokenizer is None and config.vocab_size >= len(DEFAULT_CHARS):
+        tokenizer = CharTokenizer()                             # string prompts work out of the box
+    return config, tokenizer
+
+
 class TinyGPT(Module):
     """A character-level GPT: ids (B, T) -> next-token logits (B, T, vocab_size).
+    `TinyGPT(GPTConfig(...))` or `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's
+    fields); `tokenizer` is used by `generate` and saved with the model; `rng` draws the
+    initial weights and the dropout masks."""
 
-    token Embedding + PositionalEncoding (learned by default) -> Dropout -> num_layers
-    causal TransformerBlocks -> LayerNorm -> Dense head. GPT-2 initialisation.
-
-    Args:
-        vocab_size: number of token ids (default: the tokenizer's vocab_size). Without a
-            tokenizer, vocab_size >= 97 gives the default CharTokenizer() (DEFAULT_CHARS).
-        d_model, num_heads, num_layers: width, attention heads per block, blocks.
-        max_length: context length: the most positions one forward pass can see.
-        dropout: dropout probability (embeddings, attention, feed-forward).
-        tokenizer: a CharTokenizer, used by `generate` (strings) and saved with the model.
-        ff_dim: feed-forward width (default 4 * d_model).
-        learned_positions: learned position table (True) or sinusoidal (False).
-        dtype, rng: parameter dtype and the generator for initialisation and dropout.
-    """
-
-    def __init__(self, vocab_size: int | None = None, d_model: int = 128, num_heads: int = 4,
-                 num_layers: int = 4, max_length: int = 64, dropout: float = 0.0,
-                 tokenizer: CharTokenizer | None = None, *, ff_dim: int | None = None,
-                 learned_positions: bool = True, dtype: Any = DEFAULT_FLOAT,
-                 rng: np.random.Generator | None = None):
+    def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
+                 rng: np.random.Generator | None = None, **sizes: Any):
         super().__init__()
-        if vocab_size is None:
-            if tokenizer is None:
-                raise ValueError("TinyGPT: give vocab_size, or a tokenizer to take it from")
-            vocab_size = tokenizer.vocab_size
-        if tokenizer is not None and tokenizer.vocab_size > vocab_size:
-            raise ValueError(f"TinyGPT: the tokenizer has {tokenizer.vocab_size} characters but vocab_size="
-                             f"{vocab_size}; the head must score every id the tokenizer can produce")
-        sizes = {"vocab_size": vocab_size, "d_model": d_model, "num_heads": num_heads,
-                 "num_layers": num_layers, "max_length": max_length}
-        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
-        if bad:
-            raise ValueError(f"TinyGPT: sizes must be positive integers, got {bad}")
-        if tokenizer is None and vocab_size >= len(DEFAULT_CHARS):
-            tokenizer = CharTokenizer()          # the default characters fit: string prompts work out of the box
-        ff_dim = 4 * int(d_model) if ff_dim is None else int(ff_dim)
-        self.config: dict[str, Any] = {**{k: int(v) for k, v in sizes.items()}, "dropout": float(dropout),
-                                       "ff_dim": ff_dim, "learned_positions": bool(learned_positions),
-                                       "dtype": np.dtype(dtype).name}
-        self.tokenizer = tokenizer
-        init = rng or get_rng()
-        self.token_embedding = Embedding(vocab_size, d_model, std=0.02, dtype=dtype, rng=init)
-        self.positions = PositionalEncoding(max_length, d_model, learned=learned_positions, std=0.02,
-                                            dtype=dtype, rng=init)
-        self.dropout = Dropout(dropout, rng=rng)
-        self.blocks = [TransformerBlock(d_model, num_heads, ff_dim, dropout, dtype=dtype, rng=rng)
-                       for _ in range(num_layers)]
-        self.ln_f = _layer_norm(int(d_model), dtype)
-        self.head = Dense(d_model, vocab_size, dtype=dtype, rng=rng)
+        self.config, self.tokenizer = _gpt_config(config, tokenizer, sizes)
+        c, init = self.config, rng or get_rng()
+        self.token_embedding = Embedding(c.vocab_size, c.d_model, std=0.02, dtype=c.dtype, rng=init)
+        self.positions = PositionalEncoding(c.max_length, c.d_model, learned=c.learned_positions, std=0.02,
+                                            dtype=c.dtype, rng=init)
+        self.dropout = Dropout(c.dropout, rng=rng)
+        self.blocks = [TransformerBlock(c.d_model, c.num_heads, c.ff_dim, c.dropout, dtype=c.dtype, rng=rng)
+                       for _ in range(c.num_layers)]
+        self.ln_f = LayerNorm(c.d_model, dtype=c.dtype)
+        self.head = Dense(c.d_model, c.vocab_size, dtype=c.dtype, rng=rng)
         self._init_weights(init)
 
     def _init_weights(self, rng: np.random.Generator, std: float = 0.02) -> None:
         """GPT-2 initialisation: Dense weights N(0, std²), biases 0; residual projections std/sqrt(2L)."""
-        residual = {id(b.attn.out_proj.weight) for b in self.blocks}
-        residual |= {id(b.ff[2].weight) for b in self.blocks}
+        residual = {id(b.attn.out_proj.weight) for b in self.blocks} | {id(b.ff[2].weight) for b in self.blocks}
         for m in self.modules():
             if isinstance(m, Dense):
                 s = std / math.sqrt(2 * len(self.blocks)) if id(m.weight) in residual else std
@@ -442,45 +362,33 @@ class TinyGPT(Module):
                 if m.bias is not None:
                     m.bias.data[...] = 0
 
-    # ---- sizes ----------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return self.config["vocab_size"]
+    vocab_size = property(lambda self: self.config.vocab_size)
+    max_length = property(lambda self: self.config.max_length)
+    num_layers = property(lambda self: self.config.num_layers)
 
-    @property
-    def max_length(self) -> int:
-        return self.config["max_length"]
-
-    @property
-    def num_layers(self) -> int:
-        return self.config["num_layers"]
-
-    # ---- the forward pass -------------------------------------------------------------
-    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, vocab_size) for ids `idx` (B, T) (or (T,), treated as B = 1).
-
-        caches: one KVCache per block (see `new_caches`): `idx` holds the positions after the
-        cached ones (inference only, under no_grad). last_only: compute the logits of the
-        last position only, (B, 1, vocab_size) (what generation needs).
-        """
+    def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
+        """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
         ids = _as_ids(idx, "TinyGPT")
-        if ids.ndim == 1:
-            ids = ids[None, :]
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(f"TinyGPT: expects token ids of shape (B, T) with T >= 1, got shape {ids.shape}")
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"TinyGPT: got {len(caches)} caches for {len(self.blocks)} blocks; use new_caches()")
-        past = 0 if caches is None else caches[0].length
-        B, T = ids.shape
-        if past + T > self.max_length:
-            raise ValueError(f"TinyGPT: {T} tokens after {past} cached ones exceed the context length "
-                             f"max_length={self.max_length}; crop the input (idx[:, -{self.max_length}:]) "
-                             f"or use generate(), which slides a window")
+        ids = ids[None, :] if ids.ndim == 1 else ids
+        past = 0 if caches is None else len(caches[0])
+        if ids.ndim != 2 or ids.shape[1] == 0 or (caches is not None and len(caches) != len(self.blocks)):
+            raise ValueError(f"TinyGPT: expects ids (B, T) with T >= 1 and one cache per block, got shape "
+                             f"{ids.shape} and {None if caches is None else len(caches)} caches")
+        if past + ids.shape[1] > self.max_length:
+            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached ones exceed the context "
+                             f"max_length={self.max_length}; crop the input or use generate(), which slides")
+        return ids, past
+
+    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
+        """Logits (B, T, vocab_size) for ids (B, T). caches: one KVCache per block (generation,
+        under no_grad): idx holds the positions after the cached ones. last_only: the last
+        position's logits only, (B, 1, vocab_size)."""
+        ids, past = self._check_ids(idx, caches)
         x = self.token_embedding(ids)                                    # (B, T, C)
-        x = self.dropout(self.positions(x, offset=past))                 # (B, T, C)
+        x = self.dropout(self.positions(x, offset=past))                 # (B, T, C), positions past .. past + T - 1
         for i, block in enumerate(self.blocks):
             x = block(x, cache=None if caches is None else caches[i])    # (B, T, C)
-        if last_only and T > 1:
+        if last_only:
             x = x[:, -1:]                                                # (B, 1, C)
         return self.head(self.ln_f(x))                                   # (B, T, V)
 
@@ -488,74 +396,48 @@ class TinyGPT(Module):
         """One empty KVCache per block, each with room for max_length positions."""
         return [block.attn.new_cache(batch_size, self.max_length) for block in self.blocks]
 
-    # ---- what the model can do (each method is explained in its own section) -------------
     def generate(self, prompt: str | Any, max_length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  use_cache: bool = True, window_keep: int | None = None) -> str | np.ndarray:
-        """Continue `prompt` by `max_length` new tokens (section 8).
-
-        prompt: a string (needs the tokenizer) or token ids (1-D). max_length: how many new
-        tokens (characters) to add, so the result is len(prompt) + max_length long; it is not
-        the context length (the model sees at most its own max_length positions and slides a
-        window past it). Returns the prompt plus the continuation: a string when the model
-        has a tokenizer, else the ids (1-D int64). Only ids the tokenizer can decode are sampled.
-        temperature 0 is greedy; top_k / top_p restrict the candidates (section 7); seed makes
-        it reproducible; use_cache uses a key/value cache per block; window_keep is how many
-        recent tokens are kept when the context window slides (default max_length // 2).
-        """
-        if isinstance(prompt, str):
-            if self.tokenizer is None:
-                raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer (TinyGPT(..., tokenizer=...)); "
-                                 "or pass token ids")
-            ids = self.tokenizer.encode(prompt)
-        else:
-            ids = _as_ids(prompt, "TinyGPT.generate").reshape(-1)
+        """The prompt (a string, or 1-D ids) followed by `max_length` new tokens (section 8):
+        a string when the model has a tokenizer, else int64 ids. `seed` makes it reproducible."""
+        if isinstance(prompt, str) and self.tokenizer is None:
+            raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer; or pass token ids")
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
         if ids.size == 0:
             raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
-                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]
+                              top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
         return self.tokenizer.decode(out) if self.tokenizer is not None else out
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Save parameters, config and tokenizer to one safe .npz file (any file name; section 9)."""
+        """Parameters, config and tokenizer in one safe .npz file, whatever its name (section 9)."""
         return save_tinygpt(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TinyGPT:
-        """Load a model written by `save` (never unpickles; CheckpointError if the file is not one)."""
+        """A model written by `save` (never unpickles; CheckpointError if the file is not one)."""
         return load_tinygpt(path)
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
-        """Quick path: fit the tokenizer if the model has none, then train with a
-        LanguageModelTrainer for epochs * iterations_per_epoch steps (section 10). Extra
-        keyword arguments go to LanguageModelTrainer. Returns the history.
-
-        A model that has a tokenizer keeps it (the ids the model has learned keep their
-        meaning), e.g. the default CharTokenizer of TinyGPT(vocab_size=100); a text with
-        characters it cannot encode is refused with an UnknownCharacterError naming them."""
+        """Fit a tokenizer if the model has none (a model's tokenizer is kept: its ids have a
+        meaning), then train for epochs * iterations_per_epoch steps with a LanguageModelTrainer
+        (section 10; keyword arguments: TrainConfig fields and the trainer's options). Returns the history."""
+        if self.tokenizer is None and len(set(text)) > self.vocab_size:
+            raise ValueError(f"TinyGPT.train_on_text: the text has {len(set(text))} distinct characters but the "
+                             f"model's vocab_size is {self.vocab_size}")
         if self.tokenizer is None:
-            tokenizer = CharTokenizer().fit(text)
-            if tokenizer.vocab_size > self.vocab_size:
-                raise ValueError(f"TinyGPT.train_on_text: the text has {tokenizer.vocab_size} distinct characters "
-                                 f"but the model's vocab_size is {self.vocab_size}")
-            self.tokenizer = tokenizer
-        elif self.tokenizer.unknown is None and isinstance(text, str):
-            unseen = sorted(set(text) - set(self.tokenizer.chars))
-            if unseen:
-                raise UnknownCharacterError(
-                    f"TinyGPT.train_on_text: the text has characters {_quote_chars(unseen)} that the model's "
-                    f"{self.tokenizer.vocab_size}-character tokenizer cannot encode; build the model with "
-                    f"TinyGPT(tokenizer=CharTokenizer().fit(text), ...) (or CharTokenizer(unknown='?'))")
+            self.tokenizer = CharTokenizer().fit(text)
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"vocab_size={c['vocab_size']}, d_model={c['d_model']}, num_heads={c['num_heads']}, "
-                f"num_layers={c['num_layers']}, max_length={c['max_length']}")
+        return (f"vocab_size={c.vocab_size}, d_model={c.d_model}, num_heads={c.num_heads}, "
+                f"num_layers={c.num_layers}, max_length={c.max_length}")
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #378f79d6
 def shift_targets(window: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -567,11 +449,7 @@ def shift_targets(window: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 class LanguageModelLoss(Module):
-    """Mean next-token cross-entropy: logits (B, T, V), targets (B, T) integer ids.
-
-    Targets equal to `ignore_index` (e.g. padding) are skipped. Built on module 04's
-    CrossEntropyLoss; returns a scalar Tensor.
-    """
+    """Mean next-token cross-entropy: logits (B, T, V), targets (B, T) ids (`ignore_index` skipped)."""
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__()
@@ -581,9 +459,9 @@ class LanguageModelLoss(Module):
     def forward(self, logits: Tensor, targets: Any) -> Tensor:
         t = _as_ids(targets, "LanguageModelLoss")
         if logits.ndim != 3 or t.shape != logits.shape[:2]:
-            raise ValueError(f"LanguageModelLoss: logits must be (B, T, V) and targets (B, T), got logits "
-                             f"{logits.shape} and targets {t.shape} (make them with shift_targets(window))")
-        return self.cross_entropy(logits, t)
+            raise ValueError(f"LanguageModelLoss: logits must be (B, T, V) and targets (B, T), got {logits.shape} "
+                             f"and {t.shape} (make them with shift_targets(window))")
+        return self.cross_entropy(logits, t)                  # mean over the B * T predictions
 
     def extra_repr(self) -> str:
         return f"ignore_index={self.ignore_index}"
@@ -596,6 +474,12 @@ def _logits_2d(logits: Any, who: str) -> np.ndarray:
     return z.reshape(-1, z.shape[-1])
 
 
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    e = np.exp(z.astype(np.float64) - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def greedy(logits: Any) -> np.ndarray:
     """The most likely id of each row: (B, V) -> (B,) int64 ((V,) -> 0-d); ties: lowest id."""
     z = _logits_2d(logits, "greedy")
@@ -604,12 +488,10 @@ def greedy(logits: Any) -> np.ndarray:
 
 
 def apply_temperature(logits: Any, temperature: float) -> np.ndarray:
-    """logits / temperature (float64), temperature > 0: below 1 sharpens the distribution,
-    above 1 flattens it."""
+    """logits / temperature in float64, temperature > 0: below 1 sharpens, above 1 flattens."""
     z = _logits_2d(logits, "apply_temperature")
     if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"apply_temperature: temperature must be positive and finite, got {temperature!r} "
-                         f"(use greedy() for temperature 0)")
+        raise ValueError(f"apply_temperature: temperature must be positive and finite, got {temperature!r}")
     return z.astype(np.float64) / temperature
 
 
@@ -627,9 +509,8 @@ def top_k_filter(logits: Any, k: int) -> np.ndarray:
 
 
 def top_p_filter(logits: Any, p: float) -> np.ndarray:
-    """Logits with all but the nucleus set to -inf: per row, the most probable ids (ties:
-    lower ids first) up to and including the one where the cumulative probability reaches p
-    (within 1e-9, so that rounding cannot add a token)."""
+    """Logits with all but the nucleus set to -inf: per row the most probable ids up to and
+    including the one where the cumulative probability reaches p (within 1e-9)."""
     z = _logits_2d(logits, "top_p_filter")
     if not 0 < p <= 1:
         raise ValueError(f"top_p_filter: p must lie in (0, 1], got {p!r}")
@@ -641,27 +522,15 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
     return np.where(ranks < count[:, None], z, -np.inf)
 
 
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (rows of all -inf are refused by the caller)."""
-    z = z.astype(np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d array).
-
-    temperature == 0: greedy. Otherwise softmax(logits / temperature), restricted by top_k
-    then top_p (see top_k_filter, top_p_filter), sampled by inverse CDF with one uniform
-    number per row from `rng` (default: TinyTorch's global generator).
-    """
+    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): greedy at temperature 0,
+    else softmax(logits / temperature) restricted by top_k then top_p, sampled by inverse CDF
+    with one uniform number per row from `rng` (default: TinyTorch's global generator)."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
-    if not np.isfinite(z.max(axis=-1)).all():
-        raise ValueError("sample_next: some row of logits has no finite maximum (all -inf, or nan/inf)")
-    if temperature < 0 or not math.isfinite(temperature):
-        raise ValueError(f"sample_next: temperature must be >= 0 (0 = greedy), got {temperature!r}")
+    if not np.isfinite(z.max(axis=-1)).all() or temperature < 0 or not math.isfinite(temperature):
+        raise ValueError(f"sample_next: needs a finite maximum in every row and temperature >= 0, got {temperature!r}")
     if temperature == 0:
         return greedy(z).reshape(shape)
     z = apply_temperature(z, temperature)
@@ -679,24 +548,17 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0): returns (B, T0 + n) int64.
-
-    Runs under no_grad in eval mode (the model's mode is restored). With `use_cache`, one
-    KVCache per block; when the window of max_length positions is full, the caches are
-    reset and the last `window_keep` tokens (default max_length // 2) are run again at
-    positions 0..window_keep-1. Without the cache, every step runs the last max_length ids.
-    Only the first V ids are sampled, V = the tokenizer's vocab_size when the model has one
-    (spare ids of a wider head decode to nothing), else the model's vocab_size.
-    """
+    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0) -> (B, T0 + n) int64,
+    under no_grad in eval mode. use_cache: one KVCache per block, re-prefilled with the last
+    `window_keep` tokens (default max_length // 2) when full; else each step runs the last
+    max_length ids. Samples only decodable ids."""
     ids = _as_ids(ids, "generate_tokens")
-    if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError(f"generate_tokens: expects ids of shape (B, T0) with T0 >= 1, got {ids.shape}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-        raise ValueError(f"generate_tokens: max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
-    if not 1 <= keep <= L:
-        raise ValueError(f"generate_tokens: window_keep must lie in [1, max_length={L}], got {window_keep}")
+    if ids.ndim != 2 or ids.shape[1] == 0 or not 1 <= keep <= L or isinstance(max_new_tokens, bool) \
+            or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        raise ValueError(f"generate_tokens: needs ids (B, T0 >= 1), max_new_tokens >= 0 and window_keep in "
+                         f"[1, {L}], got {ids.shape}, {max_new_tokens!r}, {window_keep!r}")
     V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
     B, T0 = ids.shape
     tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
@@ -711,11 +573,11 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
             for pos in range(T0, T0 + max_new_tokens):          # pos: where the new token goes
                 if not use_cache:
                     logits = model(tokens[:, max(0, pos - L):pos], last_only=True)        # (B, 1, V)
-                elif pos > T0 and caches[0].length == L:          # window full: slide
+                elif pos > T0 and len(caches[0]) == L:            # window full: slide
                     for cache in caches:
                         cache.reset()
                     logits = model(tokens[:, pos - keep:pos], caches=caches, last_only=True)
-                elif pos > T0:                                    # one new token at position cache.length
+                elif pos > T0:                                    # one new token at position len(cache)
                     logits = model(tokens[:, pos - 1:pos], caches=caches, last_only=True)
                 tokens[:, pos] = sample_next(logits.data[:, -1, :V], temperature, top_k, top_p, rng)   # decodable ids
     finally:
@@ -724,31 +586,29 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #eba689b2
 CHECKPOINT_KIND = "tinygpt"
-_CONFIG_KEYS = ("vocab_size", "d_model", "num_heads", "num_layers", "max_length", "dropout", "ff_dim",
-                "learned_positions", "dtype")
 
 
 def save_tinygpt(model: TinyGPT, path: str | os.PathLike) -> Path:
     """Write parameters (named as in state_dict), config and tokenizer to `path` (any name)."""
-    meta = {"config": model.config,
+    meta = {"config": model.config.to_dict(),
             "tokenizer": model.tokenizer.to_dict() if model.tokenizer is not None else None}
     return save_npz_checkpoint(path, model.state_dict(), meta, kind=CHECKPOINT_KIND)
 
 
 def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
-    """Rebuild the model saved at `path`. CheckpointError if the file is not a TinyGPT
-    checkpoint, is damaged, or its arrays do not fit its configuration."""
+    """Rebuild the model saved at `path`; CheckpointError if the file is not a TinyGPT
+    checkpoint, is damaged, or its parts do not fit together."""
     arrays, meta = load_npz_checkpoint(path, kind=CHECKPOINT_KIND)
-    config = meta.get("config")
-    if not isinstance(config, dict) or sorted(config) != sorted(_CONFIG_KEYS):
-        have = sorted(config) if isinstance(config, dict) else config
-        raise CheckpointError(f"{path}: the TinyGPT config should have the keys {sorted(_CONFIG_KEYS)}, got {have}")
+    keys = sorted(f.name for f in fields(GPTConfig))
+    if not isinstance(meta.get("config"), dict) or sorted(meta["config"]) != keys:
+        raise CheckpointError(f"{path}: the TinyGPT config should have the keys {keys}, got {meta.get('config')!r:.200}")
     try:
+        config = GPTConfig(**meta["config"])
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"]) if meta.get("tokenizer") is not None else None
-        model = TinyGPT(**config, tokenizer=tokenizer, rng=np.random.default_rng(0))
+        model = TinyGPT(config, tokenizer, rng=np.random.default_rng(0))
         model.load_state_dict(arrays)
-    except (ValueError, TypeError, StateDictError) as err:
-        raise CheckpointError(f"{path}: the saved TinyGPT does not fit together: {err}") from None
+    except (KeyError, ValueError, TypeError, StateDictError) as err:
+        raise CheckpointError(f"{path}: the saved TinyGPT config, tokenizer and arrays do not fit: {err}") from None
     return model
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #71a281ac
@@ -774,9 +634,7 @@ def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature:
     (a time.monotonic() value)."""
     started = time.monotonic()
     prompt_ids = model.tokenizer.encode(prompt)
-    tokens = prompt_ids[None, :]                                           # (1, T)
-    rng = np.random.default_rng(seed)
-    done = 0
+    tokens, rng, done = prompt_ids[None, :], np.random.default_rng(seed), 0    # tokens (1, T)
     while done < max_tokens:
         if deadline is not None and time.monotonic() > deadline:
             raise GenerationTimeout(done, max_tokens, time.monotonic() - started)
@@ -790,7 +648,7 @@ def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature:
 
 TINYGPT_KIND = ModelKind(
     name="tinygpt", files=("weights.npz",), save=_package_save,
-    describe=lambda model: {"config": dict(model.config), "parameters": int(model.num_parameters())},
+    describe=lambda model: {"config": model.config.to_dict(), "parameters": int(model.num_parameters())},
     load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars))
 
 
@@ -804,7 +662,7 @@ def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, versi
     if text is not None:
         text = "".join(c for c in text if c in set(vocab))
     return save_package(path, model, TINYGPT_KIND, name=name, version=version, input_spec=text_spec(vocab),
-                        config={"model": dict(model.config), **(config or {})}, metrics=metrics,
+                        config={"model": model.config.to_dict(), **(config or {})}, metrics=metrics,
                         train_inputs=text or None, overwrite=overwrite)
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #d2b374c2
@@ -817,37 +675,27 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 
 class TextWindows:
-    """Batches of token windows from one id array, for module 07's Trainer.
-
-    Yields (inputs (B, T) as an int64 Tensor, targets (B, T) int64 ndarray), targets being
-    the inputs shifted by one. `num_batches` given: that many batches of random windows per
-    epoch, drawn from np.random.default_rng([seed, epoch]) (or [seed] for every epoch when
-    `resample_each_epoch` is False). `num_batches=None`: every non-overlapping window of the
-    array once, in order (deterministic; the last batch may be smaller).
-    """
+    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows:
+    `num_batches` batches of random windows per epoch, from np.random.default_rng([seed,
+    epoch]) ([seed] if not resample_each_epoch); num_batches=None: every window once, in order."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
         self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
         self.context, self.batch_size = int(context), int(batch_size)
-        if self.context < 1 or self.batch_size < 1 or (num_batches is not None and int(num_batches) < 1):
-            raise ValueError(f"TextWindows: context, batch_size and num_batches must be positive, got "
-                             f"{context}, {batch_size}, {num_batches}")
-        if self.tokens.size < self.context + 1:
-            raise ValueError(f"TextWindows: {self.tokens.size} tokens are fewer than one window of "
-                             f"context + 1 = {self.context + 1}")
+        if min(self.context, self.batch_size, 1 if num_batches is None else int(num_batches)) < 1 or self.tokens.size < self.context + 1:
+            raise ValueError(f"TextWindows: needs positive sizes and at least one window of context + 1 tokens, "
+                             f"got {self.tokens.size} tokens, context {context}, batch_size {batch_size}, "
+                             f"num_batches {num_batches}")
         self.num_batches = None if num_batches is None else int(num_batches)
-        self.seed, self.resample_each_epoch = int(seed), bool(resample_each_epoch)
-        self.epoch = 0
+        self.seed, self.resample_each_epoch, self.epoch = int(seed), bool(resample_each_epoch), 0
         self._windows = np.lib.stride_tricks.sliding_window_view(self.tokens, self.context + 1)   # (N - T, T + 1) view
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        if self.num_batches is not None:
-            return self.num_batches
-        return math.ceil(self._sequential_starts().size / self.batch_size)
+        return self.num_batches or math.ceil(self._sequential_starts().size / self.batch_size)
 
     def _sequential_starts(self) -> np.ndarray:
         return np.arange(0, self.tokens.size - self.context, self.context)
@@ -873,10 +721,9 @@ class TextWindows:
 
 
 class _Reporting:
-    """A data source that calls `report()` before each epoch, then behaves like `data`
-    (module 07's Trainer calls set_epoch at the start of every epoch)."""
+    """`data`, calling `report()` first whenever module 07's Trainer starts an epoch (set_epoch)."""
 
-    def __init__(self, data: TextWindows, report: Any):
+    def __init__(self, data: TextWindows, report: Callable[[], None]):
         self.data, self.report = data, report
 
     def __len__(self) -> int:
@@ -890,83 +737,74 @@ class _Reporting:
         self.data.set_epoch(epoch)
 
 
+@dataclass
+class TrainConfig:
+    """How LanguageModelTrainer trains (nanoGPT's recipe for a small character model)."""
+    iterations: int = 2000          # optimizer steps in all
+    eval_interval: int = 200        # steps per epoch: evaluate (and checkpoint) after each
+    batch_size: int = 12
+    context: int | None = None      # window length T, default the model's max_length
+    lr: float = 1e-3
+    min_lr: float = 1e-4            # the cosine decay ends here
+    warmup: int = 100               # linear warm-up steps
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float | None = 1.0
+    eval_batches: int = 20          # fixed validation batches per evaluation
+    val_fraction: float = 0.1       # the last 10% of the text validates
+    seed: int = 0
+
+
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer.
+    """Trains a TinyGPT on a text with module 07's Trainer as `config` (a TrainConfig, whose
+    fields keyword `overrides` replace) says; after every epoch the losses are printed and
+    handed to `on_evaluation(row)`. `checkpoint_dir`: checkpoints for `fit(resume=True)`.
+    `optimizer_class`: module 06's AdamW, or an opt-in variant with its signature (the
+    milestone passes module 13's FusedAdamW)."""
 
-    The text is encoded with the model's tokenizer and split by characters (first
-    1 - val_fraction train, the rest validation). Training: `iterations` steps of batches
-    of `batch_size` random windows of `context` (default: model.max_length) tokens;
-    AdamW(lr, betas, weight_decay), CosineWarmupLR(warmup, iterations, min_lr), gradient
-    clipping at `grad_clip`. Every `eval_interval` iterations (one Trainer epoch) the
-    validation loss is estimated on `eval_batches` fixed random batches and printed, and
-    `on_evaluation(row)` (if given) receives it as a dict: iteration, train_loss,
-    val_loss, lr, seconds (e.g. to log it in a module-15 run folder as training goes).
-    `checkpoint_dir`: Trainer checkpoints (`last.npz`), `fit(resume=True)` continues.
-    """
-
-    def __init__(self, model: TinyGPT, text: str, *, iterations: int = 2000, eval_interval: int = 200,
-                 batch_size: int = 12, context: int | None = None, lr: float = 1e-3, min_lr: float = 1e-4,
-                 warmup: int = 100, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.99),
-                 grad_clip: float | None = 1.0, eval_batches: int = 20, val_fraction: float = 0.1,
-                 seed: int = 0, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-                 verbose: bool = True, metrics: Any = ("accuracy",),
-                 on_evaluation: Callable[[dict[str, Any]], None] | None = None):
-        if model.tokenizer is None:
-            raise ValueError("LanguageModelTrainer: the model has no tokenizer; build it with "
-                             "TinyGPT(..., tokenizer=CharTokenizer().fit(text)) or use model.train_on_text(text)")
-        if iterations < 1 or eval_interval < 1 or iterations % eval_interval:
-            raise ValueError(f"LanguageModelTrainer: iterations ({iterations}) must be a positive multiple of "
-                             f"eval_interval ({eval_interval}): one epoch is eval_interval iterations")
-        self.model, self.iterations, self.eval_interval = model, int(iterations), int(eval_interval)
-        self.context = model.max_length if context is None else int(context)
-        if not 1 <= self.context <= model.max_length:
-            raise ValueError(f"LanguageModelTrainer: context={context} must lie in [1, max_length={model.max_length}]")
-        self.batch_size, self.verbose, self._printed = int(batch_size), bool(verbose), 0
-        self.on_evaluation = on_evaluation
-        train_text, val_text = split_text(text, val_fraction)
+    def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
+                 checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
+                 metrics: Any = ("accuracy",), on_evaluation: Callable[[dict[str, Any]], None] | None = None,
+                 optimizer_class: type = AdamW, **overrides: Any):
+        self.config = c = replace(config or TrainConfig(), **overrides)
+        self.context = model.max_length if c.context is None else int(c.context)
+        if model.tokenizer is None or c.iterations < 1 or c.eval_interval < 1 or c.iterations % c.eval_interval \
+                or not 1 <= self.context <= model.max_length:
+            raise ValueError(f"LanguageModelTrainer: needs a model with a tokenizer, iterations ({c.iterations}) a "
+                             f"positive multiple of eval_interval ({c.eval_interval}) and context ({c.context}) in "
+                             f"[1, max_length={model.max_length}]")
+        self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
+        self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
+        train_text, val_text = split_text(text, c.val_fraction)
         self.train_tokens = model.tokenizer.encode(train_text)
         self.val_tokens = model.tokenizer.encode(val_text)
-        self.train_data = TextWindows(self.train_tokens, self.context, self.batch_size, eval_interval, seed=seed)
-        self.val_data = TextWindows(self.val_tokens, self.context, self.batch_size, eval_batches,
-                                    seed=seed + 1, resample_each_epoch=False)
-        self.optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-        self.scheduler = CosineWarmupLR(self.optimizer, warmup_steps=min(warmup, iterations - 1),
-                                        total_steps=iterations, min_lr=min(min_lr, lr))
-        self.trainer = Trainer(model, self.optimizer, LanguageModelLoss(), metrics=metrics,
-                               scheduler=self.scheduler, grad_clip=grad_clip,
-                               checkpoint_dir=checkpoint_dir, progress=progress)
+        self.train_data = TextWindows(self.train_tokens, self.context, c.batch_size, c.eval_interval, seed=c.seed)
+        self.val_data = TextWindows(self.val_tokens, self.context, c.batch_size, c.eval_batches,
+                                    seed=c.seed + 1, resample_each_epoch=False)
+        self.optimizer = optimizer_class(model.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        self.scheduler = CosineWarmupLR(self.optimizer, warmup_steps=min(c.warmup, c.iterations - 1),
+                                        total_steps=c.iterations, min_lr=min(c.min_lr, c.lr))
+        self.trainer = Trainer(model, self.optimizer, LanguageModelLoss(), metrics=metrics, scheduler=self.scheduler,
+                               grad_clip=c.grad_clip, checkpoint_dir=checkpoint_dir, progress=progress)
 
-    @property
-    def epochs(self) -> int:
-        return self.iterations // self.eval_interval
-
-    @property
-    def history(self) -> dict[str, list]:
-        return self.trainer.history
-
-    @property
-    def iterations_done(self) -> int:
-        return self.trainer.epoch * self.eval_interval
-
-    @property
-    def tokens_seen(self) -> int:
-        """Training tokens processed so far (iterations x batch_size x context)."""
-        return self.iterations_done * self.batch_size * self.context
+    epochs = property(lambda self: self.iterations // self.eval_interval)
+    history = property(lambda self: self.trainer.history)
+    iterations_done = property(lambda self: self.trainer.epoch * self.eval_interval)
+    tokens_seen = property(lambda self: self.iterations_done * self.batch_size * self.context,
+                           doc="training tokens processed so far")
 
     def fit(self, resume: bool | str | os.PathLike = False, epochs: int | None = None) -> dict[str, list]:
-        """Train until `epochs` epochs (of eval_interval iterations) are done in total
-        (default: all iterations // eval_interval), printing the train and validation loss
-        after each; returns the Trainer's history. resume: True continues from
-        checkpoint_dir/last.npz (if it exists yet), or pass a checkpoint path."""
+        """Train until `epochs` epochs are done in all (default: iterations // eval_interval),
+        reporting after each; returns the Trainer's history. resume: True continues from
+        checkpoint_dir/last.npz (if any), or pass a checkpoint path."""
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
         if self.trainer.epoch < last or resume is not False:
             self.trainer.fit(_Reporting(self.train_data, self._report), self.val_data, epochs=last, resume=resume)
-        self._report()
+        self._report()                                    # the last epoch's row
         return self.history
 
     def _report(self) -> None:
-        """Hand on the history rows not reported yet (one per finished epoch): print each
-        (when verbose) and pass it to `on_evaluation` (when given)."""
+        """Print (verbose) and hand to `on_evaluation` every history row not reported yet."""
         h = self.history
         while self._printed < len(h["epoch"]):
             i = self._printed

@@ -158,13 +158,13 @@ h_kv = KVCache(batch_size=1, num_heads=2, max_len=7, head_dim=3, dtype=np.float6
 h_all_k, h_all_v = h_rng.standard_normal((1, 2, 7, 3)), h_rng.standard_normal((1, 2, 7, 3))
 h_end = 0
 for h_t in (2, 0, 1, 4):
-    h_keys, h_vals = h_kv.append(h_all_k[:, :, h_end:h_end + h_t], h_all_v[:, :, h_end:h_end + h_t])
+    h_keys, h_vals = (h_a.data for h_a in h_kv.append(h_all_k[:, :, h_end:h_end + h_t], h_all_v[:, :, h_end:h_end + h_t]))
     h_end += h_t
     assert len(h_kv) == h_end and h_kv.remaining == 7 - h_end and h_keys.shape == (1, 2, h_end, 3)
     assert np.array_equal(h_keys, h_all_k[:, :, :h_end]) and np.array_equal(h_vals, h_all_v[:, :, :h_end]), h_end
     assert np.shares_memory(h_vals, h_kv.value_buffer)
 h_kv.reset()
-h_keys, h_vals = h_kv.append(h_all_v[:, :, :3], h_all_k[:, :, :3])
+h_keys, h_vals = (h_a.data for h_a in h_kv.append(h_all_v[:, :, :3], h_all_k[:, :, :3]))
 assert len(h_kv) == 3 and np.array_equal(h_keys, h_all_v[:, :, :3]) and np.array_equal(h_vals, h_all_k[:, :, :3]), "after reset"
 
 # %% grade_id: test-multi-head

@@ -89,8 +89,8 @@ for offset_h, length_h in ((4, 3), (0, 7), (6, 1)):
 
 # %% grade_id: test-transformer-block
 # Hidden: the pre-LN residual structure against the block's own parts (LayerNorms with different parameters), the
-# input gradient against float64 central differences, the ff_dim and activation options, the causal mask handed to a
-# non-causal attention module (and not with causal=False), checked with a change that LayerNorm does not remove.
+# input gradient against float64 central differences, the ff_dim option and the default GELU MLP, the causal mask handed
+# to a non-causal attention module, checked with a change that LayerNorm does not remove.
 rng_h = np.random.default_rng(1604)
 blk_h = TransformerBlock(8, 2, ff_dim=12, dtype=np.float64, rng=rng_h)
 for ln_h in (blk_h.ln1, blk_h.ln2):
@@ -111,14 +111,14 @@ for idx_h in np.ndindex(*xb_h.shape):
     num_h[idx_h] = ((blk_h(Tensor(xp_h, dtype=np.float64)).data - blk_h(Tensor(xm_h, dtype=np.float64)).data) * r_h).sum() / 2e-6
 assert np.allclose(xg_h.grad.data, num_h, atol=1e-6), np.abs(xg_h.grad.data - num_h).max()
 assert blk_h.ff[0].out_features == 12 and sum(p.size for p in blk_h.parameters()) == 4 * (64 + 8) + (8 * 12 + 12 + 12 * 8 + 8) + 4 * 8
-assert isinstance(TransformerBlock(8, 2, activation="relu").ff[1], ReLU)
+assert isinstance(TransformerBlock(8, 2).ff[1], GELU) and TransformerBlock(8, 2).ff[0].out_features == 32
 later_h = xb_h.copy()
 later_h[:, 3] += rng_h.standard_normal(8)                     # not a constant shift, which LayerNorm would remove
 masked_h = TransformerBlock(attention=MultiHeadAttention(8, 2, rng=rng_h), rng=rng_h)
 assert np.allclose(masked_h(Tensor(later_h)).data[:, :3], masked_h(Tensor(xb_h)).data[:, :3], atol=1e-6), \
     "a non-causal attention module gets the causal mask from the block"
-open_h = TransformerBlock(attention=MultiHeadAttention(8, 2, rng=rng_h), causal=False, rng=rng_h)
-assert not np.allclose(open_h(Tensor(later_h)).data[:, :3], open_h(Tensor(xb_h)).data[:, :3]), "causal=False: no mask"
+open_h = MultiHeadAttention(8, 2, rng=rng_h)                   # the same attention alone does see the future
+assert not np.allclose(open_h(Tensor(later_h)).data[:, :3], open_h(Tensor(xb_h)).data[:, :3]), "no mask: the future leaks"
 
 # %% grade_id: test-tinygpt
 # Hidden: causal masking at every position of a batch (changing one token never moves an earlier logit), the forward
@@ -267,7 +267,7 @@ for i_h, m_h in enumerate(variants_h):
     m_h.eval()
     back_h.eval()
     assert back_h(probe_h).dtype == m_h(probe_h).dtype and np.array_equal(back_h(probe_h).data, m_h(probe_h).data), i_h
-arrays_h, cfg_h = variants_h[0].state_dict(), dict(variants_h[0].config)
+arrays_h, cfg_h = variants_h[0].state_dict(), variants_h[0].config.to_dict()
 for tag_h, meta_h, kind_h in [("missing-key", {"config": {k: v for k, v in cfg_h.items() if k != "dropout"}, "tokenizer": None}, "tinygpt"),
                               ("extra-key", {"config": {**cfg_h, "bias": True}, "tokenizer": None}, "tinygpt"),
                               ("wrong-width", {"config": {**cfg_h, "d_model": 16}, "tokenizer": None}, "tinygpt"),

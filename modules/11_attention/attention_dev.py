@@ -68,21 +68,7 @@ if "google.colab" in sys.modules:
 # %%
 #| export
 """Attention: masks, scaled dot-product attention, single- and multi-head attention, KV cache.
-
-Module 11 of TinyTorch (generated from modules/11_attention/attention_dev.py; do not edit).
-
-Mask convention (one for the whole framework): a mask is a float array (or Tensor) that is
-*added* to the attention scores, broadcasting against (..., Tq, Tk): 0 where a query may
-attend to a key, -inf where it may not. `causal_mask(T)` builds the autoregressive one and
-`additive_mask(allowed)` converts a boolean "may attend" array. Boolean masks are refused
-everywhere, so True can never be misread as "masked".
-
-All layers compose Tensor operations of modules 01-03, whose gradients come from the
-backward rules of module 05, and one fused op of this module, `ScaledMaskedSoftmax`
-(softmax(scale * scores + mask), the hot path on the (..., T, T) scores), whose backward
-sits beside its forward. The KV-cache path of `MultiHeadAttention` is for inference
-only (under `no_grad()`).
-"""
+Module 11 of TinyTorch (generated from modules/11_attention/attention_dev.py; do not edit)."""
 from __future__ import annotations
 
 import functools
@@ -96,23 +82,14 @@ from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
 from tinytorch.core.activations import softmax
 from tinytorch.core.layers import Dense, Dropout, Module
 from tinytorch.core.autograd import is_grad_enabled
-from tinytorch.core.training import write_atomically
 
 # %% [markdown]
 # ## 1. Why attention
 #
 # Take the sentence *"The animal didn't cross the street because **it** was too tired."*
-# To represent *it*, a model must look back seven words to *animal*. The layers we have
-# so far cannot do that naturally:
-#
-# * a `Dense` layer applied to every position separately never mixes positions;
-# * a `Dense` layer applied to the whole flattened sequence has a fixed input size and a
-#   separate weight for every (position, feature) pair, so it cannot generalise from
-#   "position 3 looks at position 1" to "position 30 looks at position 28";
-# * a convolution (module 09) mixes only neighbours; reaching seven words back needs a
-#   stack of layers;
-# * a recurrent network carries a state from word to word, so information from *animal*
-#   must survive six updates, and the T steps run one after another, never in parallel.
+# To represent *it*, a model must look back seven words to *animal*. A `Dense` layer per
+# position never mixes positions, a convolution (module 09) mixes only neighbours, and a
+# recurrent network must carry *animal* through six sequential updates.
 #
 # Attention gives every position a direct, content-based connection to every other
 # position, and computes all of them in parallel. For an input `x` of shape `(T, C)`:
@@ -169,25 +146,17 @@ for d in (4, 64, 512):
           f"softmax weights, on average: unscaled {peak_raw:.3f}, scaled {peak_scaled:.3f}")
 
 # %% [markdown]
-# Without scaling, at `d = 512` the softmax puts almost all of its weight on one key
-# before training has even started; with scaling the weights stay spread out (a uniform
-# softmax over 16 keys would give 1/16 = 0.0625), whatever `d` is.
+# Without scaling, at `d = 512` the softmax puts almost all its weight on one key before
+# training starts; with scaling the weights stay spread out (uniform: 1/16 = 0.0625).
 #
-# **Implementation note.** We multiply $Q$ by $1/\sqrt d$ *before* the product, which is
-# the same number ($\frac{1}{\sqrt d}(QK^\top) = (\frac{1}{\sqrt d}Q)K^\top$) for fewer
-# multiplications: $T_q d$ instead of $T_q T_k$. And the factor is a Python `float`:
-# `q * np.float64(0.125)` would silently turn float32 activations into float64, doubling
-# memory and halving speed (module 01's dtype rule).
+# **Implementation note.** The factor $1/\sqrt d$ is a Python `float`: a numpy float64
+# scalar would silently turn float32 scores into float64 (module 01's dtype rule).
 #
 # ## 3. Masks: who may attend to whom
 #
-# Often some scores must not count:
-#
-# * **causal** (autoregressive) models such as GPT predict token $t+1$ from tokens
-#   $\le t$; if position $i$ could read position $j > i$ during training, it would simply
-#   copy the answer;
-# * **padding**: sequences of different lengths padded to one length; nobody should attend
-#   to the padding.
+# Often some scores must not count: a **causal** model such as GPT predicts token $t+1$
+# from tokens $\le t$ (reading $j > i$ in training it would copy the answer), and nobody
+# should attend to **padding**.
 #
 # TinyTorch uses **one** convention everywhere: a mask is a float array **added to the
 # scores** before the softmax, broadcasting against `(..., Tq, Tk)`:
@@ -206,36 +175,26 @@ for d in (4, 64, 512):
 # query 3   [  0,    0,    0,    0 ]]
 # ```
 #
-# **Why -inf and not a large negative number like -1e9?** Both give zero weight in
-# float32. But -1e9 does not fit in float16 (it becomes -inf anyway), and it can *hide* a
-# bug: a row where every key is masked (a query that may attend to nothing) becomes a
-# uniform average over the masked keys, silently. With -inf that row is `0/0 = nan`. Our
-# softmax subtracts the row maximum first (module 02), so -inf is safe as long as **each
-# row keeps at least one finite score**; the causal mask always keeps the diagonal. To
-# turn the `nan` case into an error message instead, `scaled_dot_product_attention`
-# checks the mask and refuses a fully masked row, naming its shape.
+# **Why -inf and not -1e9?** Both give zero weight in float32, but -1e9 overflows float16
+# and *hides* a bug: a row where every key is masked silently becomes a uniform average,
+# while with -inf it is `0/0 = nan`. Softmax subtracts the row maximum first (module 02),
+# so -inf is safe as long as each row keeps one finite score; the attention functions
+# refuse a fully masked row with an error instead of returning `nan`.
 #
-# **Why additive and not boolean?** An additive mask composes by addition (causal +
-# padding is `causal_mask(T) + padding_mask`), can carry soft biases (ALiBi-style distance
-# penalties, even learned ones: a mask `Tensor` that requires grad receives a gradient),
-# and costs one `+`. Boolean masks are ambiguous (does `True` mean "keep" or "hide"? libraries
-# disagree), so TinyTorch refuses them and offers `additive_mask(allowed)`, where
-# `allowed[i, j] = True` means *query i may attend to key j*.
+# **Why additive and not boolean?** Additive masks compose by addition (causal + padding),
+# can carry soft or learned biases (a mask `Tensor` that requires grad gets a gradient),
+# and cost one `+`; booleans are ambiguous ("keep" or "hide"?), so TinyTorch refuses them
+# and offers `additive_mask(allowed)`, where `allowed[i, j] = True` means *i may attend to j*.
 #
-# **Queries that start later.** During generation (section 6) the queries are the last
-# `T` positions of a longer sequence of `past + T` keys. `causal_mask(T, past=p)` returns
-# the `(T, p + T)` mask in which query `i` sits at absolute position `p + i` and may
-# attend to keys `j <= p + i`. With `past=0` it is the square mask above.
+# **Queries that start later.** In generation (section 6) the `T` queries are the last of
+# `past + T` keys: `causal_mask(T, past=p)` is the `(T, p + T)` mask in which query `i`
+# (absolute position `p + i`) may attend to keys `j <= p + i`.
 
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray:
-    """Additive causal mask of shape (T, past + T): 0 where query i may attend to key j
-    (j <= past + i), -inf above that diagonal.
-
-    Query i is the token at absolute position past + i; `past` > 0 is used when the first
-    `past` keys come from a KV cache. Add it to scores of shape (..., T, past + T).
-    """
+    """Additive causal mask (T, past + T): 0 where query i (absolute position past + i) may
+    attend to key j, i.e. j <= past + i; -inf above that diagonal."""
     if int(T) < 1 or int(past) < 0:
         raise ValueError(f"causal_mask: need T >= 1 and past >= 0, got T={T}, past={past}")
     ### BEGIN SOLUTION
@@ -246,8 +205,7 @@ def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray
 
 
 def additive_mask(allowed: Any, dtype: Any = DEFAULT_FLOAT) -> np.ndarray:
-    """Convert a boolean "may attend" array (True = query may attend to key) into the
-    additive float mask TinyTorch uses: True -> 0, False -> -inf. Same shape out."""
+    """Boolean "may attend" array -> additive float mask (True -> 0, False -> -inf), same shape."""
     allowed = allowed.data if isinstance(allowed, Tensor) else np.asarray(allowed)
     if allowed.dtype != np.bool_:
         raise TypeError(f"additive_mask: expects a boolean array (True = may attend), got dtype {allowed.dtype}")
@@ -300,8 +258,8 @@ print("masks: OK")
 # the output *and* the weights **before** dropout (rows sum to 1), for inspection and
 # plotting.
 #
-# The helpers in the next cell check the shapes and the mask, so that a mistake produces a
-# message that names the shapes instead of numpy's "operands could not be broadcast".
+# The helpers in the next cell check shapes and masks, so a mistake gets a message that
+# names the shapes.
 
 # %%
 #| export
@@ -310,58 +268,44 @@ def _as_tensor(x: Any) -> Tensor:
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
-    """Validate q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); return the scores' shape."""
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"{who}: q, k, v need at least 2 dimensions (..., T, d), got shapes "
-                         f"{q.shape}, {k.shape}, {v.shape}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"{who}: queries and keys must have the same last dimension d, got "
-                         f"q {q.shape} and k {k.shape}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{who}: keys and values must have the same number of positions Tk, got "
-                         f"k {k.shape} and v {v.shape}")
+    """Check q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); return the scores' shape (..., Tq, Tk)."""
     try:
-        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError
+        lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
+            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])   # broadcast only when needed
     except ValueError:
-        raise ValueError(f"{who}: the leading (batch/head) axes of q {q.shape}, k {k.shape} and "
-                         f"v {v.shape} do not broadcast") from None
+        raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
+                         f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
     return (*lead, q.shape[-2], k.shape[-2])
 
 
-def _check_mask_dtype(mask: Any, who: str) -> np.ndarray | Tensor:
-    """A user mask as an ndarray or Tensor of floats; booleans get a pointer to additive_mask."""
-    if not isinstance(mask, Tensor):
-        mask = np.asarray(mask)
-    if mask.dtype == np.bool_:
-        raise TypeError(f"{who}: got a boolean mask of shape {mask.shape}; TinyTorch masks are additive "
-                        f"floats (0 = may attend, -inf = may not): convert it with additive_mask(allowed), "
-                        f"where True means 'may attend'")
-    if mask.dtype.kind != "f":
-        raise TypeError(f"{who}: the mask must be a float array (0 = may attend, -inf = may not), "
-                        f"got dtype {mask.dtype} and shape {mask.shape}")
-    return mask
-
-
-def _prepare_mask(mask: Any, scores_shape: tuple[int, ...], dtype: np.dtype, who: str) -> Tensor:
-    """Check an additive mask against the scores (..., Tq, Tk) and return it as a Tensor of `dtype`."""
-    mask = _check_mask_dtype(mask, who)
+def _check_mask(mask: Any, scores_shape: tuple[int, ...], dtype: Any, who: str) -> Tensor:
+    """Check an additive mask against the scores (..., Tq, Tk); return it as a Tensor of `dtype`."""
+    data = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if data.dtype.kind != "f":
+        hint = "; convert a boolean one with additive_mask(allowed)" if data.dtype == np.bool_ else ""
+        raise TypeError(f"{who}: a mask is a float array (0 = may attend, -inf = may not), got dtype {data.dtype}{hint}")
     try:
-        fits = np.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)
+        fits = np.broadcast_shapes(data.shape, scores_shape) == tuple(scores_shape)
     except ValueError:
         fits = False
     if not fits:
-        raise ValueError(f"{who}: mask of shape {mask.shape} does not broadcast to the attention "
-                         f"scores of shape {tuple(scores_shape)} (..., Tq, Tk)")
-    data = mask.data if isinstance(mask, Tensor) else mask
-    if data.ndim and np.isneginf(data).all(axis=-1).any():
-        raise ValueError(f"{who}: the mask of shape {mask.shape} hides every key from some query "
-                         f"(a row that is all -inf); its softmax would be 0/0 = nan. Every query must "
-                         f"be allowed at least one key")
-    if data.ndim == 0 and np.isneginf(data):
-        raise ValueError(f"{who}: a scalar -inf mask hides every key from every query")
+        raise ValueError(f"{who}: mask of shape {data.shape} does not broadcast to the scores {tuple(scores_shape)}")
+    if np.isneginf(data).all(axis=-1).any() if data.ndim else np.isneginf(data):
+        raise ValueError(f"{who}: the mask of shape {data.shape} hides every key from some query (softmax 0/0 = nan)")
     if isinstance(mask, Tensor):
         return mask if mask.dtype == dtype else mask.astype(dtype)
-    return Tensor(mask, dtype=dtype)
+    return Tensor(data, dtype=dtype)
+
+
+def _add_masks(causal: np.ndarray | None, mask: Any, scores_shape: tuple[int, ...], dtype: Any,
+               who: str) -> Tensor | np.ndarray | None:
+    """The causal mask (or None) plus a checked user mask (or None): additive masks add."""
+    if mask is None:
+        return causal
+    mask = _check_mask(mask, scores_shape, dtype, who)
+    return mask if causal is None else Tensor(causal, dtype=dtype) + mask   # a learned mask stays in the graph
 
 # %% [markdown]
 # ### One op for scale, mask and softmax
@@ -373,7 +317,7 @@ def _prepare_mask(mask: Any, scores_shape: tuple[int, ...], dtype: np.dtype, who
 # output alive until backward: four such arrays per layer with the scores themselves.
 # Fused into one `Function`, the forward writes **one** array, in place, and only two stay
 # alive (the scores, an input of the op, and the weights): half the memory held for
-# backward, measured below. The step time hardly changes, because the matrix products
+# backward. The step time hardly changes, because the matrix products
 # dominate it (module 14 measures where the time of a step goes). The fused forward:
 #
 # $$z = \text{scale}\cdot S + M,\qquad A = \mathrm{softmax}(z) = \frac{e^{z - \max z}}{\sum e^{z - \max z}}$$
@@ -393,11 +337,8 @@ def _prepare_mask(mask: Any, scores_shape: tuple[int, ...], dtype: np.dtype, who
 # %% nbgrader={"grade": false, "grade_id": "scaled-masked-softmax", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class ScaledMaskedSoftmax(Function):
-    """softmax(scale * scores + mask) over the last axis, in one op.
-
-    scores (..., Tq, Tk); mask (optional second input) broadcastable to the scores. Keeps
-    only the output weights (..., Tq, Tk).
-    """
+    """softmax(scale * scores + mask) over the last axis, in one op: scores (..., Tq, Tk),
+    optional mask broadcastable to them -> weights (..., Tq, Tk). Keeps only the weights."""
     def forward(self, scores: np.ndarray, mask: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
         ### BEGIN SOLUTION
         z = scores * scale                           # (..., Tq, Tk): the one new array
@@ -425,18 +366,22 @@ class ScaledMaskedSoftmax(Function):
 
 def scaled_masked_softmax(scores: Tensor, scale: float, mask: Tensor | None = None) -> Tensor:
     """softmax(scale * scores + mask, axis=-1) as one op: scores (..., Tq, Tk) -> weights (..., Tq, Tk)."""
+    ### BEGIN SOLUTION
     scale = float(scale)                             # a Python float keeps float32 float32
     if mask is None:
         return ScaledMaskedSoftmax.apply(scores, scale=scale)
     return ScaledMaskedSoftmax.apply(scores, mask, scale=scale)
+    ### END SOLUTION
 
 
 def scaled_masked_softmax_composed(scores: Tensor, scale: float, mask: Tensor | None = None) -> Tensor:
     """The same computation from module-05 ops (Mul, Add, Softmax): the reference for tests."""
+    ### BEGIN SOLUTION
     z = scores * float(scale)
     if mask is not None:
         z = z + mask
     return softmax(z, axis=-1)
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-scaled-masked-softmax", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 from tinytorch.core.autograd import gradcheck
@@ -463,58 +408,20 @@ assert gradcheck(lambda s, m: scaled_masked_softmax(s, 0.7, m),
                  [Tensor(s_np, dtype=np.float64, requires_grad=True), learned])
 print("scaled_masked_softmax: OK")
 
-# %% [markdown]
-# What fusing saves, measured with `tracemalloc` (which sees numpy's allocations) at
-# TinyGPT `--long`'s shapes (12 sequences, 6 heads, context 128): the memory that one
-# attention's forward leaves allocated for its backward, the part that adds up over the
-# layers of a model, and the peak of forward plus backward.
-
-# %%
-import tracemalloc
-
-
-def attention_memory_mib(softmax_fn, B=12, nh=6, T=128, hs=32) -> tuple[float, float]:
-    """(MiB kept after forward, peak MiB of forward + backward) of one attention."""
-    rng = np.random.default_rng(0)
-    q, k, v = (Tensor(rng.standard_normal((B, nh, T, hs)).astype(np.float32), requires_grad=True) for _ in range(3))
-    mask = Tensor(causal_mask(T))
-    tracemalloc.start()
-    out = softmax_fn(q @ k.transpose(-2, -1), 1 / math.sqrt(hs), mask) @ v   # (B, nh, T, hs)
-    kept = tracemalloc.get_traced_memory()[0]
-    out.sum().backward()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return kept / 2 ** 20, peak / 2 ** 20
-
-
-for name, fn in [("fused", scaled_masked_softmax), ("composed", scaled_masked_softmax_composed)]:
-    kept, peak = attention_memory_mib(fn)
-    print(f"{name:>8}: {kept:5.1f} MiB kept for backward, peak {peak:5.1f} MiB")
-
 # %% nbgrader={"grade": false, "grade_id": "sdpa", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
                                  dropout: Module | None = None) -> tuple[Tensor, Tensor]:
-    """softmax(q kᵀ / sqrt(d) + mask) v, batched over all leading axes.
+    """softmax(q kᵀ / sqrt(d) + mask) v over any leading axes (broadcast like `@`).
 
-    Args:
-        q: queries (..., Tq, d).
-        k: keys (..., Tk, d).
-        v: values (..., Tk, dv). Leading axes of q, k, v broadcast like `@`.
-        mask: optional additive float mask broadcastable to (..., Tq, Tk): 0 = may attend,
-            -inf = may not (see `causal_mask`, `additive_mask`). A Tensor that requires
-            grad receives a gradient (a learned bias).
-        dropout: optional `Dropout` module applied to the attention weights.
-
-    Returns:
-        (out, weights): out (..., Tq, dv); weights (..., Tq, Tk), the softmax over the keys
-        *before* dropout (each row sums to 1).
+    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); mask: additive, broadcastable to
+    (..., Tq, Tk) (a Tensor that requires grad gets a gradient); dropout: a `Dropout` on the
+    weights. Returns out (..., Tq, dv) and the weights (..., Tq, Tk) before dropout.
     """
     q, k, v = _as_tensor(q), _as_tensor(k), _as_tensor(v)
     scores_shape = _check_qkv(q, k, v, "scaled_dot_product_attention")
     if mask is not None:
-        mask = _prepare_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype),
-                             "scaled_dot_product_attention")
+        mask = _check_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype), "scaled_dot_product_attention")
     ### BEGIN SOLUTION
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.transpose(-2, -1)                     # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
@@ -550,20 +457,16 @@ assert (weights.data[0, :, 3:] == 0).all(), "padded keys get exactly zero weight
 heads = scaled_dot_product_attention(rng.standard_normal((2, 3, Tq, d)), rng.standard_normal((2, 3, Tk, d)),
                                      rng.standard_normal((2, 3, Tk, dv)), mask=causal_mask(Tq, past=Tk - Tq))[0]
 assert heads.shape == (2, 3, Tq, dv), "(B, nh, T, d): one call for all batches and heads"
-for bad, expected in [((q_np, k_np[..., :5], v_np), "same last dimension"),
-                      ((q_np, k_np, v_np[:, :3]), "same number of positions"),
-                      ((q_np, k_np, v_np, np.zeros((Tq, Tq), np.float32)), "does not broadcast"),
-                      ((q_np, k_np, v_np, np.full((Tq, Tk), -np.inf, np.float32)), "every key")]:
+for bad, error in [((q_np, k_np[..., :5], v_np), ValueError),                  # d of q and k differ
+                   ((q_np, k_np, v_np[:, :3]), ValueError),                     # Tk of k and v differ
+                   ((q_np, k_np, v_np, np.zeros((Tq, Tq), np.float32)), ValueError),   # mask does not fit
+                   ((q_np, k_np, v_np, np.full((Tq, Tk), -np.inf, np.float32)), ValueError),  # all masked
+                   ((q_np, k_np, v_np, np.ones((Tq, Tk), bool)), TypeError)]:  # booleans are refused
     try:
         scaled_dot_product_attention(*bad)
-        raise AssertionError(f"should have failed: {expected}")
-    except ValueError:
+        raise AssertionError(f"should have failed: {[np.shape(a) for a in bad]}")
+    except error:
         pass
-try:
-    scaled_dot_product_attention(q_np, k_np, v_np, mask=np.ones((Tq, Tk), bool))
-    raise AssertionError("boolean masks are refused")
-except TypeError:
-    pass
 print("scaled_dot_product_attention: OK")
 
 # %% [markdown]
@@ -584,57 +487,33 @@ print("scaled_dot_product_attention: OK")
 # makes every token attend mostly to itself.
 #
 # With `causal=True` the layer adds `causal_mask(T)`: position `t`'s output then depends
-# only on positions `<= t`, which the test checks directly by changing the future.
-# The layer keeps the weights of its last call in `last_weights` (an ndarray), for
-# plotting; `return_weights=True` returns them as a Tensor as well.
-
-# %%
-#| export
-def _combine_masks(causal: np.ndarray | None, mask: Any, who: str) -> Any:
-    """The causal mask (or None) plus a user mask (or None): additive masks add."""
-    if mask is None:
-        return causal
-    mask = _check_mask_dtype(mask, who)
-    if causal is None:
-        return mask
-    try:
-        np.broadcast_shapes(causal.shape, mask.shape)
-    except ValueError:
-        raise ValueError(f"{who}: mask of shape {mask.shape} does not broadcast with the causal mask "
-                         f"of shape {causal.shape} (Tq, Tk)") from None
-    if isinstance(mask, Tensor):
-        return Tensor(causal, dtype=mask.dtype) + mask    # keeps a learned mask in the graph
-    return causal + mask
+# only on positions `<= t`. `last_weights` keeps the weights of the last call, for plots.
 
 # %% nbgrader={"grade": false, "grade_id": "self-attention", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class SelfAttention(Module):
-    """Single-head self-attention: (..., T, d_model) -> (..., T, d_model).
-
-    q, k, v = x Wq + bq, x Wk + bk, x Wv + bv (three `Dense(d_model, d_model)` layers,
-    `q_proj`, `k_proj`, `v_proj`), then `scaled_dot_product_attention`. With `causal=True`
-    position t attends only to positions <= t. `forward(x, mask=None, return_weights=False)`;
-    the weights (..., T, T) of the last call are kept in `last_weights` (ndarray).
-    """
+    """Single-head self-attention (..., T, d_model) -> (..., T, d_model): projections `q_proj`,
+    `k_proj`, `v_proj`, then `scaled_dot_product_attention`; `causal=True` masks the future."""
     def __init__(self, d_model: int, causal: bool = False, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if int(d_model) < 1:
             raise ValueError(f"SelfAttention: d_model must be positive, got {d_model}")
-        self.d_model, self.causal = int(d_model), bool(causal)
+        self.d_model, self.causal, self.last_weights = int(d_model), bool(causal), None
+        ### BEGIN SOLUTION
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
-        self.last_weights: np.ndarray | None = None
+        ### END SOLUTION
 
     def forward(self, x: Any, mask: Any = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         x = _as_tensor(x)
         if x.ndim < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(f"SelfAttention: input of shape {x.shape} does not fit: expected "
-                             f"(..., T, d_model={self.d_model})")
-        T = x.shape[-2]
-        mask = _combine_masks(_cached_causal_mask(T, 0, x.dtype) if self.causal else None, mask, "SelfAttention")
+            raise ValueError(f"SelfAttention: input of shape {x.shape} does not fit (..., T, d_model={self.d_model})")
         ### BEGIN SOLUTION
+        T = x.shape[-2]
+        causal = _cached_causal_mask(T, 0, x.dtype) if self.causal else None
+        mask = _add_masks(causal, mask, (*x.shape[:-1], T), x.dtype, "SelfAttention")   # (..., T, T)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)           # (..., T, C) each
         out, weights = scaled_dot_product_attention(q, k, v, mask=mask)    # (..., T, C), (..., T, T)
         ### END SOLUTION
@@ -671,12 +550,10 @@ print("self-attention: OK")
 # %% [markdown]
 # ## 6. Generating text, and the KV cache
 #
-# A causal model generates one token at a time: run the model on the prompt, sample the
-# next token from the last position's prediction, append it, run again. Run naively, step
-# `t` recomputes queries, keys and values for all `t` positions, although the keys and
-# values of positions `< t` are *exactly* those of the previous step: in a causal model,
-# nothing at position `j` depends on later tokens. Only the **new** token's query, key and
-# value are new, and only the new token's output is needed.
+# A causal model generates one token at a time: run the model, sample the next token from
+# the last position, append it, run again. Run naively, step `t` recomputes keys and values
+# for all `t` positions, although in a causal model those of positions `< t` are *exactly*
+# those of the previous step: only the **new** token's query, key and value are new.
 #
 # So we store the keys and values of every position seen so far in a **KV cache**, one
 # per attention layer. A step then costs:
@@ -694,115 +571,75 @@ print("self-attention: OK")
 # of the filled part. `MultiHeadAttention` (next section) accepts `cache=`: the new
 # tokens' queries attend to all cached positions and, causally, to each other.
 #
-# **When the cache is full.** `max_len` is a model's context length. What to do then
-# depends on the positional encoding, which is why module 16 (not this module) decides:
-#
-# * TinyGPT uses *learned absolute* position embeddings: the cached keys were computed
-#   with the positions they had. Sliding the window keeps the tokens but gives each a new
-#   position, so the cached keys are stale. Module 16 should `reset()` the cache and
-#   re-run the last `W` tokens (e.g. `W = max_len // 2`, amortising the recomputation over
-#   the next `max_len - W` steps) with positions `0 .. W-1`.
-# * With *relative* encodings (rotary, ALiBi) keys do not depend on the absolute position,
-#   and `drop_oldest(n)` (shift the cache left by `n` slots) is correct.
+# **When the cache is full** (`max_len` is the context length), what to do depends on the
+# positions: with *learned absolute* positions (TinyGPT) cached keys carry their position,
+# so module 16 `reset()`s the cache and re-runs the last tokens; with *relative* ones
+# (rotary, ALiBi) `drop_oldest(n)` (shift the cache left by `n` slots) is correct.
 
 # %% nbgrader={"grade": false, "grade_id": "kv-cache", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class KVCache:
-    """Keys and values of the positions processed so far, for one attention layer.
-
-    `key_buffer`, `value_buffer`: preallocated (batch_size, num_heads, max_len, head_dim);
-    `length`: how many positions are filled; `keys`, `values`: views of the filled part,
-    (batch_size, num_heads, length, head_dim). Build one with
-    `MultiHeadAttention.new_cache(batch_size, max_len)`; pass it as `attn(x_new, cache=kv)`.
-    """
-    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int,
-                 dtype: Any = DEFAULT_FLOAT):
-        if min(batch_size, num_heads, max_len, head_dim) < 1:
-            raise ValueError(f"KVCache: sizes must be positive, got batch_size={batch_size}, "
-                             f"num_heads={num_heads}, max_len={max_len}, head_dim={head_dim}")
-        shape = (int(batch_size), int(num_heads), int(max_len), int(head_dim))
-        self.key_buffer = np.zeros(shape, dtype=dtype)
+    """Keys and values of the positions seen so far, for one attention layer: preallocated
+    `key_buffer`, `value_buffer` (batch_size, num_heads, max_len, head_dim), the first
+    `length` positions filled. Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`."""
+    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = DEFAULT_FLOAT):
+        shape = tuple(int(n) for n in (batch_size, num_heads, max_len, head_dim))
+        if min(shape) < 1:
+            raise ValueError(f"KVCache: sizes must be positive, got (batch_size, num_heads, max_len, head_dim) = {shape}")
+        self.batch_size, self.num_heads, self.max_len, self.head_dim = shape
+        ### BEGIN SOLUTION
+        self.key_buffer = np.zeros(shape, dtype=dtype)   # (B, nh, max_len, hs), allocated once
         self.value_buffer = np.zeros(shape, dtype=dtype)
-        self.length = 0
+        self.length = 0                                  # positions filled so far
+        ### END SOLUTION
+        self.dtype = self.key_buffer.dtype
 
-    @property
-    def batch_size(self) -> int:
-        return self.key_buffer.shape[0]
-
-    @property
-    def num_heads(self) -> int:
-        return self.key_buffer.shape[1]
-
-    @property
-    def max_len(self) -> int:
-        return self.key_buffer.shape[2]
-
-    @property
-    def head_dim(self) -> int:
-        return self.key_buffer.shape[3]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.key_buffer.dtype
-
-    @property
-    def remaining(self) -> int:
-        """Free slots: how many more positions fit."""
-        return self.max_len - self.length
-
-    @property
-    def nbytes(self) -> int:
-        """Memory of both buffers (allocated for max_len, whatever the length)."""
-        return self.key_buffer.nbytes + self.value_buffer.nbytes
-
-    @property
-    def keys(self) -> np.ndarray:
-        """(B, nh, length, hs) view of the cached keys."""
-        return self.key_buffer[:, :, :self.length]
-
-    @property
-    def values(self) -> np.ndarray:
-        """(B, nh, length, hs) view of the cached values."""
-        return self.value_buffer[:, :, :self.length]
-
-    def __len__(self) -> int:
-        return self.length
+    remaining = property(lambda self: self.max_len - self.length, doc="free slots")
+    nbytes = property(lambda self: self.key_buffer.nbytes + self.value_buffer.nbytes, doc="bytes of both buffers")
+    keys = property(lambda self: self.key_buffer[:, :, :self.length], doc="(B, nh, length, hs) view")
+    values = property(lambda self: self.value_buffer[:, :, :self.length], doc="(B, nh, length, hs) view")
+    __len__ = lambda self: self.length                   # noqa: E731
 
     def reset(self) -> None:
-        """Forget every position (the buffers are reused, not freed)."""
+        """Forget every position (the buffers are reused)."""
         self.length = 0
 
-    def append(self, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Store keys and values of t new positions, k and v of shape (B, nh, t, hs);
-        return views of all keys and values so far, each (B, nh, length + t, hs)."""
+    def _check_append(self, k: np.ndarray, v: np.ndarray) -> None:
+        """Refuse keys/values that do not fit (before anything is written)."""
         expected = (self.batch_size, self.num_heads, self.head_dim)
         if k.shape != v.shape or k.ndim != 4 or (k.shape[0], k.shape[1], k.shape[3]) != expected:
             raise ValueError(f"KVCache.append: keys {k.shape} and values {v.shape} must both be "
                              f"(B, nh, t, hs) = ({expected[0]}, {expected[1]}, t, {expected[2]})")
         if k.dtype != self.dtype or v.dtype != self.dtype:
             raise TypeError(f"KVCache.append: the cache holds {self.dtype}, got keys {k.dtype} and values {v.dtype}")
-        t = k.shape[2]
-        if t > self.remaining:
-            raise ValueError(f"KVCache.append: cannot add {t} positions: the cache holds {self.length} "
-                             f"of max_len={self.max_len}. Reset it (and re-run a shorter context), "
-                             f"or drop_oldest() when positions are relative")
+        if k.shape[2] > self.remaining:
+            raise ValueError(f"KVCache.append: cannot add {k.shape[2]} positions to {self.length} of "
+                             f"max_len={self.max_len}; reset() it and re-run a shorter context")
+
+    def append(self, k: Any, v: Any) -> tuple[Tensor, Tensor]:
+        """Store the keys and values of t new positions, k and v (B, nh, t, hs); return all keys
+        and values so far as Tensors (B, nh, length, hs) that view the buffers (no copy)."""
+        k, v = (a.data if isinstance(a, Tensor) else np.asarray(a) for a in (k, v))
+        self._check_append(k, v)
         ### BEGIN SOLUTION
-        end = self.length + t
+        end = self.length + k.shape[2]
         self.key_buffer[:, :, self.length:end] = k       # write into the preallocated slots
         self.value_buffer[:, :, self.length:end] = v
         self.length = end
-        return self.keys, self.values
+        return Tensor(self.keys, dtype=self.dtype), Tensor(self.values, dtype=self.dtype)
         ### END SOLUTION
 
     def drop_oldest(self, n: int) -> None:
-        """Forget the `n` oldest positions, shifting the rest to the front (a sliding window).
-        Only correct when cached keys do not encode absolute positions (module 11, section 6)."""
+        """Forget the `n` oldest positions, shifting the rest to the front (a sliding window);
+        only correct when keys do not encode absolute positions."""
         if not 0 <= n <= self.length:
             raise ValueError(f"KVCache.drop_oldest: n must be in [0, length={self.length}], got {n}")
+        ### BEGIN SOLUTION
         keep = self.length - n
         self.key_buffer[:, :, :keep] = self.key_buffer[:, :, n:self.length].copy()
         self.value_buffer[:, :, :keep] = self.value_buffer[:, :, n:self.length].copy()
         self.length = keep
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return (f"KVCache(batch_size={self.batch_size}, num_heads={self.num_heads}, length={self.length}, "
@@ -812,7 +649,7 @@ class KVCache:
 kv = KVCache(batch_size=2, num_heads=3, max_len=6, head_dim=4)
 chunks = [np.random.default_rng(i).standard_normal((2, 3, t, 4)).astype(np.float32) for i, t in enumerate((3, 1, 2))]
 for c in chunks:
-    keys, values = kv.append(c, -c)
+    keys, values = (t.data for t in kv.append(c, -c))     # Tensors viewing the buffers
 assert len(kv) == 6 and kv.remaining == 0 and keys.shape == (2, 3, 6, 4)
 assert np.array_equal(keys, np.concatenate(chunks, axis=2)) and np.array_equal(values, -keys)
 assert np.shares_memory(keys, kv.key_buffer), "views, not copies"
@@ -831,9 +668,8 @@ print("kv cache: OK")
 # %% [markdown]
 # ## 7. Multi-head attention
 #
-# One softmax per query gives one weighted average: a position can attend strongly to
-# one place, or blurrily to several. Real sentences need several relations at once
-# (the subject of this verb, the previous word, the matching bracket...). **Multi-head**
+# One softmax per query gives one weighted average; real sentences need several relations
+# at once (the subject of this verb, the previous word...). **Multi-head**
 # attention runs `nh` independent attentions, each on its own `hs = C / nh` dimensional
 # slice of the projected queries, keys and values, and concatenates the results:
 #
@@ -847,21 +683,13 @@ print("kv cache: OK")
 # (B, T, C) --reshape--> (B, T, nh, hs) --permute(0, 2, 1, 3)--> (B, nh, T, hs)
 # ```
 #
-# `scaled_dot_product_attention` then treats `(B, nh)` as leading axes: one batched matmul
-# for all scores `(B, nh, T, T)`, one for all outputs `(B, nh, T, hs)`. Merging undoes the
-# split: `permute(0, 2, 1, 3)` back to `(B, T, nh, hs)`, reshape to `(B, T, C)`. The total
-# cost is the *same* as one head of size C (the scores cost $T^2 \cdot hs$ per head, times
-# nh heads); we only gain expressiveness. The output projection $W_O$ (`Dense(C, C)`)
-# mixes the heads' results.
+# `scaled_dot_product_attention` treats `(B, nh)` as leading axes: one batched matmul for
+# all scores `(B, nh, T, T)`, one for all outputs. Merging undoes the split; the output
+# projection $W_O$ (`Dense(C, C)`) mixes the heads' results. Same cost as one head of size C.
 #
-# **Projections.** We keep three `Dense(C, C)` layers `q_proj`, `k_proj`, `v_proj` rather
-# than one fused `Dense(C, 3C)`. Fusing saves two small matmul calls in the forward pass,
-# but splitting its `(B, T, 3C)` output costs, in the backward pass, three gradient
-# arrays of the full `(B, T, 3C)` size (one per slice, mostly zeros) and their sum: in
-# numpy that is slower than the two extra calls. Separate projections also make
-# **cross-attention** trivial: `attn(query, key, value)` projects the query from one
-# sequence and the keys and values from another (an encoder's output, say), with the same
-# weights as self-attention.
+# **Projections.** Three `Dense(C, C)` layers `q_proj`, `k_proj`, `v_proj` rather than one
+# fused `Dense(C, 3C)` (whose sliced output costs three full-size gradient arrays in
+# backward); they also make **cross-attention** trivial: `attn(query, key, value)`.
 #
 # **Dropout** (probability `dropout`) is applied twice, as in GPT-2: on the attention
 # weights and on the output. It is active only in training mode (`attn.train()`).
@@ -876,63 +704,36 @@ print("kv cache: OK")
 # | `attn(x, return_weights=True)` | `(out, weights)` with weights `(B, nh, Tq, Tk)` |
 # | `attn(x_new, cache=kv)` | incremental decoding under `no_grad()`: always causal |
 #
-# After each call `attn.last_weights` holds the weights as an ndarray.
-#
-# **The cached path.** With `cache=kv` holding `L` positions, the `t` new tokens are
-# projected, their keys and values appended to the cache, and their queries attend to all
-# `L + t` keys with the mask `causal_mask(t, past=L)` (no mask at all when `t = 1`: the
-# single new token may see everything). The outputs equal the last `t` rows of a full
-# recomputation over all `L + t` tokens; the test checks it to 1e-5.
-#
-# The cached path runs only under `no_grad()` (gradients cannot flow into keys computed at
-# earlier steps), so there is no graph to record, and it does the very same arithmetic on
-# the ndarrays directly. At batch 1 every array holds a few hundred numbers, and the couple
-# of microseconds of Python bookkeeping that each `Tensor` operation costs (module 01,
-# systems question 4) would be most of the time: a decoding step runs about three times
-# faster without them. `_dense_forward` below is a `Dense` layer's `x @ W + b` on arrays.
-
-# %%
-#| export
-def _dense_forward(layer: Dense, rows: np.ndarray) -> np.ndarray:
-    """`layer(rows)` on ndarrays, without recording anything: rows (N, in) -> (N, out)."""
-    out = rows @ layer.weight.data
-    if layer.bias is not None:
-        out += layer.bias.data
-    return out
+# **The cached path is the same code.** With `cache=kv` holding `L` positions, the `t`
+# new tokens are projected and split into heads as always; `kv.append(k, v)` writes their
+# keys and values into the cache and hands back *all* `L + t` of them, and the queries
+# attend over those with the mask `causal_mask(t, past=L)`. The outputs equal the last `t`
+# rows of a full recomputation over all `L + t` tokens (the test checks it). It runs under
+# `no_grad()` (gradients cannot flow into keys computed at earlier steps), so the Tensor
+# operations record no graph.
 
 # %% nbgrader={"grade": false, "grade_id": "multi-head", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class MultiHeadAttention(Module):
-    """Multi-head attention: (B, Tq, d_model) -> (B, Tq, d_model).
-
-    Parameters: `q_proj`, `k_proj`, `v_proj`, `out_proj`, each `Dense(d_model, d_model)`.
-    Heads: (B, T, C) -> (B, nh, T, hs) by reshape/permute, hs = d_model // num_heads.
-    Dropout with probability `dropout` on the attention weights (`attn_dropout`) and on the
-    output (`out_dropout`), in training mode only. `causal=True` masks the future in every
-    call. See `forward` for the call forms (self, masked, cross-attention, KV cache).
-    """
+    """Multi-head attention (B, Tq, d_model) -> (B, Tq, d_model): `q_proj`, `k_proj`, `v_proj`,
+    `out_proj` (Dense(d_model, d_model)), num_heads heads of head_dim = d_model // num_heads,
+    dropout on the weights and the output; `causal=True` masks the future."""
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *,
-                 causal: bool = False):
+                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *, causal: bool = False):
         super().__init__()
-        if int(d_model) < 1 or int(num_heads) < 1:
-            raise ValueError(f"MultiHeadAttention: d_model and num_heads must be positive, got "
-                             f"d_model={d_model}, num_heads={num_heads}")
-        if d_model % num_heads:
-            raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by num_heads="
-                             f"{num_heads}: each head gets d_model // num_heads features")
-        self.d_model, self.num_heads = int(d_model), int(num_heads)
-        self.head_dim = self.d_model // self.num_heads
-        self.causal, self.dtype = bool(causal), np.dtype(dtype)
+        if int(d_model) < 1 or int(num_heads) < 1 or d_model % num_heads:
+            raise ValueError(f"MultiHeadAttention: d_model={d_model} must be a positive multiple of num_heads={num_heads}")
+        self.d_model, self.num_heads, self.head_dim = int(d_model), int(num_heads), int(d_model) // int(num_heads)
+        self.causal, self.dtype, self.last_weights = bool(causal), np.dtype(dtype), None
+        ### BEGIN SOLUTION
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.out_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.attn_dropout = Dropout(dropout, rng=rng)
         self.out_dropout = Dropout(dropout, rng=rng)
-        self.last_weights: np.ndarray | None = None
+        ### END SOLUTION
 
-    # ---- heads as reshapes ------------------------------------------------------------
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, nh, T, hs)."""
         B, T, _ = x.shape
@@ -947,105 +748,65 @@ class MultiHeadAttention(Module):
         return y.permute(0, 2, 1, 3).reshape(B, T, self.d_model)
         ### END SOLUTION
 
-    # ---- checks -----------------------------------------------------------------------
-    def _check_input(self, x: Tensor, name: str) -> None:
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MultiHeadAttention: {name} of shape {x.shape} does not fit: expected "
-                             f"(B, T, d_model={self.d_model})")
-
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         """An empty KV cache for this layer: (batch_size, num_heads, max_len, head_dim)."""
+        ### BEGIN SOLUTION
         return KVCache(batch_size, self.num_heads, max_len, self.head_dim, dtype=self.dtype)
+        ### END SOLUTION
 
-    # ---- forward ----------------------------------------------------------------------
-    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
-                cache: KVCache | None = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention of `query` (B, Tq, C) over `key` (B, Tk, C) / `value` (B, Tk, C).
-
-        `attn(x)`: self-attention. `attn(query, key, value)`: cross-attention (`value`
-        defaults to `key`). `mask`: additive float mask broadcastable to (B, nh, Tq, Tk),
-        added to the causal mask when the layer is causal. `cache`: incremental decoding,
-        see `_forward_cached`. Returns out (B, Tq, C), and the weights (B, nh, Tq, Tk) too
-        when `return_weights`.
-        """
-        query = _as_tensor(query)
-        if cache is not None:
-            return self._forward_cached(query, key, value, mask, cache, return_weights)
+    def _check(self, query: Any, key: Any, value: Any, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Check the inputs; return query, key, value as Tensors and the number of cached positions."""
+        who, query = "MultiHeadAttention", _as_tensor(query)
         if key is None and value is not None:
-            raise ValueError("MultiHeadAttention: got value but no key; pass key too (or neither, for self-attention)")
+            raise ValueError(f"{who}: got value but no key; pass key too (or neither, for self-attention)")
+        if cache is not None and key is not None:
+            raise ValueError(f"{who}: a KV cache serves self-attention: call attn(x_new, cache=kv) without key and value")
         key = query if key is None else _as_tensor(key)
         value = key if value is None else _as_tensor(value)
-        self._check_input(query, "query")
-        self._check_input(key, "key")
-        self._check_input(value, "value")
-        B, Tq, _ = query.shape
-        Tk = key.shape[1]
-        if value.shape[:2] != key.shape[:2] or key.shape[0] != B:
-            raise ValueError(f"MultiHeadAttention: query {query.shape}, key {key.shape} and value "
-                             f"{value.shape} must share the batch size, and key and value the length Tk")
-        causal = None
-        if self.causal:
-            if Tk < Tq:
-                raise ValueError(f"MultiHeadAttention: causal attention needs at least as many keys as "
-                                 f"queries, got query {query.shape} and key {key.shape}")
-            causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype)
-        mask = _combine_masks(causal, mask, "MultiHeadAttention")
-        if mask is not None:                        # fail here, naming this layer
-            mask = _prepare_mask(mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.ndim != 3 or t.shape[-1] != self.d_model:
+                raise ValueError(f"{who}: {name} of shape {t.shape} does not fit (B, T, d_model={self.d_model})")
+        if key.shape[0] != query.shape[0] or value.shape[:2] != key.shape[:2]:
+            raise ValueError(f"{who}: query {query.shape}, key {key.shape} and value {value.shape} must share the "
+                             f"batch size, and key and value the length Tk")
+        (B, Tq, _), Tk, past = query.shape, key.shape[1], 0
+        if cache is not None:
+            if is_grad_enabled():
+                raise RuntimeError(f"{who}: the KV cache is for generation: call it inside `with no_grad():`")
+            if not isinstance(cache, KVCache) or (cache.batch_size, cache.num_heads, cache.head_dim) != (
+                    B, self.num_heads, self.head_dim):
+                raise ValueError(f"{who}: {cache!r} does not fit an input {query.shape}: use attn.new_cache(B, max_len)")
+            past = len(cache)
+        elif self.causal and Tk < Tq:
+            raise ValueError(f"{who}: causal attention needs at least as many keys as queries, got {query.shape}, {key.shape}")
+        return query, key, value, past
+
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: KVCache | None = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Attention of `query` (B, Tq, C) over `key` / `value` (B, Tk, C) (default: the query;
+        `value` defaults to `key`). mask: additive, broadcastable to (B, nh, Tq, Tk). cache: a
+        KVCache (causal self-attention under no_grad): the new keys and values are appended and
+        the queries attend to the past and themselves. Returns (B, Tq, C) (and the weights
+        (B, nh, Tq, Tk) with return_weights); `last_weights` keeps them as an ndarray."""
+        query, key, value, past = self._check(query, key, value, cache)
         ### BEGIN SOLUTION
+        (B, Tq, _), Tk = query.shape, past + key.shape[1]       # Tk: all keys, the cached ones included
+        masked = (self.causal or cache is not None) and Tq > 1          # one query (the last) sees every key
+        causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype) if masked else None
+        mask = _add_masks(causal, mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
         q = self.split_heads(self.q_proj(query))                # (B, nh, Tq, hs)
         k = self.split_heads(self.k_proj(key))                  # (B, nh, Tk, hs)
         v = self.split_heads(self.v_proj(value))                # (B, nh, Tk, hs)
-        y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout=self.attn_dropout)
+        if cache is not None:
+            k, v = cache.append(k, v)                           # (B, nh, past + Tk, hs): the past and the new
+        y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout=self.attn_dropout)  # (B, nh, Tq, hs)
         out = self.out_dropout(self.out_proj(self.merge_heads(y)))   # (B, nh, Tq, hs) -> (B, Tq, C)
         ### END SOLUTION
         self.last_weights = weights.data
         return (out, weights) if return_weights else out
 
-    def _forward_cached(self, x: Tensor, key: Any, value: Any, mask: Any, cache: KVCache,
-                        return_weights: bool) -> Tensor | tuple[Tensor, Tensor]:
-        """x (B, t, C): t new tokens after the cache's L positions. Their keys and values are
-        appended; their queries attend to all L + t positions, causally among themselves.
-        Returns out (B, t, C) (and weights (B, nh, t, L + t)). Inference only: under no_grad(),
-        so it runs the same arithmetic as `forward` directly on the ndarrays."""
-        if key is not None or value is not None:
-            raise ValueError("MultiHeadAttention: a KV cache serves causal self-attention: call "
-                             "attn(x_new, cache=kv) without key and value")
-        if is_grad_enabled():
-            raise RuntimeError("MultiHeadAttention: the KV cache is for inference (gradients cannot flow "
-                               "into cached keys); call it inside `with no_grad():`")
-        self._check_input(x, "input")
-        B, t, C = x.shape
-        if not isinstance(cache, KVCache) or (cache.batch_size, cache.num_heads, cache.head_dim) != (
-                B, self.num_heads, self.head_dim):
-            raise ValueError(f"MultiHeadAttention: {cache!r} does not fit an input of shape {x.shape} with "
-                             f"num_heads={self.num_heads}, head_dim={self.head_dim}: use attn.new_cache(B, max_len)")
-        past, nh, hs = cache.length, self.num_heads, self.head_dim
-        causal = _cached_causal_mask(t, past, x.dtype) if t > 1 else None
-        mask = _combine_masks(causal, mask, "MultiHeadAttention")
-        if mask is not None:
-            mask = _prepare_mask(mask, (B, nh, t, past + t), x.dtype, "MultiHeadAttention").data
-        rows = x.data.reshape(B * t, C)                                       # (B*t, C)
-
-        def heads(a: np.ndarray) -> np.ndarray:                               # (B*t, C) -> (B, nh, t, hs)
-            return a.reshape(B, t, nh, hs).transpose(0, 2, 1, 3)
-        ### BEGIN SOLUTION
-        q = heads(_dense_forward(self.q_proj, rows))                          # (B, nh, t, hs)
-        keys, values = cache.append(heads(_dense_forward(self.k_proj, rows)),  # (B, nh, past + t, hs)
-                                    heads(_dense_forward(self.v_proj, rows)))
-        scores = q @ keys.swapaxes(-1, -2)                                    # (B, nh, t, past + t)
-        weights = ScaledMaskedSoftmax().forward(scores, mask, scale=1.0 / math.sqrt(hs))  # (B, nh, t, past + t)
-        attended = self.attn_dropout(Tensor(weights, dtype=weights.dtype)).data
-        y = (attended @ values).transpose(0, 2, 1, 3).reshape(B * t, C)      # (B, nh, t, hs) -> (B*t, C)
-        out = _dense_forward(self.out_proj, y).reshape(B, t, C)
-        out = self.out_dropout(Tensor(out, dtype=out.dtype))
-        ### END SOLUTION
-        self.last_weights = weights
-        return (out, Tensor(weights, dtype=weights.dtype)) if return_weights else out
-
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"causal={self.causal}")
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, causal={self.causal}"
 
 # %% [markdown]
 # First check: with a single head, `MultiHeadAttention` is `SelfAttention` followed by the
@@ -1135,65 +896,45 @@ print("kv-cache decoding matches full recomputation: OK")
 # %% [markdown]
 # ## 8. Looking at attention
 #
-# Attention weights are one of the few places where a network shows *what it uses*.
-# `plot_attention` draws them as a heatmap: rows are queries, columns keys, one panel per
-# head. It takes weights `(Tq, Tk)`, `(nh, Tq, Tk)`, or `(B, nh, Tq, Tk)` (the first
-# example is drawn), optional token labels, and saves a PNG when given a path. It uses
-# matplotlib's object interface (`Figure`), not `pyplot`, so it works without a display
-# and leaves no global state behind; matplotlib is imported only when you call it.
+# Attention weights show *what a network uses*. `plot_attention` draws them as heatmaps
+# (rows: queries, columns: keys, one panel per head) with matplotlib's `Figure` (no
+# `pyplot`, no display needed) and saves a PNG when given a path.
 
 # %%
 #| export
 def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str | os.PathLike | None = None,
                    title: str | None = None, max_heads: int = 16) -> Any:
-    """Heatmap(s) of attention weights; returns the matplotlib Figure.
-
-    Args:
-        weights: (Tq, Tk) for one head, (nh, Tq, Tk) for a grid of heads, or
-            (B, nh, Tq, Tk) (the first batch element is drawn); ndarray or Tensor.
-        tokens: optional labels of the Tk keys; queries are labelled with the last Tq.
-        path: if given, the figure is saved there as PNG (written atomically).
-        title: optional title of the figure.
-        max_heads: draw at most this many heads.
-    """
+    """Heatmaps of attention weights (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) (the first
+    example), one panel per head (at most max_heads); `tokens` label the Tk keys. Saved as a
+    PNG at `path` if given; returns the matplotlib Figure."""
     from matplotlib.figure import Figure
 
     w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
-    if w.ndim == 4:
-        w = w[0]
-    if w.ndim == 2:
-        w = w[None]
-    if w.ndim != 3 or 0 in w.shape:
-        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk), "
-                         f"got shape {np.shape(weights)}")
+    w = w[0] if w.ndim == 4 else w[None] if w.ndim == 2 else w
+    if w.ndim != 3 or 0 in w.shape or (tokens is not None and len(tokens) != w.shape[-1]):
+        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) with one token "
+                         f"per key, got shape {np.shape(weights)} and {None if tokens is None else len(tokens)} tokens")
     w = w[:max_heads]
     nh, Tq, Tk = w.shape
-    if tokens is not None and len(tokens) != Tk:
-        raise ValueError(f"plot_attention: {len(tokens)} tokens for {Tk} keys (weights shape {np.shape(weights)})")
     cols = math.ceil(math.sqrt(nh))
-    rows = math.ceil(nh / cols)
-    fig = Figure(figsize=(2.8 * cols + 1.2, 2.8 * rows + (0.4 if title else 0)), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    image = None
-    for h, ax in enumerate(axes.flat):
+    fig = Figure(figsize=(2.8 * cols + 1.2, 2.8 * math.ceil(nh / cols) + 0.4), layout="constrained")
+    axes = fig.subplots(math.ceil(nh / cols), cols, squeeze=False).ravel()
+    for h, ax in enumerate(axes):
         if h >= nh:
             ax.set_axis_off()
             continue
         image = ax.imshow(w[h], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-        if nh > 1:
-            ax.set_title(f"head {h}", fontsize=9)
+        ax.set_title(f"head {h}" if nh > 1 else "", fontsize=9)
         ax.set_xlabel("key", fontsize=8)
         ax.set_ylabel("query", fontsize=8)
         if tokens is not None and Tk <= 48:
             ax.set_xticks(range(Tk), [str(s) for s in tokens], rotation=90, fontsize=7)
             ax.set_yticks(range(Tq), [str(s) for s in tokens[Tk - Tq:]], fontsize=7)
-        else:
-            ax.tick_params(labelsize=7)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
     if title:
         fig.suptitle(title)
-    if path is not None:                                  # atomically: never a half-written PNG
-        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    if path is not None:
+        fig.savefig(path, format="png", dpi=100)
     return fig
 
 # %% [markdown]
@@ -1203,11 +944,11 @@ def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str 
 # them **flagged** (its last feature is 1, the others 0). Every position must output the
 # flagged vector's content, wherever the flag is. A `Dense` layer applied per position
 # cannot know what sits elsewhere; attention can learn to put its weight on the key whose
-# flag feature is set. We train a single `SelfAttention` head with plain gradient descent
-# with momentum (the optimizers of module 06 would do the same) and plot its weights.
+# flag feature is set. We train one `SelfAttention` head with SGD + momentum (module 06).
 
 # %%
 from tinytorch.core.losses import MSELoss
+from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import manual_seed
 
 def flag_batch(rng, B=32, T=8, d=8):
@@ -1222,16 +963,13 @@ def flag_batch(rng, B=32, T=8, d=8):
 manual_seed(0)
 data_rng = np.random.default_rng(0)
 head = SelfAttention(8, rng=np.random.default_rng(1))
-velocity = {id(p): np.zeros_like(p.data) for p in head.parameters()}
-loss_fn = MSELoss()
+optimizer, loss_fn = SGD(head.parameters(), lr=0.05, momentum=0.9), MSELoss()
 for step in range(300):
     xb, yb, _ = flag_batch(data_rng)
     loss = loss_fn(head(xb), yb)
-    head.zero_grad()
+    optimizer.zero_grad()
     loss.backward()
-    for p in head.parameters():
-        velocity[id(p)] = 0.9 * velocity[id(p)] + p.grad.data
-        p.data -= 0.05 * velocity[id(p)]
+    optimizer.step()
     if step % 100 == 0 or step == 299:
         print(f"step {step:3d}  loss {loss.item():.4f}")
 
@@ -1240,85 +978,23 @@ with no_grad():
     head(xb)
 on_flag = head.last_weights[np.arange(4), :, where].mean()
 print(f"average attention on the flagged position: {on_flag:.3f} (uniform would be {1 / 8:.3f})")
-
-
-def show(fig) -> None:
-    """Display a matplotlib Figure in the notebook, as a PNG."""
-    import io
-    from IPython.display import Image, display
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    display(Image(buffer.getvalue()))
-
-
-show(plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
-               title="4 sequences (one panel each): every query reads the flagged key"))
+plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
+               title="4 sequences (one panel each): every query reads the flagged key")
 
 # %% [markdown]
 # Each panel shows one sequence: every row (query) has learned to put its weight on the
 # same column, the flagged position, which differs from sequence to sequence. The head
 # found content-based addressing by gradient descent.
 #
-# ## 9. How fast is generation with the cache?
-#
-# Time 64 generation steps at batch 1 for a 4-layer stack of attention layers (`d=128`,
-# 4 heads, as in TinyGPT), first recomputing the whole prefix every step, then with one
-# cache per layer. Inside `no_grad()` no graph is recorded.
-
-# %%
-import time
-
-layers = [MultiHeadAttention(128, 4, causal=True, rng=np.random.default_rng(i)).eval() for i in range(4)]
-steps = 64
-tokens = Tensor(np.random.default_rng(9).standard_normal((1, steps, 128)))
-with no_grad():
-    started = time.perf_counter()
-    for t in range(1, steps + 1):            # no cache: run the whole prefix every step
-        h = tokens[:, :t]
-        for layer in layers:
-            h = layer(h)
-        last_full = h[:, -1:]
-    naive = time.perf_counter() - started
-
-    caches = [layer.new_cache(1, steps) for layer in layers]
-    started = time.perf_counter()
-    for t in range(steps):                   # cache: only the new token
-        h = tokens[:, t:t + 1]
-        for layer, cache in zip(layers, caches):
-            h = layer(h, cache=cache)
-    cached = time.perf_counter() - started
-print(f"no cache: {steps / naive:7.0f} steps/s   with cache: {steps / cached:7.0f} steps/s")
-rel = np.abs(h.data - last_full.data).max() / np.abs(last_full.data).max()
-print(f"last outputs agree to {rel:.1e} relative: float32 rounding, amplified by four layers without "
-      f"normalisation (activations grow to std {last_full.data.std():.0f}); in float64 it would be ~1e-14")
-print(f"cache memory: {sum(c.nbytes for c in caches) / 1024:.0f} KiB for {len(caches)} layers, max_len={steps}")
-
-# %% [markdown]
-# The cached steps cost the same at step 1 and step 64 (the `(1, t)` scores are tiny next
-# to the projections), while the naive steps grow with `t`: the gap widens with the
-# context length.
-#
 # ## Systems thinking
 #
 # 1. **Quadratic memory.** Training keeps the `(B, nh, T, T)` attention weights for the
-#    backward pass (softmax keeps its output, dropout its mask, the scores are an
-#    intermediate too). For B = 12, nh = 4, T = 64 in float32, how many bytes per layer?
-#    For GPT-2's T = 1024, nh = 12? Which term of the model's memory dominates as T grows,
-#    and why do fused "flash" attention kernels, which never materialise the full matrix,
-#    matter more for long contexts than for short ones?
-# 2. **Where the FLOPs go.** Per token and layer, the four projections cost about
-#    $8C^2$ FLOPs and the two attention products about $4TC$. At which context length T
-#    do the attention products cost as much as the projections, for C = 128? For
-#    C = 768? Time `MultiHeadAttention(128, 4)` on T = 64 and T = 512 to check your
-#    prediction.
-# 3. **KV-cache size.** The cache holds $2 \cdot L \cdot B \cdot T \cdot C$ numbers for L
-#    layers. Compute it for TinyGPT (L = 4, C = 128, T = 64, B = 1, float32) and for a
-#    model with L = 32, C = 4096, T = 4096, B = 8 in float16. Why do large models share
-#    keys and values between several query heads (multi-query / grouped-query attention)?
-# 4. **Heads are free (almost).** Changing `num_heads` from 1 to 8 at fixed `d_model` does
-#    not change the number of parameters or FLOPs. What *does* change in the arrays that
-#    numpy processes (count and shape of the small matrix products), and why might many
-#    tiny heads run slower on a CPU than few large ones?
-# 5. **Masks and numerics.** What happens to a row of the softmax if every key is masked
+#    backward pass. How many bytes per layer for B = 12, nh = 4, T = 64 in float32, and for
+#    GPT-2's T = 1024, nh = 12? Why do "flash" kernels, which never materialise the full
+#    matrix, matter more for long contexts?
+# 2. **KV-cache size.** The cache holds $2 L B T C$ numbers for L layers: compute it for
+#    TinyGPT (L = 4, C = 128, T = 64, B = 1, float32) and for L = 32, C = 4096, T = 4096,
+#    B = 8 in float16. Why do large models share keys and values between query heads?
+# 3. **Masks and numerics.** What happens to a row of the softmax if every key is masked
 #    with -inf? With -1e9 instead? Which of the two failures would you rather debug, and
 #    why does float16 (max 65504) turn the second into the first?

@@ -2,21 +2,7 @@
 
 # %% ../../modules/11_attention/attention_dev.ipynb #2308da02
 """Attention: masks, scaled dot-product attention, single- and multi-head attention, KV cache.
-
-Module 11 of TinyTorch (generated from modules/11_attention/attention_dev.py; do not edit).
-
-Mask convention (one for the whole framework): a mask is a float array (or Tensor) that is
-*added* to the attention scores, broadcasting against (..., Tq, Tk): 0 where a query may
-attend to a key, -inf where it may not. `causal_mask(T)` builds the autoregressive one and
-`additive_mask(allowed)` converts a boolean "may attend" array. Boolean masks are refused
-everywhere, so True can never be misread as "masked".
-
-All layers compose Tensor operations of modules 01-03, whose gradients come from the
-backward rules of module 05, and one fused op of this module, `ScaledMaskedSoftmax`
-(softmax(scale * scores + mask), the hot path on the (..., T, T) scores), whose backward
-sits beside its forward. The KV-cache path of `MultiHeadAttention` is for inference
-only (under `no_grad()`).
-"""
+Module 11 of TinyTorch (generated from modules/11_attention/attention_dev.py; do not edit)."""
 from __future__ import annotations
 
 import functools
@@ -30,7 +16,6 @@ from .tensor import DEFAULT_FLOAT, Function, Tensor
 from .activations import softmax
 from .layers import Dense, Dropout, Module
 from .autograd import is_grad_enabled
-from .training import write_atomically
 
 # %% auto #0
 __all__ = ['causal_mask', 'additive_mask', 'ScaledMaskedSoftmax', 'scaled_masked_softmax', 'scaled_masked_softmax_composed',
@@ -38,12 +23,8 @@ __all__ = ['causal_mask', 'additive_mask', 'ScaledMaskedSoftmax', 'scaled_masked
 
 # %% ../../modules/11_attention/attention_dev.ipynb #8ccd7191
 def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray:
-    """Additive causal mask of shape (T, past + T): 0 where query i may attend to key j
-    (j <= past + i), -inf above that diagonal.
-
-    Query i is the token at absolute position past + i; `past` > 0 is used when the first
-    `past` keys come from a KV cache. Add it to scores of shape (..., T, past + T).
-    """
+    """Additive causal mask (T, past + T): 0 where query i (absolute position past + i) may
+    attend to key j, i.e. j <= past + i; -inf above that diagonal."""
     if int(T) < 1 or int(past) < 0:
         raise ValueError(f"causal_mask: need T >= 1 and past >= 0, got T={T}, past={past}")
     query_pos = np.arange(T)[:, None] + past            # (T, 1) absolute positions
@@ -52,8 +33,7 @@ def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray
 
 
 def additive_mask(allowed: Any, dtype: Any = DEFAULT_FLOAT) -> np.ndarray:
-    """Convert a boolean "may attend" array (True = query may attend to key) into the
-    additive float mask TinyTorch uses: True -> 0, False -> -inf. Same shape out."""
+    """Boolean "may attend" array -> additive float mask (True -> 0, False -> -inf), same shape."""
     allowed = allowed.data if isinstance(allowed, Tensor) else np.asarray(allowed)
     if allowed.dtype != np.bool_:
         raise TypeError(f"additive_mask: expects a boolean array (True = may attend), got dtype {allowed.dtype}")
@@ -73,66 +53,49 @@ def _as_tensor(x: Any) -> Tensor:
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
-    """Validate q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); return the scores' shape."""
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"{who}: q, k, v need at least 2 dimensions (..., T, d), got shapes "
-                         f"{q.shape}, {k.shape}, {v.shape}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"{who}: queries and keys must have the same last dimension d, got "
-                         f"q {q.shape} and k {k.shape}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{who}: keys and values must have the same number of positions Tk, got "
-                         f"k {k.shape} and v {v.shape}")
+    """Check q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); return the scores' shape (..., Tq, Tk)."""
     try:
-        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError
+        lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
+            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])   # broadcast only when needed
     except ValueError:
-        raise ValueError(f"{who}: the leading (batch/head) axes of q {q.shape}, k {k.shape} and "
-                         f"v {v.shape} do not broadcast") from None
+        raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
+                         f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
     return (*lead, q.shape[-2], k.shape[-2])
 
 
-def _check_mask_dtype(mask: Any, who: str) -> np.ndarray | Tensor:
-    """A user mask as an ndarray or Tensor of floats; booleans get a pointer to additive_mask."""
-    if not isinstance(mask, Tensor):
-        mask = np.asarray(mask)
-    if mask.dtype == np.bool_:
-        raise TypeError(f"{who}: got a boolean mask of shape {mask.shape}; TinyTorch masks are additive "
-                        f"floats (0 = may attend, -inf = may not): convert it with additive_mask(allowed), "
-                        f"where True means 'may attend'")
-    if mask.dtype.kind != "f":
-        raise TypeError(f"{who}: the mask must be a float array (0 = may attend, -inf = may not), "
-                        f"got dtype {mask.dtype} and shape {mask.shape}")
-    return mask
-
-
-def _prepare_mask(mask: Any, scores_shape: tuple[int, ...], dtype: np.dtype, who: str) -> Tensor:
-    """Check an additive mask against the scores (..., Tq, Tk) and return it as a Tensor of `dtype`."""
-    mask = _check_mask_dtype(mask, who)
+def _check_mask(mask: Any, scores_shape: tuple[int, ...], dtype: Any, who: str) -> Tensor:
+    """Check an additive mask against the scores (..., Tq, Tk); return it as a Tensor of `dtype`."""
+    data = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if data.dtype.kind != "f":
+        hint = "; convert a boolean one with additive_mask(allowed)" if data.dtype == np.bool_ else ""
+        raise TypeError(f"{who}: a mask is a float array (0 = may attend, -inf = may not), got dtype {data.dtype}{hint}")
     try:
-        fits = np.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)
+        fits = np.broadcast_shapes(data.shape, scores_shape) == tuple(scores_shape)
     except ValueError:
         fits = False
     if not fits:
-        raise ValueError(f"{who}: mask of shape {mask.shape} does not broadcast to the attention "
-                         f"scores of shape {tuple(scores_shape)} (..., Tq, Tk)")
-    data = mask.data if isinstance(mask, Tensor) else mask
-    if data.ndim and np.isneginf(data).all(axis=-1).any():
-        raise ValueError(f"{who}: the mask of shape {mask.shape} hides every key from some query "
-                         f"(a row that is all -inf); its softmax would be 0/0 = nan. Every query must "
-                         f"be allowed at least one key")
-    if data.ndim == 0 and np.isneginf(data):
-        raise ValueError(f"{who}: a scalar -inf mask hides every key from every query")
+        raise ValueError(f"{who}: mask of shape {data.shape} does not broadcast to the scores {tuple(scores_shape)}")
+    if np.isneginf(data).all(axis=-1).any() if data.ndim else np.isneginf(data):
+        raise ValueError(f"{who}: the mask of shape {data.shape} hides every key from some query (softmax 0/0 = nan)")
     if isinstance(mask, Tensor):
         return mask if mask.dtype == dtype else mask.astype(dtype)
-    return Tensor(mask, dtype=dtype)
+    return Tensor(data, dtype=dtype)
+
+
+def _add_masks(causal: np.ndarray | None, mask: Any, scores_shape: tuple[int, ...], dtype: Any,
+               who: str) -> Tensor | np.ndarray | None:
+    """The causal mask (or None) plus a checked user mask (or None): additive masks add."""
+    if mask is None:
+        return causal
+    mask = _check_mask(mask, scores_shape, dtype, who)
+    return mask if causal is None else Tensor(causal, dtype=dtype) + mask   # a learned mask stays in the graph
 
 # %% ../../modules/11_attention/attention_dev.ipynb #8e527be9
 class ScaledMaskedSoftmax(Function):
-    """softmax(scale * scores + mask) over the last axis, in one op.
-
-    scores (..., Tq, Tk); mask (optional second input) broadcastable to the scores. Keeps
-    only the output weights (..., Tq, Tk).
-    """
+    """softmax(scale * scores + mask) over the last axis, in one op: scores (..., Tq, Tk),
+    optional mask broadcastable to them -> weights (..., Tq, Tk). Keeps only the weights."""
     def forward(self, scores: np.ndarray, mask: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
         z = scores * scale                           # (..., Tq, Tk): the one new array
         if mask is not None:
@@ -169,29 +132,19 @@ def scaled_masked_softmax_composed(scores: Tensor, scale: float, mask: Tensor | 
         z = z + mask
     return softmax(z, axis=-1)
 
-# %% ../../modules/11_attention/attention_dev.ipynb #62fc7260
+# %% ../../modules/11_attention/attention_dev.ipynb #29903605
 def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
                                  dropout: Module | None = None) -> tuple[Tensor, Tensor]:
-    """softmax(q kᵀ / sqrt(d) + mask) v, batched over all leading axes.
+    """softmax(q kᵀ / sqrt(d) + mask) v over any leading axes (broadcast like `@`).
 
-    Args:
-        q: queries (..., Tq, d).
-        k: keys (..., Tk, d).
-        v: values (..., Tk, dv). Leading axes of q, k, v broadcast like `@`.
-        mask: optional additive float mask broadcastable to (..., Tq, Tk): 0 = may attend,
-            -inf = may not (see `causal_mask`, `additive_mask`). A Tensor that requires
-            grad receives a gradient (a learned bias).
-        dropout: optional `Dropout` module applied to the attention weights.
-
-    Returns:
-        (out, weights): out (..., Tq, dv); weights (..., Tq, Tk), the softmax over the keys
-        *before* dropout (each row sums to 1).
+    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); mask: additive, broadcastable to
+    (..., Tq, Tk) (a Tensor that requires grad gets a gradient); dropout: a `Dropout` on the
+    weights. Returns out (..., Tq, dv) and the weights (..., Tq, Tk) before dropout.
     """
     q, k, v = _as_tensor(q), _as_tensor(k), _as_tensor(v)
     scores_shape = _check_qkv(q, k, v, "scaled_dot_product_attention")
     if mask is not None:
-        mask = _prepare_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype),
-                             "scaled_dot_product_attention")
+        mask = _check_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype), "scaled_dot_product_attention")
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.transpose(-2, -1)                     # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
     weights = scaled_masked_softmax(scores, scale, mask) # softmax(scale*scores + mask): (..., Tq, Tk), rows sum to 1
@@ -200,49 +153,26 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
     return out, weights
 
 # %% ../../modules/11_attention/attention_dev.ipynb #20a07d5e
-def _combine_masks(causal: np.ndarray | None, mask: Any, who: str) -> Any:
-    """The causal mask (or None) plus a user mask (or None): additive masks add."""
-    if mask is None:
-        return causal
-    mask = _check_mask_dtype(mask, who)
-    if causal is None:
-        return mask
-    try:
-        np.broadcast_shapes(causal.shape, mask.shape)
-    except ValueError:
-        raise ValueError(f"{who}: mask of shape {mask.shape} does not broadcast with the causal mask "
-                         f"of shape {causal.shape} (Tq, Tk)") from None
-    if isinstance(mask, Tensor):
-        return Tensor(causal, dtype=mask.dtype) + mask    # keeps a learned mask in the graph
-    return causal + mask
-
-# %% ../../modules/11_attention/attention_dev.ipynb #1106d24f
 class SelfAttention(Module):
-    """Single-head self-attention: (..., T, d_model) -> (..., T, d_model).
-
-    q, k, v = x Wq + bq, x Wk + bk, x Wv + bv (three `Dense(d_model, d_model)` layers,
-    `q_proj`, `k_proj`, `v_proj`), then `scaled_dot_product_attention`. With `causal=True`
-    position t attends only to positions <= t. `forward(x, mask=None, return_weights=False)`;
-    the weights (..., T, T) of the last call are kept in `last_weights` (ndarray).
-    """
+    """Single-head self-attention (..., T, d_model) -> (..., T, d_model): projections `q_proj`,
+    `k_proj`, `v_proj`, then `scaled_dot_product_attention`; `causal=True` masks the future."""
     def __init__(self, d_model: int, causal: bool = False, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if int(d_model) < 1:
             raise ValueError(f"SelfAttention: d_model must be positive, got {d_model}")
-        self.d_model, self.causal = int(d_model), bool(causal)
+        self.d_model, self.causal, self.last_weights = int(d_model), bool(causal), None
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
-        self.last_weights: np.ndarray | None = None
 
     def forward(self, x: Any, mask: Any = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         x = _as_tensor(x)
         if x.ndim < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(f"SelfAttention: input of shape {x.shape} does not fit: expected "
-                             f"(..., T, d_model={self.d_model})")
+            raise ValueError(f"SelfAttention: input of shape {x.shape} does not fit (..., T, d_model={self.d_model})")
         T = x.shape[-2]
-        mask = _combine_masks(_cached_causal_mask(T, 0, x.dtype) if self.causal else None, mask, "SelfAttention")
+        causal = _cached_causal_mask(T, 0, x.dtype) if self.causal else None
+        mask = _add_masks(causal, mask, (*x.shape[:-1], T), x.dtype, "SelfAttention")   # (..., T, T)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)           # (..., T, C) each
         out, weights = scaled_dot_product_attention(q, k, v, mask=mask)    # (..., T, C), (..., T, T)
         self.last_weights = weights.data
@@ -253,93 +183,55 @@ class SelfAttention(Module):
 
 # %% ../../modules/11_attention/attention_dev.ipynb #d9bb6b76
 class KVCache:
-    """Keys and values of the positions processed so far, for one attention layer.
-
-    `key_buffer`, `value_buffer`: preallocated (batch_size, num_heads, max_len, head_dim);
-    `length`: how many positions are filled; `keys`, `values`: views of the filled part,
-    (batch_size, num_heads, length, head_dim). Build one with
-    `MultiHeadAttention.new_cache(batch_size, max_len)`; pass it as `attn(x_new, cache=kv)`.
-    """
-    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int,
-                 dtype: Any = DEFAULT_FLOAT):
-        if min(batch_size, num_heads, max_len, head_dim) < 1:
-            raise ValueError(f"KVCache: sizes must be positive, got batch_size={batch_size}, "
-                             f"num_heads={num_heads}, max_len={max_len}, head_dim={head_dim}")
-        shape = (int(batch_size), int(num_heads), int(max_len), int(head_dim))
-        self.key_buffer = np.zeros(shape, dtype=dtype)
+    """Keys and values of the positions seen so far, for one attention layer: preallocated
+    `key_buffer`, `value_buffer` (batch_size, num_heads, max_len, head_dim), the first
+    `length` positions filled. Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`."""
+    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = DEFAULT_FLOAT):
+        shape = tuple(int(n) for n in (batch_size, num_heads, max_len, head_dim))
+        if min(shape) < 1:
+            raise ValueError(f"KVCache: sizes must be positive, got (batch_size, num_heads, max_len, head_dim) = {shape}")
+        self.batch_size, self.num_heads, self.max_len, self.head_dim = shape
+        self.key_buffer = np.zeros(shape, dtype=dtype)   # (B, nh, max_len, hs), allocated once
         self.value_buffer = np.zeros(shape, dtype=dtype)
-        self.length = 0
+        self.length = 0                                  # positions filled so far
+        self.dtype = self.key_buffer.dtype
 
-    @property
-    def batch_size(self) -> int:
-        return self.key_buffer.shape[0]
-
-    @property
-    def num_heads(self) -> int:
-        return self.key_buffer.shape[1]
-
-    @property
-    def max_len(self) -> int:
-        return self.key_buffer.shape[2]
-
-    @property
-    def head_dim(self) -> int:
-        return self.key_buffer.shape[3]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.key_buffer.dtype
-
-    @property
-    def remaining(self) -> int:
-        """Free slots: how many more positions fit."""
-        return self.max_len - self.length
-
-    @property
-    def nbytes(self) -> int:
-        """Memory of both buffers (allocated for max_len, whatever the length)."""
-        return self.key_buffer.nbytes + self.value_buffer.nbytes
-
-    @property
-    def keys(self) -> np.ndarray:
-        """(B, nh, length, hs) view of the cached keys."""
-        return self.key_buffer[:, :, :self.length]
-
-    @property
-    def values(self) -> np.ndarray:
-        """(B, nh, length, hs) view of the cached values."""
-        return self.value_buffer[:, :, :self.length]
-
-    def __len__(self) -> int:
-        return self.length
+    remaining = property(lambda self: self.max_len - self.length, doc="free slots")
+    nbytes = property(lambda self: self.key_buffer.nbytes + self.value_buffer.nbytes, doc="bytes of both buffers")
+    keys = property(lambda self: self.key_buffer[:, :, :self.length], doc="(B, nh, length, hs) view")
+    values = property(lambda self: self.value_buffer[:, :, :self.length], doc="(B, nh, length, hs) view")
+    __len__ = lambda self: self.length                   # noqa: E731
 
     def reset(self) -> None:
-        """Forget every position (the buffers are reused, not freed)."""
+        """Forget every position (the buffers are reused)."""
         self.length = 0
 
-    def append(self, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Store keys and values of t new positions, k and v of shape (B, nh, t, hs);
-        return views of all keys and values so far, each (B, nh, length + t, hs)."""
+    def _check_append(self, k: np.ndarray, v: np.ndarray) -> None:
+        """Refuse keys/values that do not fit (before anything is written)."""
         expected = (self.batch_size, self.num_heads, self.head_dim)
         if k.shape != v.shape or k.ndim != 4 or (k.shape[0], k.shape[1], k.shape[3]) != expected:
             raise ValueError(f"KVCache.append: keys {k.shape} and values {v.shape} must both be "
                              f"(B, nh, t, hs) = ({expected[0]}, {expected[1]}, t, {expected[2]})")
         if k.dtype != self.dtype or v.dtype != self.dtype:
             raise TypeError(f"KVCache.append: the cache holds {self.dtype}, got keys {k.dtype} and values {v.dtype}")
-        t = k.shape[2]
-        if t > self.remaining:
-            raise ValueError(f"KVCache.append: cannot add {t} positions: the cache holds {self.length} "
-                             f"of max_len={self.max_len}. Reset it (and re-run a shorter context), "
-                             f"or drop_oldest() when positions are relative")
-        end = self.length + t
+        if k.shape[2] > self.remaining:
+            raise ValueError(f"KVCache.append: cannot add {k.shape[2]} positions to {self.length} of "
+                             f"max_len={self.max_len}; reset() it and re-run a shorter context")
+
+    def append(self, k: Any, v: Any) -> tuple[Tensor, Tensor]:
+        """Store the keys and values of t new positions, k and v (B, nh, t, hs); return all keys
+        and values so far as Tensors (B, nh, length, hs) that view the buffers (no copy)."""
+        k, v = (a.data if isinstance(a, Tensor) else np.asarray(a) for a in (k, v))
+        self._check_append(k, v)
+        end = self.length + k.shape[2]
         self.key_buffer[:, :, self.length:end] = k       # write into the preallocated slots
         self.value_buffer[:, :, self.length:end] = v
         self.length = end
-        return self.keys, self.values
+        return Tensor(self.keys, dtype=self.dtype), Tensor(self.values, dtype=self.dtype)
 
     def drop_oldest(self, n: int) -> None:
-        """Forget the `n` oldest positions, shifting the rest to the front (a sliding window).
-        Only correct when cached keys do not encode absolute positions (module 11, section 6)."""
+        """Forget the `n` oldest positions, shifting the rest to the front (a sliding window);
+        only correct when keys do not encode absolute positions."""
         if not 0 <= n <= self.length:
             raise ValueError(f"KVCache.drop_oldest: n must be in [0, length={self.length}], got {n}")
         keep = self.length - n
@@ -352,45 +244,24 @@ class KVCache:
                 f"max_len={self.max_len}, head_dim={self.head_dim}, dtype={self.dtype})")
 
 # %% ../../modules/11_attention/attention_dev.ipynb #81cd1279
-def _dense_forward(layer: Dense, rows: np.ndarray) -> np.ndarray:
-    """`layer(rows)` on ndarrays, without recording anything: rows (N, in) -> (N, out)."""
-    out = rows @ layer.weight.data
-    if layer.bias is not None:
-        out += layer.bias.data
-    return out
-
-# %% ../../modules/11_attention/attention_dev.ipynb #b6c4b26a
 class MultiHeadAttention(Module):
-    """Multi-head attention: (B, Tq, d_model) -> (B, Tq, d_model).
-
-    Parameters: `q_proj`, `k_proj`, `v_proj`, `out_proj`, each `Dense(d_model, d_model)`.
-    Heads: (B, T, C) -> (B, nh, T, hs) by reshape/permute, hs = d_model // num_heads.
-    Dropout with probability `dropout` on the attention weights (`attn_dropout`) and on the
-    output (`out_dropout`), in training mode only. `causal=True` masks the future in every
-    call. See `forward` for the call forms (self, masked, cross-attention, KV cache).
-    """
+    """Multi-head attention (B, Tq, d_model) -> (B, Tq, d_model): `q_proj`, `k_proj`, `v_proj`,
+    `out_proj` (Dense(d_model, d_model)), num_heads heads of head_dim = d_model // num_heads,
+    dropout on the weights and the output; `causal=True` masks the future."""
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *,
-                 causal: bool = False):
+                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *, causal: bool = False):
         super().__init__()
-        if int(d_model) < 1 or int(num_heads) < 1:
-            raise ValueError(f"MultiHeadAttention: d_model and num_heads must be positive, got "
-                             f"d_model={d_model}, num_heads={num_heads}")
-        if d_model % num_heads:
-            raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by num_heads="
-                             f"{num_heads}: each head gets d_model // num_heads features")
-        self.d_model, self.num_heads = int(d_model), int(num_heads)
-        self.head_dim = self.d_model // self.num_heads
-        self.causal, self.dtype = bool(causal), np.dtype(dtype)
+        if int(d_model) < 1 or int(num_heads) < 1 or d_model % num_heads:
+            raise ValueError(f"MultiHeadAttention: d_model={d_model} must be a positive multiple of num_heads={num_heads}")
+        self.d_model, self.num_heads, self.head_dim = int(d_model), int(num_heads), int(d_model) // int(num_heads)
+        self.causal, self.dtype, self.last_weights = bool(causal), np.dtype(dtype), None
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.out_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.attn_dropout = Dropout(dropout, rng=rng)
         self.out_dropout = Dropout(dropout, rng=rng)
-        self.last_weights: np.ndarray | None = None
 
-    # ---- heads as reshapes ------------------------------------------------------------
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, nh, T, hs)."""
         B, T, _ = x.shape
@@ -401,151 +272,94 @@ class MultiHeadAttention(Module):
         B, _, T, _ = y.shape
         return y.permute(0, 2, 1, 3).reshape(B, T, self.d_model)
 
-    # ---- checks -----------------------------------------------------------------------
-    def _check_input(self, x: Tensor, name: str) -> None:
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MultiHeadAttention: {name} of shape {x.shape} does not fit: expected "
-                             f"(B, T, d_model={self.d_model})")
-
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         """An empty KV cache for this layer: (batch_size, num_heads, max_len, head_dim)."""
         return KVCache(batch_size, self.num_heads, max_len, self.head_dim, dtype=self.dtype)
 
-    # ---- forward ----------------------------------------------------------------------
-    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
-                cache: KVCache | None = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention of `query` (B, Tq, C) over `key` (B, Tk, C) / `value` (B, Tk, C).
-
-        `attn(x)`: self-attention. `attn(query, key, value)`: cross-attention (`value`
-        defaults to `key`). `mask`: additive float mask broadcastable to (B, nh, Tq, Tk),
-        added to the causal mask when the layer is causal. `cache`: incremental decoding,
-        see `_forward_cached`. Returns out (B, Tq, C), and the weights (B, nh, Tq, Tk) too
-        when `return_weights`.
-        """
-        query = _as_tensor(query)
-        if cache is not None:
-            return self._forward_cached(query, key, value, mask, cache, return_weights)
+    def _check(self, query: Any, key: Any, value: Any, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Check the inputs; return query, key, value as Tensors and the number of cached positions."""
+        who, query = "MultiHeadAttention", _as_tensor(query)
         if key is None and value is not None:
-            raise ValueError("MultiHeadAttention: got value but no key; pass key too (or neither, for self-attention)")
+            raise ValueError(f"{who}: got value but no key; pass key too (or neither, for self-attention)")
+        if cache is not None and key is not None:
+            raise ValueError(f"{who}: a KV cache serves self-attention: call attn(x_new, cache=kv) without key and value")
         key = query if key is None else _as_tensor(key)
         value = key if value is None else _as_tensor(value)
-        self._check_input(query, "query")
-        self._check_input(key, "key")
-        self._check_input(value, "value")
-        B, Tq, _ = query.shape
-        Tk = key.shape[1]
-        if value.shape[:2] != key.shape[:2] or key.shape[0] != B:
-            raise ValueError(f"MultiHeadAttention: query {query.shape}, key {key.shape} and value "
-                             f"{value.shape} must share the batch size, and key and value the length Tk")
-        causal = None
-        if self.causal:
-            if Tk < Tq:
-                raise ValueError(f"MultiHeadAttention: causal attention needs at least as many keys as "
-                                 f"queries, got query {query.shape} and key {key.shape}")
-            causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype)
-        mask = _combine_masks(causal, mask, "MultiHeadAttention")
-        if mask is not None:                        # fail here, naming this layer
-            mask = _prepare_mask(mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.ndim != 3 or t.shape[-1] != self.d_model:
+                raise ValueError(f"{who}: {name} of shape {t.shape} does not fit (B, T, d_model={self.d_model})")
+        if key.shape[0] != query.shape[0] or value.shape[:2] != key.shape[:2]:
+            raise ValueError(f"{who}: query {query.shape}, key {key.shape} and value {value.shape} must share the "
+                             f"batch size, and key and value the length Tk")
+        (B, Tq, _), Tk, past = query.shape, key.shape[1], 0
+        if cache is not None:
+            if is_grad_enabled():
+                raise RuntimeError(f"{who}: the KV cache is for generation: call it inside `with no_grad():`")
+            if not isinstance(cache, KVCache) or (cache.batch_size, cache.num_heads, cache.head_dim) != (
+                    B, self.num_heads, self.head_dim):
+                raise ValueError(f"{who}: {cache!r} does not fit an input {query.shape}: use attn.new_cache(B, max_len)")
+            past = len(cache)
+        elif self.causal and Tk < Tq:
+            raise ValueError(f"{who}: causal attention needs at least as many keys as queries, got {query.shape}, {key.shape}")
+        return query, key, value, past
+
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: KVCache | None = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Attention of `query` (B, Tq, C) over `key` / `value` (B, Tk, C) (default: the query;
+        `value` defaults to `key`). mask: additive, broadcastable to (B, nh, Tq, Tk). cache: a
+        KVCache (causal self-attention under no_grad): the new keys and values are appended and
+        the queries attend to the past and themselves. Returns (B, Tq, C) (and the weights
+        (B, nh, Tq, Tk) with return_weights); `last_weights` keeps them as an ndarray."""
+        query, key, value, past = self._check(query, key, value, cache)
+        (B, Tq, _), Tk = query.shape, past + key.shape[1]       # Tk: all keys, the cached ones included
+        masked = (self.causal or cache is not None) and Tq > 1          # one query (the last) sees every key
+        causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype) if masked else None
+        mask = _add_masks(causal, mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
         q = self.split_heads(self.q_proj(query))                # (B, nh, Tq, hs)
         k = self.split_heads(self.k_proj(key))                  # (B, nh, Tk, hs)
         v = self.split_heads(self.v_proj(value))                # (B, nh, Tk, hs)
-        y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout=self.attn_dropout)
+        if cache is not None:
+            k, v = cache.append(k, v)                           # (B, nh, past + Tk, hs): the past and the new
+        y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout=self.attn_dropout)  # (B, nh, Tq, hs)
         out = self.out_dropout(self.out_proj(self.merge_heads(y)))   # (B, nh, Tq, hs) -> (B, Tq, C)
         self.last_weights = weights.data
         return (out, weights) if return_weights else out
 
-    def _forward_cached(self, x: Tensor, key: Any, value: Any, mask: Any, cache: KVCache,
-                        return_weights: bool) -> Tensor | tuple[Tensor, Tensor]:
-        """x (B, t, C): t new tokens after the cache's L positions. Their keys and values are
-        appended; their queries attend to all L + t positions, causally among themselves.
-        Returns out (B, t, C) (and weights (B, nh, t, L + t)). Inference only: under no_grad(),
-        so it runs the same arithmetic as `forward` directly on the ndarrays."""
-        if key is not None or value is not None:
-            raise ValueError("MultiHeadAttention: a KV cache serves causal self-attention: call "
-                             "attn(x_new, cache=kv) without key and value")
-        if is_grad_enabled():
-            raise RuntimeError("MultiHeadAttention: the KV cache is for inference (gradients cannot flow "
-                               "into cached keys); call it inside `with no_grad():`")
-        self._check_input(x, "input")
-        B, t, C = x.shape
-        if not isinstance(cache, KVCache) or (cache.batch_size, cache.num_heads, cache.head_dim) != (
-                B, self.num_heads, self.head_dim):
-            raise ValueError(f"MultiHeadAttention: {cache!r} does not fit an input of shape {x.shape} with "
-                             f"num_heads={self.num_heads}, head_dim={self.head_dim}: use attn.new_cache(B, max_len)")
-        past, nh, hs = cache.length, self.num_heads, self.head_dim
-        causal = _cached_causal_mask(t, past, x.dtype) if t > 1 else None
-        mask = _combine_masks(causal, mask, "MultiHeadAttention")
-        if mask is not None:
-            mask = _prepare_mask(mask, (B, nh, t, past + t), x.dtype, "MultiHeadAttention").data
-        rows = x.data.reshape(B * t, C)                                       # (B*t, C)
-
-        def heads(a: np.ndarray) -> np.ndarray:                               # (B*t, C) -> (B, nh, t, hs)
-            return a.reshape(B, t, nh, hs).transpose(0, 2, 1, 3)
-        q = heads(_dense_forward(self.q_proj, rows))                          # (B, nh, t, hs)
-        keys, values = cache.append(heads(_dense_forward(self.k_proj, rows)),  # (B, nh, past + t, hs)
-                                    heads(_dense_forward(self.v_proj, rows)))
-        scores = q @ keys.swapaxes(-1, -2)                                    # (B, nh, t, past + t)
-        weights = ScaledMaskedSoftmax().forward(scores, mask, scale=1.0 / math.sqrt(hs))  # (B, nh, t, past + t)
-        attended = self.attn_dropout(Tensor(weights, dtype=weights.dtype)).data
-        y = (attended @ values).transpose(0, 2, 1, 3).reshape(B * t, C)      # (B, nh, t, hs) -> (B*t, C)
-        out = _dense_forward(self.out_proj, y).reshape(B, t, C)
-        out = self.out_dropout(Tensor(out, dtype=out.dtype))
-        self.last_weights = weights
-        return (out, Tensor(weights, dtype=weights.dtype)) if return_weights else out
-
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"causal={self.causal}")
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, causal={self.causal}"
 
 # %% ../../modules/11_attention/attention_dev.ipynb #55a4e010
 def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str | os.PathLike | None = None,
                    title: str | None = None, max_heads: int = 16) -> Any:
-    """Heatmap(s) of attention weights; returns the matplotlib Figure.
-
-    Args:
-        weights: (Tq, Tk) for one head, (nh, Tq, Tk) for a grid of heads, or
-            (B, nh, Tq, Tk) (the first batch element is drawn); ndarray or Tensor.
-        tokens: optional labels of the Tk keys; queries are labelled with the last Tq.
-        path: if given, the figure is saved there as PNG (written atomically).
-        title: optional title of the figure.
-        max_heads: draw at most this many heads.
-    """
+    """Heatmaps of attention weights (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) (the first
+    example), one panel per head (at most max_heads); `tokens` label the Tk keys. Saved as a
+    PNG at `path` if given; returns the matplotlib Figure."""
     from matplotlib.figure import Figure
 
     w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
-    if w.ndim == 4:
-        w = w[0]
-    if w.ndim == 2:
-        w = w[None]
-    if w.ndim != 3 or 0 in w.shape:
-        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk), "
-                         f"got shape {np.shape(weights)}")
+    w = w[0] if w.ndim == 4 else w[None] if w.ndim == 2 else w
+    if w.ndim != 3 or 0 in w.shape or (tokens is not None and len(tokens) != w.shape[-1]):
+        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) with one token "
+                         f"per key, got shape {np.shape(weights)} and {None if tokens is None else len(tokens)} tokens")
     w = w[:max_heads]
     nh, Tq, Tk = w.shape
-    if tokens is not None and len(tokens) != Tk:
-        raise ValueError(f"plot_attention: {len(tokens)} tokens for {Tk} keys (weights shape {np.shape(weights)})")
     cols = math.ceil(math.sqrt(nh))
-    rows = math.ceil(nh / cols)
-    fig = Figure(figsize=(2.8 * cols + 1.2, 2.8 * rows + (0.4 if title else 0)), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    image = None
-    for h, ax in enumerate(axes.flat):
+    fig = Figure(figsize=(2.8 * cols + 1.2, 2.8 * math.ceil(nh / cols) + 0.4), layout="constrained")
+    axes = fig.subplots(math.ceil(nh / cols), cols, squeeze=False).ravel()
+    for h, ax in enumerate(axes):
         if h >= nh:
             ax.set_axis_off()
             continue
         image = ax.imshow(w[h], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-        if nh > 1:
-            ax.set_title(f"head {h}", fontsize=9)
+        ax.set_title(f"head {h}" if nh > 1 else "", fontsize=9)
         ax.set_xlabel("key", fontsize=8)
         ax.set_ylabel("query", fontsize=8)
         if tokens is not None and Tk <= 48:
             ax.set_xticks(range(Tk), [str(s) for s in tokens], rotation=90, fontsize=7)
             ax.set_yticks(range(Tq), [str(s) for s in tokens[Tk - Tq:]], fontsize=7)
-        else:
-            ax.tick_params(labelsize=7)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
     if title:
         fig.suptitle(title)
-    if path is not None:                                  # atomically: never a half-written PNG
-        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    if path is not None:
+        fig.savefig(path, format="png", dpi=100)
     return fig

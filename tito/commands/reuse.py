@@ -237,7 +237,7 @@ def measure(course: Course) -> dict[str, Any]:
     old_params = sum(v for k, v in params.items() if k != sixteen.dirname)
     old_nodes = sum(v for k, v in nodes.items() if k != sixteen.dirname)
     return {
-        "model": {"config": model.config, "parameters": model.num_parameters()},
+        "model": {"config": model.config.to_dict(), "parameters": model.num_parameters()},
         "classes": {"instances": dict(instances), "classes": {k: sorted(v) for k, v in classes.items()},
                     "parameters": dict(params)},
         "graph": {"nodes": dict(nodes), "op_types": {k: sorted(v) for k, v in op_types.items()},
