@@ -50,14 +50,14 @@
 # **Points: 31** (the total of this module's graded test cells)
 
 # %%
-# Colab set-up (the first cell of every module): on Google Colab, install TinyTorch
-# from the course repository; anywhere else this cell does nothing.
+# Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
+# modules 01-15 from the course repository (nothing of this module or later); anywhere
+# else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "tinytorch @ git+https://github.com/tinytorch/tinytorch@main"], check=True)
+    raise RuntimeError("this copy of TinyTorch names no course repository (settings.ini still holds the "
+                       "placeholder tinytorch/tinytorch): open the notebooks from your course's own Colab links")
 
 # %%
 #| default_exp tinygpt
