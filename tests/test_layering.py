@@ -97,3 +97,24 @@ def test_imports_point_to_earlier_modules(path: Path) -> None:
                 f"a module may only import modules with a lower number"
             )
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", generated_files(), ids=lambda p: p.relative_to(LIB).as_posix())
+def test_no_module_imports_a_private_name_of_another(path: Path) -> None:
+    """`from .training import _in_notebook` couples two modules through a name the first
+    never promised: every name one module takes from another is public."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    private = [f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name} from {node.module}"
+               for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
+               for alias in node.names if alias.name.startswith("_")]
+    assert not private, "\n".join(private)
+
+
+def test_importing_tinytorch_changes_no_process_setting() -> None:
+    """Importing the package tunes nothing of the process (module 01 once set glibc's malloc
+    thresholds at import); allocator and BLAS tuning are module 13's opt-ins."""
+    for path in generated_files():
+        if source_module(path).number == 13:
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "mallopt" not in text, f"{path.relative_to(ROOT)} tunes the allocator"
