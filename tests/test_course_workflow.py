@@ -147,7 +147,7 @@ def graded(request, book: Gradebook, tmp_path_factory) -> Graded:
                                       'raise ImportError("this submission is broken")'), folder, "raises", module)
     # Which graded cells depend on the unfinished cell: check that notebook as its student
     # would with `tito test` (no hidden tests, no sandbox) and see which graded cells fail.
-    direct = check_module(COURSE, module, one_wrong, timeout=300)
+    direct = check_module(COURSE, module, one_wrong, timeout=300, hidden=False)   # what the student's tito test says
     failing = {v.name for v in direct.verdicts if v.points is not None and not v.ok}
     run = autograde(book, module, submissions=folder, feedback=False)
     # Regrading one student, with feedback (one is enough: nbgrader takes a second or two each).

@@ -45,13 +45,14 @@ def run_pytest(course: Course, paths: list[Path], args: list[str], capture: bool
     )
 
 
-def check_module(course: Course, module: Module, source: Path, timeout: int) -> CheckReport:
+def check_module(course: Course, module: Module, source: Path, timeout: int, hidden: bool = True) -> CheckReport:
     """Decide every check of a dev file or notebook as `tito grade` does (tito/checks.py):
     one fresh interpreter, the module's own code from the notebook, the course's generated
     package for the modules before it. In the course checkout the module's hidden tests
     (grading/hidden/) run too; a student workspace has none."""
     nb = read_ipynb(source) if source.suffix == ".ipynb" else read_py(source)
-    nb = with_hidden(nb, course, module)
+    if hidden:  # `hidden=False`: exactly what a student sees (their notebook has no hidden tests)
+        nb = with_hidden(nb, course, module)
     program = build_program(module, nb, hidden=True, cell_timeout=timeout)
     return run_checks(course, program, sandboxed=False, timeout=max(600, 4 * timeout))
 

@@ -154,12 +154,10 @@ for d in (4, 64, 512):
 #
 # ## 3. Masks: who may attend to whom
 #
-# Often some scores must not count: a **causal** model such as GPT predicts token $t+1$
-# from tokens $\le t$ (reading $j > i$ in training it would copy the answer), and nobody
-# should attend to **padding**.
-#
-# TinyTorch uses **one** convention everywhere: a mask is a float array **added to the
-# scores** before the softmax, broadcasting against `(..., Tq, Tk)`:
+# Some scores must not count: a **causal** model (GPT) predicts token $t+1$ from tokens
+# $\le t$ (reading $j > i$ it would copy the answer), and nobody attends to **padding**.
+# One convention everywhere: a mask is a float array **added to the scores** before the
+# softmax, broadcasting against `(..., Tq, Tk)`:
 #
 # $$A = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt d} + M\right),\qquad
 #   M_{ij} = \begin{cases} 0 & \text{query } i \text{ may attend to key } j\\ -\infty & \text{it may not}\end{cases}$$
@@ -940,11 +938,9 @@ def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str 
 # %% [markdown]
 # ### Watching a head learn
 #
-# A small task that only attention can solve: each sequence holds 8 random vectors, one of
-# them **flagged** (its last feature is 1, the others 0). Every position must output the
-# flagged vector's content, wherever the flag is. A `Dense` layer applied per position
-# cannot know what sits elsewhere; attention can learn to put its weight on the key whose
-# flag feature is set. We train one `SelfAttention` head with SGD + momentum (module 06).
+# Each sequence holds 8 random vectors, one **flagged** (last feature 1). Every position must
+# output the flagged vector's content, wherever it is: a per-position `Dense` cannot, attention
+# can learn to weigh the flagged key. One `SelfAttention` head, SGD + momentum (module 06).
 
 # %%
 from tinytorch.core.losses import MSELoss
@@ -973,18 +969,21 @@ for step in range(300):
     if step % 100 == 0 or step == 299:
         print(f"step {step:3d}  loss {loss.item():.4f}")
 
+import io
+from IPython.display import Image, display
 xb, yb, where = flag_batch(np.random.default_rng(123), B=4)
 with no_grad():
     head(xb)
 on_flag = head.last_weights[np.arange(4), :, where].mean()
 print(f"average attention on the flagged position: {on_flag:.3f} (uniform would be {1 / 8:.3f})")
-plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
-               title="4 sequences (one panel each): every query reads the flagged key")
+fig = plot_attention(head.last_weights[:4], tokens=[f"t{i}" for i in range(8)],
+                     title="4 sequences (one panel each): every query reads the flagged key")
+fig.savefig(png := io.BytesIO(), format="png", dpi=90)
+display(Image(png.getvalue()))                      # the figure, as a PNG in the notebook
 
 # %% [markdown]
-# Each panel shows one sequence: every row (query) has learned to put its weight on the
-# same column, the flagged position, which differs from sequence to sequence. The head
-# found content-based addressing by gradient descent.
+# One panel per sequence: every row (query) weighs the same column, the flagged position,
+# different in each sequence: content-based addressing, found by gradient descent.
 #
 # ## Systems thinking
 #
