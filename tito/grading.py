@@ -528,7 +528,8 @@ def source_notebook(course: Course, module: Module) -> nbformat.NotebookNode:
     return nb
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` (creating its folder) unless it already holds exactly that."""
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -539,7 +540,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
 def write_source(book: Gradebook, module: Module) -> Path:
     """Write course/source/NN_name/name_dev.ipynb from the dev file (only when it changed)."""
     path = book.source_notebook(module)
-    _write_if_changed(path, nbformat.writes(source_notebook(book.course, module)) + "\n")
+    write_if_changed(path, nbformat.writes(source_notebook(book.course, module)) + "\n")
     return path
 
 

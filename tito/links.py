@@ -33,16 +33,20 @@ import nbformat
 from tito.course import Course, Module
 from tito.pairing import PY_FORMAT, read_py
 
-#: First line of the Colab cell; how the cell is recognised.
-COLAB_CELL_FIRST_LINE = "# Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch"
+#: How every version of the Colab cell starts (older ones installed the whole package):
+#: how the cell is recognised.
+COLAB_CELL_MARK = "# Colab set-up (the first cell of every module)"
 
-COLAB_CELL_TEMPLATE = """\
-{first_line}
+#: The cell's comment and the Colab test; the body follows (placeholder or real repository).
+COLAB_CELL_HEAD = COLAB_CELL_MARK + """: on Google Colab, fetch TinyTorch
 # modules {before} from the course repository (nothing of this module or later); anywhere
 # else this cell does nothing.
 import sys
 
 if "google.colab" in sys.modules:
+"""
+
+COLAB_CELL_BODY = """\
     import os, runpy, subprocess
     course = os.environ.get("TINYTORCH_COURSE_DIR", "/content/tinytorch-course")
     if not os.path.isdir(course):
@@ -51,13 +55,7 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "-C", course, "checkout", "HEAD", "--", "tito/colab.py"], check=True)
     runpy.run_path(os.path.join(course, "tito", "colab.py"))["setup"](course, module={number})"""
 
-COLAB_CELL_PLACEHOLDER = """\
-{first_line}
-# modules {before} from the course repository (nothing of this module or later); anywhere
-# else this cell does nothing.
-import sys
-
-if "google.colab" in sys.modules:
+COLAB_CELL_PLACEHOLDER_BODY = """\
     raise RuntimeError("this copy of TinyTorch names no course repository (settings.ini still holds the "
                        "placeholder {slug}): open the notebooks from your course's own Colab links")"""
 
@@ -136,13 +134,9 @@ def repository(course: Course) -> Repository:
 def colab_cell(repo: Repository, module: Module) -> str:
     """The source of the first code cell of `module`."""
     before = f"01-{module.number - 1:02d}" if module.number > 2 else ("01" if module.number == 2 else "(none)")
-    template = COLAB_CELL_PLACEHOLDER if repo.is_placeholder else COLAB_CELL_TEMPLATE
-    return template.format(first_line=COLAB_CELL_FIRST_LINE, before=before, branch=repo.branch,
-                           url=repo.clone_url, number=module.number, slug=repo.slug)
-
-
-#: How any version of the Colab cell starts (older versions installed the whole package).
-COLAB_CELL_MARK = "# Colab set-up (the first cell of every module)"
+    body = COLAB_CELL_PLACEHOLDER_BODY if repo.is_placeholder else COLAB_CELL_BODY
+    return (COLAB_CELL_HEAD + body).format(before=before, branch=repo.branch, url=repo.clone_url,
+                                           number=module.number, slug=repo.slug)
 
 
 def is_colab_cell(source: str) -> bool:

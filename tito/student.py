@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tito.course import Course, Module
+from tito.grading import write_if_changed
 from tito.links import STUDENT_DIR, student_notebook_relpath
 
 README = """\
@@ -30,14 +31,5 @@ def student_notebook(course: Course, module: Module) -> Path:
 
 def publish(course: Course, module: Module, released: Path) -> bool:
     """Copy the release notebook of `module` to student/ (only when it changed)."""
-    target = student_notebook(course, module)
-    data = released.read_bytes()
-    readme = course.root / STUDENT_DIR / "README.md"
-    if not readme.exists():
-        readme.parent.mkdir(parents=True, exist_ok=True)
-        readme.write_text(README, encoding="utf-8")
-    if target.exists() and target.read_bytes() == data:
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return True
+    write_if_changed(course.root / STUDENT_DIR / "README.md", README)
+    return write_if_changed(student_notebook(course, module), released.read_text(encoding="utf-8"))
