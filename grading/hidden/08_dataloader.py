@@ -64,6 +64,21 @@ class BatchOnly(Dataset):
 
 
 assert fetch_batch(BatchOnly(), np.array([3, 1]))[0].tolist() == [30, 10]
+# samples that cannot be stacked: different shapes, or different numbers of fields
+class Uneven(Dataset):
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return (np.zeros(i + 1), i) if i < 2 else (np.zeros(1),)
+
+
+for bad_idx in ([0, 1], [0, 2]):
+    try:
+        fetch_batch(Uneven(), np.array(bad_idx))
+        raise AssertionError(f"samples {bad_idx} cannot be stacked and must be refused")
+    except ValueError:
+        pass
 
 # %% grade_id: test-dataloader
 # batching edge cases (N divisible by B, N < B, B = 1, drop_last with and without shuffling), each batch = the rows of order(epoch), dtypes (int32 and uint8 -> int64, bool kept), an iteration started but not finished still advances the epoch, the transform sees each batch with the epoch's transform generator
@@ -228,3 +243,4 @@ assert not np.array_equal(va1.indices, va3.indices)
 assert np.all(np.diff(tr1.indices) > 0) and np.all(np.diff(va1.indices) > 0), "both parts sorted"
 assert sorted(tr1.indices.tolist() + va1.indices.tolist()) == list(range(40))
 assert va1.get_batch(np.arange(10))[1].tolist() == va1.indices.tolist()
+assert [len(p) for p in train_val_split(TensorDataset(np.arange(10)), 0.26)] == [7, 3], "a fraction is rounded"

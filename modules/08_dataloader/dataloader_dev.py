@@ -61,22 +61,13 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""Data loading: datasets, the DataLoader, batch transforms, downloads, CIFAR-10, Tiny Shakespeare.
-
-Module 08 of TinyTorch (generated from modules/08_dataloader/dataloader_dev.py; do not edit).
-
-Datasets hand out samples, or whole batches (`get_batch`), as tuples of numpy arrays; the
-DataLoader turns them into Tensors, its order and augmentation a pure function of (seed,
-epoch). Data lives under `data_dir()`; downloads are atomic and checksummed.
-"""
+"""TinyTorch module 08: datasets, DataLoader, batch transforms, downloads, CIFAR-10, Tiny Shakespeare."""
 from __future__ import annotations
 
 import hashlib
 import numbers
 import os
 import tarfile
-import tempfile
-import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
@@ -85,6 +76,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.core.tensor import Tensor, get_rng
+from tinytorch.core.training import write_atomically
 
 # %% [markdown]
 # ## 1. Datasets: samples, and batches of samples
@@ -105,52 +97,19 @@ from tinytorch.core.tensor import Tensor, get_rng
 # %% nbgrader={"grade": false, "grade_id": "datasets", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class Dataset:
-    """Base class of datasets: `len(ds)` samples, `ds[i]` -> tuple of ndarrays `(x, y, ...)`.
-    Subclasses may add `get_batch(indices)`: (B,) int64 indices -> one (B, ...) array per
-    field, so that the DataLoader does no per-sample Python work."""
-    def __len__(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} must define __len__ (the number of samples)")
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(i) -> tuple of arrays")
-
-
-def _stack_samples(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Batch from `dataset[i]` for each i: one np.stack per field (the slow, general path)."""
-    samples = []
-    for i in indices:
-        s = dataset[int(i)]
-        samples.append(tuple(s) if isinstance(s, (tuple, list)) else (s,))
-    if not samples:
-        raise ValueError(f"{type(dataset).__name__}: cannot build a batch from zero indices")
-    width = len(samples[0])
-    for i, s in zip(indices, samples):
-        if len(s) != width:
-            raise ValueError(f"{type(dataset).__name__}: sample {int(i)} has {len(s)} fields, "
-                             f"sample {int(indices[0])} has {width}")
-    batch = []
-    for f in range(width):
-        field = [np.asarray(s[f]) for s in samples]
-        shapes = {a.shape for a in field}
-        if len(shapes) > 1:
-            raise ValueError(f"{type(dataset).__name__}: field {f} has different shapes within one "
-                             f"batch: {sorted(shapes)}; samples must have equal shapes to be stacked")
-        batch.append(np.stack(field))
-    return tuple(batch)
+    """Defines `__len__` and `ds[i]` -> tuple of arrays `(x, y, ...)`; may add `get_batch(indices)`."""
 
 
 def fetch_batch(dataset: Any, indices: np.ndarray) -> tuple[np.ndarray, ...]:
-    """`dataset.get_batch(indices)` when the dataset has it, else stack `dataset[i]`.
-
-    indices: (B,) integer array. Returns a tuple of (B, ...) arrays, one per field.
-    """
-    indices = np.asarray(indices, dtype=np.int64)
+    """(B,) indices -> one (B, ...) array per field: `dataset.get_batch`, else stack the `dataset[i]`."""
     ### BEGIN SOLUTION
-    get_batch = getattr(dataset, "get_batch", None)
-    if get_batch is not None:
-        batch = get_batch(indices)
+    indices = np.asarray(indices, dtype=np.int64)
+    if hasattr(dataset, "get_batch"):
+        batch = dataset.get_batch(indices)
         return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-    return _stack_samples(dataset, indices)
+    samples = [dataset[int(i)] for i in indices]
+    samples = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in samples]
+    return tuple(np.stack(field) for field in zip(*samples, strict=True))   # ValueError if ragged
     ### END SOLUTION
 
 
@@ -159,23 +118,16 @@ def _as_ndarray(a: Any) -> np.ndarray:
 
 
 class TensorDataset(Dataset):
-    """Samples are rows of arrays with a common first dimension N.
-
-    `TensorDataset(x, y)` with x: (N, ...) and y: (N, ...) (ndarrays or Tensors, used
-    without copying); `ds[i]` is `(x[i], y[i])`, `ds.get_batch(idx)` is `(x[idx], y[idx])`.
-    """
+    """TensorDataset(x, y, ...): arrays or Tensors (N, ...), kept without copying; ds[i] -> (x[i], y[i])."""
     def __init__(self, *arrays: Any):
-        if not arrays:
-            raise ValueError("TensorDataset: give at least one array, e.g. TensorDataset(images, labels)")
-        self.arrays = tuple(_as_ndarray(a) for a in arrays)
-        for k, a in enumerate(self.arrays):
-            if a.ndim == 0:
-                raise ValueError(f"TensorDataset: array {k} is a scalar (shape ()); every array needs "
-                                 f"a first dimension that counts the samples")
-        if len({a.shape[0] for a in self.arrays}) > 1:
-            shapes = ", ".join(str(a.shape) for a in self.arrays)
-            raise ValueError(f"TensorDataset: all arrays must have the same first dimension (the number "
-                             f"of samples), got shapes {shapes}")
+        ### BEGIN SOLUTION
+        arrays = tuple(_as_ndarray(a) for a in arrays)
+        ### END SOLUTION
+        if not arrays or any(a.ndim == 0 for a in arrays) or len({len(a) for a in arrays}) > 1:
+            raise ValueError(f"TensorDataset: needs arrays with one first dimension, got shapes {[a.shape for a in arrays]}")
+        ### BEGIN SOLUTION
+        self.arrays = arrays
+        ### END SOLUTION
 
     def __len__(self) -> int:
         ### BEGIN SOLUTION
@@ -183,33 +135,30 @@ class TensorDataset(Dataset):
         ### END SOLUTION
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"TensorDataset: index {index} is out of range for {n} samples")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{type(self).__name__}: index {index} is out of range for {len(self)} samples")
         ### BEGIN SOLUTION
         return tuple(a[index] for a in self.arrays)
         ### END SOLUTION
 
     def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(B,) int indices -> one (B, ...) array per field, by fancy indexing (a copy)."""
         ### BEGIN SOLUTION
         return tuple(a[indices] for a in self.arrays)
         ### END SOLUTION
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{a.shape} {a.dtype}" for a in self.arrays)
-        return f"TensorDataset({len(self)} samples: {fields})"
 
 
 class Subset(Dataset):
     """The samples of `dataset` at `indices` (an int array), without copying any data."""
     def __init__(self, dataset: Any, indices: Any):
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(dataset)
-        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
-            bad = self.indices[(self.indices < 0) | (self.indices >= n)]
-            raise IndexError(f"Subset: indices {bad[:5].tolist()} are out of range for a dataset of {n} samples")
+        ### BEGIN SOLUTION
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        ### END SOLUTION
+        bad = indices[(indices < 0) | (indices >= len(dataset))]
+        if bad.size:
+            raise IndexError(f"Subset: indices {bad[:5].tolist()} are out of range for a dataset of {len(dataset)} samples")
+        ### BEGIN SOLUTION
+        self.dataset, self.indices = dataset, indices
+        ### END SOLUTION
 
     def __len__(self) -> int:
         ### BEGIN SOLUTION
@@ -225,9 +174,6 @@ class Subset(Dataset):
         ### BEGIN SOLUTION
         return fetch_batch(self.dataset, self.indices[indices])
         ### END SOLUTION
-
-    def __repr__(self) -> str:
-        return f"Subset({len(self)} of {len(self.dataset)} samples of {type(self.dataset).__name__})"
 
 # %% nbgrader={"grade": true, "grade_id": "test-datasets", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 xs = np.arange(24, dtype=np.float32).reshape(6, 4)
@@ -294,55 +240,43 @@ def to_tensor(a: np.ndarray) -> Tensor:
     if a.dtype.kind == "b":
         return Tensor(a)
     ### END SOLUTION
-    raise TypeError(f"DataLoader: cannot turn an array of dtype {a.dtype} (shape {a.shape}) into a "
-                    f"tensor; datasets must return numeric arrays")
+    raise TypeError(f"DataLoader: cannot turn an array of dtype {a.dtype} into a tensor (not numeric)")
+
+
+def _check_count(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"DataLoader: {name} must be an integer >= {minimum}, got {value!r}")
 
 
 class DataLoader:
-    """Iterate over `dataset` (its `get_batch` when present) in batches of `batch_size`,
-    each a tuple of Tensors, one per field (floating data float32, integers int64).
-
-    shuffle: a new random order every epoch; drop_last: drop the incomplete last batch;
-    seed: order and transform randomness of epoch e are a pure function of (seed, e) (None:
-    drawn from TinyTorch's global generator); transform: `transform(x, rng) -> x` on the
-    first field of each batch (a numpy array, e.g. (B, C, H, W) uint8) before conversion.
-    """
-    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False,
-                 drop_last: bool = False, seed: int | None = None,
-                 transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
-        if not hasattr(dataset, "__len__") or not (hasattr(dataset, "__getitem__") or hasattr(dataset, "get_batch")):
-            raise TypeError(f"DataLoader: a {type(dataset).__name__} is not a dataset "
-                            f"(it needs __len__ and __getitem__ or get_batch)")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
-        if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"DataLoader: seed must be a non-negative integer or None, got {seed!r}")
-        if transform is not None and not callable(transform):
-            raise TypeError(f"DataLoader: transform must be callable as transform(x, rng), got a "
-                            f"{type(transform).__name__}")
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
+    """Batches of `dataset` as tuples of Tensors; order and `transform(x, rng)` (on the first
+    field) are seeded by (seed, epoch); seed None: drawn from TinyTorch's global generator."""
+    def __init__(self, dataset: Any, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = None, transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
+        if not hasattr(dataset, "__len__") or not (transform is None or callable(transform)):
+            raise TypeError(f"DataLoader: needs a dataset and a transform(x, rng) or None, got {dataset!r:.60}, {transform!r}")
+        _check_count(batch_size, "batch_size", 1)
+        if seed is not None:
+            _check_count(seed, "seed", 0)
+        ### BEGIN SOLUTION
+        self.dataset, self.batch_size, self.transform = dataset, int(batch_size), transform
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.seed = int(get_rng().integers(2**63)) if seed is None else int(seed)
-        self.transform = transform
-        self._epoch = 0
+        self.epoch = 0                          # the epoch the next iteration uses
+        ### END SOLUTION
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (its order and augmentation depend on it)."""
+        _check_count(epoch, "epoch", 0)
+        ### BEGIN SOLUTION
+        self.epoch = int(epoch)
+        ### END SOLUTION
 
     def __len__(self) -> int:
         ### BEGIN SOLUTION
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         ### END SOLUTION
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next iteration will use."""
-        return self._epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration epoch `epoch` (its order and augmentation depend on it)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"DataLoader.set_epoch: epoch must be a non-negative integer, got {epoch!r}")
-        self._epoch = int(epoch)
 
     def generators(self, epoch: int) -> tuple[np.random.Generator, np.random.Generator]:
         """(order generator, transform generator) of `epoch`: a pure function of (seed, epoch)."""
@@ -364,14 +298,13 @@ class DataLoader:
         """`self.transform(x, rng)`, checked to keep the batch size."""
         out = self.transform(x, rng)
         if len(out) != len(x):
-            raise ValueError(f"DataLoader: the transform returned {len(out)} samples for a "
-                             f"batch of {len(x)} (shape {np.shape(out)})")
+            raise ValueError(f"DataLoader: the transform returned {len(out)} samples for a batch of {len(x)}")
         return out
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        epoch = self._epoch
-        self._epoch += 1
+        """Start epoch `self.epoch` (and move the counter on) when called; return a generator of batches."""
         ### BEGIN SOLUTION
+        epoch, self.epoch = self.epoch, self.epoch + 1
         order = self.order(epoch)
         rng = self.generators(epoch)[1]
         n_batches = len(self)
@@ -385,11 +318,6 @@ class DataLoader:
                 yield tuple(to_tensor(f) for f in fields)
         return batches()
         ### END SOLUTION
-
-    def __repr__(self) -> str:
-        return (f"DataLoader({len(self.dataset)} samples, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
-                f"{len(self)} batches)")
 
 # %% nbgrader={"grade": true, "grade_id": "test-dataloader", "locked": true, "points": 7, "schema_version": 3, "solution": false}
 images = np.arange(10 * 3, dtype=np.float64).reshape(10, 3)
@@ -444,62 +372,45 @@ print("dataloader: OK")
 
 # %% nbgrader={"grade": false, "grade_id": "transforms", "locked": false, "schema_version": 3, "solution": true}
 #| export
-def _check_batch(x: Any, name: str, ndim: int | None = 4) -> np.ndarray:
-    x = np.asarray(x)
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name}: expects a batch of images of shape (N, C, H, W), got shape {x.shape}")
-    if ndim is None and x.ndim < 2:
-        raise ValueError(f"{name}: expects a batch of shape (N, C, ...), got shape {x.shape}")
-    return x
-
-
 class Transform:
-    """A batch transform: `t(x, rng) -> x'` on an (N, C, H, W) numpy batch."""
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must define __call__(x, rng)")
-
-    def extra_repr(self) -> str:
-        return ""
-
+    """Base class of batch transforms `t(x, rng) -> x'` on numpy batches (N, C, ...); repr: its settings."""
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
+        args = (f"{k}={(v.tolist() if isinstance(v, np.ndarray) else v)!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({', '.join(args)})"
 
 
 class ToFloat(Transform):
     """Integer pixels (uint8, 0..255) -> float32 in [0, 1]: x * scale, scale = 1/255."""
     def __init__(self, scale: float = 1 / 255):
+        ### BEGIN SOLUTION
         self.scale = float(scale)
+        ### END SOLUTION
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "iu":
-            raise TypeError(f"ToFloat: expects integer pixels (uint8), got dtype {x.dtype}; the data is "
-                            f"already floating, and scaling it again by {self.scale:g} would be a bug")
+            raise TypeError(f"ToFloat: expects integer pixels, got dtype {x.dtype} (scaling twice is a bug)")
         ### BEGIN SOLUTION
         return np.multiply(x, np.float32(self.scale), dtype=np.float32)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale:g}"
 
 
 class Normalize(Transform):
     """Per channel (axis 1): (x - mean[c]) / std[c]. mean, std: (C,). x: (N, C, ...) floating."""
     def __init__(self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray):
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+        ### BEGIN SOLUTION
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)            # (C,)
         self.std = np.asarray(std, dtype=np.float32).reshape(-1)
-        if self.mean.shape != self.std.shape:
-            raise ValueError(f"Normalize: mean has {self.mean.size} channels and std {self.std.size}")
-        if not np.all(self.std > 0):
-            raise ValueError(f"Normalize: every std must be positive, got {self.std.tolist()}")
+        ### END SOLUTION
+        if self.mean.shape != self.std.shape or not np.all(self.std > 0):
+            raise ValueError(f"Normalize: need a positive std per mean, got {self.mean.tolist()}, {self.std.tolist()}")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        x = _check_batch(x, "Normalize", ndim=None)
+        x = np.asarray(x)
+        if x.ndim < 2 or x.shape[1] != self.mean.size:
+            raise ValueError(f"Normalize: expects a batch (N, {self.mean.size}, ...), got shape {x.shape}")
         if x.dtype.kind != "f":
             raise TypeError(f"Normalize: expects floating data, got dtype {x.dtype}; apply ToFloat first")
-        if x.shape[1] != self.mean.size:
-            raise ValueError(f"Normalize: batch of shape {x.shape} has {x.shape[1]} channels (axis 1), "
-                             f"but mean/std have {self.mean.size}")
         ### BEGIN SOLUTION
         shape = (1, -1) + (1,) * (x.ndim - 2)                      # (1, C, 1, 1) for images
         mean = self.mean.reshape(shape).astype(x.dtype)
@@ -509,43 +420,30 @@ class Normalize(Transform):
         return out
         ### END SOLUTION
 
-    def extra_repr(self) -> str:
-        return f"mean={[round(float(v), 4) for v in self.mean]}, std={[round(float(v), 4) for v in self.std]}"
-
 
 def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of images (N, C, ...) or of the first field of a dataset.
-
-    Values are multiplied by `scale` first; None means 1/255 for integer data (so the
-    statistics match what ToFloat produces) and 1 for floating data. Works in chunks of
-    `chunk` samples with float64 sums. Returns (mean, std), each float32 of shape (C,).
-    """
+    """Per-channel (mean, std), float32 (C,), of images (N, C, ...) or a dataset's first field,
+    times `scale` (None: 1/255 for integer data, like ToFloat, else 1), `chunk` samples at a time."""
+    ### BEGIN SOLUTION
     if isinstance(data, (np.ndarray, Tensor)):
         array = _as_ndarray(data)
-        n = len(array)
         get = lambda idx: array[idx]
     else:
-        n = len(data)
         get = lambda idx: fetch_batch(data, idx)[0]
-    if n == 0:
-        raise ValueError("channel_stats: the data is empty")
-    total = total_sq = None
+    ### END SOLUTION
+    n, first = len(data), np.asarray(get(np.arange(min(len(data), 1))))
+    if n == 0 or first.ndim < 2:
+        raise ValueError(f"channel_stats: expects samples of shape (C, ...), got {n} samples of shape {first.shape[1:]}")
+    ### BEGIN SOLUTION
+    scale = (1 / 255 if first.dtype.kind in "iu" else 1.0) if scale is None else scale
+    axes = (0,) + tuple(range(2, first.ndim))                  # every axis but the channel
+    total = total_sq = 0.0
     count = 0
     for start in range(0, n, chunk):
-        x = np.asarray(get(np.arange(start, min(start + chunk, n))))
-        if x.ndim < 2:
-            raise ValueError(f"channel_stats: expects samples of shape (C, ...), got a batch of shape {x.shape}")
-        if scale is None:
-            scale = 1 / 255 if x.dtype.kind in "iu" else 1.0
-        ### BEGIN SOLUTION
-        axes = (0,) + tuple(range(2, x.ndim))                      # every axis but the channel
-        xf = x.astype(np.float64)
-        s, sq = xf.sum(axis=axes), np.square(xf).sum(axis=axes)
-        total = s if total is None else total + s
-        total_sq = sq if total_sq is None else total_sq + sq
-        count += x.size // x.shape[1]
-        ### END SOLUTION
-    ### BEGIN SOLUTION
+        xf = np.asarray(get(np.arange(start, min(start + chunk, n)))).astype(np.float64)
+        total = total + xf.sum(axis=axes)
+        total_sq = total_sq + np.square(xf).sum(axis=axes)
+        count += xf.size // xf.shape[1]
     mean = total / count
     var = np.maximum(total_sq / count - mean ** 2, 0.0)
     return (mean * scale).astype(np.float32), (np.sqrt(var) * scale).astype(np.float32)
@@ -553,15 +451,16 @@ def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> t
 
 
 class RandomHorizontalFlip(Transform):
-    """Reverse the last (width) axis of each image with probability p. (N, C, H, W) -> same."""
+    """Reverse the last (width) axis of each sample with probability p. (N, C, H, W) -> same."""
     def __init__(self, p: float = 0.5):
         if not 0 <= p <= 1:
             raise ValueError(f"RandomHorizontalFlip: p must be a probability in [0, 1], got {p!r}")
+        ### BEGIN SOLUTION
         self.p = float(p)
+        ### END SOLUTION
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        x = _check_batch(x, "RandomHorizontalFlip")
-        rng = rng or get_rng()
+        x, rng = np.asarray(x), rng or get_rng()
         ### BEGIN SOLUTION
         flip = rng.random(len(x)) < self.p                          # (N,)
         out = x.copy()
@@ -569,27 +468,30 @@ class RandomHorizontalFlip(Transform):
         return out
         ### END SOLUTION
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
 
 class RandomCrop(Transform):
-    """Pad by `padding` on each side, then cut a random (h, w) window per image.
-
-    (N, C, H, W) -> (N, C, h, w). `size` is an int (square) or (h, w); `padding_mode` is
-    any np.pad mode ("constant" pads with zeros, "reflect", "edge").
-    """
+    """Pad by `padding` (an np.pad `padding_mode`), cut a random (h, w) window per image: (N, C, H, W) -> (N, C, h, w)."""
     def __init__(self, size: int | tuple[int, int], padding: int = 0, padding_mode: str = "constant"):
         h, w = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
         if h < 1 or w < 1 or padding < 0:
-            raise ValueError(f"RandomCrop: size must be positive and padding non-negative, "
-                             f"got size={size!r}, padding={padding!r}")
+            raise ValueError(f"RandomCrop: size must be positive and padding non-negative, got {size!r}, {padding!r}")
+        ### BEGIN SOLUTION
         self.size, self.padding, self.padding_mode = (int(h), int(w)), int(padding), padding_mode
+        ### END SOLUTION
+
+    def _checked(self, x: Any) -> np.ndarray:
+        """x as an (N, C, H, W) array that the crop fits after padding, else ValueError."""
+        x, (h, w), p = np.asarray(x), self.size, self.padding
+        if x.ndim != 4 or h > x.shape[2] + 2 * p or w > x.shape[3] + 2 * p:
+            raise ValueError(f"RandomCrop: a {h}x{w} crop padded by {p} needs images (N, C, H, W), got {x.shape}")
+        return x
 
     def crop_at(self, x: np.ndarray, top: np.ndarray, left: np.ndarray) -> np.ndarray:
         """Window of image n at (top[n], left[n]) of the padded batch: (N, C, h, w)."""
-        x = _check_batch(x, "RandomCrop")
-        p = self.padding
+        x, (h, w), p = self._checked(x), self.size, self.padding
+        top, left = np.asarray(top), np.asarray(left)
+        if top.shape != (len(x),) or left.shape != (len(x),) or min(top.min(initial=0), left.min(initial=0)) < 0:
+            raise ValueError(f"RandomCrop: need {len(x)} offsets top, left >= 0, got {top!r:.80}, {left!r:.80}")
         ### BEGIN SOLUTION
         if p and self.padding_mode == "constant":          # zeros: 3x faster than np.pad
             padded = np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), dtype=x.dtype)
@@ -597,47 +499,26 @@ class RandomCrop(Transform):
             x = padded
         elif p:
             x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode=self.padding_mode)
-        ### END SOLUTION
-        (h, w), (H, W) = self.size, x.shape[2:]
-        if h > H or w > W:
-            raise ValueError(f"RandomCrop: a {h}x{w} crop does not fit images of {H}x{W} "
-                             f"(after padding by {p})")
-        top, left = np.asarray(top, dtype=np.int64), np.asarray(left, dtype=np.int64)
-        if top.shape != (len(x),) or left.shape != (len(x),):
-            raise ValueError(f"RandomCrop: need one offset per image: {len(x)} images, offsets of "
-                             f"shapes {top.shape} and {left.shape}")
-        if top.size and (top.min() < 0 or top.max() > H - h or left.min() < 0 or left.max() > W - w):
-            raise ValueError(f"RandomCrop: offsets must lie in [0, {H - h}] x [0, {W - w}]")
-        ### BEGIN SOLUTION
         windows = sliding_window_view(x, (h, w), axis=(2, 3))        # (N, C, H-h+1, W-w+1, h, w), a view
         return np.ascontiguousarray(windows[np.arange(len(x)), :, top, left])
         ### END SOLUTION
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        x = _check_batch(x, "RandomCrop")
-        rng = rng or get_rng()
-        H, W = x.shape[2] + 2 * self.padding, x.shape[3] + 2 * self.padding
-        (h, w) = self.size
-        if h > H or w > W:
-            raise ValueError(f"RandomCrop: a {h}x{w} crop does not fit images of {x.shape[2]}x{x.shape[3]} "
-                             f"padded by {self.padding} ({H}x{W}); batch shape {x.shape}")
+        x, rng = self._checked(x), rng or get_rng()
         ### BEGIN SOLUTION
-        top = rng.integers(0, H - h + 1, size=len(x))
-        left = rng.integers(0, W - w + 1, size=len(x))
+        (h, w), p = self.size, self.padding
+        top = rng.integers(0, x.shape[2] + 2 * p - h + 1, size=len(x))
+        left = rng.integers(0, x.shape[3] + 2 * p - w + 1, size=len(x))
         return self.crop_at(x, top, left)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, padding={self.padding}, padding_mode={self.padding_mode!r}"
 
 
 class Compose(Transform):
     """Apply transforms in order, each with the same generator: Compose([a, b])(x, rng) = b(a(x, rng), rng)."""
     def __init__(self, transforms: Sequence[Callable]):
+        ### BEGIN SOLUTION
         self.transforms = list(transforms)
-        for i, t in enumerate(self.transforms):
-            if not callable(t):
-                raise TypeError(f"Compose: element {i} is a {type(t).__name__}, not a transform")
+        ### END SOLUTION
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         rng = rng or get_rng()
@@ -646,9 +527,6 @@ class Compose(Transform):
             x = t(x, rng)
         return x
         ### END SOLUTION
-
-    def __repr__(self) -> str:
-        return "Compose([" + ", ".join(map(repr, self.transforms)) + "])"
 
 # %% nbgrader={"grade": true, "grade_id": "test-transforms", "locked": true, "points": 6, "schema_version": 3, "solution": false}
 rng = np.random.default_rng(0)
@@ -704,129 +582,85 @@ print("transforms: OK")
 DATA_ENV_VAR = "TINYTORCH_DATA"
 
 
-class DatasetError(RuntimeError):
-    """A data file is missing, damaged, or could not be fetched."""
+class DatasetError(RuntimeError): """A data file is missing, damaged, or could not be fetched."""
 
 
-class DownloadError(DatasetError):
-    """A download failed (offline machine, server error)."""
+class DownloadError(DatasetError): """A download failed (offline machine, server error)."""
 
 
-class ChecksumError(DatasetError):
-    """A file's hash differs from the published one."""
+class ChecksumError(DatasetError): """A file's hash differs from the published one."""
 
 
-class CorruptFileError(DatasetError):
-    """A file has the wrong size or contents that cannot be valid."""
+class CorruptFileError(DatasetError): """A file has the wrong size or contents that cannot be valid."""
 
 
 def data_dir() -> Path:
     """Where data sets live: $TINYTORCH_DATA, else $XDG_CACHE_HOME/tinytorch, else ~/.cache/tinytorch."""
-    env = os.environ.get(DATA_ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME")
-    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "tinytorch"
+    if os.environ.get(DATA_ENV_VAR):
+        return Path(os.environ[DATA_ENV_VAR]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tinytorch"
 
 
-def file_hash(path: str | os.PathLike, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks of `chunk` bytes ("md5", "sha256", ...)."""
-    h = hashlib.new(algorithm)
+def file_hash(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """Hex digest of a file ("md5", "sha256", ...), read 1 MiB at a time."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
-def _check_hashes(path: Path, md5: str | None, sha256: str | None) -> list[tuple[str, str, str]]:
-    """[(algorithm, expected, actual)] for each given hash that `path` does not match."""
-    wrong = []
+def _wrong_hash(path: Path, md5: str | None, sha256: str | None) -> str | None:
+    """None when `path` has the given hashes, else "<algorithm> <actual>, expected <expected>"."""
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
-        if expected is not None:
-            actual = file_hash(path, algorithm)
-            if actual != expected.lower():
-                wrong.append((algorithm, expected.lower(), actual))
-    return wrong
+        if expected is not None and (actual := file_hash(path, algorithm)) != expected.lower():
+            return f"{algorithm} {actual}, expected {expected.lower()}"
+    return None
 
 
-def _fetch(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Stream `url` into the file `dest` (raises OSError / urllib.error.URLError on failure)."""
+def _fetch(url: str, out: Any, timeout: float = 60.0) -> None:
+    """Stream `url` into the binary file `out`, with a progress bar (OSError when offline)."""
     from tqdm.auto import tqdm
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}",
-                  leave=False) as bar:
-            while block := response.read(1 << 20):
-                out.write(block)
-                bar.update(len(block))
+    with urllib.request.urlopen(url, timeout=timeout) as response, tqdm(
+            total=int(response.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+            desc=f"downloading {Path(url).name}", leave=False) as bar:
+        while block := response.read(1 << 20):
+            bar.update(out.write(block))
 
 
 def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: str | None = None,
              hint: str = "") -> Path:
-    """Fetch `url` to `dest` atomically (a temporary file beside it, checked against `md5`
-    and/or `sha256`, renamed into place); returns `dest`. An existing `dest` that verifies
-    is kept (no network). DownloadError when the fetch fails (saying where to put the file
-    by hand, then `hint`), ChecksumError when the bytes do not match."""
+    """Fetch `url` to `dest` (unless `dest` verifies) atomically, verified by `md5`/`sha256`
+    (ChecksumError); DownloadError says where to put the file by hand (then `hint`)."""
     dest = Path(dest)
-    if dest.is_file() and not _check_hashes(dest, md5, sha256):
+    if dest.is_file() and not _wrong_hash(dest, md5, sha256):
         return dest
     manual = (f"If this machine is offline, download {url} elsewhere and put it at {dest}{hint}, "
               f"or set {DATA_ENV_VAR} to a directory that already holds the data.")
+
+    def fetch_verified(out: Any) -> None:
+        _fetch(url, out)
+        out.flush()
+        if wrong := _wrong_hash(Path(out.name), md5, sha256):
+            raise ChecksumError(f"the file downloaded from {url} has {wrong}. Try again later. {manual}")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        os.close(fd)
-    except OSError as err:
-        raise DownloadError(f"cannot write to {dest.parent} ({err}). {manual}") from err
-    tmp = Path(tmp_name)
-    try:
-        try:
-            _fetch(url, tmp)
-        except (OSError, urllib.error.URLError, ValueError) as err:
-            raise DownloadError(f"could not download {url}: {err}. {manual}") from err
-        wrong = _check_hashes(tmp, md5, sha256)
-        if wrong:
-            algorithm, expected, actual = wrong[0]
-            raise ChecksumError(f"the file downloaded from {url} has {algorithm} {actual}, expected "
-                                f"{expected}: the download is damaged or the server sent something "
-                                f"else. Try again later, or {manual[0].lower() + manual[1:]}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+        return write_atomically(dest, fetch_verified)
+    except (OSError, ValueError) as err:                  # offline, server error, unwritable folder
+        raise DownloadError(f"could not download {url}: {err}. {manual}") from err
 
 
 _download = download          # for functions whose `download` argument is a flag
 
 
 def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
-    """Extract a (possibly compressed) tar archive into `dest`; returns the member names.
-
-    Refuses the whole archive, before writing anything, if a member has an absolute
-    path, a `..` component, or is not a regular file or directory (links, devices).
-    """
-    archive, dest = Path(archive), Path(dest)
+    """Extract a tar archive into `dest` (returns the member names), refusing it before writing
+    anything if a member has an absolute path or a '..' component, or is a link or device."""
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
-        root = dest.resolve()
         for m in members:
-            name = m.name
-            path = PurePosixPath(name.replace("\\", "/"))
-            if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
-                raise DatasetError(f"refusing to extract {archive}: member {name!r} has an absolute "
-                                   f"path or a '..' component (it would be written outside {dest})")
-            if not (m.isfile() or m.isdir()):
-                kind = "link" if (m.issym() or m.islnk()) else "special file"
-                raise DatasetError(f"refusing to extract {archive}: member {name!r} is a {kind}; "
-                                   f"only regular files and directories are extracted")
-            if not (root / path).resolve().is_relative_to(root):
-                raise DatasetError(f"refusing to extract {archive}: member {name!r} resolves "
-                                   f"outside {dest}")
-        dest.mkdir(parents=True, exist_ok=True)
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members=members, filter="data")
-        else:
-            tar.extractall(dest, members=members)
+            path = PurePosixPath(m.name.replace("\\", "/"))
+            if (path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0])
+                    or not (m.isfile() or m.isdir())):
+                raise DatasetError(f"refusing to extract {archive}: {m.name!r} is a link, device, absolute or '..' path")
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return [m.name for m in members]
 
 
@@ -835,24 +669,17 @@ TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca
 
 
 def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = True, verify: bool = True) -> str:
-    """The Tiny Shakespeare text (about 1.1 million characters) from `<root>/tinyshakespeare/input.txt`.
-
-    Downloads it when missing (and `download`); with `verify`, checks its SHA-256.
-    """
-    root = Path(root).expanduser() if root is not None else data_dir()
-    path = root / "tinyshakespeare" / "input.txt"
+    """The Tiny Shakespeare text (1.1 M characters) of `<root>/tinyshakespeare/input.txt`, fetched
+    when missing (and `download`); with `verify`, its SHA-256 must match (else ChecksumError)."""
+    path = Path(root if root is not None else data_dir()).expanduser() / "tinyshakespeare" / "input.txt"
     sha = TINY_SHAKESPEARE_SHA256 if verify else None
     if not path.is_file():
         if not download:
-            raise FileNotFoundError(f"tiny_shakespeare: {path} is missing. Use download=True, or put "
-                                    f"{TINY_SHAKESPEARE_URL} there, or set {DATA_ENV_VAR} to a directory "
-                                    f"that holds tinyshakespeare/input.txt.")
+            raise FileNotFoundError(f"{path} is missing: use download=True, put {TINY_SHAKESPEARE_URL} "
+                                    f"there, or set {DATA_ENV_VAR} to a directory holding tinyshakespeare/input.txt")
         _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
-    elif sha is not None:
-        actual = file_hash(path, "sha256")
-        if actual != sha:
-            raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {sha}. Delete the file and run "
-                                f"again to download it, or replace it with {TINY_SHAKESPEARE_URL}.")
+    elif wrong := _wrong_hash(path, None, sha):
+        raise ChecksumError(f"{path} has {wrong}: delete it to download it again, or pass verify=False")
     return path.read_text(encoding="utf-8")
 
 # %% [markdown]
@@ -879,145 +706,100 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_FOLDER = "cifar-10-batches-bin"
 CIFAR10_MD5 = {
-    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
-    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
-    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
-    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
-    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
-    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
-}
+    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25", "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421", "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d", "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d"}
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
 
 
 def _check_cifar_bytes(path: Path, raw: np.ndarray, md5: str | None, records: int | None) -> None:
-    """Raise ChecksumError / CorruptFileError, naming the file, unless the bytes of `path` have
-    the given MD5 and are a whole number (`records`, when given) of 3073-byte records."""
-    if md5 is not None:
-        actual = hashlib.md5(raw).hexdigest()
-        if actual != md5.lower():
-            raise ChecksumError(
-                f"{path}: MD5 is {actual}, expected {md5.lower()}. The file is damaged, truncated or "
-                f"not from the CIFAR-10 binary version; delete {path.parent} and let CIFAR10(download=True) "
-                f"fetch it again, or replace it with the file from {CIFAR10_URL}.")
-    if raw.size % CIFAR10_RECORD_BYTES:
-        raise CorruptFileError(
-            f"{path}: {raw.size} bytes is not a whole number of {CIFAR10_RECORD_BYTES}-byte records "
-            f"(1 label + 3072 pixels): the file is truncated or not a CIFAR-10 binary file")
-    if records is not None and raw.size != records * CIFAR10_RECORD_BYTES:
-        raise CorruptFileError(f"{path}: {raw.size} bytes hold {raw.size // CIFAR10_RECORD_BYTES} records, "
-                               f"expected {records}: the file is truncated or has extra data")
+    """Raise ChecksumError / CorruptFileError unless the file's bytes `raw` have the MD5 and size expected."""
+    if md5 is not None and (actual := hashlib.md5(raw).hexdigest()) != md5.lower():
+        raise ChecksumError(f"{path}: MD5 {actual}, expected {md5.lower()}: damaged or not CIFAR-10's binary "
+                            f"version. Delete it and use CIFAR10(download=True), or take it from {CIFAR10_URL}")
+    whole, extra = divmod(raw.size, CIFAR10_RECORD_BYTES)
+    if extra or (records is not None and whole != records):
+        raise CorruptFileError(f"{path}: {raw.size} bytes = {whole} records of {CIFAR10_RECORD_BYTES} bytes + "
+                               f"{extra}, expected {records} records: truncated or not a CIFAR-10 binary file")
 
 
 def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
                     num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one CIFAR-10 binary file: (images (R, 3, 32, 32) uint8, labels (R,) int64).
-
-    Checks the MD5 (when `md5` is given), that the size is a whole number of 3073-byte
-    records (`records` of them, when given), and that labels are < num_classes. Raises
-    ChecksumError or CorruptFileError naming the file.
-    """
+    """One CIFAR-10 binary file -> (images (R, 3, 32, 32) uint8, labels (R,) int64), after checking
+    the MD5 (if given), the size (`records` records, if given) and labels < num_classes."""
     path = Path(path)
+    ### BEGIN SOLUTION
     raw = np.fromfile(path, dtype=np.uint8)
+    ### END SOLUTION
     _check_cifar_bytes(path, raw, md5, records)
     ### BEGIN SOLUTION
     raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
     labels = raw[:, 0].astype(np.int64)
     images = np.ascontiguousarray(raw[:, 1:]).reshape(-1, 3, 32, 32)
     ### END SOLUTION
-    bad = np.flatnonzero(labels >= num_classes)
-    if bad.size:
-        raise CorruptFileError(f"{path}: corrupt: record {int(bad[0])} has label {int(labels[bad[0]])}, "
-                               f"labels must be 0..{num_classes - 1} ({bad.size} bad records)")
+    if (bad := np.flatnonzero(labels >= num_classes)).size:
+        raise CorruptFileError(f"{path}: corrupt: record {bad[0]} has label {labels[bad[0]]} >= {num_classes}")
     return images, labels
 
 
-class CIFAR10(Dataset):
-    """CIFAR-10: 50,000 training or 10,000 test images; `images` (N, 3, 32, 32) uint8,
-    `labels` (N,) int64 0..9, `ds[i]` -> (image, label), `get_batch(idx)` -> both at idx.
-
-    root: the directory holding `cifar-10-batches-bin/` (default `data_dir()`); download:
-    fetch and extract the archive when files are missing; verify: check each file's MD5
-    (`checksums` {file: md5} instead of the published ones); records_per_file: expected
-    records per file (None: any whole number).
-    """
+class CIFAR10(TensorDataset):
+    """CIFAR-10's 50,000 training or 10,000 test images from `<root>/cifar-10-batches-bin/`:
+    `images` (N, 3, 32, 32) uint8, `labels` (N,) int64 0..9. verify: check MD5s (`checksums`
+    {file: md5} for other files); records_per_file: records per file (None: any number)."""
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     train_files = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
     test_files = ("test_batch.bin",)
+    images = property(lambda self: self.arrays[0])
+    labels = property(lambda self: self.arrays[1])
 
     def __init__(self, root: str | os.PathLike | None = None, train: bool = True, download: bool = True,
-                 verify: bool = True, checksums: dict[str, str] | None = None,
-                 records_per_file: int | None = 10000):
+                 verify: bool = True, checksums: dict[str, str] | None = None, records_per_file: int | None = 10000):
         self.root = Path(root).expanduser() if root is not None else data_dir()
-        self.train = bool(train)
-        self.folder = self.root / CIFAR10_FOLDER
+        self.train, self.folder = bool(train), self.root / CIFAR10_FOLDER
+        ### BEGIN SOLUTION
         names = self.train_files if self.train else self.test_files
-        missing = [n for n in names if not (self.folder / n).is_file()]
-        if missing:
+        ### END SOLUTION
+        if missing := [n for n in names if not (self.folder / n).is_file()]:
             if not download:
-                raise FileNotFoundError(
-                    f"CIFAR10: {len(missing)} file(s) missing from {self.folder}: {', '.join(missing)}. "
-                    f"Use download=True, or download {CIFAR10_URL}, extract it into {self.root}, "
-                    f"or set {DATA_ENV_VAR} to a directory that holds {CIFAR10_FOLDER}/.")
+                raise FileNotFoundError(f"CIFAR10: {', '.join(missing)} missing from {self.folder}: use download=True, "
+                                        f"extract {CIFAR10_URL} into {self.root}, or set {DATA_ENV_VAR}")
             self._download()
         sums = CIFAR10_MD5 if checksums is None else checksums
-        parts = []
-        for name in names:
-            if verify and name not in sums:
-                raise KeyError(f"CIFAR10: no checksum for {name} (checksums has {sorted(sums)}); pass verify=False")
-            parts.append(read_cifar_file(self.folder / name, md5=sums[name] if verify else None,
-                                         records=records_per_file, num_classes=len(self.classes)))
-        self.images = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        self.labels = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+        if verify and (unknown := [n for n in names if n not in sums]):
+            raise KeyError(f"CIFAR10: no checksum for {unknown[0]} (checksums has {sorted(sums)}); pass verify=False")
+        ### BEGIN SOLUTION
+        md5s = [sums[n] if verify else None for n in names]
+        parts = [read_cifar_file(self.folder / name, md5, records_per_file, len(self.classes))
+                 for name, md5 in zip(names, md5s)]
+        super().__init__(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        ### END SOLUTION
 
     def _download(self) -> None:
-        """Fetch the archive, extract it safely next to it, move the folder into place."""
-        names = ", ".join(self.train_files + self.test_files)
-        hint = (f" (or extract it yourself so that {self.folder} holds {names})")
+        """Fetch the (checksummed) archive, extract it into `root`, delete it."""
+        hint = f" (or extract it yourself so that {self.folder} holds {', '.join(self.train_files + self.test_files)})"
         archive = download(CIFAR10_URL, self.root / "cifar-10-binary.tar.gz", md5=CIFAR10_ARCHIVE_MD5, hint=hint)
-        with tempfile.TemporaryDirectory(prefix=".extract-", dir=self.root) as tmp:
-            extract_tar(archive, tmp)
-            extracted = Path(tmp) / CIFAR10_FOLDER
-            if not extracted.is_dir():
-                raise CorruptFileError(f"{archive} holds no {CIFAR10_FOLDER}/ folder; it is not the "
-                                       f"CIFAR-10 binary archive. Delete it and try again.")
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for f in extracted.iterdir():
-                os.replace(f, self.folder / f.name)
+        extract_tar(archive, self.root)
         archive.unlink()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[index], self.labels[index]
-
-    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[indices], self.labels[indices]
-
-    def __repr__(self) -> str:
-        split = "train" if self.train else "test"
-        return f"CIFAR10({split}: {len(self)} images {self.images.shape[1:]} uint8, root={self.root})"
 
 
 def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple[Subset, Subset]:
-    """Split `dataset` into (train, validation) Subsets with a seeded random permutation.
-
-    `val_size`: a number of samples (int), or a fraction in (0, 1). Both index arrays
-    are sorted (memory order), disjoint, and together cover every sample once.
-    """
+    """(train, validation) Subsets of `dataset` from a seeded random permutation; `val_size` is a
+    count (int) or a fraction in (0, 1). Both index arrays are sorted, disjoint and complete."""
     n = len(dataset)
+    ### BEGIN SOLUTION
     k = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
-    if isinstance(val_size, float) and not 0 < val_size < 1:
-        raise ValueError(f"train_val_split: a fractional val_size must lie in (0, 1), got {val_size}")
-    if not 0 < k < n:
-        raise ValueError(f"train_val_split: val_size={val_size!r} gives {k} validation samples out of {n}; "
-                         f"both parts must be non-empty")
+    ### END SOLUTION
+    if not 0 < k < n or (isinstance(val_size, float) and not 0 < val_size < 1):
+        raise ValueError(f"train_val_split: val_size={val_size!r} gives {k} of {n} samples; both parts must be non-empty")
     ### BEGIN SOLUTION
     perm = np.random.default_rng(seed).permutation(n)
     return Subset(dataset, np.sort(perm[k:])), Subset(dataset, np.sort(perm[:k]))
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-cifar10", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+import tempfile
+
+
 def write_cifar(path, labels, rng):
     """A file in the CIFAR-10 binary format: per record 1 label byte + 3072 pixel bytes."""
     records = np.empty((len(labels), 3073), dtype=np.uint8)
