@@ -112,11 +112,13 @@ def test_fetch_batch_stacks_samples_without_get_batch():
     assert x.shape == (2, 2, 3) and x.dtype == np.float64 and x[0, 0, 0] == 4 and y.tolist() == [4, 1]
 
 
-def test_fetch_batch_names_the_field_of_ragged_samples():
+def test_fetch_batch_refuses_ragged_samples():
     class Ragged(NoBatch):
         def __getitem__(self, i):
-            return np.zeros(i + 1), i
-    with pytest.raises(ValueError):
+            return (np.zeros(i + 1), i) if i < 2 else (np.zeros(1),)
+    with pytest.raises(ValueError):                     # field 0 has shapes (1,) and (2,)
+        fetch_batch(Ragged(3), np.array([0, 1]))
+    with pytest.raises(ValueError):                     # two fields, then one
         fetch_batch(Ragged(3), np.array([0, 2]))
 
 

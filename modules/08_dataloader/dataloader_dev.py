@@ -65,7 +65,6 @@ if "google.colab" in sys.modules:
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import tarfile
 import urllib.request
@@ -87,7 +86,10 @@ from tinytorch.core.training import write_atomically
 # in memory, so we add a fast path: `ds.get_batch(indices)`, `indices` an int64 array of
 # shape `(B,)`, returns the whole batch as a tuple of `(B, ...)` arrays, one fancy index
 # per field (a single C gather). `fetch_batch(ds, indices)` uses `get_batch` when the
-# dataset has one and falls back to stacking `ds[i]`.
+# dataset has one and falls back to stacking `ds[i]` field by field (`zip(*samples,
+# strict=True)` turns samples into fields and refuses samples with different numbers of
+# fields; `np.stack` refuses fields of different shapes). Index checks are provided around
+# your code: you write what a dataset *does*.
 #
 # | class | holds | `get_batch(idx)` |
 # |---|---|---|
@@ -120,6 +122,7 @@ def _as_ndarray(a: Any) -> np.ndarray:
 class TensorDataset(Dataset):
     """TensorDataset(x, y, ...): arrays or Tensors (N, ...), kept without copying; ds[i] -> (x[i], y[i])."""
     def __init__(self, *arrays: Any):
+        # arrays: the inputs as a tuple of ndarrays (a Tensor gives its .data; nothing is copied)
         ### BEGIN SOLUTION
         arrays = tuple(_as_ndarray(a) for a in arrays)
         ### END SOLUTION
@@ -150,6 +153,7 @@ class TensorDataset(Dataset):
 class Subset(Dataset):
     """The samples of `dataset` at `indices` (an int array), without copying any data."""
     def __init__(self, dataset: Any, indices: Any):
+        # indices: the given indices as a flat (K,) int64 array
         ### BEGIN SOLUTION
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         ### END SOLUTION
@@ -244,7 +248,7 @@ def to_tensor(a: np.ndarray) -> Tensor:
 
 
 def _check_count(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"DataLoader: {name} must be an integer >= {minimum}, got {value!r}")
 
 
@@ -424,6 +428,7 @@ class Normalize(Transform):
 def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mean, std), float32 (C,), of images (N, C, ...) or a dataset's first field,
     times `scale` (None: 1/255 for integer data, like ToFloat, else 1), `chunk` samples at a time."""
+    # get(idx): the first field of samples idx, (B, C, ...), from an array / Tensor or a dataset
     ### BEGIN SOLUTION
     if isinstance(data, (np.ndarray, Tensor)):
         array = _as_ndarray(data)
@@ -434,6 +439,7 @@ def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> t
     n, first = len(data), np.asarray(get(np.arange(min(len(data), 1))))
     if n == 0 or first.ndim < 2:
         raise ValueError(f"channel_stats: expects samples of shape (C, ...), got {n} samples of shape {first.shape[1:]}")
+    # the default scale, then float64 sums of x and x^2 per channel over chunks of `chunk` samples
     ### BEGIN SOLUTION
     scale = (1 / 255 if first.dtype.kind in "iu" else 1.0) if scale is None else scale
     axes = (0,) + tuple(range(2, first.ndim))                  # every axis but the channel
@@ -472,7 +478,7 @@ class RandomHorizontalFlip(Transform):
 class RandomCrop(Transform):
     """Pad by `padding` (an np.pad `padding_mode`), cut a random (h, w) window per image: (N, C, H, W) -> (N, C, h, w)."""
     def __init__(self, size: int | tuple[int, int], padding: int = 0, padding_mode: str = "constant"):
-        h, w = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+        h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if h < 1 or w < 1 or padding < 0:
             raise ValueError(f"RandomCrop: size must be positive and padding non-negative, got {size!r}, {padding!r}")
         ### BEGIN SOLUTION
@@ -569,9 +575,10 @@ print("transforms: OK")
 # This part is provided plumbing (read it; you do not write it), and `tests/test_08_dataloader.py`
 # tests it. **Where**: one directory holds all data sets, `$TINYTORCH_DATA` if set,
 # else a per-user cache (`$XDG_CACHE_HOME/tinytorch` or `~/.cache/tinytorch`), never the
-# repository. **Atomic downloads**: `download` writes to a temporary file in the same
-# directory, verifies its MD5 or SHA-256 (which catches a truncated download, a proxy's
-# error page, another version of the data), and only then renames it onto the final name.
+# repository. **Atomic downloads**: `download` streams the file through module 07's
+# `write_atomically` (a temporary file beside the destination, renamed into place only when
+# complete) and verifies its MD5 or SHA-256 before the rename (which catches a truncated
+# download, a proxy's error page, another version of the data).
 # **Offline machines**: when the fetch fails, the error says which file to put where, or
 # which variable to set. **Safe extraction**: `extract_tar` refuses members with absolute
 # paths, `..` components, or links ("tar slip") before extracting anything. The same
@@ -694,9 +701,10 @@ def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = Tru
 # one reshape and two slices, no loop (about 8 ms a file; a loop over records with
 # `np.frombuffer` takes 30 ms, one through Python lists half a second).
 #
-# **Validate before trusting** (provided: `_check_cifar_bytes` before your parse, the
-# label check after it): the MD5, the size (a whole number of records, as many as
-# expected) and every label in 0..9, each error naming the file and what was found.
+# **Validate before trusting** (provided: `_check_cifar_bytes` between reading the bytes
+# and your parse, the label check after it): the MD5, the size (a whole number of records,
+# as many as expected) and every label in 0..9, each error naming the file. `CIFAR10` is a
+# `TensorDataset` of `(images, labels)`: you read each file of the split and concatenate.
 # `train_val_split` returns two `Subset`s over a seeded permutation: the validation
 # images are carved out of the training set without copying anything.
 
@@ -728,6 +736,7 @@ def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: in
     """One CIFAR-10 binary file -> (images (R, 3, 32, 32) uint8, labels (R,) int64), after checking
     the MD5 (if given), the size (`records` records, if given) and labels < num_classes."""
     path = Path(path)
+    # raw: every byte of the file, a flat uint8 array
     ### BEGIN SOLUTION
     raw = np.fromfile(path, dtype=np.uint8)
     ### END SOLUTION
@@ -756,15 +765,16 @@ class CIFAR10(TensorDataset):
                  verify: bool = True, checksums: dict[str, str] | None = None, records_per_file: int | None = 10000):
         self.root = Path(root).expanduser() if root is not None else data_dir()
         self.train, self.folder = bool(train), self.root / CIFAR10_FOLDER
+        # names: the files of this split; sums: {file name: md5} (`checksums`, else the published ones)
         ### BEGIN SOLUTION
         names = self.train_files if self.train else self.test_files
+        sums = CIFAR10_MD5 if checksums is None else checksums
         ### END SOLUTION
         if missing := [n for n in names if not (self.folder / n).is_file()]:
             if not download:
                 raise FileNotFoundError(f"CIFAR10: {', '.join(missing)} missing from {self.folder}: use download=True, "
                                         f"extract {CIFAR10_URL} into {self.root}, or set {DATA_ENV_VAR}")
             self._download()
-        sums = CIFAR10_MD5 if checksums is None else checksums
         if verify and (unknown := [n for n in names if n not in sums]):
             raise KeyError(f"CIFAR10: no checksum for {unknown[0]} (checksums has {sorted(sums)}); pass verify=False")
         ### BEGIN SOLUTION
@@ -786,6 +796,7 @@ def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple
     """(train, validation) Subsets of `dataset` from a seeded random permutation; `val_size` is a
     count (int) or a fraction in (0, 1). Both index arrays are sorted, disjoint and complete."""
     n = len(dataset)
+    # k: the number of validation samples (a fraction of n, rounded, or a count)
     ### BEGIN SOLUTION
     k = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
     ### END SOLUTION

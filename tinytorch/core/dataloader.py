@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import tarfile
 import urllib.request
@@ -48,6 +47,7 @@ def _as_ndarray(a: Any) -> np.ndarray:
 class TensorDataset(Dataset):
     """TensorDataset(x, y, ...): arrays or Tensors (N, ...), kept without copying; ds[i] -> (x[i], y[i])."""
     def __init__(self, *arrays: Any):
+        # arrays: the inputs as a tuple of ndarrays (a Tensor gives its .data; nothing is copied)
         arrays = tuple(_as_ndarray(a) for a in arrays)
         if not arrays or any(a.ndim == 0 for a in arrays) or len({len(a) for a in arrays}) > 1:
             raise ValueError(f"TensorDataset: needs arrays with one first dimension, got shapes {[a.shape for a in arrays]}")
@@ -68,6 +68,7 @@ class TensorDataset(Dataset):
 class Subset(Dataset):
     """The samples of `dataset` at `indices` (an int array), without copying any data."""
     def __init__(self, dataset: Any, indices: Any):
+        # indices: the given indices as a flat (K,) int64 array
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = indices[(indices < 0) | (indices >= len(dataset))]
         if bad.size:
@@ -97,7 +98,7 @@ def to_tensor(a: np.ndarray) -> Tensor:
 
 
 def _check_count(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"DataLoader: {name} must be an integer >= {minimum}, got {value!r}")
 
 
@@ -205,6 +206,7 @@ class Normalize(Transform):
 def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mean, std), float32 (C,), of images (N, C, ...) or a dataset's first field,
     times `scale` (None: 1/255 for integer data, like ToFloat, else 1), `chunk` samples at a time."""
+    # get(idx): the first field of samples idx, (B, C, ...), from an array / Tensor or a dataset
     if isinstance(data, (np.ndarray, Tensor)):
         array = _as_ndarray(data)
         get = lambda idx: array[idx]
@@ -213,6 +215,7 @@ def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> t
     n, first = len(data), np.asarray(get(np.arange(min(len(data), 1))))
     if n == 0 or first.ndim < 2:
         raise ValueError(f"channel_stats: expects samples of shape (C, ...), got {n} samples of shape {first.shape[1:]}")
+    # the default scale, then float64 sums of x and x^2 per channel over chunks of `chunk` samples
     scale = (1 / 255 if first.dtype.kind in "iu" else 1.0) if scale is None else scale
     axes = (0,) + tuple(range(2, first.ndim))                  # every axis but the channel
     total = total_sq = 0.0
@@ -245,7 +248,7 @@ class RandomHorizontalFlip(Transform):
 class RandomCrop(Transform):
     """Pad by `padding` (an np.pad `padding_mode`), cut a random (h, w) window per image: (N, C, H, W) -> (N, C, h, w)."""
     def __init__(self, size: int | tuple[int, int], padding: int = 0, padding_mode: str = "constant"):
-        h, w = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+        h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if h < 1 or w < 1 or padding < 0:
             raise ValueError(f"RandomCrop: size must be positive and padding non-negative, got {size!r}, {padding!r}")
         self.size, self.padding, self.padding_mode = (int(h), int(w)), int(padding), padding_mode
@@ -422,6 +425,7 @@ def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: in
     """One CIFAR-10 binary file -> (images (R, 3, 32, 32) uint8, labels (R,) int64), after checking
     the MD5 (if given), the size (`records` records, if given) and labels < num_classes."""
     path = Path(path)
+    # raw: every byte of the file, a flat uint8 array
     raw = np.fromfile(path, dtype=np.uint8)
     _check_cifar_bytes(path, raw, md5, records)
     raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
@@ -446,13 +450,14 @@ class CIFAR10(TensorDataset):
                  verify: bool = True, checksums: dict[str, str] | None = None, records_per_file: int | None = 10000):
         self.root = Path(root).expanduser() if root is not None else data_dir()
         self.train, self.folder = bool(train), self.root / CIFAR10_FOLDER
+        # names: the files of this split; sums: {file name: md5} (`checksums`, else the published ones)
         names = self.train_files if self.train else self.test_files
+        sums = CIFAR10_MD5 if checksums is None else checksums
         if missing := [n for n in names if not (self.folder / n).is_file()]:
             if not download:
                 raise FileNotFoundError(f"CIFAR10: {', '.join(missing)} missing from {self.folder}: use download=True, "
                                         f"extract {CIFAR10_URL} into {self.root}, or set {DATA_ENV_VAR}")
             self._download()
-        sums = CIFAR10_MD5 if checksums is None else checksums
         if verify and (unknown := [n for n in names if n not in sums]):
             raise KeyError(f"CIFAR10: no checksum for {unknown[0]} (checksums has {sorted(sums)}); pass verify=False")
         md5s = [sums[n] if verify else None for n in names]
@@ -472,6 +477,7 @@ def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple
     """(train, validation) Subsets of `dataset` from a seeded random permutation; `val_size` is a
     count (int) or a fraction in (0, 1). Both index arrays are sorted, disjoint and complete."""
     n = len(dataset)
+    # k: the number of validation samples (a fraction of n, rounded, or a count)
     k = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
     if not 0 < k < n or (isinstance(val_size, float) and not 0 < val_size < 1):
         raise ValueError(f"train_val_split: val_size={val_size!r} gives {k} of {n} samples; both parts must be non-empty")
