@@ -212,8 +212,9 @@ def channel_stats(data: Any, scale: float | None = None, chunk: int = 2048) -> t
         get = lambda idx: array[idx]
     else:
         get = lambda idx: fetch_batch(data, idx)[0]
-    n, first = len(data), np.asarray(get(np.arange(min(len(data), 1))))
-    if n == 0 or first.ndim < 2:
+    n = len(data)
+    first = np.asarray(get(np.arange(1))) if n else np.zeros(0)      # one sample, to check its shape
+    if first.ndim < 2:
         raise ValueError(f"channel_stats: expects samples of shape (C, ...), got {n} samples of shape {first.shape[1:]}")
     # the default scale, then float64 sums of x and x^2 per channel over chunks of `chunk` samples
     scale = (1 / 255 if first.dtype.kind in "iu" else 1.0) if scale is None else scale
