@@ -199,6 +199,89 @@ grid_h = np.tile(np.arange(25, dtype=np.uint8).reshape(1, 1, 5, 5), (400, 1, 1, 
 corner_h = RandomCrop(4)(grid_h, np.random.default_rng(2))[:, 0, 0, 0]
 assert set((corner_h // 5).tolist()) == {0, 1} and set((corner_h % 5).tolist()) == {0, 1}
 
+# %% grade_id: test-downloads
+# file_hash on empty files, on files of whole chunks and a short last chunk, other algorithms; hash_mismatch with one or both hashes; download: a small body (the flush), md5 only, a cache without hashes, a damaged cache replaced, a failed verification leaves the old file and no temporary file; is_safe_member on hard links, devices, fifos, drives, '..' anywhere, names that only contain '..'; extract_tar checks every member; data_dir's precedence
+import io
+import os
+with tempfile.TemporaryDirectory() as htmp:
+    hroot = Path(htmp)
+    for size, chunk in [(0, 4), (12, 4), (13, 4), (1, 1), (5000, 1 << 20), (3 * (1 << 20) + 1, 1 << 20)]:
+        blob = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+        fp = hroot / f"b{size}"
+        fp.write_bytes(blob)
+        assert file_hash(fp, chunk_size=chunk) == hashlib.md5(blob).hexdigest(), (size, chunk)
+        for alg in ("sha256", "sha1", "blake2b"):
+            assert file_hash(fp, alg, chunk_size=chunk) == hashlib.new(alg, blob).hexdigest(), (size, chunk, alg)
+    assert file_hash(hroot / "b13") == hashlib.md5(np.random.default_rng(13).integers(0, 256, 13, dtype=np.uint8).tobytes()).hexdigest()
+    small = b"tiny but whole"                                  # below any write buffer: must be flushed before it is hashed
+    hsrc = hroot / "small.txt"
+    hsrc.write_bytes(small)
+    m5, s2 = hashlib.md5(small).hexdigest(), hashlib.sha256(small).hexdigest()
+    assert hash_mismatch(hsrc, m5, s2) is None and hash_mismatch(hsrc, None, s2.upper()) is None
+    for args in [(m5, "0" * 64), ("0" * 32, s2), ("0" * 32, None), (None, "f" * 64)]:
+        assert isinstance(hash_mismatch(hsrc, *args), str), args
+    hdest = hroot / "a" / "b" / "small.txt"
+    assert download(hsrc.as_uri(), hdest, md5=m5) == hdest and hdest.read_bytes() == small
+    assert download(hsrc.as_uri(), hroot / "s.txt", sha256=s2).read_bytes() == small
+    hsrc.write_bytes(b"changed upstream")
+    assert download(hsrc.as_uri(), hdest, md5=m5, sha256=s2).read_bytes() == small, "cached file, both hashes"
+    assert download(hsrc.as_uri(), hdest).read_bytes() == small, "no hash given: a present file is the cache"
+    hdest.write_bytes(b"damaged")
+    assert download(hsrc.as_uri(), hdest, md5=hashlib.md5(b"changed upstream").hexdigest()).read_bytes() == b"changed upstream", "a cache that does not verify is fetched again"
+    hdest.write_bytes(b"damaged")
+    try:
+        download(hsrc.as_uri(), hdest, md5=m5)
+        raise AssertionError("a fetched file with the wrong MD5 must be refused")
+    except ChecksumError:
+        pass
+    assert hdest.read_bytes() == b"damaged" and sorted(p.name for p in hdest.parent.iterdir()) == ["small.txt"], "no temporary file left"
+    try:
+        download((hroot / "nowhere.bin").as_uri(), hroot / "nowhere.bin")
+        raise AssertionError("a failed fetch must be a DownloadError")
+    except DownloadError:
+        pass
+
+    def hmember(name, kind=tarfile.REGTYPE):
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        return info
+
+    for ok in ["a", "a/b/c.bin", "./a", "a..b", "a/..b/c", "x/y..", "a/./b"]:
+        assert is_safe_member(hmember(ok)), ok
+    assert is_safe_member(hmember("d/e", tarfile.DIRTYPE))
+    for bad in ["..", "a/..", "a/b/../../../c", "/a", "//a", "C:/evil", "C:evil", "d:\\evil", "a\\..\\..\\b"]:
+        assert not is_safe_member(hmember(bad)), bad
+    for kind in (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+        assert not is_safe_member(hmember("a/b", kind)), kind
+    tar_path = hroot / "t.tar"
+    with tarfile.open(tar_path, "w") as tw:
+        for name, data in [("ok/one.txt", b"1"), ("ok/two.txt", b"2"), ("ok/../../three.txt", b"3")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tw.addfile(info, io.BytesIO(data))
+    try:
+        extract_tar(tar_path, hroot / "out")
+        raise AssertionError("an archive whose third member escapes must be refused")
+    except DatasetError:
+        pass
+    assert not (hroot / "out").exists() and not (hroot / "three.txt").exists(), "nothing is extracted"
+    saved_env = {k: os.environ.get(k) for k in (DATA_ENV_VAR, "XDG_CACHE_HOME", "HOME")}
+    try:
+        os.environ[DATA_ENV_VAR], os.environ["XDG_CACHE_HOME"], os.environ["HOME"] = f"{htmp}/d", f"{htmp}/x", f"{htmp}/h"
+        assert data_dir() == hroot / "d"
+        os.environ[DATA_ENV_VAR] = ""
+        assert data_dir() == hroot / "x" / "tinytorch"
+        del os.environ[DATA_ENV_VAR], os.environ["XDG_CACHE_HOME"]
+        assert data_dir() == hroot / "h" / ".cache" / "tinytorch"
+        os.environ[DATA_ENV_VAR] = "~/mine"
+        assert data_dir() == hroot / "h" / "mine"
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
 # %% grade_id: test-cifar10
 # read_cifar_file on its own: the pixel layout, an upper-case MD5, a label equal to num_classes, fewer or more records than expected, any count with records=None; train_val_split with a fraction: sorted, disjoint, complete, seeded
 with tempfile.TemporaryDirectory() as htmp:
@@ -244,3 +327,38 @@ assert np.all(np.diff(tr1.indices) > 0) and np.all(np.diff(va1.indices) > 0), "b
 assert sorted(tr1.indices.tolist() + va1.indices.tolist()) == list(range(40))
 assert va1.get_batch(np.arange(10))[1].tolist() == va1.indices.tolist()
 assert [len(p) for p in train_val_split(TensorDataset(np.arange(10)), 0.26)] == [7, 3], "a fraction is rounded"
+# the size check: bytes left over (with and without a record count); a missing split downloaded through _download: fetched once, verified, extracted, the archive deleted; a tampered archive refused
+with tempfile.TemporaryDirectory() as htmp:
+    hrng = np.random.default_rng(85)
+    f3 = Path(htmp) / "three.bin"
+    write_cifar(f3, np.array([1, 2, 3]), hrng)
+    with open(f3, "ab") as fa:
+        fa.write(b"\0" * 5)
+    for records in (None, 3):
+        try:
+            read_cifar_file(f3, records=records)
+            raise AssertionError("3 records and 5 bytes must be refused")
+        except CorruptFileError:
+            pass
+    srcdir = Path(htmp) / "src" / CIFAR10_FOLDER
+    for name in CIFAR10.train_files + CIFAR10.test_files:
+        write_cifar(srcdir / name, hrng.integers(0, 10, 2), hrng)
+    hsums = {p.name: file_hash(p) for p in srcdir.iterdir()}
+    arch = Path(htmp) / "upstream.tar.gz"
+    with tarfile.open(arch, "w:gz") as tw:
+        tw.add(srcdir, arcname=CIFAR10_FOLDER)
+    saved = (CIFAR10_URL, CIFAR10_ARCHIVE_MD5)
+    try:
+        CIFAR10_URL, CIFAR10_ARCHIVE_MD5 = arch.as_uri(), file_hash(arch)
+        got = CIFAR10(Path(htmp) / "root", train=False, checksums=hsums, records_per_file=2)
+        assert len(got) == 2 and sorted(p.name for p in (Path(htmp) / "root").iterdir()) == [CIFAR10_FOLDER], "archive deleted"
+        assert len(CIFAR10(Path(htmp) / "root", train=True, checksums=hsums, records_per_file=2)) == 10
+        CIFAR10_ARCHIVE_MD5 = "0" * 32
+        try:
+            CIFAR10(Path(htmp) / "other", checksums=hsums, records_per_file=2)
+            raise AssertionError("an archive with the wrong MD5 must be refused")
+        except ChecksumError:
+            pass
+        assert not (Path(htmp) / "other" / CIFAR10_FOLDER).exists()
+    finally:
+        CIFAR10_URL, CIFAR10_ARCHIVE_MD5 = saved

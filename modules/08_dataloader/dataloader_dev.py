@@ -30,7 +30,7 @@
 # | `Dataset`, `TensorDataset`, `Subset` | indexable collections of samples `(x, y, ...)`, with a vectorised `get_batch` |
 # | `DataLoader` | batches, seeded shuffling that is a pure function of `(seed, epoch)`, `set_epoch`, `drop_last`, transforms |
 # | `ToFloat`, `Normalize`, `channel_stats`, `RandomCrop`, `RandomHorizontalFlip`, `Compose` | batch transforms on `(N, C, H, W)` arrays, no loop over images |
-# | `data_dir`, `download`, `extract_tar`, `file_hash` | where data lives, atomic and verified downloads, safe extraction |
+# | `data_dir`, `file_hash`, `hash_mismatch`, `download`, `is_safe_member`, `extract_tar` | where data lives, verified (and cached) downloads, safe extraction |
 # | `read_cifar_file`, `CIFAR10`, `train_val_split` | the CIFAR-10 binary format, parsed with one numpy call per file |
 # | `tiny_shakespeare` | the character-level text of module 16 |
 #
@@ -44,7 +44,7 @@
 # flip flips a masked subset in one assignment. You will measure that the loader is a
 # rounding error next to the model.
 #
-# **Points: 20** (the total of this module's graded test cells)
+# **Points: 23** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -571,21 +571,39 @@ print(pipeline)
 print("transforms: OK")
 
 # %% [markdown]
-# ## 4. Getting data onto the machine
+# ## 4. Getting data onto the machine, and never trusting it
 #
-# This part is provided plumbing (read it; you do not write it), and `tests/test_08_dataloader.py`
-# tests it. **Where**: one directory holds all data sets, `$TINYTORCH_DATA` if set,
-# else a per-user cache (`$XDG_CACHE_HOME/tinytorch` or `~/.cache/tinytorch`), never the
-# repository. **Atomic downloads**: `download` streams the file through module 07's
-# `write_atomically` (a temporary file beside the destination, renamed into place only when
-# complete) and verifies its MD5 or SHA-256 before the rename (which catches a truncated
-# download, a proxy's error page, another version of the data).
-# **Offline machines**: when the fetch fails, the error says which file to put where, or
-# which variable to set. **Safe extraction**: `extract_tar` refuses members with absolute
-# paths, `..` components, or links ("tar slip") before extracting anything. The same
-# plumbing fetches module 16's Tiny Shakespeare (1.1 MB of text, verified by SHA-256).
+# **Where**: one directory holds all data sets, `$TINYTORCH_DATA` if set, else a per-user
+# cache (`$XDG_CACHE_HOME/tinytorch` or `~/.cache/tinytorch`), never the repository.
+#
+# **Never train on a file you have not verified.** A download can stop halfway, a proxy can
+# hand you its error page, a mirror can serve another version of the data, someone can
+# tamper with it. Training on such a file does not crash: it quietly learns from garbage.
+# So every file is checked against the hash its publisher printed (MD5 for CIFAR-10,
+# SHA-256 for Tiny Shakespeare), and you write that check:
+#
+# - `file_hash(path, algorithm)` streams the file through `hashlib.new(algorithm)`
+#   `chunk_size` bytes at a time (`digest.update(chunk)` until `f.read` returns `b""`), so a
+#   multi-gigabyte file never has to fit in memory; `.hexdigest()` is the answer.
+# - `hash_mismatch(path, md5, sha256)` compares the file with each *given* hash (`None`:
+#   not checked; published hashes may be upper-case) and describes the first mismatch
+#   (`"md5 <actual>, expected <expected>"`), or returns `None` when the file verifies.
+# - `download(url, dest, md5, sha256)`: a file already at `dest` that verifies is the cache
+#   (return it, fetch nothing); otherwise fetch into a temporary file (module 07's
+#   `write_atomically` renames it into place only if the writing function returns), flush
+#   it, and check what was written. The `ChecksumError` is provided: your part is the
+#   decision.
+# - `is_safe_member(member)`: an archive names the paths it writes. A member called
+#   `../../.bashrc` or `/etc/passwd`, or a symbolic link, would write outside the data
+#   folder ("tar slip"). Safe means a regular file or a directory whose path, with `\`
+#   read as `/`, is relative (not absolute, no drive like `C:` in its first part) and has
+#   no `..` part (`PurePosixPath(name).parts`). `extract_tar` checks every member before
+#   it writes anything.
+#
+# **Offline machines**: when the fetch fails, the provided error says which file to put
+# where, or which variable to set. The same code fetches module 16's Tiny Shakespeare.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "downloads", "locked": false, "schema_version": 3, "solution": true}
 #| export
 DATA_ENV_VAR = "TINYTORCH_DATA"
 
@@ -604,23 +622,32 @@ class CorruptFileError(DatasetError): """A file has the wrong size or contents t
 
 def data_dir() -> Path:
     """Where data sets live: $TINYTORCH_DATA, else $XDG_CACHE_HOME/tinytorch, else ~/.cache/tinytorch."""
+    ### BEGIN SOLUTION
     if os.environ.get(DATA_ENV_VAR):
         return Path(os.environ[DATA_ENV_VAR]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tinytorch"
+    ### END SOLUTION
 
 
-def file_hash(path: str | os.PathLike, algorithm: str = "md5") -> str:
-    """Hex digest of a file ("md5", "sha256", ...), read 1 MiB at a time."""
+def file_hash(path: str | os.PathLike, algorithm: str = "md5", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file ("md5", "sha256", ...), streamed through hashlib `chunk_size` bytes at a time."""
+    ### BEGIN SOLUTION
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+    ### END SOLUTION
 
 
-def _wrong_hash(path: Path, md5: str | None, sha256: str | None) -> str | None:
-    """None when `path` has the given hashes, else "<algorithm> <actual>, expected <expected>"."""
+def hash_mismatch(path: str | os.PathLike, md5: str | None = None, sha256: str | None = None) -> str | None:
+    """None when the file has every given hash (None: not checked), else "<algorithm> <actual>, expected <expected>"."""
+    ### BEGIN SOLUTION
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
         if expected is not None and (actual := file_hash(path, algorithm)) != expected.lower():
             return f"{algorithm} {actual}, expected {expected.lower()}"
     return None
+    ### END SOLUTION
 
 
 def _fetch(url: str, out: Any, timeout: float = 60.0) -> None:
@@ -638,15 +665,22 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: 
     """Fetch `url` to `dest` (unless `dest` verifies) atomically, verified by `md5`/`sha256`
     (ChecksumError); DownloadError says where to put the file by hand (then `hint`)."""
     dest = Path(dest)
-    if dest.is_file() and not _wrong_hash(dest, md5, sha256):
+    # the cache: a file at dest that verifies is returned as it is
+    ### BEGIN SOLUTION
+    if dest.is_file() and hash_mismatch(dest, md5, sha256) is None:
         return dest
+    ### END SOLUTION
     manual = (f"If this machine is offline, download {url} elsewhere and put it at {dest}{hint}, "
               f"or set {DATA_ENV_VAR} to a directory that already holds the data.")
 
     def fetch_verified(out: Any) -> None:
+        # fetch url into the open temporary file `out` (_fetch), flush it; wrong: the mismatch of out.name
+        ### BEGIN SOLUTION
         _fetch(url, out)
         out.flush()
-        if wrong := _wrong_hash(Path(out.name), md5, sha256):
+        wrong = hash_mismatch(out.name, md5, sha256)
+        ### END SOLUTION
+        if wrong:
             raise ChecksumError(f"the file downloaded from {url} has {wrong}. Try again later. {manual}")
     try:
         return write_atomically(dest, fetch_verified)
@@ -657,16 +691,28 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: 
 _download = download          # for functions whose `download` argument is a flag
 
 
+def is_safe_member(member: tarfile.TarInfo) -> bool:
+    """Whether extracting this archive member stays inside the destination: a regular file or
+    a directory with a relative path (no drive) and no '..' part ('\\' read as '/')."""
+    ### BEGIN SOLUTION
+    path = PurePosixPath(member.name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        return False
+    return member.isfile() or member.isdir()
+    ### END SOLUTION
+
+
 def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
     """Extract a tar archive into `dest` (returns the member names), refusing it before writing
-    anything if a member has an absolute path or a '..' component, or is a link or device."""
+    anything if a member is not `is_safe_member` (DatasetError)."""
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
-        for m in members:
-            path = PurePosixPath(m.name.replace("\\", "/"))
-            if (path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0])
-                    or not (m.isfile() or m.isdir())):
-                raise DatasetError(f"refusing to extract {archive}: {m.name!r} is a link, device, absolute or '..' path")
+        # unsafe: the names of the members that are not safe, in archive order
+        ### BEGIN SOLUTION
+        unsafe = [m.name for m in members if not is_safe_member(m)]
+        ### END SOLUTION
+        if unsafe:
+            raise DatasetError(f"refusing to extract {archive}: {unsafe[0]!r} is a link, device, absolute or '..' path")
         Path(dest).mkdir(parents=True, exist_ok=True)
         tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return [m.name for m in members]
@@ -686,9 +732,42 @@ def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = Tru
             raise FileNotFoundError(f"{path} is missing: use download=True, put {TINY_SHAKESPEARE_URL} "
                                     f"there, or set {DATA_ENV_VAR} to a directory holding tinyshakespeare/input.txt")
         _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
-    elif wrong := _wrong_hash(path, None, sha):
+    elif wrong := hash_mismatch(path, None, sha):
         raise ChecksumError(f"{path} has {wrong}: delete it to download it again, or pass verify=False")
     return path.read_text(encoding="utf-8")
+
+# %% nbgrader={"grade": true, "grade_id": "test-downloads", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+import tempfile
+
+with tempfile.TemporaryDirectory() as tmp:
+    src, dest = Path(tmp) / "published.bin", Path(tmp) / "cache" / "data.bin"
+    body = bytes(range(256)) * 41                        # 10,496 bytes: 3 chunks of 4,096, the last one short
+    src.write_bytes(body)
+    md5, sha = hashlib.md5(body).hexdigest(), hashlib.sha256(body).hexdigest()
+    assert file_hash(src) == md5 and file_hash(src, "sha256", chunk_size=4096) == sha
+    assert hash_mismatch(src, md5.upper(), sha) is None and hash_mismatch(src) is None
+    assert hash_mismatch(src, md5="0" * 32) is not None and hash_mismatch(src, sha256="0" * 64) is not None
+    assert download(src.as_uri(), dest, sha256=sha) == dest and dest.read_bytes() == body
+    src.write_bytes(b"the server changed")               # a fetch now would fail to verify
+    assert download(src.as_uri(), dest, sha256=sha).read_bytes() == body, "a file that verifies is the cache"
+    try:
+        download(src.as_uri(), Path(tmp) / "new.bin", sha256=sha)
+        raise AssertionError("a download that does not verify must be refused")
+    except ChecksumError:
+        assert not (Path(tmp) / "new.bin").exists(), "and leave nothing behind"
+
+
+def member(name, kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    return info
+
+
+assert is_safe_member(member("cifar/data_batch_1.bin")) and is_safe_member(member("cifar", tarfile.DIRTYPE))
+for bad in ["../evil", "cifar/../../evil", "/etc/passwd", "..\\evil"]:
+    assert not is_safe_member(member(bad)), bad
+assert not is_safe_member(member("cifar/link", tarfile.SYMTYPE))
+print("downloads: OK")
 
 # %% [markdown]
 # ## 5. CIFAR-10, byte by byte
@@ -702,11 +781,12 @@ def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = Tru
 # one reshape and two slices, no loop (about 8 ms a file; a loop over records with
 # `np.frombuffer` takes 30 ms, one through Python lists half a second).
 #
-# **Validate before trusting** (provided: `_check_cifar_bytes` between reading the bytes
-# and your parse, the label check after it): the MD5, the size (a whole number of records,
-# as many as expected) and every label in 0..9, each error naming the file. `CIFAR10` is a
-# `TensorDataset` of `(images, labels)`: you read each file of the split and concatenate.
-# `train_val_split` returns two `Subset`s over a seeded permutation: the validation
+# **Validate before trusting**: the MD5 (provided), the size (yours: a whole number of
+# records, as many as expected, with `divmod`), and every label in 0..9 (provided); the
+# provided errors name the file. `CIFAR10` is a `TensorDataset` of `(images, labels)`: you
+# read each file of the split and concatenate; when files are missing, its `_download`
+# (yours) fetches the archive with your verified `download`, unpacks it with `extract_tar`
+# and deletes it. `train_val_split` returns two `Subset`s over a seeded permutation: the validation
 # images are carved out of the training set without copying anything.
 
 # %% nbgrader={"grade": false, "grade_id": "cifar10", "locked": false, "schema_version": 3, "solution": true}
@@ -721,17 +801,6 @@ CIFAR10_MD5 = {
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
 
 
-def _check_cifar_bytes(path: Path, raw: np.ndarray, md5: str | None, records: int | None) -> None:
-    """Raise ChecksumError / CorruptFileError unless the file's bytes `raw` have the MD5 and size expected."""
-    if md5 is not None and (actual := hashlib.md5(raw).hexdigest()) != md5.lower():
-        raise ChecksumError(f"{path}: MD5 {actual}, expected {md5.lower()}: damaged or not CIFAR-10's binary "
-                            f"version. Delete it and use CIFAR10(download=True), or take it from {CIFAR10_URL}")
-    whole, extra = divmod(raw.size, CIFAR10_RECORD_BYTES)
-    if extra or (records is not None and whole != records):
-        raise CorruptFileError(f"{path}: {raw.size} bytes = {whole} records of {CIFAR10_RECORD_BYTES} bytes + "
-                               f"{extra}, expected {records} records: truncated or not a CIFAR-10 binary file")
-
-
 def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
                     num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 binary file -> (images (R, 3, 32, 32) uint8, labels (R,) int64), after checking
@@ -741,7 +810,18 @@ def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: in
     ### BEGIN SOLUTION
     raw = np.fromfile(path, dtype=np.uint8)
     ### END SOLUTION
-    _check_cifar_bytes(path, raw, md5, records)
+    if md5 is not None and (actual := hashlib.md5(raw).hexdigest()) != md5.lower():
+        raise ChecksumError(f"{path}: MD5 {actual}, expected {md5.lower()}: damaged or not CIFAR-10's binary "
+                            f"version. Delete it and use CIFAR10(download=True), or take it from {CIFAR10_URL}")
+    # whole, extra: the whole records of CIFAR10_RECORD_BYTES in raw and the bytes left over;
+    # complete: no bytes left over and, if `records` is given, exactly that many records
+    ### BEGIN SOLUTION
+    whole, extra = divmod(raw.size, CIFAR10_RECORD_BYTES)
+    complete = extra == 0 and (records is None or whole == records)
+    ### END SOLUTION
+    if not complete:
+        raise CorruptFileError(f"{path}: {raw.size} bytes = {whole} records of {CIFAR10_RECORD_BYTES} bytes + "
+                               f"{extra}, expected {records} records: truncated or not a CIFAR-10 binary file")
     ### BEGIN SOLUTION
     raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
     labels = raw[:, 0].astype(np.int64)
@@ -788,9 +868,13 @@ class CIFAR10(TensorDataset):
     def _download(self) -> None:
         """Fetch the (checksummed) archive, extract it into `root`, delete it."""
         hint = f" (or extract it yourself so that {self.folder} holds {', '.join(self.train_files + self.test_files)})"
+        # download CIFAR10_URL to root/"cifar-10-binary.tar.gz" (its MD5: CIFAR10_ARCHIVE_MD5, and `hint`),
+        # extract it into root, delete it
+        ### BEGIN SOLUTION
         archive = download(CIFAR10_URL, self.root / "cifar-10-binary.tar.gz", md5=CIFAR10_ARCHIVE_MD5, hint=hint)
         extract_tar(archive, self.root)
         archive.unlink()
+        ### END SOLUTION
 
 
 def train_val_split(dataset: Any, val_size: int | float, seed: int = 0) -> tuple[Subset, Subset]:

@@ -22,7 +22,8 @@ __all__ = ['DATA_ENV_VAR', 'TINY_SHAKESPEARE_URL', 'TINY_SHAKESPEARE_SHA256', 'C
            'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_RECORD_BYTES', 'Dataset', 'fetch_batch', 'TensorDataset', 'Subset',
            'to_tensor', 'DataLoader', 'Transform', 'ToFloat', 'Normalize', 'channel_stats', 'RandomHorizontalFlip',
            'RandomCrop', 'Compose', 'DatasetError', 'DownloadError', 'ChecksumError', 'CorruptFileError', 'data_dir',
-           'file_hash', 'download', 'extract_tar', 'tiny_shakespeare', 'read_cifar_file', 'CIFAR10', 'train_val_split']
+           'file_hash', 'hash_mismatch', 'download', 'is_safe_member', 'extract_tar', 'tiny_shakespeare',
+           'read_cifar_file', 'CIFAR10', 'train_val_split']
 
 # %% ../../modules/08_dataloader/dataloader_dev.ipynb #7841539f
 class Dataset:
@@ -318,14 +319,17 @@ def data_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tinytorch"
 
 
-def file_hash(path: str | os.PathLike, algorithm: str = "md5") -> str:
-    """Hex digest of a file ("md5", "sha256", ...), read 1 MiB at a time."""
+def file_hash(path: str | os.PathLike, algorithm: str = "md5", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file ("md5", "sha256", ...), streamed through hashlib `chunk_size` bytes at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _wrong_hash(path: Path, md5: str | None, sha256: str | None) -> str | None:
-    """None when `path` has the given hashes, else "<algorithm> <actual>, expected <expected>"."""
+def hash_mismatch(path: str | os.PathLike, md5: str | None = None, sha256: str | None = None) -> str | None:
+    """None when the file has every given hash (None: not checked), else "<algorithm> <actual>, expected <expected>"."""
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
         if expected is not None and (actual := file_hash(path, algorithm)) != expected.lower():
             return f"{algorithm} {actual}, expected {expected.lower()}"
@@ -347,15 +351,18 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: 
     """Fetch `url` to `dest` (unless `dest` verifies) atomically, verified by `md5`/`sha256`
     (ChecksumError); DownloadError says where to put the file by hand (then `hint`)."""
     dest = Path(dest)
-    if dest.is_file() and not _wrong_hash(dest, md5, sha256):
+    # the cache: a file at dest that verifies is returned as it is
+    if dest.is_file() and hash_mismatch(dest, md5, sha256) is None:
         return dest
     manual = (f"If this machine is offline, download {url} elsewhere and put it at {dest}{hint}, "
               f"or set {DATA_ENV_VAR} to a directory that already holds the data.")
 
     def fetch_verified(out: Any) -> None:
+        # fetch url into the open temporary file `out` (_fetch), flush it; wrong: the mismatch of out.name
         _fetch(url, out)
         out.flush()
-        if wrong := _wrong_hash(Path(out.name), md5, sha256):
+        wrong = hash_mismatch(out.name, md5, sha256)
+        if wrong:
             raise ChecksumError(f"the file downloaded from {url} has {wrong}. Try again later. {manual}")
     try:
         return write_atomically(dest, fetch_verified)
@@ -366,16 +373,24 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, sha256: 
 _download = download          # for functions whose `download` argument is a flag
 
 
+def is_safe_member(member: tarfile.TarInfo) -> bool:
+    """Whether extracting this archive member stays inside the destination: a regular file or
+    a directory with a relative path (no drive) and no '..' part ('\\' read as '/')."""
+    path = PurePosixPath(member.name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        return False
+    return member.isfile() or member.isdir()
+
+
 def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
     """Extract a tar archive into `dest` (returns the member names), refusing it before writing
-    anything if a member has an absolute path or a '..' component, or is a link or device."""
+    anything if a member is not `is_safe_member` (DatasetError)."""
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
-        for m in members:
-            path = PurePosixPath(m.name.replace("\\", "/"))
-            if (path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0])
-                    or not (m.isfile() or m.isdir())):
-                raise DatasetError(f"refusing to extract {archive}: {m.name!r} is a link, device, absolute or '..' path")
+        # unsafe: the names of the members that are not safe, in archive order
+        unsafe = [m.name for m in members if not is_safe_member(m)]
+        if unsafe:
+            raise DatasetError(f"refusing to extract {archive}: {unsafe[0]!r} is a link, device, absolute or '..' path")
         Path(dest).mkdir(parents=True, exist_ok=True)
         tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return [m.name for m in members]
@@ -395,7 +410,7 @@ def tiny_shakespeare(root: str | os.PathLike | None = None, download: bool = Tru
             raise FileNotFoundError(f"{path} is missing: use download=True, put {TINY_SHAKESPEARE_URL} "
                                     f"there, or set {DATA_ENV_VAR} to a directory holding tinyshakespeare/input.txt")
         _download(TINY_SHAKESPEARE_URL, path, sha256=sha)           # `download` is the flag here
-    elif wrong := _wrong_hash(path, None, sha):
+    elif wrong := hash_mismatch(path, None, sha):
         raise ChecksumError(f"{path} has {wrong}: delete it to download it again, or pass verify=False")
     return path.read_text(encoding="utf-8")
 
@@ -410,17 +425,6 @@ CIFAR10_MD5 = {
 CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32
 
 
-def _check_cifar_bytes(path: Path, raw: np.ndarray, md5: str | None, records: int | None) -> None:
-    """Raise ChecksumError / CorruptFileError unless the file's bytes `raw` have the MD5 and size expected."""
-    if md5 is not None and (actual := hashlib.md5(raw).hexdigest()) != md5.lower():
-        raise ChecksumError(f"{path}: MD5 {actual}, expected {md5.lower()}: damaged or not CIFAR-10's binary "
-                            f"version. Delete it and use CIFAR10(download=True), or take it from {CIFAR10_URL}")
-    whole, extra = divmod(raw.size, CIFAR10_RECORD_BYTES)
-    if extra or (records is not None and whole != records):
-        raise CorruptFileError(f"{path}: {raw.size} bytes = {whole} records of {CIFAR10_RECORD_BYTES} bytes + "
-                               f"{extra}, expected {records} records: truncated or not a CIFAR-10 binary file")
-
-
 def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: int | None = 10000,
                     num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 binary file -> (images (R, 3, 32, 32) uint8, labels (R,) int64), after checking
@@ -428,7 +432,16 @@ def read_cifar_file(path: str | os.PathLike, md5: str | None = None, records: in
     path = Path(path)
     # raw: every byte of the file, a flat uint8 array
     raw = np.fromfile(path, dtype=np.uint8)
-    _check_cifar_bytes(path, raw, md5, records)
+    if md5 is not None and (actual := hashlib.md5(raw).hexdigest()) != md5.lower():
+        raise ChecksumError(f"{path}: MD5 {actual}, expected {md5.lower()}: damaged or not CIFAR-10's binary "
+                            f"version. Delete it and use CIFAR10(download=True), or take it from {CIFAR10_URL}")
+    # whole, extra: the whole records of CIFAR10_RECORD_BYTES in raw and the bytes left over;
+    # complete: no bytes left over and, if `records` is given, exactly that many records
+    whole, extra = divmod(raw.size, CIFAR10_RECORD_BYTES)
+    complete = extra == 0 and (records is None or whole == records)
+    if not complete:
+        raise CorruptFileError(f"{path}: {raw.size} bytes = {whole} records of {CIFAR10_RECORD_BYTES} bytes + "
+                               f"{extra}, expected {records} records: truncated or not a CIFAR-10 binary file")
     raw = raw.reshape(-1, CIFAR10_RECORD_BYTES)
     labels = raw[:, 0].astype(np.int64)
     images = np.ascontiguousarray(raw[:, 1:]).reshape(-1, 3, 32, 32)
@@ -469,6 +482,8 @@ class CIFAR10(TensorDataset):
     def _download(self) -> None:
         """Fetch the (checksummed) archive, extract it into `root`, delete it."""
         hint = f" (or extract it yourself so that {self.folder} holds {', '.join(self.train_files + self.test_files)})"
+        # download CIFAR10_URL to root/"cifar-10-binary.tar.gz" (its MD5: CIFAR10_ARCHIVE_MD5, and `hint`),
+        # extract it into root, delete it
         archive = download(CIFAR10_URL, self.root / "cifar-10-binary.tar.gz", md5=CIFAR10_ARCHIVE_MD5, hint=hint)
         extract_tar(archive, self.root)
         archive.unlink()
