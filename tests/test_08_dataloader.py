@@ -20,7 +20,7 @@ from tinytorch.core.dataloader import (
     CIFAR10, CIFAR10_FOLDER, CIFAR10_MD5, ChecksumError, Compose, CorruptFileError, DataLoader,
     Dataset, DatasetError, DownloadError, Normalize, RandomCrop, RandomHorizontalFlip, Subset,
     TensorDataset, ToFloat, channel_stats, data_dir, download, extract_tar, fetch_batch,
-    file_hash, read_cifar_file, tiny_shakespeare, train_val_split)
+    file_hash, hash_mismatch, is_safe_member, read_cifar_file, tiny_shakespeare, train_val_split)
 from tinytorch.core.tensor import Tensor, manual_seed
 
 
@@ -394,6 +394,35 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data_dir() == tmp_path / "home" / ".cache" / "tinytorch"
+
+
+@settings(max_examples=40, deadline=None)
+@given(body=st.binary(max_size=300), chunk=st.integers(1, 64), algorithm=st.sampled_from(["md5", "sha256", "sha1"]))
+def test_file_hash_streams_any_size_in_any_chunk(tmp_path_factory, body, chunk, algorithm):
+    path = tmp_path_factory.mktemp("h") / "f.bin"
+    path.write_bytes(body)
+    assert file_hash(path, algorithm, chunk_size=chunk) == hashlib.new(algorithm, body).hexdigest()
+
+
+def test_hash_mismatch_checks_each_given_hash(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    md5, sha = hashlib.md5(b"abc").hexdigest(), hashlib.sha256(b"abc").hexdigest()
+    assert hash_mismatch(path) is None and hash_mismatch(path, md5.upper(), sha) is None
+    assert md5 in hash_mismatch(path, md5, "0" * 64) or sha in hash_mismatch(path, md5, "0" * 64)
+    assert hash_mismatch(path, "0" * 32) is not None and hash_mismatch(path, None, "1" * 64) is not None
+
+
+@pytest.mark.parametrize("name, kind, safe", [
+    ("a/b.bin", tarfile.REGTYPE, True), ("a", tarfile.DIRTYPE, True), ("a..b/c", tarfile.REGTYPE, True),
+    ("../x", tarfile.REGTYPE, False), ("a/../../x", tarfile.REGTYPE, False), ("/x", tarfile.REGTYPE, False),
+    ("C:/x", tarfile.REGTYPE, False), ("..\\x", tarfile.REGTYPE, False), ("a/l", tarfile.SYMTYPE, False),
+    ("a/h", tarfile.LNKTYPE, False), ("dev", tarfile.CHRTYPE, False), ("p", tarfile.FIFOTYPE, False),
+])
+def test_is_safe_member(name, kind, safe):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    assert is_safe_member(info) is safe
 
 
 def fake_server(monkeypatch, files: dict):
