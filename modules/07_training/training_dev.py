@@ -27,8 +27,8 @@
 # | name | what it is |
 # |---|---|
 # | `accuracy`, `_Running` | a metric: `(outputs, targets) -> (correct, count)`; averages weighted by batch size |
-# | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, with where and what to try |
-# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint` | (provided) safe checkpoint files: one `.npz`, written atomically, never unpickled |
+# | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, or stays far too high, with where and what to try |
+# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint` | safe checkpoint files: one `.npz`, written atomically, never unpickled (the hostile-file checks are provided) |
 # | `Trainer` | `fit`, `evaluate`, `history`, `plot_history`, `save_checkpoint`, `load_checkpoint`, exact resume |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/core/training.py`.
@@ -39,7 +39,7 @@
 # moments, schedule position, epoch, and the state of the random generators), then
 # stopping and resuming gives the **bit-identical** result of a run that never stopped.
 #
-# **Points: 15** (the total of this module's graded test cells)
+# **Points: 17** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -57,20 +57,17 @@ if "google.colab" in sys.modules:
 # %%
 #| export
 """Training: the Trainer (fit, evaluate, history, plots, exact resume), metrics, divergence
-detection, and safe checkpoint files.
-
-Module 07 of TinyTorch (generated from modules/07_training/training_dev.py; do not edit).
-
-Checkpoints are single .npz files written atomically (temporary file, fsync, os.replace)
-with their JSON metadata stored inside as a string array; they are read with
-np.load(allow_pickle=False), so loading a checkpoint can never run code.
-"""
+detection, and safe checkpoint files (one .npz written atomically, its JSON metadata inside,
+read without unpickling). Module 07 of TinyTorch (generated from
+modules/07_training/training_dev.py; do not edit)."""
 from __future__ import annotations
 
+import glob
 import io
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -125,11 +122,8 @@ Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """(number of correct predictions, number of predictions).
-
-    outputs: (..., C) scores; targets: (...) integer classes (the outputs' shape without
-    the last axis). A prediction is correct when argmax over the last axis equals the target.
-    """
+    """(number of correct predictions, number of predictions): outputs (..., C) scores,
+    targets (...) integer classes; correct when the argmax over the last axis is the target."""
     outputs, targets = np.asarray(outputs), np.asarray(targets)
     if outputs.ndim < 1 or outputs.shape[:-1] != targets.shape:
         raise ValueError(f"accuracy: outputs of shape {outputs.shape} need integer targets of shape "
@@ -145,46 +139,28 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy}
 
 def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
     """Names ("accuracy"), callables (named by __name__), or a dict name -> metric."""
-    if metrics is None:
-        return {}
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [
-        (m if isinstance(m, str) else getattr(m, "__name__", None), m)
-        for m in ([metrics] if isinstance(metrics, str) or callable(metrics) else metrics)]
-    out: dict[str, Metric] = {}
+        (m if isinstance(m, str) else getattr(m, "__name__", None), m) for m in metrics or ()]
+    items = [(name, METRICS.get(m, m) if isinstance(m, str) else m) for name, m in items]
+    names = [name for name, _ in items]
     for name, m in items:
-        if isinstance(m, str):
-            if m not in METRICS:
-                raise ValueError(f"Trainer: unknown metric {m!r}; known: {sorted(METRICS)}, "
-                                 f"or pass a callable (outputs, targets) -> (total, count)")
-            m = METRICS[m]
-        if not callable(m):
-            raise TypeError(f"Trainer: metric {name!r} is a {type(m).__name__}, not a callable")
-        if not isinstance(name, str) or not name.isidentifier() or name == "loss":
-            raise ValueError(f"Trainer: metric name {name!r} must be an identifier other than 'loss' "
-                             f"(pass a dict {{'name': metric}} to name a lambda)")
-        if name in out:
-            raise ValueError(f"Trainer: metric {name!r} is given twice")
-        out[name] = m
-    return out
-
-
-def _call_metric(name: str, metric: Metric, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """metric(outputs, targets) as a pair of floats; a failure names the metric."""
-    try:
-        total, count = metric(outputs, targets)
-    except ValueError as err:
-        raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
-                         f"metrics=() or metrics suited to it)") from None
-    return float(total), float(count)
+        if not callable(m) or not isinstance(name, str) or not name.isidentifier() or name == "loss" \
+                or names.count(name) > 1:
+            raise (ValueError if isinstance(m, str) or callable(m) else TypeError)(
+                f"Trainer: metric {name!r} ({m!r}) is unknown (known: {sorted(METRICS)}), not a callable, given "
+                f"twice, or not an identifier other than 'loss' (pass a dict {{'name': metric}} to name a lambda)")
+    return dict(items)
 
 
 class _Running:
     """Weighted totals of the loss and each metric over the batches seen so far.
 
     `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
-    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric
-    adds its (total, count) from `_call_metric`. `result()`: {"loss": ..., name: ...},
-    each total divided by its count (NaN when nothing was counted).
+    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric adds
+    its (total, count). `result()`: {"loss": ..., name: ...}, each total divided by its
+    count (NaN when nothing was counted).
     """
 
     def __init__(self, metrics: dict[str, Metric]):
@@ -192,15 +168,23 @@ class _Running:
         self.loss_total, self.examples = 0.0, 0
         self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
 
+    def _metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+        """metrics[name](outputs, targets); a failure names the metric."""
+        try:
+            return self.metrics[name](outputs, targets)
+        except ValueError as err:
+            raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
+                             f"metrics=() or metrics suited to it)") from None
+
     def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
         ### BEGIN SOLUTION
         n = targets.shape[0] if targets.ndim else 1
         self.loss_total += loss * n
         self.examples += n
-        for name, metric in self.metrics.items():
-            total, count = _call_metric(name, metric, outputs, targets)
-            self.totals[name][0] += total
-            self.totals[name][1] += count
+        for name in self.metrics:
+            total, count = self._metric(name, outputs, targets)
+            self.totals[name][0] += float(total)
+            self.totals[name][1] += float(count)
         ### END SOLUTION
 
     def result(self) -> dict[str, float]:
@@ -241,12 +225,20 @@ print("metrics: OK")
 # the loss of every batch (one `float()`) *before* `backward()` and `step()`, and stop at
 # once with an error that says **where** (epoch, batch), **what** (the value, the
 # learning rate) and **what to try**; the parameters are still the finite ones.
+#
+# A loss can also blow up and stay **finite**: TinyGPT at a learning rate of 10 wanders
+# between 48 and 10,000 while guessing uniformly would cost $\log 65 \approx 4.2$. So the
+# Trainer also stops when the loss stays above `divergence_factor` (4) times a reference
+# for `divergence_patience` (20) batches in a row; the reference is the larger of the
+# first loss of the run and $\log K$, the loss of a uniform guess over $K$ classes. A
+# healthy run never comes near it (the milestones' worst epoch averages are below
+# $0.7 \log K$); one bad batch is forgiven.
 
 # %% nbgrader={"grade": false, "grade_id": "diverged", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class TrainingDivergedError(RuntimeError):
-    """The loss (or the gradient norm) became NaN or infinite. `epoch` and `batch` count
-    from 1; `value` is the offending number."""
+    """The loss (or the gradient norm) became NaN or infinite, or the loss stayed far too high
+    for too long. `epoch` and `batch` count from 1; `value` is the offending number."""
 
     def __init__(self, epoch: int, batch: int, value: float, lr: float, what: str = "loss"):
         self.epoch, self.batch, self.value, self.lr = epoch, batch, value, lr
@@ -275,61 +267,90 @@ print("TrainingDivergedError: OK")
 # gone. The classic *atomic write*: write to a temporary file **in the same directory**,
 # `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`. A
 # rename within one file system is atomic: `path` is the whole old file or the whole new
-# one, never a mixture. (Across file systems, from `/tmp`, a rename becomes a copy.)
+# one, never a mixture. A writer killed halfway leaves its temporary file
+# (`.NAME.tmp-<pid>-<random>`); the next save of that file removes it, once its process is
+# gone.
 #
 # **A file that is not what it claims.** *Loading* a pickle runs whatever code the file
-# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays) read with
-# `np.load(..., allow_pickle=False)`. Everything that is not an array (epoch, history,
-# hyperparameters, random generator states) goes into one JSON string, the 0-d string
-# array `__meta__`, signed `{"format": "tinytorch-checkpoint", "version": 1, "kind":
-# "trainer", "meta": {...}}`.
+# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays); everything
+# that is not an array (epoch, history, hyperparameters, random generator states) goes into
+# one JSON string, the 0-d string array `__meta__`, signed `{"format":
+# "tinytorch-checkpoint", "version": 1, "kind": "trainer", "meta": {...}}`.
 #
-# **A file from somewhere else.** Loading checks the first bytes (a pickle starts with
-# `\x80`, a zip with `PK`), the signature, the kind and the version, and turns every
-# failure into a `CheckpointError` that says which it is. Any file name works:
+# **A file from somewhere else, or a crafted one.** Loading checks the first bytes (a
+# pickle starts with `\x80`, a zip with `PK`), every member (a plainly named `.npy`, once;
+# its header's shape and dtype against its size, and against the shapes the caller
+# expects, before any data is read), the signature, the kind and the version, and turns
+# every failure into a `CheckpointError` that says which it is. Any file name works:
 # `save_npz_checkpoint("model.pkl", ...)` writes a safe `.npz` (module 16 uses this).
 #
-# This code is provided (read it: it is short, and every line guards against one of the
-# accidents above). `write_atomically` is the one atomic-write helper of TinyTorch: every
-# file the framework saves, in any module, goes through it.
+# **You write** the core of `write_atomically` (the four steps above) and of
+# `save_npz_checkpoint` (one `np.savez` of the arrays and the signed JSON). The checks are
+# provided. `write_atomically` is the one atomic-write helper of TinyTorch: every file the
+# framework saves, in any module, goes through it.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "checkpoint-files", "locked": false, "schema_version": 3, "solution": true}
 #| export
 CHECKPOINT_FORMAT = "tinytorch-checkpoint"
 CHECKPOINT_VERSION = 1
 _META_KEY = "__meta__"
 _RESERVED_KEYS = {_META_KEY, "file", "args", "allow_pickle"}   # np.savez's own argument names
+_STALE_SECONDS = 600          # a temporary file this old, or of a dead process, is debris
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, foreign, or does not fit."""
 
 
-def _json_default(obj: Any) -> Any:
-    """Let json.dumps write numpy scalars and small arrays."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _temporary_name(path: Path) -> Path:
+    """`.NAME.tmp-<pid>-<random>` beside `path`: recognisably the temporary file of this target."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of `path` left by a killed writer: only names `_temporary_name`
+    makes for this target, and only when their process is gone or they are old."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
+    for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        match = pattern.fullmatch(old.name)
+        try:
+            if match and (not _process_alive(int(match.group(1)))
+                          or time.time() - old.stat().st_mtime > _STALE_SECONDS):
+                old.unlink()
+        except OSError:                       # vanished meanwhile, or not ours to remove
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)                       # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):        # exists (another user's), or cannot tell: keep the file
+        return True
+    return True
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
-    bytes go to a temporary file beside it, are flushed to disk, and the file is renamed into
-    place, so `path` is either the old file or the whole new one, never half of it. Returns
-    the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    bytes go to a temporary file beside it (`.NAME.tmp-<pid>-<random>`), are flushed to disk,
+    and the file is renamed into place, so `path` is either the old file or the whole new one.
+    Temporary files of `path` left by killed writers are removed first. Returns the path.
+    Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = _temporary_name(path)
     try:
+        ### BEGIN SOLUTION
         with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        ### END SOLUTION
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -342,38 +363,40 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     return path
 
 
+def _json_default(obj: Any) -> Any:
+    """Let json.dumps write numpy scalars and arrays, and sets."""
+    if isinstance(obj, (np.generic, np.ndarray, set, frozenset)):
+        return obj.tolist() if isinstance(obj, (np.generic, np.ndarray)) else list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
     """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
-    `path` (any file name), atomically. `kind` names what the file holds ("trainer",
-    "tinygpt", ...); `load_npz_checkpoint` checks it. Returns the path."""
-    path = Path(path)
-    checked: dict[str, np.ndarray] = {}
-    for name, value in arrays.items():
-        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
-        if not isinstance(name, str) or name in _RESERVED_KEYS:
-            raise CheckpointError(f"save_npz_checkpoint: array name {name!r} is reserved or not a string")
-        if arr.dtype.hasobject:
-            raise CheckpointError(f"save_npz_checkpoint: array {name!r} has dtype object, which only "
-                                  f"pickle could store; convert it to a numeric array")
-        checked[name] = arr
+    `path` (any file name), atomically; `kind` names what the file holds ("trainer",
+    "tinygpt", ...) and `load_npz_checkpoint` checks it. Returns the path."""
+    arrays = {name: np.asarray(v.data if isinstance(v, Tensor) else v) for name, v in arrays.items()}
+    bad = [name for name, a in arrays.items() if not isinstance(name, str) or name in _RESERVED_KEYS or a.dtype.hasobject]
+    if bad:
+        raise CheckpointError(f"save_npz_checkpoint: arrays {bad} have a reserved or non-string name, or dtype "
+                              f"object (which only pickle could store; convert it to a numeric array)")
     try:
         header = json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    # No allow_pickle= here: object arrays were refused above, and numpy < 2.2's savez would
-    # store the keyword as one more array named "allow_pickle".
-    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **checked))
+    # No allow_pickle= here: numpy < 2.2's savez would store it as one more array.
+    ### BEGIN SOLUTION
+    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **arrays))
+    ### END SOLUTION
 
 
-def _sniff(path: Path, head: bytes) -> str | None:
+def _sniff(head: bytes) -> str | None:
     """Why the first bytes of a file show that it is not an .npz archive (None if they don't)."""
     if not head:
         return "it is empty (0 bytes): probably an interrupted write"
     if head[:1] == b"\x80":
-        return ("it is a Python pickle; TinyTorch never unpickles files, because loading a pickle "
-                "can run arbitrary code")
+        return "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)"
     if head[:6] == b"\x93NUMPY":
         return "it is a single .npy array, not an .npz archive"
     if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -381,47 +404,94 @@ def _sniff(path: Path, head: bytes) -> str | None:
     return None
 
 
-def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta).
+_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
 
-    Raises CheckpointError for a missing file, a truncated or corrupt file, a foreign file
-    (a pickle, a text file, an .npz without TinyTorch metadata), another kind, or a newer
-    format version. Never unpickles.
+
+def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
+    """Every member of the archive as an array, each checked before its data is read: a
+    plainly named `.npy` file, named once; its header readable, its dtype not object, its
+    declared size equal to the member's size (and the member not a zip bomb); with `shapes`,
+    the arrays exactly those names with those shapes."""
+    headers: dict[str, tuple[tuple, np.dtype]] = {}
+    size = path.stat().st_size
+    for info in zf.infolist():
+        name = info.filename[:-4]
+        if not _MEMBER.fullmatch(info.filename) or any(p in (".", "..") for p in name.split("/")) \
+                or name in headers:
+            raise CheckpointError(f"{path} holds a member {info.filename!r} that is not a plainly named .npy "
+                                  f"array, or is there twice: not a TinyTorch checkpoint")
+        if info.compress_size > size or info.file_size > 1100 * info.compress_size + 2**16:
+            raise CheckpointError(f"{path}: member {info.filename!r} inflates {info.compress_size} bytes "
+                                  f"to {info.file_size}: refused")
+        with zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}[version]
+                shape, _, dtype = read_header(f)
+            except (ValueError, KeyError, EOFError) as err:
+                raise CheckpointError(f"{path}: member {info.filename!r} has no readable .npy header "
+                                      f"({type(err).__name__}: {err})") from None
+            declared = math.prod(shape) * dtype.itemsize
+            if dtype.hasobject:
+                raise CheckpointError(f"{path} holds object arrays that only pickle could load; refused "
+                                      f"(not a TinyTorch checkpoint)")
+            if f.tell() + declared != info.file_size:
+                raise CheckpointError(f"{path}: member {info.filename!r} declares shape {shape} of {dtype} "
+                                      f"({declared} bytes) but holds {info.file_size - f.tell()} bytes: "
+                                      f"truncated or corrupt")
+        headers[name] = (shape, dtype)
+    if shapes is not None:
+        found = {k: s for k, (s, _) in headers.items() if k != _META_KEY}
+        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in found]}",
+                    f"arrays not expected: {[k for k in found if k not in shapes]}"]
+        problems = [p for p in problems if not p.endswith("[]")] + [
+            f"{k}: shape {found[k]} in the checkpoint, {tuple(s)} expected"
+            for k, s in shapes.items() if k in found and found[k] != tuple(s)]
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in headers}
+
+
+def load_npz_checkpoint(path: str | os.PathLike, kind: str,
+                        shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta).
+    `shapes` (name -> shape), when given, is what the arrays must be, checked from the
+    headers before any array is read.
+
+    Raises CheckpointError for a missing file, a truncated or corrupt file, a foreign or
+    crafted file (a pickle, a text file, an .npz without TinyTorch metadata, members that are
+    not .npy arrays, declared sizes that do not match), another kind, or a newer format
+    version. Never unpickles.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"no checkpoint at {path}")
     with open(path, "rb") as f:
-        head = f.read(8)
-    problem = _sniff(path, head)
+        problem = _sniff(f.read(8))
     if problem:
         raise CheckpointError(f"{path} is not a TinyTorch checkpoint: {problem}")
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META_KEY not in npz.files:
-                raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
-                                      f"(arrays: {sorted(npz.files)[:8]}): not a TinyTorch checkpoint")
-            meta_array = npz[_META_KEY]
-            arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        with zipfile.ZipFile(path) as zf:
+            arrays = _read_members(path, zf, shapes)
     except CheckpointError:
         raise
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise CheckpointError(f"{path} holds object arrays that only pickle could load; "
-                                  f"refused (not a TinyTorch checkpoint)") from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, NotImplementedError,
+            RuntimeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    meta = arrays.pop(_META_KEY, None)
+    if meta is None:
+        raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
+                              f"(arrays: {sorted(arrays)[:8]}): not a TinyTorch checkpoint")
     try:
-        if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-            raise ValueError(f"__meta__ has dtype {meta_array.dtype} and shape {meta_array.shape}")
-        header = json.loads(str(meta_array))
-        if not isinstance(header, dict):
-            raise ValueError("__meta__ is not a JSON object")
-    except ValueError as err:
-        raise CheckpointError(f"{path} has unreadable metadata ({err}): not a TinyTorch checkpoint") from None
+        header = json.loads(str(meta)) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has unreadable metadata (__meta__ of dtype {meta.dtype}, shape "
+                              f"{meta.shape}, not a JSON object): not a TinyTorch checkpoint")
     if header.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a TinyTorch checkpoint (format {header.get('format')!r}, "
                               f"expected {CHECKPOINT_FORMAT!r})")
@@ -433,7 +503,7 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, n
         raise CheckpointError(f"{path} is a {header.get('kind')!r} checkpoint, expected {kind!r}")
     return arrays, header.get("meta", {})
 
-# %% nbgrader={"grade": false, "grade_id": "test-checkpoint-files", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test-checkpoint-files", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 import pickle
 import tempfile
 
@@ -443,10 +513,12 @@ good = save_npz_checkpoint(tmp_dir / "demo.npz", {"w": np.arange(6.0).reshape(2,
 arrays, meta = load_npz_checkpoint(good, kind="demo")
 assert meta == {"epoch": 3, "note": "hello"} and arrays["w"].shape == (2, 3) and arrays["t"].dtype == np.float32
 assert [p.name for p in tmp_dir.iterdir()] == ["demo.npz"], "no temporary file is left behind"
+assert write_atomically(tmp_dir / "raw.bin", lambda f: f.write(b"abc")).read_bytes() == b"abc"
+assert write_atomically(tmp_dir / "raw.bin", lambda f: f.write(b"de")).read_bytes() == b"de", "replaced whole"
 
-def expect_error(path, kind="demo"):
+def expect_error(path, kind="demo", **kw):
     try:
-        load_npz_checkpoint(path, kind=kind)
+        load_npz_checkpoint(path, kind=kind, **kw)
     except CheckpointError:
         return
     raise AssertionError(f"{path} must be refused")
@@ -458,8 +530,10 @@ expect_error(tmp_dir / "cut.npz")
 expect_error(tmp_dir / "model.pkl")
 np.savez(tmp_dir / "other.npz", x=np.ones(2))
 expect_error(tmp_dir / "other.npz")
-(tmp_dir / "notes.txt").write_text("not a checkpoint")
-expect_error(tmp_dir / "notes.txt")
+with zipfile.ZipFile(tmp_dir / "crafted.npz", "w") as zf:         # a member that is not an .npy array
+    zf.writestr("notes.txt", "hello")
+expect_error(tmp_dir / "crafted.npz")
+expect_error(good, shapes={"w": (3, 2), "t": (2,)})                # not the shapes the caller needs
 expect_error(tmp_dir / "missing.npz")
 expect_error(good, kind="trainer")
 print("checkpoint files: OK")
@@ -469,7 +543,8 @@ print("checkpoint files: OK")
 #
 # ```python
 # trainer = Trainer(model, optimizer, loss_fn, metrics=("accuracy",), scheduler=None,
-#                   grad_clip=None, checkpoint_dir=None, progress=True)
+#                   grad_clip=None, checkpoint_dir=None, progress=True,
+#                   divergence_factor=4.0, divergence_patience=20)
 # history = trainer.fit(train_data, val_data=None, epochs=10, resume=False)
 # trainer.evaluate(test_data)        # {"loss": ..., "accuracy": ...}
 # ```
@@ -485,10 +560,11 @@ print("checkpoint files: OK")
 # **Evaluation** runs under `no_grad()` (no graph: less memory, less time) and in
 # `model.eval()` mode (Dropout off), and restores the mode it found afterwards.
 #
-# **You write** one batch (`_train_batch`), one epoch (`_train_epoch`), `evaluate`'s loop
-# and `fit`'s loop over epochs. Provided: the checks, the divergence error (`_finite`), the
-# progress bar (`_epoch_bar`, `_tick`: tqdm, refreshed every few batches), `_record`,
-# checkpoints and plots.
+# **You write** the divergence count (`_too_high`), one batch (`_train_batch`), one epoch
+# (`_train_epoch`), `evaluate`, `fit`'s loop over epochs, `_record`, and the two halves
+# of an exact resume: `save_checkpoint` and `load_checkpoint`. Provided: the checks
+# (`_finite`, `_check_loss`, `_check_checkpoint`), the progress bar (`_epoch_bar`,
+# `_tick`) and plots.
 #
 # **History.** After each epoch `trainer.history` gains one entry per key:
 # `epoch` (1, 2, ...), `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (NaN
@@ -520,19 +596,12 @@ def _loss_value(loss: Any) -> float:
     return float(loss.data)
 
 
-def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
+def _named_rngs(model: Any, prefix: str = "") -> dict[str, np.random.Generator]:
     """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
-    found: dict[str, np.random.Generator] = {}
-
-    def visit(prefix: str, module: Any) -> None:
-        rng = getattr(module, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            found[prefix or "<model>"] = rng
-        if hasattr(module, "named_children"):
-            for name, child in module.named_children():
-                visit(f"{prefix}.{name}" if prefix else name, child)
-
-    visit("", model)
+    rng = getattr(model, "rng", None)
+    found = {prefix or "<model>": rng} if isinstance(rng, np.random.Generator) else {}
+    for name, child in (model.named_children() if hasattr(model, "named_children") else ()):
+        found.update(_named_rngs(child, f"{prefix}.{name}" if prefix else name))
     return found
 
 
@@ -549,12 +618,16 @@ class Trainer:
         grad_clip: max global gradient norm (clip_grad_norm), or None.
         checkpoint_dir: if set, `checkpoint_dir/last.npz` is written after every epoch.
         progress: show a tqdm progress bar per epoch.
+        divergence_factor, divergence_patience: stop with TrainingDivergedError when the loss
+            stays above divergence_factor x max(first loss of fit, log K) for
+            divergence_patience batches in a row (K: the classes, when the targets are class
+            indices of (..., K) outputs); None turns this off (NaN/inf always stop).
     """
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
                  metrics: Any = ("accuracy",), scheduler: LRScheduler | None = None,
                  grad_clip: float | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 progress: bool = True):
+                 progress: bool = True, divergence_factor: float | None = 4.0, divergence_patience: int = 20):
         if not callable(model) or not hasattr(model, "state_dict"):
             raise TypeError(f"Trainer: model must be a Module, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -563,21 +636,24 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
         if scheduler is not None and (not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer):
             raise ValueError("Trainer: scheduler must be an LRScheduler created for this optimizer")
-        if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float))
-                                      or not grad_clip > 0 or not math.isfinite(grad_clip)):
-            raise ValueError(f"Trainer: grad_clip must be a positive number or None, got {grad_clip!r}")
+        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < math.inf):
+                raise ValueError(f"Trainer: {name} must be a positive number or None, got {value!r}")
+        if isinstance(divergence_patience, bool) or not isinstance(divergence_patience, int) or divergence_patience < 1:
+            raise ValueError(f"Trainer: divergence_patience must be a positive integer, got {divergence_patience!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = _resolve_metrics(metrics)
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
+        self.divergence_factor, self.divergence_patience = divergence_factor, divergence_patience
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.epoch = 0                                   # epochs completed
-        self.history: dict[str, list] = {key: [] for key in self._history_keys()}
+        names = ["loss", *self.metrics]
+        self.history: dict[str, list] = {key: [] for key in ["epoch", *[f"train_{n}" for n in names],
+                                                             *[f"val_{n}" for n in names], "lr", "seconds"]}
         self.postfix_every = 10                          # batches between progress-bar refreshes
         self._last_lr: float | None = None               # learning rate of the latest step
-
-    def _history_keys(self) -> list[str]:
-        names = ["loss", *self.metrics]
-        return ["epoch", *[f"train_{n}" for n in names], *[f"val_{n}" for n in names], "lr", "seconds"]
+        self._reference, self._strikes = None, 0         # divergence: reference loss, batches above it
 
     # ---- provided plumbing: divergence errors, progress bars -------------------------------
     def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
@@ -587,33 +663,48 @@ class Trainer:
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
         return value
 
-    def _epoch_bar(self, total: int | None, epoch: int, epochs: int) -> Any:
-        """The progress bar of one epoch (a context manager: closed at the end of `with`)."""
-        return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
-                    leave=True, dynamic_ncols=True)
+    def _check_loss(self, value: float, outputs: np.ndarray, targets: np.ndarray, epoch: int, batch: int) -> float:
+        """`value` if finite and not too high for too long (`_too_high`); else raise
+        TrainingDivergedError."""
+        self._finite(value, epoch, batch)
+        if self.divergence_factor is not None and self._too_high(value, outputs, targets):
+            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=(
+                f"loss has stayed above {self.divergence_factor:g} x {self._reference:.4g} for "
+                f"{self._strikes} batches, and"))
+        return value
+
+    def _too_high(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> bool:
+        """Count the batches in a row whose loss is above divergence_factor x the reference
+        (set on the first batch of fit(): the larger of its loss and log K, the loss of a
+        uniform guess over K classes when `targets` are class indices of (..., K) `outputs`,
+        else 1 class); True once they reach divergence_patience."""
+        ### BEGIN SOLUTION
+        if self._reference is None:
+            classes = outputs.shape[-1] if targets.dtype.kind in "iu" and outputs.ndim == targets.ndim + 1 else 1
+            self._reference = max(loss, math.log(classes))
+        self._strikes = self._strikes + 1 if loss > self.divergence_factor * self._reference else 0
+        return self._strikes >= self.divergence_patience
+        ### END SOLUTION
 
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
-        """Advance `bar` after batch `batch`, showing the running averages every `postfix_every`
-        batches; `_tick(bar, -1, running, val)` shows the epoch's results and validation."""
-        if val is not None:
-            return bar.set_postfix({**self._postfix(running.result()), **self._postfix(val, "val_")}, refresh=False)
-        bar.update(1)
-        if (batch + 1) % self.postfix_every == 0:
-            bar.set_postfix(self._postfix(running.result()), refresh=False)
-
-    @staticmethod
-    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
-        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
+        """Advance the tqdm `bar` after batch `batch`, showing the running averages every
+        `postfix_every` batches; `_tick(bar, -1, running, val)` shows the epoch's results."""
+        shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
+        if val is None:
+            bar.update(1)
+        if val is not None or (batch + 1) % self.postfix_every == 0:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
 
     # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, divergence check of the loss (`self._finite`), zero the gradients (the
-        optimizer's and the model's), backward, clip (when `grad_clip`; the norm is checked
-        too), record the rate in `self._last_lr`, step, schedule. Returns (loss, outputs)."""
+        """Forward, check the loss (`self._check_loss`), zero the gradients (the optimizer's
+        and the model's), backward, clip (when `grad_clip`; the norm is checked with
+        `self._finite`), record the rate in `self._last_lr`, step, schedule.
+        Returns (loss, outputs as an ndarray)."""
         ### BEGIN SOLUTION
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
-        value = self._finite(_loss_value(loss), epoch, batch)
+        value = self._check_loss(_loss_value(loss), outputs.data, _as_array(targets), epoch, batch)
         self.optimizer.zero_grad()
         if hasattr(self.model, "zero_grad"):
             self.model.zero_grad()
@@ -630,9 +721,9 @@ class Trainer:
     def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
         """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
         add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
+        ### BEGIN SOLUTION
         self.model.train()
         running = _Running(self.metrics)
-        ### BEGIN SOLUTION
         for b, batch in enumerate(data):
             inputs, targets = _unpack(batch, f"batch {b + 1} of epoch {epoch + 1}")
             loss, outputs = self._train_batch(inputs, targets, epoch, b)
@@ -648,20 +739,20 @@ class Trainer:
     def evaluate(self, data: Iterable) -> dict[str, float]:
         """Loss and metrics over `data` (weighted by batch size) under no_grad() and eval mode;
         the model's previous mode is restored. Returns {"loss": ..., "<metric>": ...}."""
+        running = _Running(self.metrics)
+        ### BEGIN SOLUTION
         was_training = getattr(self.model, "training", True)
         self.model.eval()
-        running = _Running(self.metrics)
         try:
             with no_grad():
-                ### BEGIN SOLUTION
                 for b, batch in enumerate(data):
                     inputs, targets = _unpack(batch, f"evaluation batch {b + 1}")
                     outputs = self.model(_as_input(inputs))
                     loss = self.loss_fn(outputs, targets)
                     running.add(_loss_value(loss), outputs.data, _as_array(targets))
-                ### END SOLUTION
         finally:
             self.model.train(was_training)
+        ### END SOLUTION
         if running.examples == 0:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return running.result()
@@ -687,13 +778,13 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        total = len(train_data) if hasattr(train_data, "__len__") else None
+        self._reference, self._strikes = None, 0
         ### BEGIN SOLUTION
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
-            with self._epoch_bar(total, epoch, epochs) as bar:
+            with self._epoch_bar(train_data, epoch, epochs) as bar:
                 running = self._train_epoch(train_data, epoch, bar)
                 val = self.evaluate(val_data) if val_data is not None else {}
                 self._tick(bar, -1, running, val)
@@ -704,14 +795,24 @@ class Trainer:
         return self.history
         ### END SOLUTION
 
+    def _epoch_bar(self, data: Iterable, epoch: int, epochs: int) -> Any:
+        """The tqdm progress bar of one epoch (a context manager), of len(data) batches if known."""
+        return tqdm(total=len(data) if hasattr(data, "__len__") else None, desc=f"epoch {epoch + 1}/{epochs}",
+                    disable=not self.progress, leave=True, dynamic_ncols=True)
+
     def _record(self, epoch: int, train: dict[str, float], val: dict[str, float], seconds: float) -> None:
+        """Append one entry to every history list: the epoch, train_<name> and val_<name>
+        (NaN without validation) for the loss and each metric, the rate of the epoch's last
+        step (`self._last_lr`), and the seconds the epoch took."""
         h = self.history
+        ### BEGIN SOLUTION
         h["epoch"].append(epoch)
         for name in ["loss", *self.metrics]:
             h[f"train_{name}"].append(float(train[name]))
             h[f"val_{name}"].append(float(val.get(name, math.nan)))
         h["lr"].append(float(self._last_lr if self._last_lr is not None else self.optimizer.lr))
         h["seconds"].append(float(seconds))
+        ### END SOLUTION
 
     def _resume_from(self, resume: bool | str | os.PathLike) -> None:
         if resume is True:
@@ -730,9 +831,13 @@ class Trainer:
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Everything needed for an exact resume, in one .npz file written atomically: model
-        parameters, optimizer state, scheduler state, epoch, history, and the states of
-        TinyTorch's global random generator and of generators kept by modules."""
+        """Everything needed for an exact resume, in one .npz file written atomically
+        (`save_npz_checkpoint(path, arrays, meta, kind="trainer")`): the arrays
+        "model/<name>" (the model's state_dict) and "optimizer/<name>" (the optimizer's
+        buffers); the meta epoch, history, model_class, optimizer (its state_dict without
+        the buffers), scheduler (its state_dict or None), rng (the global generator's
+        bit_generator.state) and module_rngs (the same for `_named_rngs(model)`)."""
+        ### BEGIN SOLUTION
         opt_state = self.optimizer.state_dict()
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optimizer/{k}": v for k, v in opt_state.pop("buffers").items()})
@@ -744,33 +849,21 @@ class Trainer:
                 "rng": get_rng().bit_generator.state,
                 "module_rngs": {k: g.bit_generator.state for k, g in _named_rngs(self.model).items()}}
         return save_npz_checkpoint(path, arrays, meta, kind="trainer")
+        ### END SOLUTION
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a `save_checkpoint` file. Everything is checked first (CheckpointError
-        naming the problem: missing or unexpected parameters, shapes, optimizer, scheduler,
-        metrics); nothing changes unless all of it fits."""
-        arrays, meta = load_npz_checkpoint(path, kind="trainer")
+    def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, meta) of a `save_checkpoint` file, checked to fit this trainer (array names
+        and shapes from the file's headers, optimizer, scheduler, metrics, generators); a
+        CheckpointError names every problem."""
+        shapes = {**{f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()},
+                  **{f"optimizer/{k}": v.shape for k, v in self.optimizer.state.items()}}
+        arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
         needed = ["epoch", "history", "optimizer", "scheduler", "rng", "module_rngs"]
         if [k for k in needed if k not in meta]:
             raise CheckpointError(f"{path}: trainer checkpoint without {[k for k in needed if k not in meta]}")
-        model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-        own = self.model.state_dict()
-        problems = []
-        missing = [k for k in own if k not in model_state]
-        unexpected = [k for k in model_state if k not in own]
-        if missing:
-            problems.append(f"parameters missing from the checkpoint: {missing}")
-        if unexpected:
-            problems.append(f"parameters this {type(self.model).__name__} does not have: {unexpected}")
-        problems += [f"{k}: shape {model_state[k].shape} in the checkpoint, {v.shape} in the model"
-                     for k, v in own.items() if k in model_state and model_state[k].shape != v.shape]
-        if problems:
-            raise CheckpointError(f"{path} does not fit the model ({meta.get('model_class')} in the "
-                                  f"checkpoint, {type(self.model).__name__} here): " + "; ".join(problems))
-        opt_state = {**meta["optimizer"],
-                     "buffers": {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}}
         try:
-            self.optimizer.check_state_dict(opt_state)
+            self.optimizer.check_state_dict({**meta["optimizer"], "buffers": {
+                k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
             if (meta["scheduler"] is None) != (self.scheduler is None):
                 raise ValueError(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
                                  f"this trainer has {'none' if self.scheduler is None else 'one'}")
@@ -778,44 +871,50 @@ class Trainer:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
             raise CheckpointError(f"{path} does not fit: {err}") from None
-        if sorted(meta["history"]) != sorted(self.history):
-            raise CheckpointError(f"{path} tracked {sorted(meta['history'])}, this trainer tracks "
-                                  f"{sorted(self.history)} (use the same metrics to resume)")
-        rngs = _named_rngs(self.model)
-        if sorted(meta["module_rngs"]) != sorted(rngs):
-            raise CheckpointError(f"{path} has random generators for modules {sorted(meta['module_rngs'])}, "
-                                  f"this model has them for {sorted(rngs)}")
+        problems = [f"it tracked {sorted(meta['history'])}, this trainer tracks {sorted(self.history)} (use "
+                    f"the same metrics to resume)"] * (sorted(meta["history"]) != sorted(self.history))
+        if sorted(meta["module_rngs"]) != sorted(_named_rngs(self.model)):
+            problems.append(f"it has random generators for modules {sorted(meta['module_rngs'])}, this model "
+                            f"for {sorted(_named_rngs(self.model))}")
         if meta["rng"].get("bit_generator") != type(get_rng().bit_generator).__name__:
-            raise CheckpointError(f"{path} saved a {meta['rng'].get('bit_generator')} generator, TinyTorch "
-                                  f"uses {type(get_rng().bit_generator).__name__}")
-        # everything fits: apply
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(opt_state)
+            problems.append(f"it saved a {meta['rng'].get('bit_generator')} generator, TinyTorch uses "
+                            f"{type(get_rng().bit_generator).__name__}")
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+        return arrays, meta
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a `save_checkpoint` file: model, optimizer, scheduler, history, epoch and
+        the generators' states. `self._check_checkpoint(path)` reads and checks it first:
+        nothing changes unless all of it fits."""
+        arrays, meta = self._check_checkpoint(path)
+        ### BEGIN SOLUTION
+        self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({**meta["optimizer"], "buffers": {
+            k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
         if self.scheduler is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
         self.history = {k: list(v) for k, v in meta["history"].items()}
         self.epoch = int(meta["epoch"])
         get_rng().bit_generator.state = meta["rng"]
-        for name, gen in rngs.items():
+        for name, gen in _named_rngs(self.model).items():
             gen.bit_generator.state = meta["module_rngs"][name]
+        ### END SOLUTION
 
     # ---- plots ---------------------------------------------------------------------------
     def plot_history(self, path: str | os.PathLike | None = None) -> Any:
-        """Loss and metric curves (train and validation) per epoch, one panel each. Saves a PNG
-        at `path` when given; shown inline in a notebook. Returns the matplotlib Figure."""
+        """Loss and metric curves (train and validation) per epoch, one panel each; saved as a
+        PNG at `path` when given, shown inline in a notebook. Returns the matplotlib Figure."""
         from matplotlib.figure import Figure
 
         if not self.history["epoch"]:
             raise ValueError("Trainer.plot_history: the history is empty; call fit() first")
         names = ["loss", *self.metrics]
         fig = Figure(figsize=(4.5 * len(names), 3.4), layout="constrained")
-        axes = fig.subplots(1, len(names), squeeze=False)[0]
-        epochs = self.history["epoch"]
-        for ax, name in zip(axes, names):
+        for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
             for split, style in (("train", "o-"), ("val", "s--")):
-                values = self.history[f"{split}_{name}"]
-                if not all(math.isnan(v) for v in values):
-                    ax.plot(epochs, values, style, label=split, markersize=3)
+                if not all(math.isnan(v) for v in self.history[f"{split}_{name}"]):
+                    ax.plot(self.history["epoch"], self.history[f"{split}_{name}"], style, label=split, markersize=3)
             ax.set(title=name, xlabel="epoch")
             ax.grid(alpha=0.3)
             ax.legend()
