@@ -74,6 +74,7 @@ import time
 import warnings
 import zipfile
 import zlib
+from collections import deque
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
@@ -228,11 +229,11 @@ print("metrics: OK")
 #
 # A loss can also blow up and stay **finite**: TinyGPT at a learning rate of 10 wanders
 # between 48 and 10,000 while guessing uniformly would cost $\log 65 \approx 4.2$. So the
-# Trainer also stops when the loss stays above `divergence_factor` (4) times a reference
-# for `divergence_patience` (20) batches in a row; the reference is the larger of the
-# first loss of the run and $\log K$, the loss of a uniform guess over $K$ classes. A
-# healthy run never comes near it (the milestones' worst epoch averages are below
-# $0.7 \log K$); one bad batch is forgiven.
+# Trainer also stops when the loss was above `divergence_factor` (4) times a reference in
+# more than half of the last `divergence_patience` (20) batches; the reference is the
+# larger of the first loss of the run and $\log K$, the loss of a uniform guess over $K$
+# classes. A healthy run never comes near it (the milestones' worst epoch averages are
+# below $0.7 \log K$), and a few bad batches are forgiven.
 
 # %% nbgrader={"grade": false, "grade_id": "diverged", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -619,9 +620,9 @@ class Trainer:
         checkpoint_dir: if set, `checkpoint_dir/last.npz` is written after every epoch.
         progress: show a tqdm progress bar per epoch.
         divergence_factor, divergence_patience: stop with TrainingDivergedError when the loss
-            stays above divergence_factor x max(first loss of fit, log K) for
-            divergence_patience batches in a row (K: the classes, when the targets are class
-            indices of (..., K) outputs); None turns this off (NaN/inf always stop).
+            of more than half of the last divergence_patience batches was above
+            divergence_factor x max(first loss of fit, log K) (K: the classes, when the targets
+            are class indices of (..., K) outputs); None turns this off (NaN/inf always stop).
     """
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
@@ -653,7 +654,7 @@ class Trainer:
                                                              *[f"val_{n}" for n in names], "lr", "seconds"]}
         self.postfix_every = 10                          # batches between progress-bar refreshes
         self._last_lr: float | None = None               # learning rate of the latest step
-        self._reference, self._strikes = None, 0         # divergence: reference loss, batches above it
+        self._reference, self._above = None, deque()     # divergence: reference loss, recent batches above
 
     # ---- provided plumbing: divergence errors, progress bars -------------------------------
     def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
@@ -669,21 +670,24 @@ class Trainer:
         self._finite(value, epoch, batch)
         if self.divergence_factor is not None and self._too_high(value, outputs, targets):
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=(
-                f"loss has stayed above {self.divergence_factor:g} x {self._reference:.4g} for "
-                f"{self._strikes} batches, and"))
+                f"loss was above {self.divergence_factor:g} x {self._reference:.4g} in {sum(self._above)} of "
+                f"the last {len(self._above)} batches, and"))
         return value
 
     def _too_high(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> bool:
-        """Count the batches in a row whose loss is above divergence_factor x the reference
-        (set on the first batch of fit(): the larger of its loss and log K, the loss of a
-        uniform guess over K classes when `targets` are class indices of (..., K) `outputs`,
-        else 1 class); True once they reach divergence_patience."""
+        """Whether the loss was above divergence_factor x the reference in more than half of
+        the last divergence_patience batches (`self._above`: a deque of those verdicts). The
+        reference is set on the first batch of fit(): the larger of its loss and log K, the
+        loss of a uniform guess over K classes when `targets` are class indices of (..., K)
+        `outputs` (else K = 1)."""
         ### BEGIN SOLUTION
         if self._reference is None:
             classes = outputs.shape[-1] if targets.dtype.kind in "iu" and outputs.ndim == targets.ndim + 1 else 1
             self._reference = max(loss, math.log(classes))
-        self._strikes = self._strikes + 1 if loss > self.divergence_factor * self._reference else 0
-        return self._strikes >= self.divergence_patience
+        self._above.append(loss > self.divergence_factor * self._reference)
+        if len(self._above) > self.divergence_patience:
+            self._above.popleft()
+        return len(self._above) == self.divergence_patience and 2 * sum(self._above) > self.divergence_patience
         ### END SOLUTION
 
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
@@ -778,7 +782,7 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        self._reference, self._strikes = None, 0
+        self._reference, self._above = None, deque()
         ### BEGIN SOLUTION
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
