@@ -1026,6 +1026,17 @@ except TrainingDivergedError as err:
     assert err.batch >= 1, err
     assert not math.isfinite(err.value) and runaway.epoch == err.epoch - 1
     print(err)
+
+noise = np.random.default_rng(0)                         # 10 classes of noise, a learning rate of 10
+xs20, ys10 = noise.standard_normal((640, 20)).astype(np.float32), noise.integers(0, 10, 640)
+manual_seed(0)
+wild = Sequential(Dense(20, 64), ReLU(), Dense(64, 10))
+blowup = Trainer(wild, SGD(wild.parameters(), lr=10.0), CrossEntropyLoss(), progress=False)
+try:
+    blowup.fit([(xs20[i:i + 32], ys10[i:i + 32]) for i in range(0, 640, 32)], epochs=3)
+    raise AssertionError("a finite loss far above the bound must stop training too")
+except TrainingDivergedError as err:
+    assert math.isfinite(err.value) and blowup.epoch == 0, err
 print("trainer: OK")
 
 # %% [markdown]
