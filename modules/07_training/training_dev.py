@@ -16,11 +16,10 @@
 # %% [markdown]
 # # Module 07: Training
 #
-# **Where you are.** You can build a model (module 03), measure its error (module 04),
-# differentiate it (module 05) and step its parameters (module 06). Training is these
-# pieces in a loop, run for hours, and everything that can go wrong in hours will (the
-# loss explodes at 3 a.m., the machine reboots at epoch 37). This module writes the loop
-# once, carefully, so that every later module trains with one call.
+# **Where you are.** You can build a model (03), measure its error (04), differentiate it
+# (05) and step its parameters (06). Training is these pieces in a loop, run for hours, and
+# everything that can go wrong in hours will (the loss explodes at 3 a.m., the machine
+# reboots at epoch 37). This module writes the loop once, carefully.
 #
 # **What you build.**
 #
@@ -33,11 +32,10 @@
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/core/training.py`.
 #
-# **The one idea of this module.** A training run is a *deterministic function* of its
-# inputs: the initial weights, the data order, and the random numbers drawn on the way
-# (dropout). If a checkpoint stores *all* the state of that function (weights, optimizer
-# moments, schedule position, epoch, and the state of the random generators), then
-# stopping and resuming gives the **bit-identical** result of a run that never stopped.
+# **The one idea of this module.** A training run is a *deterministic function* of the
+# initial weights, the data order and the random numbers drawn on the way (dropout). If a
+# checkpoint stores *all* its state (weights, optimizer moments, schedule position, epoch,
+# random generators), stopping and resuming gives the **bit-identical** result.
 #
 # **Points: 17** (the total of this module's graded test cells)
 
@@ -62,6 +60,7 @@ read without unpickling). Module 07 of TinyTorch (generated from
 modules/07_training/training_dev.py; do not edit)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
@@ -76,7 +75,7 @@ import zipfile
 import zlib
 from collections import deque
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -108,14 +107,11 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 # output (the argmax over the last axis) is the target class. For a language model with
 # outputs `(B, T, V)` and targets `(B, T)`, the same code counts correct next tokens.
 #
-# **Averages over an epoch must be weighted.** The last batch is usually smaller (1000
-# examples in batches of 64: the last holds 40), and averaging per-batch accuracies would
-# count its examples 1.6 times as much as the others. So every metric returns a
-# **(total, count)** pair: add totals and counts over the batches, divide once at the end.
-# The loss, a per-batch mean, is weighted by the batch size.
-#
-# A custom metric is any `(outputs: ndarray, targets: ndarray) -> (total, count)`. You write
-# `accuracy` and `_Running`, which adds up the batches for the Trainer.
+# **Averages over an epoch must be weighted**: the last batch is usually smaller, and
+# averaging per-batch accuracies would overweight its examples. So a metric is any
+# `(outputs, targets) -> (total, count)` on ndarrays: add totals and counts over the
+# batches, divide once at the end (the loss, a batch mean, is weighted by the batch size).
+# You write `accuracy` and `_Running`, which adds up the batches for the Trainer.
 
 # %% nbgrader={"grade": false, "grade_id": "metrics", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -156,13 +152,9 @@ def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
 
 
 class _Running:
-    """Weighted totals of the loss and each metric over the batches seen so far.
-
-    `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
-    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric adds
-    its (total, count). `result()`: {"loss": ..., name: ...}, each total divided by its
-    count (NaN when nothing was counted).
-    """
+    """Weighted totals over batches: `add(loss, outputs, targets)` weights the batch's mean
+    loss by its examples (`targets.shape[0]`, 1 for a 0-d target) and adds each metric's
+    (total, count); `result()` divides: {"loss": ..., name: ...} (NaN when nothing counted)."""
 
     def __init__(self, metrics: dict[str, Metric]):
         self.metrics = metrics
@@ -170,7 +162,6 @@ class _Running:
         self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
 
     def _metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-        """metrics[name](outputs, targets); a failure names the metric."""
         try:
             return self.metrics[name](outputs, targets)
         except ValueError as err:
@@ -221,19 +212,18 @@ print("metrics: OK")
 # %% [markdown]
 # ## 2. When the loss explodes
 #
-# A learning rate a bit too large, one batch of garbage, `log(0)` in a loss: the loss
-# becomes `inf`, then `nan`, and `nan` spreads to every parameter in one step. We check
-# the loss of every batch (one `float()`) *before* `backward()` and `step()`, and stop at
-# once with an error that says **where** (epoch, batch), **what** (the value, the
-# learning rate) and **what to try**; the parameters are still the finite ones.
+# A learning rate a bit too large, a batch of garbage, `log(0)`: the loss becomes `inf`,
+# then `nan`, which spreads to every parameter in one step. We check each batch's loss
+# *before* `backward()` and `step()`, and stop with an error that says **where** (epoch,
+# batch), **what** (value, learning rate) and **what to try**; the parameters stay finite.
 #
 # A loss can also blow up and stay **finite**: TinyGPT at a learning rate of 10 wanders
 # between 48 and 10,000 while guessing uniformly would cost $\log 65 \approx 4.2$. So the
 # Trainer also stops when the loss was above `divergence_factor` (4) times a reference in
 # more than half of the last `divergence_patience` (20) batches; the reference is the
 # larger of the first loss of the run and $\log K$, the loss of a uniform guess over $K$
-# classes. A healthy run never comes near it (the milestones' worst epoch averages are
-# below $0.7 \log K$), and a few bad batches are forgiven.
+# classes. Healthy runs never come near it (the milestones' worst epochs average below
+# $0.7 \log K$); a few bad batches are forgiven.
 
 # %% nbgrader={"grade": false, "grade_id": "diverged", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -262,33 +252,23 @@ print("TrainingDivergedError: OK")
 # %% [markdown]
 # ## 3. Checkpoint files you can trust
 #
-# A checkpoint must survive three kinds of accident.
-#
-# **A crash while writing** would leave a truncated file, and the previous good checkpoint
-# gone. The classic *atomic write*: write to a temporary file **in the same directory**,
-# `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`. A
-# rename within one file system is atomic: `path` is the whole old file or the whole new
-# one, never a mixture. A writer killed halfway leaves its temporary file
-# (`.NAME.tmp-<pid>-<random>`); the next save of that file removes it, once its process is
-# gone.
+# **A crash while writing** would leave a truncated file and the previous good one gone.
+# The classic *atomic write*: write to a temporary file **in the same directory**,
+# `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`: a
+# rename within one file system is atomic. A killed writer's temporary file is removed by
+# the next save, once its process is gone.
 #
 # **A file that is not what it claims.** *Loading* a pickle runs whatever code the file
-# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays); everything
-# that is not an array (epoch, history, hyperparameters, random generator states) goes into
-# one JSON string, the 0-d string array `__meta__`, signed `{"format":
-# "tinytorch-checkpoint", "version": 1, "kind": "trainer", "meta": {...}}`.
-#
-# **A file from somewhere else, or a crafted one.** Loading checks the first bytes (a
-# pickle starts with `\x80`, a zip with `PK`), every member (a plainly named `.npy`, once;
-# its header's shape and dtype against its size, and against the shapes the caller
-# expects, before any data is read), the signature, the kind and the version, and turns
-# every failure into a `CheckpointError` that says which it is. Any file name works:
+# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays) whose
+# non-array state goes into one JSON string, the 0-d string array `__meta__`, signed
+# `{"format": "tinytorch-checkpoint", "version": 1, "kind": "trainer", "meta": {...}}`.
+# Loading checks the first bytes, every member (a plainly named `.npy`, once; its header's
+# shape and dtype against its size and the caller's expected shapes, before any data is
+# read), the signature, kind and version: every failure is a `CheckpointError`. Any name works:
 # `save_npz_checkpoint("model.pkl", ...)` writes a safe `.npz` (module 16 uses this).
 #
 # **You write** the core of `write_atomically` (the four steps above) and of
-# `save_npz_checkpoint` (one `np.savez` of the arrays and the signed JSON). The checks are
-# provided. `write_atomically` is the one atomic-write helper of TinyTorch: every file the
-# framework saves, in any module, goes through it.
+# `save_npz_checkpoint` (one `np.savez`); the checks are provided.
 
 # %% nbgrader={"grade": false, "grade_id": "checkpoint-files", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -296,7 +276,6 @@ CHECKPOINT_FORMAT = "tinytorch-checkpoint"
 CHECKPOINT_VERSION = 1
 _META_KEY = "__meta__"
 _RESERVED_KEYS = {_META_KEY, "file", "args", "allow_pickle"}   # np.savez's own argument names
-_STALE_SECONDS = 600          # a temporary file this old, or of a dead process, is debris
 
 
 class CheckpointError(ValueError):
@@ -309,37 +288,28 @@ def _temporary_name(path: Path) -> Path:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of `path` left by a killed writer: only names `_temporary_name`
-    makes for this target, and only when their process is gone or they are old."""
+    """Delete `_temporary_name`s of `path` whose writer process is gone, or that are old (10 min)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
     for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         match = pattern.fullmatch(old.name)
-        try:
-            if match and (not _process_alive(int(match.group(1)))
-                          or time.time() - old.stat().st_mtime > _STALE_SECONDS):
+        with contextlib.suppress(OSError):    # vanished meanwhile, or not ours to remove
+            if match and (not _process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
                 old.unlink()
-        except OSError:                       # vanished meanwhile, or not ours to remove
-            pass
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)                       # signal 0: only asks whether the process exists
+        os.kill(pid, 0)                       # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):        # exists (another user's), or cannot tell: keep the file
-        return True
+    except OSError:                           # another user's, or cannot tell: keep its file
+        pass
     return True
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
-    bytes go to a temporary file beside it (`.NAME.tmp-<pid>-<random>`), are flushed to disk,
-    and the file is renamed into place, so `path` is either the old file or the whole new one.
-    Temporary files of `path` left by killed writers are removed first. Returns the path.
-    Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    """Create `path` (and its folder) with `write(f)` on a binary file, atomically: written to
+    `.NAME.tmp-<pid>-<random>` beside it, flushed, renamed into place. Every save goes here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -373,9 +343,8 @@ def _json_default(obj: Any) -> Any:
 
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
-    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
-    `path` (any file name), atomically; `kind` names what the file holds ("trainer",
-    "tinygpt", ...) and `load_npz_checkpoint` checks it. Returns the path."""
+    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` atomically to one
+    .npz file at `path` (any name); `kind` ("trainer", ...) is checked on loading."""
     arrays = {name: np.asarray(v.data if isinstance(v, Tensor) else v) for name, v in arrays.items()}
     bad = [name for name, a in arrays.items() if not isinstance(name, str) or name in _RESERVED_KEYS or a.dtype.hasobject]
     if bad:
@@ -392,88 +361,63 @@ def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta
     ### END SOLUTION
 
 
-def _sniff(head: bytes) -> str | None:
-    """Why the first bytes of a file show that it is not an .npz archive (None if they don't)."""
-    if not head:
-        return "it is empty (0 bytes): probably an interrupted write"
-    if head[:1] == b"\x80":
-        return "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)"
-    if head[:6] == b"\x93NUMPY":
-        return "it is a single .npy array, not an .npz archive"
-    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        return f"it is not an .npz (zip) archive: it starts with {head[:8]!r}"
-    return None
+_NOT_NPZ = {b"": "it is empty (0 bytes): probably an interrupted write",
+            b"\x80": "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)",
+            b"\x93": "it is a single .npy array, not an .npz archive"}         # what the first byte shows
 
 
 _MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
 
 
 def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
-    """Every member of the archive as an array, each checked before its data is read: a
-    plainly named `.npy` file, named once; its header readable, its dtype not object, its
-    declared size equal to the member's size (and the member not a zip bomb); with `shapes`,
-    the arrays exactly those names with those shapes."""
-    headers: dict[str, tuple[tuple, np.dtype]] = {}
-    size = path.stat().st_size
+    """The archive's arrays, each member checked before its data is read (a plainly named .npy,
+    once, no zip bomb, a readable header, no object dtype, its size as declared, `shapes`)."""
+    found: dict[str, tuple] = {}
     for info in zf.infolist():
-        name = info.filename[:-4]
-        if not _MEMBER.fullmatch(info.filename) or any(p in (".", "..") for p in name.split("/")) \
-                or name in headers:
-            raise CheckpointError(f"{path} holds a member {info.filename!r} that is not a plainly named .npy "
-                                  f"array, or is there twice: not a TinyTorch checkpoint")
-        if info.compress_size > size or info.file_size > 1100 * info.compress_size + 2**16:
-            raise CheckpointError(f"{path}: member {info.filename!r} inflates {info.compress_size} bytes "
-                                  f"to {info.file_size}: refused")
+        name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
+        if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
+            raise CheckpointError(f"{what} is not a plainly named .npy array, or is there twice")
+        if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+            raise CheckpointError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
         with zf.open(info) as f:
             try:
                 version = np.lib.format.read_magic(f)
-                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}[version]
-                shape, _, dtype = read_header(f)
+                shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}[version](f)
             except (ValueError, KeyError, EOFError) as err:
-                raise CheckpointError(f"{path}: member {info.filename!r} has no readable .npy header "
-                                      f"({type(err).__name__}: {err})") from None
-            declared = math.prod(shape) * dtype.itemsize
-            if dtype.hasobject:
-                raise CheckpointError(f"{path} holds object arrays that only pickle could load; refused "
-                                      f"(not a TinyTorch checkpoint)")
-            if f.tell() + declared != info.file_size:
-                raise CheckpointError(f"{path}: member {info.filename!r} declares shape {shape} of {dtype} "
-                                      f"({declared} bytes) but holds {info.file_size - f.tell()} bytes: "
-                                      f"truncated or corrupt")
-        headers[name] = (shape, dtype)
+                raise CheckpointError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
+            if dtype.hasobject or f.tell() + math.prod(shape) * dtype.itemsize != info.file_size:
+                raise CheckpointError(f"{what} declares shape {shape} of {dtype} ({math.prod(shape) * dtype.itemsize} "
+                                      f"bytes; object arrays only pickle could load) but holds "
+                                      f"{info.file_size - f.tell()} bytes: refused")
+        found[name] = shape
     if shapes is not None:
-        found = {k: s for k, (s, _) in headers.items() if k != _META_KEY}
-        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in found]}",
-                    f"arrays not expected: {[k for k in found if k not in shapes]}"]
-        problems = [p for p in problems if not p.endswith("[]")] + [
-            f"{k}: shape {found[k]} in the checkpoint, {tuple(s)} expected"
-            for k, s in shapes.items() if k in found and found[k] != tuple(s)]
+        arrays = {k: v for k, v in found.items() if k != _META_KEY}
+        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in arrays]}",
+                    f"arrays not expected: {[k for k in arrays if k not in shapes]}"]
+        problems = [p for p in problems if not p.endswith("[]")] + [f"{k}: shape {arrays[k]} in the checkpoint, "
+                    f"{tuple(s)} expected" for k, s in shapes.items() if k in arrays and arrays[k] != tuple(s)]
         if problems:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
     with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in headers}
+        return {name: npz[name] for name in found}
 
 
 def load_npz_checkpoint(path: str | os.PathLike, kind: str,
                         shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta).
-    `shapes` (name -> shape), when given, is what the arrays must be, checked from the
-    headers before any array is read.
-
-    Raises CheckpointError for a missing file, a truncated or corrupt file, a foreign or
-    crafted file (a pickle, a text file, an .npz without TinyTorch metadata, members that are
-    not .npy arrays, declared sizes that do not match), another kind, or a newer format
-    version. Never unpickles.
-    """
+    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta);
+    `shapes` (name -> shape) is what the arrays must be, checked from their headers. A
+    missing, truncated, corrupt, foreign or crafted file, another kind or a newer version
+    raises CheckpointError naming the problem. Never unpickles."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
                               else f"no checkpoint at {path}")
     with open(path, "rb") as f:
-        problem = _sniff(f.read(8))
-    if problem:
-        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: {problem}")
+        head = f.read(8)
+    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
+            head[:1], f"it is not an .npz (zip) archive: it starts with {head!r}"))
     try:
         with zipfile.ZipFile(path) as zf:
             arrays = _read_members(path, zf, shapes)
@@ -524,18 +468,14 @@ def expect_error(path, kind="demo", **kw):
         return
     raise AssertionError(f"{path} must be refused")
 
-data = good.read_bytes()
-(tmp_dir / "cut.npz").write_bytes(data[: len(data) // 2])
-expect_error(tmp_dir / "cut.npz")
+(tmp_dir / "cut.npz").write_bytes(good.read_bytes()[:300])        # truncated
 (tmp_dir / "model.pkl").write_bytes(pickle.dumps({"w": np.ones(2)}))
-expect_error(tmp_dir / "model.pkl")
-np.savez(tmp_dir / "other.npz", x=np.ones(2))
-expect_error(tmp_dir / "other.npz")
-with zipfile.ZipFile(tmp_dir / "crafted.npz", "w") as zf:         # a member that is not an .npy array
+np.savez(tmp_dir / "other.npz", x=np.ones(2))                          # no TinyTorch metadata
+with zipfile.ZipFile(tmp_dir / "crafted.npz", "w") as zf:             # a member that is not an .npy array
     zf.writestr("notes.txt", "hello")
-expect_error(tmp_dir / "crafted.npz")
+for bad in ("cut.npz", "model.pkl", "other.npz", "crafted.npz", "missing.npz"):
+    expect_error(tmp_dir / bad)
 expect_error(good, shapes={"w": (3, 2), "t": (2,)})                # not the shapes the caller needs
-expect_error(tmp_dir / "missing.npz")
 expect_error(good, kind="trainer")
 print("checkpoint files: OK")
 
@@ -550,16 +490,11 @@ print("checkpoint files: OK")
 # trainer.evaluate(test_data)        # {"loss": ..., "accuracy": ...}
 # ```
 #
-# **Data.** Any iterable of `(inputs, targets)` batches, as Tensors or ndarrays: a list
-# of pairs, or module 08's `DataLoader`. If the source has `set_epoch(epoch)`, the
-# trainer calls it before each epoch, so a loader can make its shuffling a pure function
-# of `(seed, epoch)`: that is what makes a resumed run see the same batches as an
-# uninterrupted one. `len(source)`, when it exists, gives the progress bar its length.
-#
-# **`epochs` is the total**: after resuming from epoch 4, `fit(epochs=10)` trains 6 more.
-#
-# **Evaluation** runs under `no_grad()` (no graph: less memory, less time) and in
-# `model.eval()` mode (Dropout off), and restores the mode it found afterwards.
+# **Data**: any iterable of `(inputs, targets)` batches (Tensors or ndarrays). If it has
+# `set_epoch(epoch)`, the trainer calls it before each epoch, so the shuffling can be a
+# pure function of `(seed, epoch)`: a resumed run sees the same batches. **`epochs` is the
+# total**: after resuming from epoch 4, `fit(epochs=10)` trains 6 more. **Evaluation** runs
+# under `no_grad()` and in `model.eval()` mode, and restores the mode it found.
 #
 # **You write** the divergence count (`_too_high`), one batch (`_train_batch`), one epoch
 # (`_train_epoch`), `evaluate`, `fit`'s loop over epochs, `_record`, and the two halves
@@ -567,10 +502,8 @@ print("checkpoint files: OK")
 # (`_finite`, `_check_loss`, `_check_checkpoint`), the progress bar (`_epoch_bar`,
 # `_tick`) and plots.
 #
-# **History.** After each epoch `trainer.history` gains one entry per key:
-# `epoch` (1, 2, ...), `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (NaN
-# without validation data), `lr` (the rate of the epoch's last step) and `seconds`
-# (wall time of the epoch, validation included).
+# **History**: after each epoch, one entry per key: `epoch`, `train_loss`, `train_<metric>`,
+# `val_loss`, `val_<metric>` (NaN without validation), `lr` (of the epoch's last step), `seconds`.
 
 # %% nbgrader={"grade": false, "grade_id": "trainer", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -598,31 +531,25 @@ def _loss_value(loss: Any) -> float:
 
 
 def _named_rngs(model: Any, prefix: str = "") -> dict[str, np.random.Generator]:
-    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
+    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path
+    ("<model>" for the model's own, "layers.2" for a child's, found through named_children())."""
+    ### BEGIN SOLUTION
     rng = getattr(model, "rng", None)
     found = {prefix or "<model>": rng} if isinstance(rng, np.random.Generator) else {}
     for name, child in (model.named_children() if hasattr(model, "named_children") else ()):
         found.update(_named_rngs(child, f"{prefix}.{name}" if prefix else name))
     return found
+    ### END SOLUTION
 
 
 class Trainer:
     """Trains `model` with `optimizer` on `loss_fn(model(inputs), targets)`.
 
-    Args:
-        model: a Module (callable, with `parameters()`, `train()`, `eval()`, `state_dict()`).
-        optimizer: an Optimizer over (usually) `model.parameters()`.
-        loss_fn: `(outputs, targets) -> scalar Tensor`, e.g. CrossEntropyLoss().
-        metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on
-            ndarrays, or a dict name -> metric. The loss is always tracked.
-        scheduler: an LRScheduler of `optimizer`, stepped after every optimizer step.
-        grad_clip: max global gradient norm (clip_grad_norm), or None.
-        checkpoint_dir: if set, `checkpoint_dir/last.npz` is written after every epoch.
-        progress: show a tqdm progress bar per epoch.
-        divergence_factor, divergence_patience: stop with TrainingDivergedError when the loss
-            of more than half of the last divergence_patience batches was above
-            divergence_factor x max(first loss of fit, log K) (K: the classes, when the targets
-            are class indices of (..., K) outputs); None turns this off (NaN/inf always stop).
+    metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on ndarrays,
+    or a dict name -> metric (the loss is always tracked). scheduler: stepped after every
+    optimizer step. grad_clip: max global gradient norm, or None. checkpoint_dir: where
+    `last.npz` is written after every epoch. divergence_factor, divergence_patience: see
+    `_too_high` (None turns the finite bound off; NaN/inf always stop training).
     """
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
@@ -637,12 +564,13 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
         if scheduler is not None and (not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer):
             raise ValueError("Trainer: scheduler must be an LRScheduler created for this optimizer")
-        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0 < value < math.inf):
-                raise ValueError(f"Trainer: {name} must be a positive number or None, got {value!r}")
-        if isinstance(divergence_patience, bool) or not isinstance(divergence_patience, int) or divergence_patience < 1:
-            raise ValueError(f"Trainer: divergence_patience must be a positive integer, got {divergence_patience!r}")
+        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor),
+                            ("divergence_patience", divergence_patience)):
+            whole = name == "divergence_patience"          # the one that must be an integer, never None
+            if (value is not None or whole) and (isinstance(value, bool) or not isinstance(value, int if whole else
+                                                 (int, float)) or not 0 < value < math.inf):
+                raise ValueError(f"Trainer: {name} must be a positive {'integer' if whole else 'number or None'}, "
+                                 f"got {value!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = _resolve_metrics(metrics)
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
@@ -656,17 +584,14 @@ class Trainer:
         self._last_lr: float | None = None               # learning rate of the latest step
         self._reference, self._above = None, deque()     # divergence: reference loss, recent batches above
 
-    # ---- provided plumbing: divergence errors, progress bars -------------------------------
     def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
-        """`value` if finite; else raise TrainingDivergedError (epoch and batch from 0 here,
-        from 1 in the error) with the current learning rate."""
+        """`value` if finite, else TrainingDivergedError (epoch, batch from 0 here, from 1 in it)."""
         if not math.isfinite(value):
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
         return value
 
     def _check_loss(self, value: float, outputs: np.ndarray, targets: np.ndarray, epoch: int, batch: int) -> float:
-        """`value` if finite and not too high for too long (`_too_high`); else raise
-        TrainingDivergedError."""
+        """`value`, unless it is not finite or `_too_high` (TrainingDivergedError)."""
         self._finite(value, epoch, batch)
         if self.divergence_factor is not None and self._too_high(value, outputs, targets):
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=(
@@ -675,11 +600,10 @@ class Trainer:
         return value
 
     def _too_high(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> bool:
-        """Whether the loss was above divergence_factor x the reference in more than half of
-        the last divergence_patience batches (`self._above`: a deque of those verdicts). The
-        reference is set on the first batch of fit(): the larger of its loss and log K, the
-        loss of a uniform guess over K classes when `targets` are class indices of (..., K)
-        `outputs` (else K = 1)."""
+        """Whether the loss was above divergence_factor x the reference in more than half of the
+        last divergence_patience batches (the verdicts kept in the deque `self._above`). The
+        reference, set on fit()'s first batch: max(its loss, log K), K the classes when
+        `targets` are class indices of (..., K) `outputs`, else 1."""
         ### BEGIN SOLUTION
         if self._reference is None:
             classes = outputs.shape[-1] if targets.dtype.kind in "iu" and outputs.ndim == targets.ndim + 1 else 1
@@ -691,20 +615,18 @@ class Trainer:
         ### END SOLUTION
 
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
-        """Advance the tqdm `bar` after batch `batch`, showing the running averages every
-        `postfix_every` batches; `_tick(bar, -1, running, val)` shows the epoch's results."""
+        """Advance the tqdm `bar`, with the running averages every `postfix_every` batches;
+        `_tick(bar, -1, running, val)` shows the epoch's results."""
         shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
         if val is None:
             bar.update(1)
         if val is not None or (batch + 1) % self.postfix_every == 0:
             bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
 
-    # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, check the loss (`self._check_loss`), zero the gradients (the optimizer's
-        and the model's), backward, clip (when `grad_clip`; the norm is checked with
-        `self._finite`), record the rate in `self._last_lr`, step, schedule.
-        Returns (loss, outputs as an ndarray)."""
+        """Forward, `_check_loss`, zero the gradients (optimizer's and model's), backward, clip
+        (when `grad_clip`; the norm checked by `_finite`), record the rate in `_last_lr`,
+        step, schedule. Returns (loss, outputs as an ndarray)."""
         ### BEGIN SOLUTION
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
@@ -723,8 +645,7 @@ class Trainer:
         ### END SOLUTION
 
     def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
-        """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
-        add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
+        """One pass in training mode: `_unpack`, train on, add up and `_tick` each batch."""
         ### BEGIN SOLUTION
         self.model.train()
         running = _Running(self.metrics)
@@ -739,10 +660,9 @@ class Trainer:
                              f"is used up after one pass: pass a list or a DataLoader)")
         return running
 
-    # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: Iterable) -> dict[str, float]:
-        """Loss and metrics over `data` (weighted by batch size) under no_grad() and eval mode;
-        the model's previous mode is restored. Returns {"loss": ..., "<metric>": ...}."""
+        """{"loss": ..., "<metric>": ...} over `data` (weighted by batch size) under no_grad() in
+        eval mode, restoring the model's mode."""
         running = _Running(self.metrics)
         ### BEGIN SOLUTION
         was_training = getattr(self.model, "training", True)
@@ -761,17 +681,12 @@ class Trainer:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return running.result()
 
-    # ---- the loop ------------------------------------------------------------------------
     def fit(self, train_data: Iterable, val_data: Iterable | None = None, epochs: int = 1,
             resume: bool | str | os.PathLike = False) -> dict[str, list]:
-        """Train until `epochs` epochs are done in total; returns `self.history`.
-
-        resume: False; True to continue from `checkpoint_dir/last.npz` (starting fresh, with a
-        note, when it does not exist yet); or the path of a checkpoint to continue from.
-        Each epoch: `set_epoch` on the data (if it has it), one training pass inside
-        `with self._epoch_bar(...)`, evaluation on `val_data`, `self._record`, the epoch
-        count, and `checkpoint_dir/last.npz` (if set).
-        """
+        """Train until `epochs` epochs are done in total; returns `self.history`. resume: True
+        (from `checkpoint_dir/last.npz`) or a checkpoint path. Each epoch: `set_epoch` (if the
+        data has it), a training pass inside `with self._epoch_bar(...)`, evaluation on
+        `val_data`, `_record`, the epoch count, `checkpoint_dir/last.npz` (if set)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer (the total to reach), got {epochs!r}")
         if resume is not False:
@@ -805,9 +720,7 @@ class Trainer:
                     disable=not self.progress, leave=True, dynamic_ncols=True)
 
     def _record(self, epoch: int, train: dict[str, float], val: dict[str, float], seconds: float) -> None:
-        """Append one entry to every history list: the epoch, train_<name> and val_<name>
-        (NaN without validation) for the loss and each metric, the rate of the epoch's last
-        step (`self._last_lr`), and the seconds the epoch took."""
+        """Append to every history list (val_<name>: NaN without validation; lr: `_last_lr`)."""
         h = self.history
         ### BEGIN SOLUTION
         h["epoch"].append(epoch)
@@ -819,28 +732,26 @@ class Trainer:
         ### END SOLUTION
 
     def _resume_from(self, resume: bool | str | os.PathLike) -> None:
-        if resume is True:
-            if self.checkpoint_dir is None:
-                raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
-                                 "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
-            path = self.checkpoint_dir / "last.npz"
-            if not path.exists():
-                print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
-                return
-        else:
-            path = Path(resume)
+        """Load `checkpoint_dir/last.npz` (resume=True; none yet: say so, start fresh) or the
+        path `resume`, and say so (with `progress`)."""
+        if resume is True and self.checkpoint_dir is None:
+            raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
+                             "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
+        ### BEGIN SOLUTION
+        path = self.checkpoint_dir / "last.npz" if resume is True else Path(resume)
+        if resume is True and not path.exists():
+            print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
+            return
         self.load_checkpoint(path)
         if self.progress:
             print(f"Trainer.fit: resumed from {path} after epoch {self.epoch}")
+        ### END SOLUTION
 
-    # ---- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Everything needed for an exact resume, in one .npz file written atomically
-        (`save_npz_checkpoint(path, arrays, meta, kind="trainer")`): the arrays
-        "model/<name>" (the model's state_dict) and "optimizer/<name>" (the optimizer's
-        buffers); the meta epoch, history, model_class, optimizer (its state_dict without
-        the buffers), scheduler (its state_dict or None), rng (the global generator's
-        bit_generator.state) and module_rngs (the same for `_named_rngs(model)`)."""
+        """Everything an exact resume needs, via `save_npz_checkpoint(..., kind="trainer")`:
+        arrays "model/<name>" (state_dict) and "optimizer/<name>" (buffers); meta epoch,
+        history, model_class, optimizer (state_dict without buffers), scheduler (or None),
+        rng (the global bit_generator.state), module_rngs (the same for `_named_rngs`)."""
         ### BEGIN SOLUTION
         opt_state = self.optimizer.state_dict()
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
@@ -856,9 +767,8 @@ class Trainer:
         ### END SOLUTION
 
     def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(arrays, meta) of a `save_checkpoint` file, checked to fit this trainer (array names
-        and shapes from the file's headers, optimizer, scheduler, metrics, generators); a
-        CheckpointError names every problem."""
+        """(arrays, meta) of a `save_checkpoint` file checked to fit this trainer (shapes from
+        the headers, optimizer, scheduler, metrics, generators), or a CheckpointError."""
         shapes = {**{f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()},
                   **{f"optimizer/{k}": v.shape for k, v in self.optimizer.state.items()}}
         arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
@@ -875,22 +785,18 @@ class Trainer:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
             raise CheckpointError(f"{path} does not fit: {err}") from None
-        problems = [f"it tracked {sorted(meta['history'])}, this trainer tracks {sorted(self.history)} (use "
-                    f"the same metrics to resume)"] * (sorted(meta["history"]) != sorted(self.history))
-        if sorted(meta["module_rngs"]) != sorted(_named_rngs(self.model)):
-            problems.append(f"it has random generators for modules {sorted(meta['module_rngs'])}, this model "
-                            f"for {sorted(_named_rngs(self.model))}")
-        if meta["rng"].get("bit_generator") != type(get_rng().bit_generator).__name__:
-            problems.append(f"it saved a {meta['rng'].get('bit_generator')} generator, TinyTorch uses "
-                            f"{type(get_rng().bit_generator).__name__}")
+        here = {"history (use the same metrics) tracked": sorted(self.history),
+                "generators of modules": sorted(_named_rngs(self.model)), "generator": type(get_rng().bit_generator).__name__}
+        there = {"history (use the same metrics) tracked": sorted(meta["history"]),
+                 "generators of modules": sorted(meta["module_rngs"]), "generator": meta["rng"].get("bit_generator")}
+        problems = [f"{k}: {there[k]} in the checkpoint, {here[k]} here" for k in here if there[k] != here[k]]
         if problems:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
         return arrays, meta
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a `save_checkpoint` file: model, optimizer, scheduler, history, epoch and
-        the generators' states. `self._check_checkpoint(path)` reads and checks it first:
-        nothing changes unless all of it fits."""
+        """Restore a `save_checkpoint` file (model, optimizer, scheduler, history, epoch, generators),
+        read and checked first by `_check_checkpoint`: nothing changes unless all of it fits."""
         arrays, meta = self._check_checkpoint(path)
         ### BEGIN SOLUTION
         self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
@@ -905,7 +811,6 @@ class Trainer:
             gen.bit_generator.state = meta["module_rngs"][name]
         ### END SOLUTION
 
-    # ---- plots ---------------------------------------------------------------------------
     def plot_history(self, path: str | os.PathLike | None = None) -> Any:
         """Loss and metric curves (train and validation) per epoch, one panel each; saved as a
         PNG at `path` when given, shown inline in a notebook. Returns the matplotlib Figure."""
@@ -926,14 +831,18 @@ class Trainer:
             write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
         if in_notebook():
             from IPython.display import Image, display
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            display(Image(data=buf.getvalue()))
+            display(Image(data=_png_bytes(fig)))
         return fig
 
     def __repr__(self) -> str:
         return (f"Trainer(model={type(self.model).__name__}, optimizer={self.optimizer!r}, "
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
+
+
+def _png_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
 
 
 def in_notebook() -> bool:
@@ -943,13 +852,11 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 # %% [markdown]
-# ### A small data source, and a first training run
+# ### A first training run
 #
-# Module 08 builds a real `DataLoader`. For now: mini-batches of two arrays, shuffled by a
-# generator seeded with `(seed, epoch)`, so each epoch's order depends on nothing else.
-#
-# The task: two interleaved spirals, 2 classes, 2-D points. A linear model cannot
-# separate them; a small MLP can.
+# Module 08 builds a real `DataLoader`; for now, mini-batches of two arrays shuffled as a
+# pure function of `(seed, epoch)`. The task: two interleaved spirals, which a linear model
+# cannot separate and a small MLP can.
 
 # %%
 from tinytorch.core.activations import ReLU
@@ -971,15 +878,13 @@ class ArrayBatches:
         return -(-len(self.x) // self.batch_size)
 
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
-                 if self.shuffle else np.arange(len(self.x)))
-        for start in range(0, len(self.x), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+        n = len(self.x)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        yield from ((self.x[order[i:i + self.batch_size]], self.y[order[i:i + self.batch_size]])
+                    for i in range(0, n, self.batch_size))
 
 
-def spirals(n_per_class, noise=0.1, seed=0):
-    """Two interleaved spirals: x (2n, 2) float32, y (2n,) int64."""
+def spirals(n_per_class, noise=0.1, seed=0):                  # x (2n, 2) float32, y (2n,) int64
     rng = np.random.default_rng(seed)
     t = np.sqrt(rng.uniform(0.05, 1, n_per_class)) * 3 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3 * np.pi)
@@ -1007,12 +912,10 @@ assert history["train_accuracy"][-1] >= 0.97, history["train_accuracy"][-1]
 assert history["val_accuracy"][-1] >= 0.9, history["val_accuracy"][-1]
 assert len(history["epoch"]) == 40 and history["epoch"][:3] == [1, 2, 3] and trainer.epoch == 40
 assert history["lr"][-1] == 0.01 and all(s > 0 for s in history["seconds"])
-model.train()
+model.eval()
 result = trainer.evaluate(val_data)
 assert set(result) == {"loss", "accuracy"} and abs(result["accuracy"] - history["val_accuracy"][-1]) < 1e-12
-assert model.training, "evaluate() restores training mode"
-model.eval(); trainer.evaluate(val_data)
-assert not model.training, "... and eval mode"
+assert not model.training, "evaluate() restores the mode it found"
 model.train()
 
 line = Dense(1, 1)                                       # y = 3x, with a learning rate far too large
@@ -1023,14 +926,11 @@ try:
         runaway.fit([(xs[i:i + 8], 3 * xs[i:i + 8]) for i in range(0, 64, 8)], epochs=20)
     raise AssertionError("an exploding loss must stop training")
 except TrainingDivergedError as err:
-    assert err.batch >= 1, err
-    assert not math.isfinite(err.value) and runaway.epoch == err.epoch - 1
-    print(err)
+    assert err.batch >= 1 and not math.isfinite(err.value) and runaway.epoch == err.epoch - 1, err
 
 noise = np.random.default_rng(0)                         # 10 classes of noise, a learning rate of 10
 xs20, ys10 = noise.standard_normal((640, 20)).astype(np.float32), noise.integers(0, 10, 640)
-manual_seed(0)
-wild = Sequential(Dense(20, 64), ReLU(), Dense(64, 10))
+wild = Sequential(Dense(20, 64, rng=np.random.default_rng(0)), ReLU(), Dense(64, 10, rng=np.random.default_rng(1)))
 blowup = Trainer(wild, SGD(wild.parameters(), lr=10.0), CrossEntropyLoss(), progress=False)
 try:
     blowup.fit([(xs20[i:i + 32], ys10[i:i + 32]) for i in range(0, 640, 32)], epochs=3)
@@ -1042,21 +942,11 @@ print("trainer: OK")
 # %% [markdown]
 # ## 5. Stop, resume, and get the same bits
 #
-# We train a model *with dropout* (random numbers at every step) on shuffled batches for
-# 4 epochs straight. Then we train the same setup for 2 epochs, saving a checkpoint after
-# each, throw every object away, build new ones (with a *different* seed, to be sure
-# nothing leaks from the first run), resume to 4 epochs, and compare bit for bit.
-#
-# What has to be in the checkpoint for that to work:
-#
-# | state | why |
-# |---|---|
-# | the parameters | obviously |
-# | Adam's moments and step counts | the next updates depend on them |
-# | the scheduler's step count | the next learning rates depend on it |
-# | the epoch | which epoch's shuffle comes next (`set_epoch`) |
-# | the global random generator's state | the next dropout masks |
-# | the history | the curves continue |
+# A model *with dropout* trains 4 epochs straight; the same setup trains 2 epochs with
+# checkpoints, every object is thrown away, new ones (another seed) resume to 4 epochs, and
+# we compare bit for bit. The checkpoint must hold the parameters, Adam's moments and step
+# counts (the next updates), the scheduler's step count (the next rates), the epoch (the
+# next shuffle), the random generators' states (the next dropout masks) and the history.
 
 # %%
 def make_run(seed, checkpoint_dir=None, progress=False):
@@ -1087,8 +977,8 @@ print("exact resume: OK")
 # %% [markdown]
 # ## 6. Looking at the curves
 #
-# Loss and accuracy per epoch, training and validation: the gap between the curves is the
-# generalisation gap; a validation loss rising while the training loss falls is overfitting.
+# The gap between the training and validation curves is the generalisation gap; a
+# validation loss rising while the training loss falls is overfitting.
 
 # %%
 fig = trainer.plot_history(tmp_dir / "history.png")
@@ -1101,14 +991,10 @@ for folder in (tmp_dir, ckpt_dir):          # tidy up the temporary files of thi
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Checkpoint size.** How does `last.npz` above split between parameters and Adam's
-#    state? For TinyGPT with 10M float32 parameters, how many MiB is a checkpoint, and how
-#    long does writing it take at 200 MB/s?
+# 1. **Checkpoint size.** How does `last.npz` split between parameters and Adam's state?
+#    For TinyGPT with 10M float32 parameters, how many MiB, and how long at 200 MB/s?
 # 2. **What fsync costs.** Time `save_npz_checkpoint` with and without `os.fsync`. What can
 #    happen to the file after a power cut if you skip it?
-# 3. **Resume granularity.** This trainer resumes at epoch boundaries. What extra state
-#    would a mid-epoch resume need?
-# 4. **Overhead of the loop.** For a model whose step takes 200 µs, measure what the loop
-#    adds (the `float(loss)`, the metrics, the progress bar), with and without `progress`.
-# 5. **Determinism.** Which operations would break bit-identical resume on a multi-threaded
-#    BLAS or a GPU, where the order of a sum can change from run to run?
+# 3. **Resume granularity.** What extra state would a mid-epoch resume need?
+# 4. **Overhead of the loop.** For a 200 µs step, what does the loop add (`float(loss)`,
+#    metrics, progress bar)? **Determinism:** what breaks bit-identical resume on a GPU?
