@@ -93,7 +93,7 @@ def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
     assert (out / f"{name}_quick.png").stat().st_size > 1000
     assert Path(result["plot"]) == (out / f"{name}_quick.png").resolve()
     assert "test accuracy" in proc.stdout
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(".*.tmp-*")) and not list(out.glob("*.tmp")), "no temporary files left"
     assert_git_state(result)
 
 
