@@ -399,10 +399,10 @@ class Trainer:
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
         """Advance the tqdm `bar`, with the running averages every `postfix_every` batches;
         `_tick(bar, -1, running, val)` shows the epoch's results."""
-        shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
         if val is None:
             bar.update(1)
         if val is not None or (batch + 1) % self.postfix_every == 0:
+            shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
             bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
 
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
