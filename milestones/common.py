@@ -47,7 +47,7 @@ from tinytorch.core.dataloader import (  # noqa: E402
     ToFloat, channel_stats, data_dir, train_val_split)
 from tinytorch.core.losses import CrossEntropyLoss  # noqa: E402
 from tinytorch.core.optimizers import SGD, AdamW, CosineWarmupLR  # noqa: E402
-from tinytorch.core.training import Trainer, write_atomically  # noqa: E402
+from tinytorch.core.training import Trainer, TrainingDivergedError, write_atomically  # noqa: E402
 from tito.gitstate import git_state  # noqa: E402  (the commit and dirty flag in every results JSON)
 
 
@@ -182,12 +182,17 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
 def run_main(main: Any) -> None:
     """Run a milestone's `main()`; a data set that cannot be had (offline, a bad checksum, a
     corrupt file) ends it with the loader's own message, which says what to do, and no
-    traceback (exit status 2)."""
+    traceback (exit status 2); a training run that diverged (the Trainer's
+    TrainingDivergedError: a NaN/inf loss, or a finite loss that stayed far too high) ends it
+    with the error's message (where, what, what to try) and exit status 3, never 0."""
     try:
         main()
     except DatasetError as err:
         print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TrainingDivergedError as err:
+        print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:

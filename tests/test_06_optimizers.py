@@ -213,7 +213,7 @@ def test_adam_trains_a_small_network():
     (lambda p: Adam([p], betas=(0.9, 1.0)), r"betas\[1\]"),
     (lambda p: Adam([p], eps=0.0), "eps"),
     (lambda p: SGD([], lr=0.1), "empty"),
-    (lambda p: SGD([p, p], lr=0.1), "parameter 1 .* same tensor as parameter 0"),
+    (lambda p: SGD([p, p], lr=0.1), "same tensor twice"),
 ])
 def test_bad_construction_is_refused(build, match):
     p = Parameter(np.ones((2, 2)))
@@ -228,7 +228,7 @@ def test_non_floating_or_non_tensor_parameters_are_refused():
         Adam([Parameter(np.ones(2)), np.ones(2)])
     with pytest.raises(TypeError, match="iterable of parameters"):
         SGD(Parameter(np.ones(2)), lr=0.1)
-    with pytest.raises(TypeError, match=r"pass model.parameters\(\), not the Sequential"):
+    with pytest.raises(TypeError, match=r"model.parameters\(\).*not a Sequential"):
         SGD(Sequential(Dense(2, 2)), lr=0.1)
 
 
@@ -343,12 +343,12 @@ def bad_states():
         return s
 
     return opt, [
-        (edit(lambda s: s.update(type="SGD")), "belongs to a SGD optimizer"),
-        (edit(lambda s: s["param_shapes"].pop()), "for 2 parameters, this optimizer has 3"),
-        (edit(lambda s: s["param_shapes"].__setitem__(1, [4])), r"parameter 1: shape \(4,\) in the state, \(3,\) here"),
-        (edit(lambda s: s["buffers"].pop("2.exp_avg_sq")), r"missing buffers \['2.exp_avg_sq'\]"),
-        (edit(lambda s: s["buffers"].update({"3.exp_avg": np.zeros(1)})), r"unexpected buffers \['3.exp_avg'\]"),
-        (edit(lambda s: s["buffers"].update({"1.exp_avg": np.zeros(5)})), r"buffer 1.exp_avg: shape \(5,\)"),
+        (edit(lambda s: s.update(type="SGD")), r"type: SGD in the state, Adam here"),
+        (edit(lambda s: s["param_shapes"].pop()), r"parameter shapes: \[\(4, 3\), \(3,\)\] in the state"),
+        (edit(lambda s: s["param_shapes"].__setitem__(1, [4])), r"parameter shapes: \[\(4, 3\), \(4,\), \(2, 2\)\] in the state, \[\(4, 3\), \(3,\)"),
+        (edit(lambda s: s["buffers"].pop("2.exp_avg_sq")), r"buffer 2.exp_avg_sq: missing in the state"),
+        (edit(lambda s: s["buffers"].update({"3.exp_avg": np.zeros(1)})), r"buffer 3.exp_avg: \(1,\) in the state, none here"),
+        (edit(lambda s: s["buffers"].update({"1.exp_avg": np.zeros(5)})), r"buffer 1.exp_avg: \(5,\) in the state, \(3,\) here"),
         (edit(lambda s: s["hyper"].pop("eps")), "hyperparameters"),
         (edit(lambda s: s.pop("buffers")), "has no"),
         ([1, 2, 3], "expected a dict"),
@@ -412,7 +412,7 @@ def test_cosine_exact_midpoint():
 
 
 @pytest.mark.parametrize("build, match", [
-    (lambda o: CosineWarmupLR(o, warmup_steps=5, total_steps=5), "must exceed"),
+    (lambda o: CosineWarmupLR(o, warmup_steps=5, total_steps=5), "total_steps"),
     (lambda o: CosineWarmupLR(o, warmup_steps=-1, total_steps=5), "warmup_steps"),
     (lambda o: CosineWarmupLR(o, warmup_steps=1, total_steps=5, min_lr=1.0), "min_lr"),
     (lambda o: StepLR(o, step_size=0), "step_size"),
@@ -439,9 +439,9 @@ def test_scheduler_state_round_trip_and_mismatch():
     sched2 = CosineWarmupLR(opt2, warmup_steps=2, total_steps=10)
     sched2.load_state_dict(state)
     assert sched2.last_step == 4 and opt2.lr == opt.lr and lrs(sched2, 6) == lrs(sched, 6)
-    with pytest.raises(ValueError, match="made with"):
+    with pytest.raises(ValueError, match="expected the state of"):
         CosineWarmupLR(SGD([Parameter(np.ones(1))], lr=1.0), warmup_steps=3, total_steps=10).load_state_dict(state)
-    with pytest.raises(ValueError, match="belongs to a CosineWarmupLR"):
+    with pytest.raises(ValueError, match="expected the state of"):
         StepLR(SGD([Parameter(np.ones(1))], lr=1.0), step_size=2).load_state_dict(state)
 
 

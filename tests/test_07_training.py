@@ -1,5 +1,6 @@
 """Tests for module 07 (training): Trainer, metrics, divergence, checkpoint files, exact resume."""
 import json
+import re
 import math
 import pickle
 import shutil
@@ -146,8 +147,8 @@ def test_custom_metrics_callable_and_dict():
 
 
 @pytest.mark.parametrize("metrics, match", [
-    (("precision",), "unknown metric 'precision'"),
-    ((lambda o, t: (0, 1),), "metric name '<lambda>'"),
+    (("precision",), "metric 'precision'.* unknown"),
+    ((lambda o, t: (0, 1),), "metric '<lambda>'.*identifier"),
     (("accuracy", "accuracy"), "given twice"),
     ({"loss": lambda o, t: (0, 1)}, "other than 'loss'"),
     ((3,), "not a callable"),
@@ -413,20 +414,20 @@ def test_checkpoint_that_does_not_fit_the_model_changes_nothing(trained, tmp_pat
     other = Sequential(Dense(2, 32), ReLU(), Dropout(0.3), Dense(32, 16), Tanh(), Dense(16, 2))   # other shapes
     t = Trainer(other, AdamW(other.parameters()), CrossEntropyLoss(), progress=False)
     before = [p.data.copy() for p in other.parameters()]
-    with pytest.raises(CheckpointError, match=r"layers.3.weight: shape \(32, 32\) in the checkpoint, \(32, 16\)"):
+    with pytest.raises(CheckpointError, match=r"model/layers.3.weight: shape \(32, 32\) in the checkpoint, \(32, 16\)"):
         t.load_checkpoint(path)
     assert all(np.array_equal(a, p.data) for a, p in zip(before, other.parameters()))
     assert t.epoch == 0
 
     fewer = Sequential(Dense(2, 32), ReLU(), Dense(32, 2))
-    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['layers.2.weight'.*does not have: \['layers.3.weight'"):
+    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['model/layers.2.weight'.*not expected: \['model/layers.3.weight'"):
         Trainer(fewer, AdamW(fewer.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
 
 
 def test_checkpoint_with_other_optimizer_scheduler_or_metrics(trained):
     _, path = trained
     model = mlp(0, dropout=0.3)
-    with pytest.raises(CheckpointError, match="belongs to a AdamW optimizer, not Adam"):
+    with pytest.raises(CheckpointError, match="type: AdamW in the state, Adam here"):
         Trainer(model, Adam(model.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
     with pytest.raises(CheckpointError, match="the checkpoint has a scheduler, this trainer has none"):
         Trainer(model, AdamW(model.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
@@ -571,3 +572,206 @@ def test_checkpoint_files_round_trip_every_dtype_and_refuse_every_foreign_file(t
 def test_in_notebook_is_public_and_false_outside_jupyter():
     from tinytorch.core.training import in_notebook
     assert in_notebook() is False
+
+
+# ---- divergence while finite (issue 14) -------------------------------------------------------
+def noise_batches(n=640, batch=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((n, 20)).astype(np.float32), rng.integers(0, 10, n)
+    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, n, batch)]
+
+
+def wide_mlp(seed=0):
+    manual_seed(seed)
+    return Sequential(Dense(20, 64), ReLU(), Dense(64, 10))
+
+
+def test_a_finite_but_exploding_loss_stops_training():
+    model = wide_mlp()
+    trainer = Trainer(model, SGD(model.parameters(), lr=10.0), CrossEntropyLoss(), progress=False)
+    with pytest.raises(TrainingDivergedError) as info:
+        trainer.fit(noise_batches(), epochs=3)
+    err = info.value
+    assert math.isfinite(err.value) and (err.epoch, err.batch) == (1, 20), (err.epoch, err.batch, err.value)
+    assert trainer.epoch == 0 and "of the last 20 batches" in str(err)
+    # the same run with the check turned off keeps going, with finite losses far above log(10)
+    model = wide_mlp()
+    unguarded = Trainer(model, SGD(model.parameters(), lr=10.0), CrossEntropyLoss(), progress=False,
+                        divergence_factor=None)
+    history = unguarded.fit(noise_batches(), epochs=2)
+    assert all(math.isfinite(v) and v > 1000 for v in history["train_loss"]), history["train_loss"]
+
+
+def test_a_healthy_run_and_a_few_bad_batches_do_not_stop_training():
+    model = wide_mlp()
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.05), CrossEntropyLoss(), progress=False,
+                      divergence_patience=5)
+    trainer.fit(noise_batches(), epochs=3)
+    assert trainer.epoch == 3
+
+    class Spiky:                                   # 2 of every 5 batch losses far above the bound
+        def __init__(self):
+            self.calls, self.ce = 0, CrossEntropyLoss()
+
+        def __call__(self, out, t):
+            self.calls += 1
+            return self.ce(out, t) * (1000.0 if self.calls % 5 in (1, 3) and self.calls > 1 else 1.0)
+
+    model = wide_mlp()
+    Trainer(model, SGD(model.parameters(), lr=1e-4), Spiky(), progress=False, divergence_patience=5).fit(
+        noise_batches(), epochs=1)
+    model = wide_mlp()
+    spiky = Spiky()
+    spiky_often = lambda out, t: spiky(out, t) * (1000.0 if spiky.calls % 5 == 4 else 1.0)   # 3 of 5
+    with pytest.raises(TrainingDivergedError):
+        Trainer(model, SGD(model.parameters(), lr=1e-4), spiky_often, progress=False, metrics=(),
+                divergence_patience=5).fit(noise_batches(), epochs=1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(divergence_factor=0), dict(divergence_factor=float("inf")),
+                                    dict(divergence_patience=0), dict(divergence_patience=2.5)])
+def test_bad_divergence_settings_are_refused(kwargs):
+    model = Dense(2, 2)
+    with pytest.raises(ValueError, match="divergence"):
+        Trainer(model, SGD(model.parameters(), lr=0.1), CrossEntropyLoss(), **kwargs)
+
+
+# ---- temporary files of killed writers (issue 14) ----------------------------------------------
+def dead_pid():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporary_files_of_the_target_are_removed_on_the_next_save(tmp_path):
+    import os
+    import time
+    from tinytorch.core.training import write_atomically
+    target = tmp_path / "last.npz"
+    dead = tmp_path / f".last.npz.tmp-{dead_pid()}-0123abcd"          # a killed writer's debris
+    live = tmp_path / f".last.npz.tmp-{os.getpid()}-89abcdef"         # a writer of this (live) process
+    old_live = tmp_path / f".last.npz.tmp-{os.getppid()}-00ff00ff"    # a live pid, but an hour old
+    other_target = tmp_path / f".other.npz.tmp-{dead_pid()}-0123abcd"
+    not_ours = tmp_path / ".last.npz.tmp-notes"
+    for f in (dead, live, old_live, other_target, not_ours):
+        f.write_bytes(b"half a file")
+    hour_ago = time.time() - 3600
+    os.utime(old_live, (hour_ago, hour_ago))
+    write_atomically(target, lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([target.name, live.name, other_target.name, not_ours.name]), left
+
+
+def test_temporary_file_is_recognisable_while_writing(tmp_path):
+    import os
+    from tinytorch.core.training import write_atomically
+    seen = []
+
+    def write(f):
+        seen.extend(p.name for p in tmp_path.iterdir())
+        f.write(b"x")
+
+    write_atomically(tmp_path / "m.npz", write)
+    assert len(seen) == 1 and re.fullmatch(rf"\.m\.npz\.tmp-{os.getpid()}-[0-9a-f]{{8}}", seen[0]), seen
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+# ---- crafted archives (issue 14) ---------------------------------------------------------------
+def npy_bytes(array):
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def meta_npy(kind="k"):
+    header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind, "meta": {}}
+    return npy_bytes(np.array(json.dumps(header)))
+
+
+def crafted(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def huge_header(shape):
+    """An .npy header declaring `shape` of float64, followed by 8 bytes of data."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = shape
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + bytes(8)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("members, match", [
+    ([("__meta__.npy", meta_npy()), ("notes.txt", b"hello")], "not a plainly named .npy"),
+    ([("__meta__.npy", meta_npy()), ("../escape.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("__meta__.npy", meta_npy()), ("/abs.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("__meta__.npy", meta_npy()), ("a\\b.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", npy_bytes(np.ones(2))), ("w.npy", npy_bytes(np.zeros(3)))],
+     "there twice"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", huge_header((10**6, 10**6)))], r"declares shape \(1000000, 1000000\)"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", huge_header((-1,)))], "declares shape"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", b"\x93NUMPY\x01\x00garbage")], "no readable .npy header"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", b"not numpy at all")], "no readable .npy header"),
+    ([("__meta__.npy", meta_npy()), ("w.npy", npy_bytes(np.ones(4))[:-8])], "declares shape"),
+    ([("__meta__.npy", b"PK")], "no readable .npy header"),
+    ([("w.npy", npy_bytes(np.ones(2)))], "without TinyTorch metadata"),
+])
+def test_crafted_archives_end_in_checkpoint_error(tmp_path, members, match):
+    path = crafted(tmp_path / "crafted.npz", members)
+    with pytest.raises(CheckpointError, match=match):
+        load_npz_checkpoint(path, kind="k")
+
+
+def test_a_member_that_claims_to_inflate_far_beyond_deflate_is_refused_before_reading(tmp_path, monkeypatch):
+    """A 1 KB file whose header and zip entry both claim a 1 GB array: refused without allocating it."""
+    import struct
+    member = huge_header((125_000_000,))                     # declares 1e9 bytes of float64
+    path = crafted(tmp_path / "liar.npz", [("__meta__.npy", meta_npy()), ("w.npy", member)], zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    start = raw.rindex(b"PK\x01\x02", 0, raw.rindex(b"w.npy"))       # the central directory entry of w.npy
+    header_len = len(member) - 8
+    raw[start + 24:start + 28] = struct.pack("<I", header_len + 10**9)   # its uncompressed size, forged
+    path.write_bytes(bytes(raw))
+    assert path.stat().st_size < 2000
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
+    with pytest.raises(CheckpointError, match="inflates"):
+        load_npz_checkpoint(path, kind="k")
+    monkeypatch.undo()
+    compressed = tmp_path / "zeros.npz"                      # a genuine compressed archive still loads
+    np.savez_compressed(compressed, __meta__=np.array(json.dumps(
+        {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "k", "meta": {}})), w=np.zeros(100_000))
+    assert load_npz_checkpoint(compressed, kind="k")[0]["w"].shape == (100_000,)
+
+
+def test_expected_shapes_are_checked_from_the_headers(tmp_path, monkeypatch):
+    path = save_npz_checkpoint(tmp_path / "c.npz", {"w": np.ones((2, 3)), "b": np.ones(3)}, {}, kind="k")
+    arrays, _ = load_npz_checkpoint(path, kind="k", shapes={"w": (2, 3), "b": (3,)})
+    assert arrays["w"].shape == (2, 3)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read before the shapes were checked"))
+    for shapes, match in [({"w": (3, 2), "b": (3,)}, r"w: shape \(2, 3\) in the checkpoint, \(3, 2\) expected"),
+                          ({"w": (2, 3)}, r"not expected: \['b'\]"),
+                          ({"w": (2, 3), "b": (3,), "c": (1,)}, r"missing from the checkpoint: \['c'\]")]:
+        with pytest.raises(CheckpointError, match=match):
+            load_npz_checkpoint(path, kind="k", shapes=shapes)
+
+
+def test_trainer_refuses_a_checkpoint_whose_declared_shapes_do_not_fit(trained, tmp_path):
+    """A checkpoint whose optimizer buffer declares another shape is refused from its header."""
+    trainer, path = trained
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["optimizer/0.exp_avg"] = np.zeros((500, 500))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    before = [p.data.copy() for p in trainer.model.parameters()]
+    with pytest.raises(CheckpointError, match=r"optimizer/0.exp_avg: shape \(500, 500\)"):
+        trainer.load_checkpoint(tmp_path / "bad.npz")
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, trainer.model.parameters()))

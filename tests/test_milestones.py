@@ -93,7 +93,7 @@ def test_script_runs_end_to_end_with_quick(milestone, fake_data, tmp_path):
     assert (out / f"{name}_quick.png").stat().st_size > 1000
     assert Path(result["plot"]) == (out / f"{name}_quick.png").resolve()
     assert "test accuracy" in proc.stdout
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(".*.tmp-*")) and not list(out.glob("*.tmp")), "no temporary files left"
     assert_git_state(result)
 
 
@@ -226,6 +226,39 @@ def test_missing_data_ends_with_the_loaders_message_alone(ms, capsys, monkeypatc
     assert err == "cifar10.py: could not download X. If this machine is offline, put it at /data/x\n"
     for script in ["cifar10", "compression_cifar10", "tinygpt_shakespeare"]:         # every script ends so
         assert "run_main(main)" in (MILESTONES / f"{script}.py").read_text(encoding="utf-8"), script
+
+
+def test_a_diverged_training_ends_the_milestone_with_exit_status_3(ms, capsys, monkeypatch):
+    """A TrainingDivergedError (NaN/inf, or a finite loss far too high for too long) ends a
+    milestone with the error's message, no traceback, and a non-zero status."""
+    from tinytorch.core.training import TrainingDivergedError
+
+    common = ms("common")
+    monkeypatch.setattr(sys, "argv", ["tinygpt_shakespeare.py"])
+
+    def main():
+        raise TrainingDivergedError(1, 20, 1234.5, 10.0, what="loss was above 4 x 4.17 in 20 of the last 20 batches, and")
+
+    with pytest.raises(SystemExit) as stop:
+        common.run_main(main)
+    assert stop.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tinygpt_shakespeare.py: training diverged") and "Traceback" not in err
+
+
+def test_script_exits_non_zero_when_a_finite_loss_diverges(fake_data, tmp_path):
+    """The MLP milestone at lr=10 (AdamW, no warm-up, batches of 4: 40 steps on the fake data):
+    the loss stays finite but huge, the Trainer stops it, and the script exits with status 3
+    without writing results."""
+    out = tmp_path / "out"
+    env = dict(os.environ, TINYTORCH_DATA=str(fake_data), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(MILESTONES / "cifar10.py"), "--model", "mlp", "--quick", "--no-verify",
+                           "--val-size", "40", "--no-progress", "--out-dir", str(out), "--batch-size", "4",
+                           "--lr", "10", "--warmup-epochs", "0"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "training diverged: the loss was above" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "mlp_cifar10_quick.json").exists()
 
 
 def test_parse_args_defaults_quick_and_errors(ms, capsys):

@@ -58,16 +58,9 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""Optimizers: SGD (momentum, Nesterov, weight decay), Adam, AdamW, learning-rate schedules
-and gradient clipping.
-
-Module 06 of TinyTorch (generated from modules/06_optimizers/optimizers_dev.py; do not edit).
-
-An optimizer updates `p.data` in place with numpy, outside the autograd graph. It reads
-`p.grad` and never writes to it (only `clip_grad_norm` rescales gradients, in place, on
-purpose). All per-parameter state lives in preallocated arrays that `state_dict()` exposes
-by name ("0.exp_avg", ...), so a checkpoint can store it with np.savez and JSON.
-"""
+"""Optimizers (SGD, Adam, AdamW), learning-rate schedules and gradient clipping: numpy updates
+of `p.data` in place, outside the autograd graph. Module 06 of TinyTorch (generated from
+modules/06_optimizers/optimizers_dev.py; do not edit)."""
 from __future__ import annotations
 
 import math
@@ -108,95 +101,86 @@ from tinytorch.core.tensor import Tensor
 # %% nbgrader={"grade": false, "grade_id": "optimizer-base", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def _check_params(params: Iterable[Tensor], owner: str) -> list[Tensor]:
-    """The parameters as a list: floating Tensors, each once."""
-    if isinstance(params, Tensor):
-        raise TypeError(f"{owner}: pass an iterable of parameters (e.g. model.parameters()), "
-                        f"not a single Tensor of shape {params.shape}")
-    if callable(getattr(params, "parameters", None)):
-        raise TypeError(f"{owner}: pass model.parameters(), not the {type(params).__name__} itself")
+    """The parameters as a non-empty list of distinct floating Tensors."""
+    if isinstance(params, Tensor) or callable(getattr(params, "parameters", None)):
+        raise TypeError(f"{owner}: pass an iterable of parameters (model.parameters()), not a {type(params).__name__}")
     out = list(params)
-    if not out:
-        raise ValueError(f"{owner}: got an empty parameter list (does the model have parameters?)")
-    seen: dict[int, int] = {}
     for i, p in enumerate(out):
-        if not isinstance(p, Tensor):
-            raise TypeError(f"{owner}: parameter {i} is a {type(p).__name__}, not a Tensor")
-        if p.dtype.kind != "f":
-            raise TypeError(f"{owner}: parameter {i} (shape {p.shape}) has dtype {p.dtype}; "
-                            f"only floating tensors can be optimized")
-        if id(p) in seen:
-            raise ValueError(f"{owner}: parameter {i} (shape {p.shape}) is the same tensor as "
-                             f"parameter {seen[id(p)]}; it would be updated twice per step")
-        seen[id(p)] = i
+        if not isinstance(p, Tensor) or p.dtype.kind != "f":
+            raise TypeError(f"{owner}: parameter {i} is a {type(p).__name__} of dtype {getattr(p, 'dtype', None)}, "
+                            f"not a floating Tensor")
+    if not out or len({id(p) for p in out}) < len(out):
+        raise ValueError(f"{owner}: the parameter list is empty or holds the same tensor twice ({len(out)} entries)")
     return out
 
 
 def _check_number(value: Any, name: str, owner: str, low: float = 0.0, high: float = math.inf,
-                  high_open: bool = False) -> float:
-    """`value` as a Python float in [low, high] (or [low, high) with `high_open`)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite real number, got {value!r}")
-    value = float(value)
-    if value < low or value > high or (high_open and value == high):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{owner}: {name} must lie in [{low}, {high}{bracket}, got {value}")
-    return value
+                  high_open: bool = False, kind: type = numbers.Real) -> Any:
+    """`value` as a Python float (an int with kind=numbers.Integral) in [low, high] (or [low, high))."""
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
+            or not low <= value <= high or (high_open and value == high):
+        raise ValueError(f"{owner}: {name} must be a finite {kind.__name__.lower()} number in [{low}, {high}"
+                         f"{')' if high_open else ']'}, got {value!r}")
+    return int(value) if kind is numbers.Integral else float(value)
+
+
+_RANGES = {"lr": (0.0, math.inf, False), "weight_decay": (0.0, math.inf, False), "eps": (0.0, math.inf, False),
+           "momentum": (0.0, 1.0, True)}                  # (low, high, high_open) of each hyperparameter
+
+
+def _check_hyper(owner: str, hyper: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters checked against `_RANGES` and as Python numbers (a Python float keeps
+    float32 arrays float32, a numpy float64 would not); "lr" is required, betas a pair, eps > 0."""
+    out = {k: _check_number(v, k, owner, *_RANGES[k]) if k in _RANGES else v for k, v in {"lr": None, **hyper}.items()}
+    if "betas" in out and (not isinstance(out["betas"], (tuple, list)) or len(out["betas"]) != 2):
+        raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {out['betas']!r}")
+    if "betas" in out:
+        out["betas"] = tuple(_check_number(b, f"betas[{k}]", owner, 0.0, 1.0, True) for k, b in enumerate(out["betas"]))
+    if out.get("eps", 1) == 0 or (out.get("nesterov") and out["momentum"] == 0):
+        raise ValueError(f"{owner}: eps must be > 0 and nesterov=True needs momentum > 0, got {hyper}")
+    return out
 
 
 class Optimizer:
-    """Base class of optimizers: `step()` updates, in place, every parameter that has a gradient.
-
-    Args:
-        params: an iterable of floating Tensors (e.g. `model.parameters()`); the order
-            fixes the names of the state buffers ("0.exp_avg" belongs to the first).
-        hyper: the hyperparameters, JSON-able (numbers, booleans, lists); must hold "lr".
-
-    Subclasses allocate their state with `_buffer` in `__init__` and implement
-    `_update(i, p, g)` on ndarrays: `p` the parameter's data (update it in place), `g` its
-    gradient (read only), both of the parameter's shape.
-    """
+    """Base class: `step()` updates each parameter with a gradient by `_update(i, p, g)` on
+    ndarrays (subclasses define it; their state comes from `_buffer`). `hyper` holds "lr"."""
 
     def __init__(self, params: Iterable[Tensor], hyper: dict[str, Any]):
-        self.params: list[Tensor] = _check_params(params, type(self).__name__)
-        self.hyper: dict[str, Any] = dict(hyper)
+        params, hyper = _check_params(params, type(self).__name__), _check_hyper(type(self).__name__, hyper)
+        ### BEGIN SOLUTION
+        self.params: list[Tensor] = params
+        self.hyper: dict[str, Any] = hyper
         self.step_count: int = 0                       # calls of step() so far
         self.state: dict[str, np.ndarray] = {}         # "i.name" -> buffer of parameter i
+        ### END SOLUTION
 
     @property
-    def lr(self) -> float:
-        """The learning rate of the next step."""
+    def lr(self) -> float:                             # the learning rate of the next step
         return self.hyper["lr"]
 
     @lr.setter
     def lr(self, value: float) -> None:
         self.hyper["lr"] = _check_number(value, "lr", type(self).__name__)
 
-    @property
-    def state_type(self) -> str:
-        """The name `state_dict()` records as "type" (a fast variant of an optimizer, such
-        as module 13's FusedAdamW, keeps the plain one's name: their states are the same)."""
-        return type(self).__name__
+    #: the "type" that `state_dict()` records (module 13's FusedAdamW keeps AdamW's: same state)
+    state_type = property(lambda self: type(self).__name__)
 
     def _buffer(self, i: int, name: str, dtype: Any = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Allocate (zeros) and register the state buffer `"i.name"` of parameter i; by
         default with the parameter's shape and dtype."""
-        p = self.params[i]
         ### BEGIN SOLUTION
+        p = self.params[i]
         buf = np.zeros(p.shape if shape is None else shape, dtype=p.dtype if dtype is None else dtype)
         self.state[f"{i}.{name}"] = buf
         return buf
         ### END SOLUTION
 
     def _grad(self, i: int) -> np.ndarray | None:
-        """The gradient of parameter i as an ndarray (None if it has none), checked to have
-        the parameter's shape."""
-        p = self.params[i]
-        if p.grad is None:
-            return None
-        if p.grad.shape != p.shape:
-            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
-                             f"but its gradient has shape {p.grad.shape}")
-        return p.grad.data
+        """The gradient of parameter i as an ndarray (None if it has none), of its shape."""
+        grad, shape = self.params[i].grad, self.params[i].shape
+        if grad is not None and grad.shape != shape:
+            raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {shape} but its gradient {grad.shape}")
+        return None if grad is None else grad.data
 
     def zero_grad(self) -> None:
         """Forget the gradients: every parameter's `.grad` becomes None."""
@@ -232,36 +216,19 @@ class Optimizer:
         ### END SOLUTION
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raise ValueError, naming every problem, if `state` does not fit this optimizer
-        (another optimizer type, another number or shape of parameters, missing or
-        unexpected buffers, other hyperparameter names). Changes nothing."""
-        owner = f"{type(self).__name__}.load_state_dict"
-        if not isinstance(state, dict):
-            raise ValueError(f"{owner}: expected a dict from state_dict(), got {type(state).__name__}")
-        missing = [k for k in ("type", "hyper", "step", "param_shapes", "buffers") if k not in state]
-        if missing:
-            raise ValueError(f"{owner}: the state has no {missing} (keys: {sorted(state)})")
-        if state["type"] != self.state_type:
-            raise ValueError(f"{owner}: the state belongs to a {state['type']} optimizer, not {self.state_type}")
-        problems = []
-        shapes = [tuple(s) for s in state["param_shapes"]]
-        if len(shapes) != len(self.params):
-            problems.append(f"the state is for {len(shapes)} parameters, this optimizer has {len(self.params)}")
-        else:
-            problems += [f"parameter {i}: shape {s} in the state, {p.shape} here"
-                         for i, (s, p) in enumerate(zip(shapes, self.params)) if s != p.shape]
-        if set(state["hyper"]) != set(self.hyper):
-            problems.append(f"hyperparameters {sorted(state['hyper'])} in the state, {sorted(self.hyper)} here")
-        buffers = state["buffers"]
-        missing = [k for k in self.state if k not in buffers]
-        unexpected = [k for k in buffers if k not in self.state]
-        if missing:
-            problems.append(f"missing buffers {missing}")
-        if unexpected:
-            problems.append(f"unexpected buffers {unexpected}")
-        for name, own in self.state.items():
-            if name in buffers and np.shape(buffers[name]) != own.shape:
-                problems.append(f"buffer {name}: shape {np.shape(buffers[name])} in the state, {own.shape} here")
+        """Raise ValueError naming every way `state` does not fit (type, shapes, buffers, ...)."""
+        owner, keys = f"{type(self).__name__}.load_state_dict", {"type", "hyper", "step", "param_shapes", "buffers"}
+        if not isinstance(state, dict) or keys - set(state):
+            raise ValueError(f"{owner}: expected a dict from state_dict(), the state has no "
+                             f"{keys - set(state if isinstance(state, dict) else ())}")
+        here = {"type": self.state_type, "hyperparameters": sorted(self.hyper),
+                "parameter shapes": [p.shape for p in self.params],
+                **{f"buffer {k}": v.shape for k, v in self.state.items()}}
+        there = {"type": state["type"], "hyperparameters": sorted(state["hyper"]),
+                 "parameter shapes": [tuple(s) for s in state["param_shapes"]],
+                 **{f"buffer {k}": np.shape(v) for k, v in state["buffers"].items()}}
+        problems = [f"{k}: {there.get(k, 'missing')} in the state, {here.get(k, 'none')} here"
+                    for k in {**here, **there} if there.get(k) != here.get(k)]
         if problems:
             raise ValueError(f"{owner}: the state does not fit: " + "; ".join(problems))
 
@@ -278,9 +245,7 @@ class Optimizer:
         ### END SOLUTION
 
     def __repr__(self) -> str:
-        hyper = ", ".join(f"{k}={v}" for k, v in self.hyper.items())
-        return f"{type(self).__name__}({len(self.params)} parameters, {hyper})"
-
+        return f"{type(self).__name__}({len(self.params)} parameters, {self.hyper})"
 # %% nbgrader={"grade": true, "grade_id": "test-optimizer-base", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 class PlainGD(Optimizer):
     """p <- p - lr g, the simplest possible subclass (for this test)."""
@@ -340,33 +305,22 @@ print("optimizer base: OK")
 # %% nbgrader={"grade": false, "grade_id": "sgd", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class SGD(Optimizer):
-    """Stochastic gradient descent (PyTorch semantics).
-
-    g <- g + weight_decay * p;   v <- momentum * v + g;
-    p <- p - lr * (g + momentum * v) with nesterov, p <- p - lr * v without
-    (p <- p - lr * g when momentum is 0).
-    State per parameter i (when momentum > 0): "i.momentum_buffer", shape of the parameter.
-    """
+    """Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay
+    (PyTorch's formulas). State of parameter i, when momentum > 0: "i.momentum_buffer"."""
 
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0):
-        name = type(self).__name__
-        hyper = {"lr": _check_number(lr, "lr", name),
-                 "momentum": _check_number(momentum, "momentum", name, 0.0, 1.0, high_open=True),
-                 "nesterov": bool(nesterov),
-                 "weight_decay": _check_number(weight_decay, "weight_decay", name)}
-        if nesterov and hyper["momentum"] == 0:
-            raise ValueError(f"{name}: nesterov=True needs momentum > 0")
-        super().__init__(params, hyper)
         ### BEGIN SOLUTION
-        if hyper["momentum"] > 0:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": bool(nesterov),
+                                  "weight_decay": weight_decay})
+        if self.hyper["momentum"] > 0:
             for i in range(len(self.params)):
                 self._buffer(i, "momentum_buffer")
         ### END SOLUTION
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
-        lr, mu, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
         ### BEGIN SOLUTION
+        lr, mu, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
         if wd:
             g = g + wd * p                       # L2 weight decay (a new array: p.grad untouched)
         if mu:
@@ -448,31 +402,16 @@ print("sgd: OK")
 # %% nbgrader={"grade": false, "grade_id": "adam", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class Adam(Optimizer):
-    """Adam with bias-corrected moments (PyTorch semantics).
-
-    g <- g + weight_decay * p  (L2; AdamW instead shrinks p by (1 - lr * weight_decay));
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  t <- t + 1;
-    p <- p - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
-    State per parameter i: "i.exp_avg" and "i.exp_avg_sq" (shape of the parameter) and
-    "i.step" (a 0-d int64 array: the steps this parameter has taken).
-    """
+    """Adam with bias-corrected moments (PyTorch's formulas); weight_decay is L2 (AdamW
+    decouples it). State of parameter i: "i.exp_avg", "i.exp_avg_sq" (its shape) and
+    "i.step" (a 0-d int64 array: the steps this parameter has taken)."""
     decoupled_weight_decay: bool = False
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        name = type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        hyper = {"lr": _check_number(lr, "lr", name),
-                 "betas": tuple(_check_number(b, f"betas[{k}]", name, 0.0, 1.0, high_open=True)
-                                for k, b in enumerate(betas)),
-                 "eps": _check_number(eps, "eps", name),
-                 "weight_decay": _check_number(weight_decay, "weight_decay", name)}
-        if hyper["eps"] == 0:
-            raise ValueError(f"{name}: eps must be > 0 (it keeps the division finite when v = 0)")
-        super().__init__(params, hyper)
         ### BEGIN SOLUTION
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         for i in range(len(self.params)):
             self._buffer(i, "exp_avg")
             self._buffer(i, "exp_avg_sq")
@@ -480,10 +419,10 @@ class Adam(Optimizer):
         ### END SOLUTION
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        ### BEGIN SOLUTION
         lr, eps, wd = self.hyper["lr"], self.hyper["eps"], self.hyper["weight_decay"]
         b1, b2 = self.hyper["betas"]
         m, v, t = self.state[f"{i}.exp_avg"], self.state[f"{i}.exp_avg_sq"], self.state[f"{i}.step"]
-        ### BEGIN SOLUTION
         if wd and self.decoupled_weight_decay:
             p *= 1.0 - lr * wd                   # AdamW: shrink the weights directly
         elif wd:
@@ -498,14 +437,15 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: p <- p (1 - lr * weight_decay) before each Adam step
-    (the decay does not pass through the moments). Same state as Adam."""
+    """Adam with decoupled weight decay, p <- p (1 - lr * weight_decay) before each step."""
     decoupled_weight_decay = True
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
+        ### BEGIN SOLUTION
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-adam", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 def adam_reference(p, grads, lr, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, decoupled=False):
@@ -635,19 +575,18 @@ print("state_dict round trip: OK")
 # %% nbgrader={"grade": false, "grade_id": "schedulers", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class LRScheduler:
-    """Sets `optimizer.lr` from the number of optimizer steps taken so far.
-
-    Call `step()` once after every `optimizer.step()`. `base_lr` is the optimizer's rate
-    when the scheduler was created. Subclasses implement `lr_at(t)`.
-    """
+    """Sets `optimizer.lr` from the number of optimizer steps taken so far (`last_step`);
+    call `step()` after every `optimizer.step()`. Subclasses implement `lr_at(t)`."""
 
     def __init__(self, optimizer: Optimizer):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+        ### BEGIN SOLUTION
         self.optimizer = optimizer
-        self.base_lr: float = optimizer.lr
+        self.base_lr: float = optimizer.lr     # the rate when the scheduler was created
         self.last_step: int = 0                # optimizer steps taken so far
         self.optimizer.lr = self.get_lr()
+        ### END SOLUTION
 
     def lr_at(self, t: int) -> float:
         """The learning rate of step t (t = 0 for the first step)."""
@@ -678,14 +617,10 @@ class LRScheduler:
 
     def check_state_dict(self, state: dict[str, Any]) -> None:
         """Raise ValueError if `state` is not from a scheduler of this type and configuration."""
-        owner = f"{type(self).__name__}.load_state_dict"
-        if not isinstance(state, dict) or not {"type", "base_lr", "last_step", "hyper"} <= set(state):
-            raise ValueError(f"{owner}: expected a dict from state_dict() with type, base_lr, "
-                             f"last_step and hyper, got {state!r}")
-        if state["type"] != type(self).__name__:
-            raise ValueError(f"{owner}: the state belongs to a {state['type']}, not a {type(self).__name__}")
-        if state["hyper"] != self._hyper():
-            raise ValueError(f"{owner}: the state was made with {state['hyper']}, this scheduler has {self._hyper()}")
+        expected = {"type": type(self).__name__, "hyper": self._hyper()}
+        if not isinstance(state, dict) or {"base_lr", "last_step"} - set(state) or \
+                {k: state.get(k) for k in expected} != expected:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: expected the state of a {expected}, got {state!r}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the step count and base rate, and set the optimizer's learning rate."""
@@ -697,23 +632,18 @@ class LRScheduler:
         ### END SOLUTION
 
     def __repr__(self) -> str:
-        hyper = ", ".join(f"{k}={v}" for k, v in self._hyper().items())
-        return f"{type(self).__name__}({hyper}, base_lr={self.base_lr}, last_step={self.last_step})"
-
-
-def _check_count(value: Any, name: str, owner: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+        return f"{type(self).__name__}({self._hyper()}, base_lr={self.base_lr}, last_step={self.last_step})"
 
 
 class StepLR(LRScheduler):
     """lr(t) = base_lr * gamma ** (t // step_size)."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size = _check_count(step_size, "step_size", "StepLR", 1)
+        self.step_size = _check_number(step_size, "step_size", "StepLR", 1, kind=numbers.Integral)
         self.gamma = _check_number(gamma, "gamma", "StepLR")
-        super().__init__(optimizer)
+        ### BEGIN SOLUTION
+        super().__init__(optimizer)                    # sets the rate of step 0
+        ### END SOLUTION
 
     def lr_at(self, t: int) -> float:
         ### BEGIN SOLUTION
@@ -721,27 +651,23 @@ class StepLR(LRScheduler):
         ### END SOLUTION
 
     def _hyper(self) -> dict[str, Any]:
+        ### BEGIN SOLUTION
         return {"step_size": self.step_size, "gamma": self.gamma}
+        ### END SOLUTION
 
 
 class CosineWarmupLR(LRScheduler):
-    """Linear warm-up for `warmup_steps`, cosine decay to `min_lr` at `total_steps`, then min_lr.
-
-    lr(t) = base_lr * (t + 1) / W                                          for t < W
-    lr(t) = min_lr + (base_lr - min_lr) * (1 + cos(pi (t - W) / (T - W))) / 2   for W <= t < T
-    lr(t) = min_lr                                                         for t >= T
-    with W = warmup_steps, T = total_steps, base_lr the optimizer's rate at creation.
-    """
+    """Linear warm-up over `warmup_steps` steps, cosine decay to `min_lr` at `total_steps`,
+    then `min_lr` (the formula is in the text above)."""
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
-        self.warmup_steps = _check_count(warmup_steps, "warmup_steps", "CosineWarmupLR", 0)
-        self.total_steps = _check_count(total_steps, "total_steps", "CosineWarmupLR", 1)
-        if self.total_steps <= self.warmup_steps:
-            raise ValueError(f"CosineWarmupLR: total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})")
-        self.min_lr = _check_number(min_lr, "min_lr", "CosineWarmupLR")
-        if self.min_lr > optimizer.lr:
-            raise ValueError(f"CosineWarmupLR: min_lr ({min_lr}) is above the optimizer's lr ({optimizer.lr})")
-        super().__init__(optimizer)
+        self.warmup_steps = _check_number(warmup_steps, "warmup_steps", "CosineWarmupLR", kind=numbers.Integral)
+        self.total_steps = _check_number(total_steps, "total_steps", "CosineWarmupLR", self.warmup_steps + 1,
+                                         kind=numbers.Integral)
+        self.min_lr = _check_number(min_lr, "min_lr", "CosineWarmupLR", 0.0, getattr(optimizer, "lr", math.inf))
+        ### BEGIN SOLUTION
+        super().__init__(optimizer)                    # sets the rate of step 0
+        ### END SOLUTION
 
     def lr_at(self, t: int) -> float:
         ### BEGIN SOLUTION
@@ -755,7 +681,9 @@ class CosineWarmupLR(LRScheduler):
         ### END SOLUTION
 
     def _hyper(self) -> dict[str, Any]:
+        ### BEGIN SOLUTION
         return {"warmup_steps": self.warmup_steps, "total_steps": self.total_steps, "min_lr": self.min_lr}
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-schedulers", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 w = Tensor([0.0], requires_grad=True)
@@ -798,16 +726,13 @@ print("schedules: OK")
 # %% nbgrader={"grade": false, "grade_id": "clip-grad-norm", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
-    """Scale all gradients in place so that their global L2 norm is at most `max_norm`.
-
-    params: tensors (e.g. `model.parameters()`); those without `.grad` are ignored.
-    Returns the global norm before clipping (inf or nan leaves the gradients unchanged).
-    """
-    max_norm = _check_number(max_norm, "max_norm", "clip_grad_norm")
-    if max_norm == 0:
+    """Scale all gradients in place so that their global L2 norm is at most `max_norm`
+    (> 0); tensors without `.grad` are ignored. Returns the norm before clipping (inf or
+    nan leaves the gradients unchanged)."""
+    if _check_number(max_norm, "max_norm", "clip_grad_norm") == 0:
         raise ValueError("clip_grad_norm: max_norm must be > 0")
-    grads = [p.grad.data for p in params if isinstance(p, Tensor) and p.grad is not None]
     ### BEGIN SOLUTION
+    grads = [p.grad.data for p in params if p.grad is not None]
     total = 0.0
     for g in grads:
         flat = g.reshape(-1)

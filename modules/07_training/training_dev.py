@@ -16,30 +16,28 @@
 # %% [markdown]
 # # Module 07: Training
 #
-# **Where you are.** You can build a model (module 03), measure its error (module 04),
-# differentiate it (module 05) and step its parameters (module 06). Training is these
-# pieces in a loop, run for hours, and everything that can go wrong in hours will (the
-# loss explodes at 3 a.m., the machine reboots at epoch 37). This module writes the loop
-# once, carefully, so that every later module trains with one call.
+# **Where you are.** You can build a model (03), measure its error (04), differentiate it
+# (05) and step its parameters (06). Training is these pieces in a loop, run for hours, and
+# everything that can go wrong in hours will (the loss explodes at 3 a.m., the machine
+# reboots at epoch 37). This module writes the loop once, carefully.
 #
 # **What you build.**
 #
 # | name | what it is |
 # |---|---|
 # | `accuracy`, `_Running` | a metric: `(outputs, targets) -> (correct, count)`; averages weighted by batch size |
-# | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, with where and what to try |
-# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint` | (provided) safe checkpoint files: one `.npz`, written atomically, never unpickled |
+# | `TrainingDivergedError` | raised when the loss becomes NaN or infinite, or stays far too high, with where and what to try |
+# | `write_atomically`, `save_npz_checkpoint`, `load_npz_checkpoint` | safe checkpoint files: one `.npz`, written atomically, never unpickled (the hostile-file checks are provided) |
 # | `Trainer` | `fit`, `evaluate`, `history`, `plot_history`, `save_checkpoint`, `load_checkpoint`, exact resume |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/core/training.py`.
 #
-# **The one idea of this module.** A training run is a *deterministic function* of its
-# inputs: the initial weights, the data order, and the random numbers drawn on the way
-# (dropout). If a checkpoint stores *all* the state of that function (weights, optimizer
-# moments, schedule position, epoch, and the state of the random generators), then
-# stopping and resuming gives the **bit-identical** result of a run that never stopped.
+# **The one idea of this module.** A training run is a *deterministic function* of the
+# initial weights, the data order and the random numbers drawn on the way (dropout). If a
+# checkpoint stores *all* its state (weights, optimizer moments, schedule position, epoch,
+# random generators), stopping and resuming gives the **bit-identical** result.
 #
-# **Points: 15** (the total of this module's graded test cells)
+# **Points: 17** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -57,28 +55,27 @@ if "google.colab" in sys.modules:
 # %%
 #| export
 """Training: the Trainer (fit, evaluate, history, plots, exact resume), metrics, divergence
-detection, and safe checkpoint files.
-
-Module 07 of TinyTorch (generated from modules/07_training/training_dev.py; do not edit).
-
-Checkpoints are single .npz files written atomically (temporary file, fsync, os.replace)
-with their JSON metadata stored inside as a string array; they are read with
-np.load(allow_pickle=False), so loading a checkpoint can never run code.
-"""
+detection, and safe checkpoint files (one .npz written atomically, its JSON metadata inside,
+read without unpickling). Module 07 of TinyTorch (generated from
+modules/07_training/training_dev.py; do not edit)."""
 from __future__ import annotations
 
+import contextlib
+import glob
 import io
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
 import warnings
 import zipfile
 import zlib
+from collections import deque
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -110,14 +107,11 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 # output (the argmax over the last axis) is the target class. For a language model with
 # outputs `(B, T, V)` and targets `(B, T)`, the same code counts correct next tokens.
 #
-# **Averages over an epoch must be weighted.** The last batch is usually smaller (1000
-# examples in batches of 64: the last holds 40), and averaging per-batch accuracies would
-# count its examples 1.6 times as much as the others. So every metric returns a
-# **(total, count)** pair: add totals and counts over the batches, divide once at the end.
-# The loss, a per-batch mean, is weighted by the batch size.
-#
-# A custom metric is any `(outputs: ndarray, targets: ndarray) -> (total, count)`. You write
-# `accuracy` and `_Running`, which adds up the batches for the Trainer.
+# **Averages over an epoch must be weighted**: the last batch is usually smaller, and
+# averaging per-batch accuracies would overweight its examples. So a metric is any
+# `(outputs, targets) -> (total, count)` on ndarrays: add totals and counts over the
+# batches, divide once at the end (the loss, a batch mean, is weighted by the batch size).
+# You write `accuracy` and `_Running`, which adds up the batches for the Trainer.
 
 # %% nbgrader={"grade": false, "grade_id": "metrics", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -125,11 +119,8 @@ Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """(number of correct predictions, number of predictions).
-
-    outputs: (..., C) scores; targets: (...) integer classes (the outputs' shape without
-    the last axis). A prediction is correct when argmax over the last axis equals the target.
-    """
+    """(number of correct predictions, number of predictions): outputs (..., C) scores,
+    targets (...) integer classes; correct when the argmax over the last axis is the target."""
     outputs, targets = np.asarray(outputs), np.asarray(targets)
     if outputs.ndim < 1 or outputs.shape[:-1] != targets.shape:
         raise ValueError(f"accuracy: outputs of shape {outputs.shape} need integer targets of shape "
@@ -145,62 +136,47 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy}
 
 def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
     """Names ("accuracy"), callables (named by __name__), or a dict name -> metric."""
-    if metrics is None:
-        return {}
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [
-        (m if isinstance(m, str) else getattr(m, "__name__", None), m)
-        for m in ([metrics] if isinstance(metrics, str) or callable(metrics) else metrics)]
-    out: dict[str, Metric] = {}
+        (m if isinstance(m, str) else getattr(m, "__name__", None), m) for m in metrics or ()]
+    items = [(name, METRICS.get(m, m) if isinstance(m, str) else m) for name, m in items]
+    names = [name for name, _ in items]
     for name, m in items:
-        if isinstance(m, str):
-            if m not in METRICS:
-                raise ValueError(f"Trainer: unknown metric {m!r}; known: {sorted(METRICS)}, "
-                                 f"or pass a callable (outputs, targets) -> (total, count)")
-            m = METRICS[m]
-        if not callable(m):
-            raise TypeError(f"Trainer: metric {name!r} is a {type(m).__name__}, not a callable")
-        if not isinstance(name, str) or not name.isidentifier() or name == "loss":
-            raise ValueError(f"Trainer: metric name {name!r} must be an identifier other than 'loss' "
-                             f"(pass a dict {{'name': metric}} to name a lambda)")
-        if name in out:
-            raise ValueError(f"Trainer: metric {name!r} is given twice")
-        out[name] = m
-    return out
-
-
-def _call_metric(name: str, metric: Metric, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """metric(outputs, targets) as a pair of floats; a failure names the metric."""
-    try:
-        total, count = metric(outputs, targets)
-    except ValueError as err:
-        raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
-                         f"metrics=() or metrics suited to it)") from None
-    return float(total), float(count)
+        if not callable(m) or not isinstance(name, str) or not name.isidentifier() or name == "loss" \
+                or names.count(name) > 1:
+            raise (ValueError if isinstance(m, str) or callable(m) else TypeError)(
+                f"Trainer: metric {name!r} ({m!r}) is unknown (known: {sorted(METRICS)}), not a callable, given "
+                f"twice, or not an identifier other than 'loss' (pass a dict {{'name': metric}} to name a lambda)")
+    return dict(items)
 
 
 class _Running:
-    """Weighted totals of the loss and each metric over the batches seen so far.
-
-    `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
-    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric
-    adds its (total, count) from `_call_metric`. `result()`: {"loss": ..., name: ...},
-    each total divided by its count (NaN when nothing was counted).
-    """
+    """Weighted totals over batches: `add(loss, outputs, targets)` weights the batch's mean
+    loss by its examples (`targets.shape[0]`, 1 for a 0-d target) and adds each metric's
+    (total, count); `result()` divides: {"loss": ..., name: ...} (NaN when nothing counted)."""
 
     def __init__(self, metrics: dict[str, Metric]):
         self.metrics = metrics
         self.loss_total, self.examples = 0.0, 0
         self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
 
+    def _metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+        try:
+            return self.metrics[name](outputs, targets)
+        except ValueError as err:
+            raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
+                             f"metrics=() or metrics suited to it)") from None
+
     def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
         ### BEGIN SOLUTION
         n = targets.shape[0] if targets.ndim else 1
         self.loss_total += loss * n
         self.examples += n
-        for name, metric in self.metrics.items():
-            total, count = _call_metric(name, metric, outputs, targets)
-            self.totals[name][0] += total
-            self.totals[name][1] += count
+        for name in self.metrics:
+            total, count = self._metric(name, outputs, targets)
+            self.totals[name][0] += float(total)
+            self.totals[name][1] += float(count)
         ### END SOLUTION
 
     def result(self) -> dict[str, float]:
@@ -236,17 +212,24 @@ print("metrics: OK")
 # %% [markdown]
 # ## 2. When the loss explodes
 #
-# A learning rate a bit too large, one batch of garbage, `log(0)` in a loss: the loss
-# becomes `inf`, then `nan`, and `nan` spreads to every parameter in one step. We check
-# the loss of every batch (one `float()`) *before* `backward()` and `step()`, and stop at
-# once with an error that says **where** (epoch, batch), **what** (the value, the
-# learning rate) and **what to try**; the parameters are still the finite ones.
+# A learning rate a bit too large, a batch of garbage, `log(0)`: the loss becomes `inf`,
+# then `nan`, which spreads to every parameter in one step. We check each batch's loss
+# *before* `backward()` and `step()`, and stop with an error that says **where** (epoch,
+# batch), **what** (value, learning rate) and **what to try**; the parameters stay finite.
+#
+# A loss can also blow up and stay **finite**: TinyGPT at a learning rate of 10 wanders
+# between 48 and 10,000 while guessing uniformly would cost $\log 65 \approx 4.2$. So the
+# Trainer also stops when the loss was above `divergence_factor` (4) times a reference in
+# more than half of the last `divergence_patience` (20) batches; the reference is the
+# larger of the first loss of the run and $\log K$, the loss of a uniform guess over $K$
+# classes. Healthy runs never come near it (the milestones' worst epochs average below
+# $0.7 \log K$); a few bad batches are forgiven.
 
 # %% nbgrader={"grade": false, "grade_id": "diverged", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class TrainingDivergedError(RuntimeError):
-    """The loss (or the gradient norm) became NaN or infinite. `epoch` and `batch` count
-    from 1; `value` is the offending number."""
+    """The loss (or the gradient norm) became NaN or infinite, or the loss stayed far too high
+    for too long. `epoch` and `batch` count from 1; `value` is the offending number."""
 
     def __init__(self, epoch: int, batch: int, value: float, lr: float, what: str = "loss"):
         self.epoch, self.batch, self.value, self.lr = epoch, batch, value, lr
@@ -269,31 +252,25 @@ print("TrainingDivergedError: OK")
 # %% [markdown]
 # ## 3. Checkpoint files you can trust
 #
-# A checkpoint must survive three kinds of accident.
-#
-# **A crash while writing** would leave a truncated file, and the previous good checkpoint
-# gone. The classic *atomic write*: write to a temporary file **in the same directory**,
-# `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`. A
-# rename within one file system is atomic: `path` is the whole old file or the whole new
-# one, never a mixture. (Across file systems, from `/tmp`, a rename becomes a copy.)
+# **A crash while writing** would leave a truncated file and the previous good one gone.
+# The classic *atomic write*: write to a temporary file **in the same directory**,
+# `flush()`, `os.fsync()` (the bytes reach the disk), then `os.replace(tmp, path)`: a
+# rename within one file system is atomic. A killed writer's temporary file is removed by
+# the next save, once its process is gone.
 #
 # **A file that is not what it claims.** *Loading* a pickle runs whatever code the file
-# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays) read with
-# `np.load(..., allow_pickle=False)`. Everything that is not an array (epoch, history,
-# hyperparameters, random generator states) goes into one JSON string, the 0-d string
-# array `__meta__`, signed `{"format": "tinytorch-checkpoint", "version": 1, "kind":
-# "trainer", "meta": {...}}`.
-#
-# **A file from somewhere else.** Loading checks the first bytes (a pickle starts with
-# `\x80`, a zip with `PK`), the signature, the kind and the version, and turns every
-# failure into a `CheckpointError` that says which it is. Any file name works:
+# says, so we never unpickle. A checkpoint is an `.npz` (a zip of `.npy` arrays) whose
+# non-array state goes into one JSON string, the 0-d string array `__meta__`, signed
+# `{"format": "tinytorch-checkpoint", "version": 1, "kind": "trainer", "meta": {...}}`.
+# Loading checks the first bytes, every member (a plainly named `.npy`, once; its header's
+# shape and dtype against its size and the caller's expected shapes, before any data is
+# read), the signature, kind and version: every failure is a `CheckpointError`. Any name works:
 # `save_npz_checkpoint("model.pkl", ...)` writes a safe `.npz` (module 16 uses this).
 #
-# This code is provided (read it: it is short, and every line guards against one of the
-# accidents above). `write_atomically` is the one atomic-write helper of TinyTorch: every
-# file the framework saves, in any module, goes through it.
+# **You write** the core of `write_atomically` (the four steps above) and of
+# `save_npz_checkpoint` (one `np.savez`); the checks are provided.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "checkpoint-files", "locked": false, "schema_version": 3, "solution": true}
 #| export
 CHECKPOINT_FORMAT = "tinytorch-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -305,31 +282,46 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, foreign, or does not fit."""
 
 
-def _json_default(obj: Any) -> Any:
-    """Let json.dumps write numpy scalars and small arrays."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _temporary_name(path: Path) -> Path:
+    """`.NAME.tmp-<pid>-<random>` beside `path`: recognisably the temporary file of this target."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `_temporary_name`s of `path` whose writer process is gone, or that are old (10 min)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
+    for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        match = pattern.fullmatch(old.name)
+        with contextlib.suppress(OSError):    # vanished meanwhile, or not ours to remove
+            if match and (not _process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
+                old.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                       # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:                           # another user's, or cannot tell: keep its file
+        pass
+    return True
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
-    bytes go to a temporary file beside it, are flushed to disk, and the file is renamed into
-    place, so `path` is either the old file or the whole new one, never half of it. Returns
-    the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    """Create `path` (and its folder) with `write(f)` on a binary file, atomically: written to
+    `.NAME.tmp-<pid>-<random>` beside it, flushed, renamed into place. Every save goes here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = _temporary_name(path)
     try:
+        ### BEGIN SOLUTION
         with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        ### END SOLUTION
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -342,86 +334,109 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     return path
 
 
+def _json_default(obj: Any) -> Any:
+    """Let json.dumps write numpy scalars and arrays, and sets."""
+    if isinstance(obj, (np.generic, np.ndarray, set, frozenset)):
+        return obj.tolist() if isinstance(obj, (np.generic, np.ndarray)) else list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
-    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
-    `path` (any file name), atomically. `kind` names what the file holds ("trainer",
-    "tinygpt", ...); `load_npz_checkpoint` checks it. Returns the path."""
-    path = Path(path)
-    checked: dict[str, np.ndarray] = {}
-    for name, value in arrays.items():
-        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
-        if not isinstance(name, str) or name in _RESERVED_KEYS:
-            raise CheckpointError(f"save_npz_checkpoint: array name {name!r} is reserved or not a string")
-        if arr.dtype.hasobject:
-            raise CheckpointError(f"save_npz_checkpoint: array {name!r} has dtype object, which only "
-                                  f"pickle could store; convert it to a numeric array")
-        checked[name] = arr
+    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` atomically to one
+    .npz file at `path` (any name); `kind` ("trainer", ...) is checked on loading."""
+    arrays = {name: np.asarray(v.data if isinstance(v, Tensor) else v) for name, v in arrays.items()}
+    bad = [name for name, a in arrays.items() if not isinstance(name, str) or name in _RESERVED_KEYS or a.dtype.hasobject]
+    if bad:
+        raise CheckpointError(f"save_npz_checkpoint: arrays {bad} have a reserved or non-string name, or dtype "
+                              f"object (which only pickle could store; convert it to a numeric array)")
     try:
         header = json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    # No allow_pickle= here: object arrays were refused above, and numpy < 2.2's savez would
-    # store the keyword as one more array named "allow_pickle".
-    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **checked))
+    # No allow_pickle= here: numpy < 2.2's savez would store it as one more array.
+    ### BEGIN SOLUTION
+    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **arrays))
+    ### END SOLUTION
 
 
-def _sniff(path: Path, head: bytes) -> str | None:
-    """Why the first bytes of a file show that it is not an .npz archive (None if they don't)."""
-    if not head:
-        return "it is empty (0 bytes): probably an interrupted write"
-    if head[:1] == b"\x80":
-        return ("it is a Python pickle; TinyTorch never unpickles files, because loading a pickle "
-                "can run arbitrary code")
-    if head[:6] == b"\x93NUMPY":
-        return "it is a single .npy array, not an .npz archive"
-    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        return f"it is not an .npz (zip) archive: it starts with {head[:8]!r}"
-    return None
+_NOT_NPZ = {b"": "it is empty (0 bytes): probably an interrupted write",
+            b"\x80": "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)",
+            b"\x93": "it is a single .npy array, not an .npz archive"}         # what the first byte shows
 
 
-def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta).
+_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
 
-    Raises CheckpointError for a missing file, a truncated or corrupt file, a foreign file
-    (a pickle, a text file, an .npz without TinyTorch metadata), another kind, or a newer
-    format version. Never unpickles.
-    """
+
+def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
+    """The archive's arrays, each member checked before its data is read (a plainly named .npy,
+    once, no zip bomb, a readable header, no object dtype, its size as declared, `shapes`)."""
+    found: dict[str, tuple] = {}
+    for info in zf.infolist():
+        name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
+        if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
+            raise CheckpointError(f"{what} is not a plainly named .npy array, or is there twice")
+        if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+            raise CheckpointError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
+        with zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+            except (ValueError, KeyError, EOFError) as err:
+                raise CheckpointError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
+            if dtype.hasobject or f.tell() + math.prod(shape) * dtype.itemsize != info.file_size:
+                raise CheckpointError(f"{what} declares shape {shape} of {dtype} ({math.prod(shape) * dtype.itemsize} "
+                                      f"bytes; object arrays only pickle could load) but holds "
+                                      f"{info.file_size - f.tell()} bytes: refused")
+        found[name] = shape
+    if shapes is not None:
+        arrays = {k: v for k, v in found.items() if k != _META_KEY}
+        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in arrays]}",
+                    f"arrays not expected: {[k for k in arrays if k not in shapes]}"]
+        problems = [p for p in problems if not p.endswith("[]")] + [f"{k}: shape {arrays[k]} in the checkpoint, "
+                    f"{tuple(s)} expected" for k, s in shapes.items() if k in arrays and arrays[k] != tuple(s)]
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in found}
+
+
+def load_npz_checkpoint(path: str | os.PathLike, kind: str,
+                        shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta);
+    `shapes` (name -> shape) is what the arrays must be, checked from their headers. A
+    missing, truncated, corrupt, foreign or crafted file, another kind or a newer version
+    raises CheckpointError naming the problem. Never unpickles."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"no checkpoint at {path}")
     with open(path, "rb") as f:
         head = f.read(8)
-    problem = _sniff(path, head)
-    if problem:
-        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: {problem}")
+    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
+            head[:1], f"it is not an .npz (zip) archive: it starts with {head!r}"))
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META_KEY not in npz.files:
-                raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
-                                      f"(arrays: {sorted(npz.files)[:8]}): not a TinyTorch checkpoint")
-            meta_array = npz[_META_KEY]
-            arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        with zipfile.ZipFile(path) as zf:
+            arrays = _read_members(path, zf, shapes)
     except CheckpointError:
         raise
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise CheckpointError(f"{path} holds object arrays that only pickle could load; "
-                                  f"refused (not a TinyTorch checkpoint)") from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, NotImplementedError,
+            RuntimeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    meta = arrays.pop(_META_KEY, None)
+    if meta is None:
+        raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
+                              f"(arrays: {sorted(arrays)[:8]}): not a TinyTorch checkpoint")
     try:
-        if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-            raise ValueError(f"__meta__ has dtype {meta_array.dtype} and shape {meta_array.shape}")
-        header = json.loads(str(meta_array))
-        if not isinstance(header, dict):
-            raise ValueError("__meta__ is not a JSON object")
-    except ValueError as err:
-        raise CheckpointError(f"{path} has unreadable metadata ({err}): not a TinyTorch checkpoint") from None
+        header = json.loads(str(meta)) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has unreadable metadata (__meta__ of dtype {meta.dtype}, shape "
+                              f"{meta.shape}, not a JSON object): not a TinyTorch checkpoint")
     if header.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a TinyTorch checkpoint (format {header.get('format')!r}, "
                               f"expected {CHECKPOINT_FORMAT!r})")
@@ -433,7 +448,7 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, n
         raise CheckpointError(f"{path} is a {header.get('kind')!r} checkpoint, expected {kind!r}")
     return arrays, header.get("meta", {})
 
-# %% nbgrader={"grade": false, "grade_id": "test-checkpoint-files", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test-checkpoint-files", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 import pickle
 import tempfile
 
@@ -443,24 +458,24 @@ good = save_npz_checkpoint(tmp_dir / "demo.npz", {"w": np.arange(6.0).reshape(2,
 arrays, meta = load_npz_checkpoint(good, kind="demo")
 assert meta == {"epoch": 3, "note": "hello"} and arrays["w"].shape == (2, 3) and arrays["t"].dtype == np.float32
 assert [p.name for p in tmp_dir.iterdir()] == ["demo.npz"], "no temporary file is left behind"
+assert write_atomically(tmp_dir / "raw.bin", lambda f: f.write(b"abc")).read_bytes() == b"abc"
+assert write_atomically(tmp_dir / "raw.bin", lambda f: f.write(b"de")).read_bytes() == b"de", "replaced whole"
 
-def expect_error(path, kind="demo"):
+def expect_error(path, kind="demo", **kw):
     try:
-        load_npz_checkpoint(path, kind=kind)
+        load_npz_checkpoint(path, kind=kind, **kw)
     except CheckpointError:
         return
     raise AssertionError(f"{path} must be refused")
 
-data = good.read_bytes()
-(tmp_dir / "cut.npz").write_bytes(data[: len(data) // 2])
-expect_error(tmp_dir / "cut.npz")
+(tmp_dir / "cut.npz").write_bytes(good.read_bytes()[:300])        # truncated
 (tmp_dir / "model.pkl").write_bytes(pickle.dumps({"w": np.ones(2)}))
-expect_error(tmp_dir / "model.pkl")
-np.savez(tmp_dir / "other.npz", x=np.ones(2))
-expect_error(tmp_dir / "other.npz")
-(tmp_dir / "notes.txt").write_text("not a checkpoint")
-expect_error(tmp_dir / "notes.txt")
-expect_error(tmp_dir / "missing.npz")
+np.savez(tmp_dir / "other.npz", x=np.ones(2))                          # no TinyTorch metadata
+with zipfile.ZipFile(tmp_dir / "crafted.npz", "w") as zf:             # a member that is not an .npy array
+    zf.writestr("notes.txt", "hello")
+for bad in ("cut.npz", "model.pkl", "other.npz", "crafted.npz", "missing.npz"):
+    expect_error(tmp_dir / bad)
+expect_error(good, shapes={"w": (3, 2), "t": (2,)})                # not the shapes the caller needs
 expect_error(good, kind="trainer")
 print("checkpoint files: OK")
 
@@ -469,31 +484,26 @@ print("checkpoint files: OK")
 #
 # ```python
 # trainer = Trainer(model, optimizer, loss_fn, metrics=("accuracy",), scheduler=None,
-#                   grad_clip=None, checkpoint_dir=None, progress=True)
+#                   grad_clip=None, checkpoint_dir=None, progress=True,
+#                   divergence_factor=4.0, divergence_patience=20)
 # history = trainer.fit(train_data, val_data=None, epochs=10, resume=False)
 # trainer.evaluate(test_data)        # {"loss": ..., "accuracy": ...}
 # ```
 #
-# **Data.** Any iterable of `(inputs, targets)` batches, as Tensors or ndarrays: a list
-# of pairs, or module 08's `DataLoader`. If the source has `set_epoch(epoch)`, the
-# trainer calls it before each epoch, so a loader can make its shuffling a pure function
-# of `(seed, epoch)`: that is what makes a resumed run see the same batches as an
-# uninterrupted one. `len(source)`, when it exists, gives the progress bar its length.
+# **Data**: any iterable of `(inputs, targets)` batches (Tensors or ndarrays). If it has
+# `set_epoch(epoch)`, the trainer calls it before each epoch, so the shuffling can be a
+# pure function of `(seed, epoch)`: a resumed run sees the same batches. **`epochs` is the
+# total**: after resuming from epoch 4, `fit(epochs=10)` trains 6 more. **Evaluation** runs
+# under `no_grad()` and in `model.eval()` mode, and restores the mode it found.
 #
-# **`epochs` is the total**: after resuming from epoch 4, `fit(epochs=10)` trains 6 more.
+# **You write** the divergence count (`_too_high`), one batch (`_train_batch`), one epoch
+# (`_train_epoch`), `evaluate`, `fit`'s loop over epochs, `_record`, and the two halves
+# of an exact resume: `save_checkpoint` and `load_checkpoint`. Provided: the checks
+# (`_finite`, `_check_loss`, `_check_checkpoint`), the progress bar (`_epoch_bar`,
+# `_tick`) and plots.
 #
-# **Evaluation** runs under `no_grad()` (no graph: less memory, less time) and in
-# `model.eval()` mode (Dropout off), and restores the mode it found afterwards.
-#
-# **You write** one batch (`_train_batch`), one epoch (`_train_epoch`), `evaluate`'s loop
-# and `fit`'s loop over epochs. Provided: the checks, the divergence error (`_finite`), the
-# progress bar (`_epoch_bar`, `_tick`: tqdm, refreshed every few batches), `_record`,
-# checkpoints and plots.
-#
-# **History.** After each epoch `trainer.history` gains one entry per key:
-# `epoch` (1, 2, ...), `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (NaN
-# without validation data), `lr` (the rate of the epoch's last step) and `seconds`
-# (wall time of the epoch, validation included).
+# **History**: after each epoch, one entry per key: `epoch`, `train_loss`, `train_<metric>`,
+# `val_loss`, `val_<metric>` (NaN without validation), `lr` (of the epoch's last step), `seconds`.
 
 # %% nbgrader={"grade": false, "grade_id": "trainer", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -520,41 +530,32 @@ def _loss_value(loss: Any) -> float:
     return float(loss.data)
 
 
-def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
-    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
-    found: dict[str, np.random.Generator] = {}
-
-    def visit(prefix: str, module: Any) -> None:
-        rng = getattr(module, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            found[prefix or "<model>"] = rng
-        if hasattr(module, "named_children"):
-            for name, child in module.named_children():
-                visit(f"{prefix}.{name}" if prefix else name, child)
-
-    visit("", model)
+def _named_rngs(model: Any, prefix: str = "") -> dict[str, np.random.Generator]:
+    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path
+    ("<model>" for the model's own, "layers.2" for a child's, found through named_children())."""
+    ### BEGIN SOLUTION
+    rng = getattr(model, "rng", None)
+    found = {prefix or "<model>": rng} if isinstance(rng, np.random.Generator) else {}
+    for name, child in (model.named_children() if hasattr(model, "named_children") else ()):
+        found.update(_named_rngs(child, f"{prefix}.{name}" if prefix else name))
     return found
+    ### END SOLUTION
 
 
 class Trainer:
     """Trains `model` with `optimizer` on `loss_fn(model(inputs), targets)`.
 
-    Args:
-        model: a Module (callable, with `parameters()`, `train()`, `eval()`, `state_dict()`).
-        optimizer: an Optimizer over (usually) `model.parameters()`.
-        loss_fn: `(outputs, targets) -> scalar Tensor`, e.g. CrossEntropyLoss().
-        metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on
-            ndarrays, or a dict name -> metric. The loss is always tracked.
-        scheduler: an LRScheduler of `optimizer`, stepped after every optimizer step.
-        grad_clip: max global gradient norm (clip_grad_norm), or None.
-        checkpoint_dir: if set, `checkpoint_dir/last.npz` is written after every epoch.
-        progress: show a tqdm progress bar per epoch.
+    metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on ndarrays,
+    or a dict name -> metric (the loss is always tracked). scheduler: stepped after every
+    optimizer step. grad_clip: max global gradient norm, or None. checkpoint_dir: where
+    `last.npz` is written after every epoch. divergence_factor, divergence_patience: see
+    `_too_high` (None turns the finite bound off; NaN/inf always stop training).
     """
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
                  metrics: Any = ("accuracy",), scheduler: LRScheduler | None = None,
                  grad_clip: float | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 progress: bool = True):
+                 progress: bool = True, divergence_factor: float | None = 4.0, divergence_patience: int = 20):
         if not callable(model) or not hasattr(model, "state_dict"):
             raise TypeError(f"Trainer: model must be a Module, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -563,57 +564,73 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
         if scheduler is not None and (not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer):
             raise ValueError("Trainer: scheduler must be an LRScheduler created for this optimizer")
-        if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float))
-                                      or not grad_clip > 0 or not math.isfinite(grad_clip)):
-            raise ValueError(f"Trainer: grad_clip must be a positive number or None, got {grad_clip!r}")
+        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor),
+                            ("divergence_patience", divergence_patience)):
+            whole = name == "divergence_patience"          # the one that must be an integer, never None
+            if (value is not None or whole) and (isinstance(value, bool) or not isinstance(value, int if whole else
+                                                 (int, float)) or not 0 < value < math.inf):
+                raise ValueError(f"Trainer: {name} must be a positive {'integer' if whole else 'number or None'}, "
+                                 f"got {value!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = _resolve_metrics(metrics)
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
+        self.divergence_factor, self.divergence_patience = divergence_factor, divergence_patience
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.epoch = 0                                   # epochs completed
-        self.history: dict[str, list] = {key: [] for key in self._history_keys()}
+        names = ["loss", *self.metrics]
+        self.history: dict[str, list] = {key: [] for key in ["epoch", *[f"train_{n}" for n in names],
+                                                             *[f"val_{n}" for n in names], "lr", "seconds"]}
         self.postfix_every = 10                          # batches between progress-bar refreshes
         self._last_lr: float | None = None               # learning rate of the latest step
+        self._reference, self._above = None, deque()     # divergence: reference loss, recent batches above
 
-    def _history_keys(self) -> list[str]:
-        names = ["loss", *self.metrics]
-        return ["epoch", *[f"train_{n}" for n in names], *[f"val_{n}" for n in names], "lr", "seconds"]
-
-    # ---- provided plumbing: divergence errors, progress bars -------------------------------
     def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
-        """`value` if finite; else raise TrainingDivergedError (epoch and batch from 0 here,
-        from 1 in the error) with the current learning rate."""
+        """`value` if finite, else TrainingDivergedError (epoch, batch from 0 here, from 1 in it)."""
         if not math.isfinite(value):
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
         return value
 
-    def _epoch_bar(self, total: int | None, epoch: int, epochs: int) -> Any:
-        """The progress bar of one epoch (a context manager: closed at the end of `with`)."""
-        return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
-                    leave=True, dynamic_ncols=True)
+    def _check_loss(self, value: float, outputs: np.ndarray, targets: np.ndarray, epoch: int, batch: int) -> float:
+        """`value`, unless it is not finite or `_too_high` (TrainingDivergedError)."""
+        self._finite(value, epoch, batch)
+        if self.divergence_factor is not None and self._too_high(value, outputs, targets):
+            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=(
+                f"loss was above {self.divergence_factor:g} x {self._reference:.4g} in {sum(self._above)} of "
+                f"the last {len(self._above)} batches, and"))
+        return value
+
+    def _too_high(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> bool:
+        """Whether the loss was above divergence_factor x the reference in more than half of the
+        last divergence_patience batches (the verdicts kept in the deque `self._above`). The
+        reference, set on fit()'s first batch: max(its loss, log K), K the classes when
+        `targets` are class indices of (..., K) `outputs`, else 1."""
+        ### BEGIN SOLUTION
+        if self._reference is None:
+            classes = outputs.shape[-1] if targets.dtype.kind in "iu" and outputs.ndim == targets.ndim + 1 else 1
+            self._reference = max(loss, math.log(classes))
+        self._above.append(loss > self.divergence_factor * self._reference)
+        if len(self._above) > self.divergence_patience:
+            self._above.popleft()
+        return len(self._above) == self.divergence_patience and 2 * sum(self._above) > self.divergence_patience
+        ### END SOLUTION
 
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
-        """Advance `bar` after batch `batch`, showing the running averages every `postfix_every`
-        batches; `_tick(bar, -1, running, val)` shows the epoch's results and validation."""
-        if val is not None:
-            return bar.set_postfix({**self._postfix(running.result()), **self._postfix(val, "val_")}, refresh=False)
-        bar.update(1)
-        if (batch + 1) % self.postfix_every == 0:
-            bar.set_postfix(self._postfix(running.result()), refresh=False)
+        """Advance the tqdm `bar`, with the running averages every `postfix_every` batches;
+        `_tick(bar, -1, running, val)` shows the epoch's results."""
+        if val is None:
+            bar.update(1)
+        if val is not None or (batch + 1) % self.postfix_every == 0:
+            shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
+            bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
 
-    @staticmethod
-    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
-        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
-
-    # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, divergence check of the loss (`self._finite`), zero the gradients (the
-        optimizer's and the model's), backward, clip (when `grad_clip`; the norm is checked
-        too), record the rate in `self._last_lr`, step, schedule. Returns (loss, outputs)."""
+        """Forward, `_check_loss`, zero the gradients (optimizer's and model's), backward, clip
+        (when `grad_clip`; the norm checked by `_finite`), record the rate in `_last_lr`,
+        step, schedule. Returns (loss, outputs as an ndarray)."""
         ### BEGIN SOLUTION
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
-        value = self._finite(_loss_value(loss), epoch, batch)
+        value = self._check_loss(_loss_value(loss), outputs.data, _as_array(targets), epoch, batch)
         self.optimizer.zero_grad()
         if hasattr(self.model, "zero_grad"):
             self.model.zero_grad()
@@ -628,11 +645,10 @@ class Trainer:
         ### END SOLUTION
 
     def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
-        """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
-        add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
+        """One pass in training mode: `_unpack`, train on, add up and `_tick` each batch."""
+        ### BEGIN SOLUTION
         self.model.train()
         running = _Running(self.metrics)
-        ### BEGIN SOLUTION
         for b, batch in enumerate(data):
             inputs, targets = _unpack(batch, f"batch {b + 1} of epoch {epoch + 1}")
             loss, outputs = self._train_batch(inputs, targets, epoch, b)
@@ -644,39 +660,33 @@ class Trainer:
                              f"is used up after one pass: pass a list or a DataLoader)")
         return running
 
-    # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: Iterable) -> dict[str, float]:
-        """Loss and metrics over `data` (weighted by batch size) under no_grad() and eval mode;
-        the model's previous mode is restored. Returns {"loss": ..., "<metric>": ...}."""
+        """{"loss": ..., "<metric>": ...} over `data` (weighted by batch size) under no_grad() in
+        eval mode, restoring the model's mode."""
+        running = _Running(self.metrics)
+        ### BEGIN SOLUTION
         was_training = getattr(self.model, "training", True)
         self.model.eval()
-        running = _Running(self.metrics)
         try:
             with no_grad():
-                ### BEGIN SOLUTION
                 for b, batch in enumerate(data):
                     inputs, targets = _unpack(batch, f"evaluation batch {b + 1}")
                     outputs = self.model(_as_input(inputs))
                     loss = self.loss_fn(outputs, targets)
                     running.add(_loss_value(loss), outputs.data, _as_array(targets))
-                ### END SOLUTION
         finally:
             self.model.train(was_training)
+        ### END SOLUTION
         if running.examples == 0:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return running.result()
 
-    # ---- the loop ------------------------------------------------------------------------
     def fit(self, train_data: Iterable, val_data: Iterable | None = None, epochs: int = 1,
             resume: bool | str | os.PathLike = False) -> dict[str, list]:
-        """Train until `epochs` epochs are done in total; returns `self.history`.
-
-        resume: False; True to continue from `checkpoint_dir/last.npz` (starting fresh, with a
-        note, when it does not exist yet); or the path of a checkpoint to continue from.
-        Each epoch: `set_epoch` on the data (if it has it), one training pass inside
-        `with self._epoch_bar(...)`, evaluation on `val_data`, `self._record`, the epoch
-        count, and `checkpoint_dir/last.npz` (if set).
-        """
+        """Train until `epochs` epochs are done in total; returns `self.history`. resume: True
+        (from `checkpoint_dir/last.npz`) or a checkpoint path. Each epoch: `set_epoch` (if the
+        data has it), a training pass inside `with self._epoch_bar(...)`, evaluation on
+        `val_data`, `_record`, the epoch count, `checkpoint_dir/last.npz` (if set)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer (the total to reach), got {epochs!r}")
         if resume is not False:
@@ -687,13 +697,13 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        total = len(train_data) if hasattr(train_data, "__len__") else None
+        self._reference, self._above = None, deque()
         ### BEGIN SOLUTION
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
-            with self._epoch_bar(total, epoch, epochs) as bar:
+            with self._epoch_bar(train_data, epoch, epochs) as bar:
                 running = self._train_epoch(train_data, epoch, bar)
                 val = self.evaluate(val_data) if val_data is not None else {}
                 self._tick(bar, -1, running, val)
@@ -704,35 +714,45 @@ class Trainer:
         return self.history
         ### END SOLUTION
 
+    def _epoch_bar(self, data: Iterable, epoch: int, epochs: int) -> Any:
+        """The tqdm progress bar of one epoch (a context manager), of len(data) batches if known."""
+        return tqdm(total=len(data) if hasattr(data, "__len__") else None, desc=f"epoch {epoch + 1}/{epochs}",
+                    disable=not self.progress, leave=True, dynamic_ncols=True)
+
     def _record(self, epoch: int, train: dict[str, float], val: dict[str, float], seconds: float) -> None:
+        """Append to every history list (val_<name>: NaN without validation; lr: `_last_lr`)."""
         h = self.history
+        ### BEGIN SOLUTION
         h["epoch"].append(epoch)
         for name in ["loss", *self.metrics]:
             h[f"train_{name}"].append(float(train[name]))
             h[f"val_{name}"].append(float(val.get(name, math.nan)))
         h["lr"].append(float(self._last_lr if self._last_lr is not None else self.optimizer.lr))
         h["seconds"].append(float(seconds))
+        ### END SOLUTION
 
     def _resume_from(self, resume: bool | str | os.PathLike) -> None:
-        if resume is True:
-            if self.checkpoint_dir is None:
-                raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
-                                 "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
-            path = self.checkpoint_dir / "last.npz"
-            if not path.exists():
-                print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
-                return
-        else:
-            path = Path(resume)
+        """Load `checkpoint_dir/last.npz` (resume=True; none yet: say so, start fresh) or the
+        path `resume`, and say so (with `progress`)."""
+        if resume is True and self.checkpoint_dir is None:
+            raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
+                             "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
+        ### BEGIN SOLUTION
+        path = self.checkpoint_dir / "last.npz" if resume is True else Path(resume)
+        if resume is True and not path.exists():
+            print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
+            return
         self.load_checkpoint(path)
         if self.progress:
             print(f"Trainer.fit: resumed from {path} after epoch {self.epoch}")
+        ### END SOLUTION
 
-    # ---- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Everything needed for an exact resume, in one .npz file written atomically: model
-        parameters, optimizer state, scheduler state, epoch, history, and the states of
-        TinyTorch's global random generator and of generators kept by modules."""
+        """Everything an exact resume needs, via `save_npz_checkpoint(..., kind="trainer")`:
+        arrays "model/<name>" (state_dict) and "optimizer/<name>" (buffers); meta epoch,
+        history, model_class, optimizer (state_dict without buffers), scheduler (or None),
+        rng (the global bit_generator.state), module_rngs (the same for `_named_rngs`)."""
+        ### BEGIN SOLUTION
         opt_state = self.optimizer.state_dict()
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optimizer/{k}": v for k, v in opt_state.pop("buffers").items()})
@@ -744,33 +764,20 @@ class Trainer:
                 "rng": get_rng().bit_generator.state,
                 "module_rngs": {k: g.bit_generator.state for k, g in _named_rngs(self.model).items()}}
         return save_npz_checkpoint(path, arrays, meta, kind="trainer")
+        ### END SOLUTION
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a `save_checkpoint` file. Everything is checked first (CheckpointError
-        naming the problem: missing or unexpected parameters, shapes, optimizer, scheduler,
-        metrics); nothing changes unless all of it fits."""
-        arrays, meta = load_npz_checkpoint(path, kind="trainer")
+    def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, meta) of a `save_checkpoint` file checked to fit this trainer (shapes from
+        the headers, optimizer, scheduler, metrics, generators), or a CheckpointError."""
+        shapes = {**{f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()},
+                  **{f"optimizer/{k}": v.shape for k, v in self.optimizer.state.items()}}
+        arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
         needed = ["epoch", "history", "optimizer", "scheduler", "rng", "module_rngs"]
         if [k for k in needed if k not in meta]:
             raise CheckpointError(f"{path}: trainer checkpoint without {[k for k in needed if k not in meta]}")
-        model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-        own = self.model.state_dict()
-        problems = []
-        missing = [k for k in own if k not in model_state]
-        unexpected = [k for k in model_state if k not in own]
-        if missing:
-            problems.append(f"parameters missing from the checkpoint: {missing}")
-        if unexpected:
-            problems.append(f"parameters this {type(self.model).__name__} does not have: {unexpected}")
-        problems += [f"{k}: shape {model_state[k].shape} in the checkpoint, {v.shape} in the model"
-                     for k, v in own.items() if k in model_state and model_state[k].shape != v.shape]
-        if problems:
-            raise CheckpointError(f"{path} does not fit the model ({meta.get('model_class')} in the "
-                                  f"checkpoint, {type(self.model).__name__} here): " + "; ".join(problems))
-        opt_state = {**meta["optimizer"],
-                     "buffers": {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}}
         try:
-            self.optimizer.check_state_dict(opt_state)
+            self.optimizer.check_state_dict({**meta["optimizer"], "buffers": {
+                k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
             if (meta["scheduler"] is None) != (self.scheduler is None):
                 raise ValueError(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
                                  f"this trainer has {'none' if self.scheduler is None else 'one'}")
@@ -778,44 +785,45 @@ class Trainer:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
             raise CheckpointError(f"{path} does not fit: {err}") from None
-        if sorted(meta["history"]) != sorted(self.history):
-            raise CheckpointError(f"{path} tracked {sorted(meta['history'])}, this trainer tracks "
-                                  f"{sorted(self.history)} (use the same metrics to resume)")
-        rngs = _named_rngs(self.model)
-        if sorted(meta["module_rngs"]) != sorted(rngs):
-            raise CheckpointError(f"{path} has random generators for modules {sorted(meta['module_rngs'])}, "
-                                  f"this model has them for {sorted(rngs)}")
-        if meta["rng"].get("bit_generator") != type(get_rng().bit_generator).__name__:
-            raise CheckpointError(f"{path} saved a {meta['rng'].get('bit_generator')} generator, TinyTorch "
-                                  f"uses {type(get_rng().bit_generator).__name__}")
-        # everything fits: apply
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(opt_state)
+        here = {"history (use the same metrics) tracked": sorted(self.history),
+                "generators of modules": sorted(_named_rngs(self.model)), "generator": type(get_rng().bit_generator).__name__}
+        there = {"history (use the same metrics) tracked": sorted(meta["history"]),
+                 "generators of modules": sorted(meta["module_rngs"]), "generator": meta["rng"].get("bit_generator")}
+        problems = [f"{k}: {there[k]} in the checkpoint, {here[k]} here" for k in here if there[k] != here[k]]
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+        return arrays, meta
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a `save_checkpoint` file (model, optimizer, scheduler, history, epoch, generators),
+        read and checked first by `_check_checkpoint`: nothing changes unless all of it fits."""
+        arrays, meta = self._check_checkpoint(path)
+        ### BEGIN SOLUTION
+        self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({**meta["optimizer"], "buffers": {
+            k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
         if self.scheduler is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
         self.history = {k: list(v) for k, v in meta["history"].items()}
         self.epoch = int(meta["epoch"])
         get_rng().bit_generator.state = meta["rng"]
-        for name, gen in rngs.items():
+        for name, gen in _named_rngs(self.model).items():
             gen.bit_generator.state = meta["module_rngs"][name]
+        ### END SOLUTION
 
-    # ---- plots ---------------------------------------------------------------------------
     def plot_history(self, path: str | os.PathLike | None = None) -> Any:
-        """Loss and metric curves (train and validation) per epoch, one panel each. Saves a PNG
-        at `path` when given; shown inline in a notebook. Returns the matplotlib Figure."""
+        """Loss and metric curves (train and validation) per epoch, one panel each; saved as a
+        PNG at `path` when given, shown inline in a notebook. Returns the matplotlib Figure."""
         from matplotlib.figure import Figure
 
         if not self.history["epoch"]:
             raise ValueError("Trainer.plot_history: the history is empty; call fit() first")
         names = ["loss", *self.metrics]
         fig = Figure(figsize=(4.5 * len(names), 3.4), layout="constrained")
-        axes = fig.subplots(1, len(names), squeeze=False)[0]
-        epochs = self.history["epoch"]
-        for ax, name in zip(axes, names):
+        for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
             for split, style in (("train", "o-"), ("val", "s--")):
-                values = self.history[f"{split}_{name}"]
-                if not all(math.isnan(v) for v in values):
-                    ax.plot(epochs, values, style, label=split, markersize=3)
+                if not all(math.isnan(v) for v in self.history[f"{split}_{name}"]):
+                    ax.plot(self.history["epoch"], self.history[f"{split}_{name}"], style, label=split, markersize=3)
             ax.set(title=name, xlabel="epoch")
             ax.grid(alpha=0.3)
             ax.legend()
@@ -823,14 +831,18 @@ class Trainer:
             write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
         if in_notebook():
             from IPython.display import Image, display
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            display(Image(data=buf.getvalue()))
+            display(Image(data=_png_bytes(fig)))
         return fig
 
     def __repr__(self) -> str:
         return (f"Trainer(model={type(self.model).__name__}, optimizer={self.optimizer!r}, "
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
+
+
+def _png_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
 
 
 def in_notebook() -> bool:
@@ -840,13 +852,11 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 # %% [markdown]
-# ### A small data source, and a first training run
+# ### A first training run
 #
-# Module 08 builds a real `DataLoader`. For now: mini-batches of two arrays, shuffled by a
-# generator seeded with `(seed, epoch)`, so each epoch's order depends on nothing else.
-#
-# The task: two interleaved spirals, 2 classes, 2-D points. A linear model cannot
-# separate them; a small MLP can.
+# Module 08 builds a real `DataLoader`; for now, mini-batches of two arrays shuffled as a
+# pure function of `(seed, epoch)`. The task: two interleaved spirals, which a linear model
+# cannot separate and a small MLP can.
 
 # %%
 from tinytorch.core.activations import ReLU
@@ -868,15 +878,13 @@ class ArrayBatches:
         return -(-len(self.x) // self.batch_size)
 
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
-                 if self.shuffle else np.arange(len(self.x)))
-        for start in range(0, len(self.x), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+        n = len(self.x)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        yield from ((self.x[order[i:i + self.batch_size]], self.y[order[i:i + self.batch_size]])
+                    for i in range(0, n, self.batch_size))
 
 
-def spirals(n_per_class, noise=0.1, seed=0):
-    """Two interleaved spirals: x (2n, 2) float32, y (2n,) int64."""
+def spirals(n_per_class, noise=0.1, seed=0):                  # x (2n, 2) float32, y (2n,) int64
     rng = np.random.default_rng(seed)
     t = np.sqrt(rng.uniform(0.05, 1, n_per_class)) * 3 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3 * np.pi)
@@ -904,12 +912,10 @@ assert history["train_accuracy"][-1] >= 0.97, history["train_accuracy"][-1]
 assert history["val_accuracy"][-1] >= 0.9, history["val_accuracy"][-1]
 assert len(history["epoch"]) == 40 and history["epoch"][:3] == [1, 2, 3] and trainer.epoch == 40
 assert history["lr"][-1] == 0.01 and all(s > 0 for s in history["seconds"])
-model.train()
+model.eval()
 result = trainer.evaluate(val_data)
 assert set(result) == {"loss", "accuracy"} and abs(result["accuracy"] - history["val_accuracy"][-1]) < 1e-12
-assert model.training, "evaluate() restores training mode"
-model.eval(); trainer.evaluate(val_data)
-assert not model.training, "... and eval mode"
+assert not model.training, "evaluate() restores the mode it found"
 model.train()
 
 line = Dense(1, 1)                                       # y = 3x, with a learning rate far too large
@@ -920,29 +926,27 @@ try:
         runaway.fit([(xs[i:i + 8], 3 * xs[i:i + 8]) for i in range(0, 64, 8)], epochs=20)
     raise AssertionError("an exploding loss must stop training")
 except TrainingDivergedError as err:
-    assert err.batch >= 1, err
-    assert not math.isfinite(err.value) and runaway.epoch == err.epoch - 1
-    print(err)
+    assert err.batch >= 1 and not math.isfinite(err.value) and runaway.epoch == err.epoch - 1, err
+
+noise = np.random.default_rng(0)                         # 10 classes of noise, a learning rate of 10
+xs20, ys10 = noise.standard_normal((640, 20)).astype(np.float32), noise.integers(0, 10, 640)
+wild = Sequential(Dense(20, 64, rng=np.random.default_rng(0)), ReLU(), Dense(64, 10, rng=np.random.default_rng(1)))
+blowup = Trainer(wild, SGD(wild.parameters(), lr=10.0), CrossEntropyLoss(), progress=False)
+try:
+    blowup.fit([(xs20[i:i + 32], ys10[i:i + 32]) for i in range(0, 640, 32)], epochs=3)
+    raise AssertionError("a finite loss far above the bound must stop training too")
+except TrainingDivergedError as err:
+    assert math.isfinite(err.value) and blowup.epoch == 0, err
 print("trainer: OK")
 
 # %% [markdown]
 # ## 5. Stop, resume, and get the same bits
 #
-# We train a model *with dropout* (random numbers at every step) on shuffled batches for
-# 4 epochs straight. Then we train the same setup for 2 epochs, saving a checkpoint after
-# each, throw every object away, build new ones (with a *different* seed, to be sure
-# nothing leaks from the first run), resume to 4 epochs, and compare bit for bit.
-#
-# What has to be in the checkpoint for that to work:
-#
-# | state | why |
-# |---|---|
-# | the parameters | obviously |
-# | Adam's moments and step counts | the next updates depend on them |
-# | the scheduler's step count | the next learning rates depend on it |
-# | the epoch | which epoch's shuffle comes next (`set_epoch`) |
-# | the global random generator's state | the next dropout masks |
-# | the history | the curves continue |
+# A model *with dropout* trains 4 epochs straight; the same setup trains 2 epochs with
+# checkpoints, every object is thrown away, new ones (another seed) resume to 4 epochs, and
+# we compare bit for bit. The checkpoint must hold the parameters, Adam's moments and step
+# counts (the next updates), the scheduler's step count (the next rates), the epoch (the
+# next shuffle), the random generators' states (the next dropout masks) and the history.
 
 # %%
 def make_run(seed, checkpoint_dir=None, progress=False):
@@ -973,8 +977,8 @@ print("exact resume: OK")
 # %% [markdown]
 # ## 6. Looking at the curves
 #
-# Loss and accuracy per epoch, training and validation: the gap between the curves is the
-# generalisation gap; a validation loss rising while the training loss falls is overfitting.
+# The gap between the training and validation curves is the generalisation gap; a
+# validation loss rising while the training loss falls is overfitting.
 
 # %%
 fig = trainer.plot_history(tmp_dir / "history.png")
@@ -987,14 +991,10 @@ for folder in (tmp_dir, ckpt_dir):          # tidy up the temporary files of thi
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Checkpoint size.** How does `last.npz` above split between parameters and Adam's
-#    state? For TinyGPT with 10M float32 parameters, how many MiB is a checkpoint, and how
-#    long does writing it take at 200 MB/s?
+# 1. **Checkpoint size.** How does `last.npz` split between parameters and Adam's state?
+#    For TinyGPT with 10M float32 parameters, how many MiB, and how long at 200 MB/s?
 # 2. **What fsync costs.** Time `save_npz_checkpoint` with and without `os.fsync`. What can
 #    happen to the file after a power cut if you skip it?
-# 3. **Resume granularity.** This trainer resumes at epoch boundaries. What extra state
-#    would a mid-epoch resume need?
-# 4. **Overhead of the loop.** For a model whose step takes 200 µs, measure what the loop
-#    adds (the `float(loss)`, the metrics, the progress bar), with and without `progress`.
-# 5. **Determinism.** Which operations would break bit-identical resume on a multi-threaded
-#    BLAS or a GPU, where the order of a sum can change from run to run?
+# 3. **Resume granularity.** What extra state would a mid-epoch resume need?
+# 4. **Overhead of the loop.** For a 200 µs step, what does the loop add (`float(loss)`,
+#    metrics, progress bar)? **Determinism:** what breaks bit-identical resume on a GPU?

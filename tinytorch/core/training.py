@@ -2,28 +2,27 @@
 
 # %% ../../modules/07_training/training_dev.ipynb #1c7d3b5d
 """Training: the Trainer (fit, evaluate, history, plots, exact resume), metrics, divergence
-detection, and safe checkpoint files.
-
-Module 07 of TinyTorch (generated from modules/07_training/training_dev.py; do not edit).
-
-Checkpoints are single .npz files written atomically (temporary file, fsync, os.replace)
-with their JSON metadata stored inside as a string array; they are read with
-np.load(allow_pickle=False), so loading a checkpoint can never run code.
-"""
+detection, and safe checkpoint files (one .npz written atomically, its JSON metadata inside,
+read without unpickling). Module 07 of TinyTorch (generated from
+modules/07_training/training_dev.py; do not edit)."""
 from __future__ import annotations
 
+import contextlib
+import glob
 import io
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
 import warnings
 import zipfile
 import zlib
+from collections import deque
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -44,11 +43,8 @@ Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 
 
 def accuracy(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """(number of correct predictions, number of predictions).
-
-    outputs: (..., C) scores; targets: (...) integer classes (the outputs' shape without
-    the last axis). A prediction is correct when argmax over the last axis equals the target.
-    """
+    """(number of correct predictions, number of predictions): outputs (..., C) scores,
+    targets (...) integer classes; correct when the argmax over the last axis is the target."""
     outputs, targets = np.asarray(outputs), np.asarray(targets)
     if outputs.ndim < 1 or outputs.shape[:-1] != targets.shape:
         raise ValueError(f"accuracy: outputs of shape {outputs.shape} need integer targets of shape "
@@ -62,61 +58,46 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy}
 
 def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
     """Names ("accuracy"), callables (named by __name__), or a dict name -> metric."""
-    if metrics is None:
-        return {}
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [
-        (m if isinstance(m, str) else getattr(m, "__name__", None), m)
-        for m in ([metrics] if isinstance(metrics, str) or callable(metrics) else metrics)]
-    out: dict[str, Metric] = {}
+        (m if isinstance(m, str) else getattr(m, "__name__", None), m) for m in metrics or ()]
+    items = [(name, METRICS.get(m, m) if isinstance(m, str) else m) for name, m in items]
+    names = [name for name, _ in items]
     for name, m in items:
-        if isinstance(m, str):
-            if m not in METRICS:
-                raise ValueError(f"Trainer: unknown metric {m!r}; known: {sorted(METRICS)}, "
-                                 f"or pass a callable (outputs, targets) -> (total, count)")
-            m = METRICS[m]
-        if not callable(m):
-            raise TypeError(f"Trainer: metric {name!r} is a {type(m).__name__}, not a callable")
-        if not isinstance(name, str) or not name.isidentifier() or name == "loss":
-            raise ValueError(f"Trainer: metric name {name!r} must be an identifier other than 'loss' "
-                             f"(pass a dict {{'name': metric}} to name a lambda)")
-        if name in out:
-            raise ValueError(f"Trainer: metric {name!r} is given twice")
-        out[name] = m
-    return out
-
-
-def _call_metric(name: str, metric: Metric, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """metric(outputs, targets) as a pair of floats; a failure names the metric."""
-    try:
-        total, count = metric(outputs, targets)
-    except ValueError as err:
-        raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
-                         f"metrics=() or metrics suited to it)") from None
-    return float(total), float(count)
+        if not callable(m) or not isinstance(name, str) or not name.isidentifier() or name == "loss" \
+                or names.count(name) > 1:
+            raise (ValueError if isinstance(m, str) or callable(m) else TypeError)(
+                f"Trainer: metric {name!r} ({m!r}) is unknown (known: {sorted(METRICS)}), not a callable, given "
+                f"twice, or not an identifier other than 'loss' (pass a dict {{'name': metric}} to name a lambda)")
+    return dict(items)
 
 
 class _Running:
-    """Weighted totals of the loss and each metric over the batches seen so far.
-
-    `add(loss, outputs, targets)` for each batch: `loss` is the batch's mean loss (weighted
-    by the number of examples, `targets.shape[0]`, or 1 for a 0-d target), each metric
-    adds its (total, count) from `_call_metric`. `result()`: {"loss": ..., name: ...},
-    each total divided by its count (NaN when nothing was counted).
-    """
+    """Weighted totals over batches: `add(loss, outputs, targets)` weights the batch's mean
+    loss by its examples (`targets.shape[0]`, 1 for a 0-d target) and adds each metric's
+    (total, count); `result()` divides: {"loss": ..., name: ...} (NaN when nothing counted)."""
 
     def __init__(self, metrics: dict[str, Metric]):
         self.metrics = metrics
         self.loss_total, self.examples = 0.0, 0
         self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
 
+    def _metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+        try:
+            return self.metrics[name](outputs, targets)
+        except ValueError as err:
+            raise ValueError(f"Trainer: metric {name!r} failed: {err} (a regression model needs "
+                             f"metrics=() or metrics suited to it)") from None
+
     def add(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> None:
         n = targets.shape[0] if targets.ndim else 1
         self.loss_total += loss * n
         self.examples += n
-        for name, metric in self.metrics.items():
-            total, count = _call_metric(name, metric, outputs, targets)
-            self.totals[name][0] += total
-            self.totals[name][1] += count
+        for name in self.metrics:
+            total, count = self._metric(name, outputs, targets)
+            self.totals[name][0] += float(total)
+            self.totals[name][1] += float(count)
 
     def result(self) -> dict[str, float]:
         out = {"loss": self.loss_total / self.examples if self.examples else math.nan}
@@ -126,8 +107,8 @@ class _Running:
 
 # %% ../../modules/07_training/training_dev.ipynb #eb616629
 class TrainingDivergedError(RuntimeError):
-    """The loss (or the gradient norm) became NaN or infinite. `epoch` and `batch` count
-    from 1; `value` is the offending number."""
+    """The loss (or the gradient norm) became NaN or infinite, or the loss stayed far too high
+    for too long. `epoch` and `batch` count from 1; `value` is the offending number."""
 
     def __init__(self, epoch: int, batch: int, value: float, lr: float, what: str = "loss"):
         self.epoch, self.batch, self.value, self.lr = epoch, batch, value, lr
@@ -149,25 +130,38 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, foreign, or does not fit."""
 
 
-def _json_default(obj: Any) -> Any:
-    """Let json.dumps write numpy scalars and small arrays."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _temporary_name(path: Path) -> Path:
+    """`.NAME.tmp-<pid>-<random>` beside `path`: recognisably the temporary file of this target."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `_temporary_name`s of `path` whose writer process is gone, or that are old (10 min)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
+    for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        match = pattern.fullmatch(old.name)
+        with contextlib.suppress(OSError):    # vanished meanwhile, or not ours to remove
+            if match and (not _process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
+                old.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                       # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:                           # another user's, or cannot tell: keep its file
+        pass
+    return True
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Create `path` (and its folder) with `write(f)` on a binary file object, atomically: the
-    bytes go to a temporary file beside it, are flushed to disk, and the file is renamed into
-    place, so `path` is either the old file or the whole new one, never half of it. Returns
-    the path. Every file TinyTorch saves (checkpoints, run folders, packages) goes through here."""
+    """Create `path` (and its folder) with `write(f)` on a binary file, atomically: written to
+    `.NAME.tmp-<pid>-<random>` beside it, flushed, renamed into place. Every save goes here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = _temporary_name(path)
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -186,86 +180,107 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     return path
 
 
+def _json_default(obj: Any) -> Any:
+    """Let json.dumps write numpy scalars and arrays, and sets."""
+    if isinstance(obj, (np.generic, np.ndarray, set, frozenset)):
+        return obj.tolist() if isinstance(obj, (np.generic, np.ndarray)) else list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any],
                         kind: str) -> Path:
-    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` to one .npz file at
-    `path` (any file name), atomically. `kind` names what the file holds ("trainer",
-    "tinygpt", ...); `load_npz_checkpoint` checks it. Returns the path."""
-    path = Path(path)
-    checked: dict[str, np.ndarray] = {}
-    for name, value in arrays.items():
-        arr = np.asarray(value.data if isinstance(value, Tensor) else value)
-        if not isinstance(name, str) or name in _RESERVED_KEYS:
-            raise CheckpointError(f"save_npz_checkpoint: array name {name!r} is reserved or not a string")
-        if arr.dtype.hasobject:
-            raise CheckpointError(f"save_npz_checkpoint: array {name!r} has dtype object, which only "
-                                  f"pickle could store; convert it to a numeric array")
-        checked[name] = arr
+    """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` atomically to one
+    .npz file at `path` (any name); `kind` ("trainer", ...) is checked on loading."""
+    arrays = {name: np.asarray(v.data if isinstance(v, Tensor) else v) for name, v in arrays.items()}
+    bad = [name for name, a in arrays.items() if not isinstance(name, str) or name in _RESERVED_KEYS or a.dtype.hasobject]
+    if bad:
+        raise CheckpointError(f"save_npz_checkpoint: arrays {bad} have a reserved or non-string name, or dtype "
+                              f"object (which only pickle could store; convert it to a numeric array)")
     try:
         header = json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                              "kind": kind, "meta": dict(meta)}, default=_json_default)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
-    # No allow_pickle= here: object arrays were refused above, and numpy < 2.2's savez would
-    # store the keyword as one more array named "allow_pickle".
-    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **checked))
+    # No allow_pickle= here: numpy < 2.2's savez would store it as one more array.
+    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **arrays))
 
 
-def _sniff(path: Path, head: bytes) -> str | None:
-    """Why the first bytes of a file show that it is not an .npz archive (None if they don't)."""
-    if not head:
-        return "it is empty (0 bytes): probably an interrupted write"
-    if head[:1] == b"\x80":
-        return ("it is a Python pickle; TinyTorch never unpickles files, because loading a pickle "
-                "can run arbitrary code")
-    if head[:6] == b"\x93NUMPY":
-        return "it is a single .npy array, not an .npz archive"
-    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        return f"it is not an .npz (zip) archive: it starts with {head[:8]!r}"
-    return None
+_NOT_NPZ = {b"": "it is empty (0 bytes): probably an interrupted write",
+            b"\x80": "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)",
+            b"\x93": "it is a single .npy array, not an .npz archive"}         # what the first byte shows
 
 
-def load_npz_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta).
+_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
 
-    Raises CheckpointError for a missing file, a truncated or corrupt file, a foreign file
-    (a pickle, a text file, an .npz without TinyTorch metadata), another kind, or a newer
-    format version. Never unpickles.
-    """
+
+def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
+    """The archive's arrays, each member checked before its data is read (a plainly named .npy,
+    once, no zip bomb, a readable header, no object dtype, its size as declared, `shapes`)."""
+    found: dict[str, tuple] = {}
+    for info in zf.infolist():
+        name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
+        if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
+            raise CheckpointError(f"{what} is not a plainly named .npy array, or is there twice")
+        if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+            raise CheckpointError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
+        with zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+            except (ValueError, KeyError, EOFError) as err:
+                raise CheckpointError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
+            if dtype.hasobject or f.tell() + math.prod(shape) * dtype.itemsize != info.file_size:
+                raise CheckpointError(f"{what} declares shape {shape} of {dtype} ({math.prod(shape) * dtype.itemsize} "
+                                      f"bytes; object arrays only pickle could load) but holds "
+                                      f"{info.file_size - f.tell()} bytes: refused")
+        found[name] = shape
+    if shapes is not None:
+        arrays = {k: v for k, v in found.items() if k != _META_KEY}
+        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in arrays]}",
+                    f"arrays not expected: {[k for k in arrays if k not in shapes]}"]
+        problems = [p for p in problems if not p.endswith("[]")] + [f"{k}: shape {arrays[k]} in the checkpoint, "
+                    f"{tuple(s)} expected" for k, s in shapes.items() if k in arrays and arrays[k] != tuple(s)]
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in found}
+
+
+def load_npz_checkpoint(path: str | os.PathLike, kind: str,
+                        shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta);
+    `shapes` (name -> shape) is what the arrays must be, checked from their headers. A
+    missing, truncated, corrupt, foreign or crafted file, another kind or a newer version
+    raises CheckpointError naming the problem. Never unpickles."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"no checkpoint at {path}")
     with open(path, "rb") as f:
         head = f.read(8)
-    problem = _sniff(path, head)
-    if problem:
-        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: {problem}")
+    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
+            head[:1], f"it is not an .npz (zip) archive: it starts with {head!r}"))
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META_KEY not in npz.files:
-                raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
-                                      f"(arrays: {sorted(npz.files)[:8]}): not a TinyTorch checkpoint")
-            meta_array = npz[_META_KEY]
-            arrays = {name: npz[name] for name in npz.files if name != _META_KEY}
+        with zipfile.ZipFile(path) as zf:
+            arrays = _read_members(path, zf, shapes)
     except CheckpointError:
         raise
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise CheckpointError(f"{path} holds object arrays that only pickle could load; "
-                                  f"refused (not a TinyTorch checkpoint)") from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, NotImplementedError,
+            RuntimeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    meta = arrays.pop(_META_KEY, None)
+    if meta is None:
+        raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
+                              f"(arrays: {sorted(arrays)[:8]}): not a TinyTorch checkpoint")
     try:
-        if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
-            raise ValueError(f"__meta__ has dtype {meta_array.dtype} and shape {meta_array.shape}")
-        header = json.loads(str(meta_array))
-        if not isinstance(header, dict):
-            raise ValueError("__meta__ is not a JSON object")
-    except ValueError as err:
-        raise CheckpointError(f"{path} has unreadable metadata ({err}): not a TinyTorch checkpoint") from None
+        header = json.loads(str(meta)) if meta.dtype.kind == "U" and meta.ndim == 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has unreadable metadata (__meta__ of dtype {meta.dtype}, shape "
+                              f"{meta.shape}, not a JSON object): not a TinyTorch checkpoint")
     if header.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a TinyTorch checkpoint (format {header.get('format')!r}, "
                               f"expected {CHECKPOINT_FORMAT!r})")
@@ -301,41 +316,30 @@ def _loss_value(loss: Any) -> float:
     return float(loss.data)
 
 
-def _named_rngs(model: Any) -> dict[str, np.random.Generator]:
-    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path."""
-    found: dict[str, np.random.Generator] = {}
-
-    def visit(prefix: str, module: Any) -> None:
-        rng = getattr(module, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            found[prefix or "<model>"] = rng
-        if hasattr(module, "named_children"):
-            for name, child in module.named_children():
-                visit(f"{prefix}.{name}" if prefix else name, child)
-
-    visit("", model)
+def _named_rngs(model: Any, prefix: str = "") -> dict[str, np.random.Generator]:
+    """Generators that modules keep as their `rng` attribute (e.g. Dropout(rng=...)), by path
+    ("<model>" for the model's own, "layers.2" for a child's, found through named_children())."""
+    rng = getattr(model, "rng", None)
+    found = {prefix or "<model>": rng} if isinstance(rng, np.random.Generator) else {}
+    for name, child in (model.named_children() if hasattr(model, "named_children") else ()):
+        found.update(_named_rngs(child, f"{prefix}.{name}" if prefix else name))
     return found
 
 
 class Trainer:
     """Trains `model` with `optimizer` on `loss_fn(model(inputs), targets)`.
 
-    Args:
-        model: a Module (callable, with `parameters()`, `train()`, `eval()`, `state_dict()`).
-        optimizer: an Optimizer over (usually) `model.parameters()`.
-        loss_fn: `(outputs, targets) -> scalar Tensor`, e.g. CrossEntropyLoss().
-        metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on
-            ndarrays, or a dict name -> metric. The loss is always tracked.
-        scheduler: an LRScheduler of `optimizer`, stepped after every optimizer step.
-        grad_clip: max global gradient norm (clip_grad_norm), or None.
-        checkpoint_dir: if set, `checkpoint_dir/last.npz` is written after every epoch.
-        progress: show a tqdm progress bar per epoch.
+    metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on ndarrays,
+    or a dict name -> metric (the loss is always tracked). scheduler: stepped after every
+    optimizer step. grad_clip: max global gradient norm, or None. checkpoint_dir: where
+    `last.npz` is written after every epoch. divergence_factor, divergence_patience: see
+    `_too_high` (None turns the finite bound off; NaN/inf always stop training).
     """
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
                  metrics: Any = ("accuracy",), scheduler: LRScheduler | None = None,
                  grad_clip: float | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 progress: bool = True):
+                 progress: bool = True, divergence_factor: float | None = 4.0, divergence_patience: int = 20):
         if not callable(model) or not hasattr(model, "state_dict"):
             raise TypeError(f"Trainer: model must be a Module, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -344,56 +348,70 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
         if scheduler is not None and (not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer):
             raise ValueError("Trainer: scheduler must be an LRScheduler created for this optimizer")
-        if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float))
-                                      or not grad_clip > 0 or not math.isfinite(grad_clip)):
-            raise ValueError(f"Trainer: grad_clip must be a positive number or None, got {grad_clip!r}")
+        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor),
+                            ("divergence_patience", divergence_patience)):
+            whole = name == "divergence_patience"          # the one that must be an integer, never None
+            if (value is not None or whole) and (isinstance(value, bool) or not isinstance(value, int if whole else
+                                                 (int, float)) or not 0 < value < math.inf):
+                raise ValueError(f"Trainer: {name} must be a positive {'integer' if whole else 'number or None'}, "
+                                 f"got {value!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = _resolve_metrics(metrics)
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
+        self.divergence_factor, self.divergence_patience = divergence_factor, divergence_patience
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.epoch = 0                                   # epochs completed
-        self.history: dict[str, list] = {key: [] for key in self._history_keys()}
+        names = ["loss", *self.metrics]
+        self.history: dict[str, list] = {key: [] for key in ["epoch", *[f"train_{n}" for n in names],
+                                                             *[f"val_{n}" for n in names], "lr", "seconds"]}
         self.postfix_every = 10                          # batches between progress-bar refreshes
         self._last_lr: float | None = None               # learning rate of the latest step
+        self._reference, self._above = None, deque()     # divergence: reference loss, recent batches above
 
-    def _history_keys(self) -> list[str]:
-        names = ["loss", *self.metrics]
-        return ["epoch", *[f"train_{n}" for n in names], *[f"val_{n}" for n in names], "lr", "seconds"]
-
-    # ---- provided plumbing: divergence errors, progress bars -------------------------------
     def _finite(self, value: float, epoch: int, batch: int, what: str = "loss") -> float:
-        """`value` if finite; else raise TrainingDivergedError (epoch and batch from 0 here,
-        from 1 in the error) with the current learning rate."""
+        """`value` if finite, else TrainingDivergedError (epoch, batch from 0 here, from 1 in it)."""
         if not math.isfinite(value):
             raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=what)
         return value
 
-    def _epoch_bar(self, total: int | None, epoch: int, epochs: int) -> Any:
-        """The progress bar of one epoch (a context manager: closed at the end of `with`)."""
-        return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress,
-                    leave=True, dynamic_ncols=True)
+    def _check_loss(self, value: float, outputs: np.ndarray, targets: np.ndarray, epoch: int, batch: int) -> float:
+        """`value`, unless it is not finite or `_too_high` (TrainingDivergedError)."""
+        self._finite(value, epoch, batch)
+        if self.divergence_factor is not None and self._too_high(value, outputs, targets):
+            raise TrainingDivergedError(epoch + 1, batch + 1, value, self.optimizer.lr, what=(
+                f"loss was above {self.divergence_factor:g} x {self._reference:.4g} in {sum(self._above)} of "
+                f"the last {len(self._above)} batches, and"))
+        return value
+
+    def _too_high(self, loss: float, outputs: np.ndarray, targets: np.ndarray) -> bool:
+        """Whether the loss was above divergence_factor x the reference in more than half of the
+        last divergence_patience batches (the verdicts kept in the deque `self._above`). The
+        reference, set on fit()'s first batch: max(its loss, log K), K the classes when
+        `targets` are class indices of (..., K) `outputs`, else 1."""
+        if self._reference is None:
+            classes = outputs.shape[-1] if targets.dtype.kind in "iu" and outputs.ndim == targets.ndim + 1 else 1
+            self._reference = max(loss, math.log(classes))
+        self._above.append(loss > self.divergence_factor * self._reference)
+        if len(self._above) > self.divergence_patience:
+            self._above.popleft()
+        return len(self._above) == self.divergence_patience and 2 * sum(self._above) > self.divergence_patience
 
     def _tick(self, bar: Any, batch: int, running: _Running, val: dict[str, float] | None = None) -> None:
-        """Advance `bar` after batch `batch`, showing the running averages every `postfix_every`
-        batches; `_tick(bar, -1, running, val)` shows the epoch's results and validation."""
-        if val is not None:
-            return bar.set_postfix({**self._postfix(running.result()), **self._postfix(val, "val_")}, refresh=False)
-        bar.update(1)
-        if (batch + 1) % self.postfix_every == 0:
-            bar.set_postfix(self._postfix(running.result()), refresh=False)
+        """Advance the tqdm `bar`, with the running averages every `postfix_every` batches;
+        `_tick(bar, -1, running, val)` shows the epoch's results."""
+        if val is None:
+            bar.update(1)
+        if val is not None or (batch + 1) % self.postfix_every == 0:
+            shown = {**running.result(), **{f"val_{k}": v for k, v in (val or {}).items()}}
+            bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=False)
 
-    @staticmethod
-    def _postfix(values: dict[str, float], prefix: str = "") -> dict[str, str]:
-        return {f"{prefix}{k}": f"{v:.4f}" for k, v in values.items()}
-
-    # ---- one batch, one epoch --------------------------------------------------------
     def _train_batch(self, inputs: Any, targets: Any, epoch: int, batch: int) -> tuple[float, np.ndarray]:
-        """Forward, divergence check of the loss (`self._finite`), zero the gradients (the
-        optimizer's and the model's), backward, clip (when `grad_clip`; the norm is checked
-        too), record the rate in `self._last_lr`, step, schedule. Returns (loss, outputs)."""
+        """Forward, `_check_loss`, zero the gradients (optimizer's and model's), backward, clip
+        (when `grad_clip`; the norm checked by `_finite`), record the rate in `_last_lr`,
+        step, schedule. Returns (loss, outputs as an ndarray)."""
         outputs = self.model(_as_input(inputs))
         loss = self.loss_fn(outputs, targets)
-        value = self._finite(_loss_value(loss), epoch, batch)
+        value = self._check_loss(_loss_value(loss), outputs.data, _as_array(targets), epoch, batch)
         self.optimizer.zero_grad()
         if hasattr(self.model, "zero_grad"):
             self.model.zero_grad()
@@ -407,8 +425,7 @@ class Trainer:
         return value, outputs.data
 
     def _train_epoch(self, data: Iterable, epoch: int, bar: Any) -> _Running:
-        """One pass over `data` in training mode: for each batch, `_unpack` it, train on it,
-        add it to the running averages, `self._tick(bar, b, running)`. Returns the averages."""
+        """One pass in training mode: `_unpack`, train on, add up and `_tick` each batch."""
         self.model.train()
         running = _Running(self.metrics)
         for b, batch in enumerate(data):
@@ -421,13 +438,12 @@ class Trainer:
                              f"is used up after one pass: pass a list or a DataLoader)")
         return running
 
-    # ---- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: Iterable) -> dict[str, float]:
-        """Loss and metrics over `data` (weighted by batch size) under no_grad() and eval mode;
-        the model's previous mode is restored. Returns {"loss": ..., "<metric>": ...}."""
+        """{"loss": ..., "<metric>": ...} over `data` (weighted by batch size) under no_grad() in
+        eval mode, restoring the model's mode."""
+        running = _Running(self.metrics)
         was_training = getattr(self.model, "training", True)
         self.model.eval()
-        running = _Running(self.metrics)
         try:
             with no_grad():
                 for b, batch in enumerate(data):
@@ -441,17 +457,12 @@ class Trainer:
             raise ValueError("Trainer.evaluate: the data yielded no batches")
         return running.result()
 
-    # ---- the loop ------------------------------------------------------------------------
     def fit(self, train_data: Iterable, val_data: Iterable | None = None, epochs: int = 1,
             resume: bool | str | os.PathLike = False) -> dict[str, list]:
-        """Train until `epochs` epochs are done in total; returns `self.history`.
-
-        resume: False; True to continue from `checkpoint_dir/last.npz` (starting fresh, with a
-        note, when it does not exist yet); or the path of a checkpoint to continue from.
-        Each epoch: `set_epoch` on the data (if it has it), one training pass inside
-        `with self._epoch_bar(...)`, evaluation on `val_data`, `self._record`, the epoch
-        count, and `checkpoint_dir/last.npz` (if set).
-        """
+        """Train until `epochs` epochs are done in total; returns `self.history`. resume: True
+        (from `checkpoint_dir/last.npz`) or a checkpoint path. Each epoch: `set_epoch` (if the
+        data has it), a training pass inside `with self._epoch_bar(...)`, evaluation on
+        `val_data`, `_record`, the epoch count, `checkpoint_dir/last.npz` (if set)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be a positive integer (the total to reach), got {epochs!r}")
         if resume is not False:
@@ -462,12 +473,12 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        total = len(train_data) if hasattr(train_data, "__len__") else None
+        self._reference, self._above = None, deque()
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
-            with self._epoch_bar(total, epoch, epochs) as bar:
+            with self._epoch_bar(train_data, epoch, epochs) as bar:
                 running = self._train_epoch(train_data, epoch, bar)
                 val = self.evaluate(val_data) if val_data is not None else {}
                 self._tick(bar, -1, running, val)
@@ -477,7 +488,13 @@ class Trainer:
                 self.save_checkpoint(self.checkpoint_dir / "last.npz")
         return self.history
 
+    def _epoch_bar(self, data: Iterable, epoch: int, epochs: int) -> Any:
+        """The tqdm progress bar of one epoch (a context manager), of len(data) batches if known."""
+        return tqdm(total=len(data) if hasattr(data, "__len__") else None, desc=f"epoch {epoch + 1}/{epochs}",
+                    disable=not self.progress, leave=True, dynamic_ncols=True)
+
     def _record(self, epoch: int, train: dict[str, float], val: dict[str, float], seconds: float) -> None:
+        """Append to every history list (val_<name>: NaN without validation; lr: `_last_lr`)."""
         h = self.history
         h["epoch"].append(epoch)
         for name in ["loss", *self.metrics]:
@@ -487,25 +504,24 @@ class Trainer:
         h["seconds"].append(float(seconds))
 
     def _resume_from(self, resume: bool | str | os.PathLike) -> None:
-        if resume is True:
-            if self.checkpoint_dir is None:
-                raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
-                                 "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
-            path = self.checkpoint_dir / "last.npz"
-            if not path.exists():
-                print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
-                return
-        else:
-            path = Path(resume)
+        """Load `checkpoint_dir/last.npz` (resume=True; none yet: say so, start fresh) or the
+        path `resume`, and say so (with `progress`)."""
+        if resume is True and self.checkpoint_dir is None:
+            raise ValueError("Trainer.fit: resume=True continues from checkpoint_dir/last.npz, but "
+                             "checkpoint_dir is None; pass checkpoint_dir=... or resume=<path>")
+        path = self.checkpoint_dir / "last.npz" if resume is True else Path(resume)
+        if resume is True and not path.exists():
+            print(f"Trainer.fit: no checkpoint at {path} yet; starting from epoch {self.epoch}")
+            return
         self.load_checkpoint(path)
         if self.progress:
             print(f"Trainer.fit: resumed from {path} after epoch {self.epoch}")
 
-    # ---- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Everything needed for an exact resume, in one .npz file written atomically: model
-        parameters, optimizer state, scheduler state, epoch, history, and the states of
-        TinyTorch's global random generator and of generators kept by modules."""
+        """Everything an exact resume needs, via `save_npz_checkpoint(..., kind="trainer")`:
+        arrays "model/<name>" (state_dict) and "optimizer/<name>" (buffers); meta epoch,
+        history, model_class, optimizer (state_dict without buffers), scheduler (or None),
+        rng (the global bit_generator.state), module_rngs (the same for `_named_rngs`)."""
         opt_state = self.optimizer.state_dict()
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optimizer/{k}": v for k, v in opt_state.pop("buffers").items()})
@@ -518,32 +534,18 @@ class Trainer:
                 "module_rngs": {k: g.bit_generator.state for k, g in _named_rngs(self.model).items()}}
         return save_npz_checkpoint(path, arrays, meta, kind="trainer")
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a `save_checkpoint` file. Everything is checked first (CheckpointError
-        naming the problem: missing or unexpected parameters, shapes, optimizer, scheduler,
-        metrics); nothing changes unless all of it fits."""
-        arrays, meta = load_npz_checkpoint(path, kind="trainer")
+    def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, meta) of a `save_checkpoint` file checked to fit this trainer (shapes from
+        the headers, optimizer, scheduler, metrics, generators), or a CheckpointError."""
+        shapes = {**{f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()},
+                  **{f"optimizer/{k}": v.shape for k, v in self.optimizer.state.items()}}
+        arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
         needed = ["epoch", "history", "optimizer", "scheduler", "rng", "module_rngs"]
         if [k for k in needed if k not in meta]:
             raise CheckpointError(f"{path}: trainer checkpoint without {[k for k in needed if k not in meta]}")
-        model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-        own = self.model.state_dict()
-        problems = []
-        missing = [k for k in own if k not in model_state]
-        unexpected = [k for k in model_state if k not in own]
-        if missing:
-            problems.append(f"parameters missing from the checkpoint: {missing}")
-        if unexpected:
-            problems.append(f"parameters this {type(self.model).__name__} does not have: {unexpected}")
-        problems += [f"{k}: shape {model_state[k].shape} in the checkpoint, {v.shape} in the model"
-                     for k, v in own.items() if k in model_state and model_state[k].shape != v.shape]
-        if problems:
-            raise CheckpointError(f"{path} does not fit the model ({meta.get('model_class')} in the "
-                                  f"checkpoint, {type(self.model).__name__} here): " + "; ".join(problems))
-        opt_state = {**meta["optimizer"],
-                     "buffers": {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}}
         try:
-            self.optimizer.check_state_dict(opt_state)
+            self.optimizer.check_state_dict({**meta["optimizer"], "buffers": {
+                k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
             if (meta["scheduler"] is None) != (self.scheduler is None):
                 raise ValueError(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
                                  f"this trainer has {'none' if self.scheduler is None else 'one'}")
@@ -551,44 +553,43 @@ class Trainer:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
             raise CheckpointError(f"{path} does not fit: {err}") from None
-        if sorted(meta["history"]) != sorted(self.history):
-            raise CheckpointError(f"{path} tracked {sorted(meta['history'])}, this trainer tracks "
-                                  f"{sorted(self.history)} (use the same metrics to resume)")
-        rngs = _named_rngs(self.model)
-        if sorted(meta["module_rngs"]) != sorted(rngs):
-            raise CheckpointError(f"{path} has random generators for modules {sorted(meta['module_rngs'])}, "
-                                  f"this model has them for {sorted(rngs)}")
-        if meta["rng"].get("bit_generator") != type(get_rng().bit_generator).__name__:
-            raise CheckpointError(f"{path} saved a {meta['rng'].get('bit_generator')} generator, TinyTorch "
-                                  f"uses {type(get_rng().bit_generator).__name__}")
-        # everything fits: apply
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(opt_state)
+        here = {"history (use the same metrics) tracked": sorted(self.history),
+                "generators of modules": sorted(_named_rngs(self.model)), "generator": type(get_rng().bit_generator).__name__}
+        there = {"history (use the same metrics) tracked": sorted(meta["history"]),
+                 "generators of modules": sorted(meta["module_rngs"]), "generator": meta["rng"].get("bit_generator")}
+        problems = [f"{k}: {there[k]} in the checkpoint, {here[k]} here" for k in here if there[k] != here[k]]
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+        return arrays, meta
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a `save_checkpoint` file (model, optimizer, scheduler, history, epoch, generators),
+        read and checked first by `_check_checkpoint`: nothing changes unless all of it fits."""
+        arrays, meta = self._check_checkpoint(path)
+        self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        self.optimizer.load_state_dict({**meta["optimizer"], "buffers": {
+            k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
         if self.scheduler is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
         self.history = {k: list(v) for k, v in meta["history"].items()}
         self.epoch = int(meta["epoch"])
         get_rng().bit_generator.state = meta["rng"]
-        for name, gen in rngs.items():
+        for name, gen in _named_rngs(self.model).items():
             gen.bit_generator.state = meta["module_rngs"][name]
 
-    # ---- plots ---------------------------------------------------------------------------
     def plot_history(self, path: str | os.PathLike | None = None) -> Any:
-        """Loss and metric curves (train and validation) per epoch, one panel each. Saves a PNG
-        at `path` when given; shown inline in a notebook. Returns the matplotlib Figure."""
+        """Loss and metric curves (train and validation) per epoch, one panel each; saved as a
+        PNG at `path` when given, shown inline in a notebook. Returns the matplotlib Figure."""
         from matplotlib.figure import Figure
 
         if not self.history["epoch"]:
             raise ValueError("Trainer.plot_history: the history is empty; call fit() first")
         names = ["loss", *self.metrics]
         fig = Figure(figsize=(4.5 * len(names), 3.4), layout="constrained")
-        axes = fig.subplots(1, len(names), squeeze=False)[0]
-        epochs = self.history["epoch"]
-        for ax, name in zip(axes, names):
+        for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
             for split, style in (("train", "o-"), ("val", "s--")):
-                values = self.history[f"{split}_{name}"]
-                if not all(math.isnan(v) for v in values):
-                    ax.plot(epochs, values, style, label=split, markersize=3)
+                if not all(math.isnan(v) for v in self.history[f"{split}_{name}"]):
+                    ax.plot(self.history["epoch"], self.history[f"{split}_{name}"], style, label=split, markersize=3)
             ax.set(title=name, xlabel="epoch")
             ax.grid(alpha=0.3)
             ax.legend()
@@ -596,14 +597,18 @@ class Trainer:
             write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
         if in_notebook():
             from IPython.display import Image, display
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            display(Image(data=buf.getvalue()))
+            display(Image(data=_png_bytes(fig)))
         return fig
 
     def __repr__(self) -> str:
         return (f"Trainer(model={type(self.model).__name__}, optimizer={self.optimizer!r}, "
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
+
+
+def _png_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
 
 
 def in_notebook() -> bool:
