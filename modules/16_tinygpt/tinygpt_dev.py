@@ -111,8 +111,7 @@ class UnknownCharacterError(ValueError):
 
 
 class CharTokenizer:
-    """Character-level tokenizer: ids are positions in `chars` (default DEFAULT_CHARS). `unknown`: None
-    (unknown characters raise UnknownCharacterError) or one character whose id they get (appended if missing)."""
+    """Ids are positions in `chars` (default DEFAULT_CHARS); `unknown`: None (an error) or the stand-in character."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
         items = list(DEFAULT_CHARS if chars is None else chars)
@@ -177,8 +176,7 @@ class CharTokenizer:
         """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
         arr = _as_ids(ids, "CharTokenizer.decode")
         if arr.ndim > 1 or (arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size)):
-            raise ValueError(f"CharTokenizer.decode: needs one sequence of ids in [0, {self.vocab_size}), got "
-                             f"shape {arr.shape}, range [{arr.min(initial=0)}, {arr.max(initial=0)}]")
+            raise ValueError(f"CharTokenizer.decode: needs one sequence of ids in [0, {self.vocab_size}), got {arr!r:.80}")
         ### BEGIN SOLUTION
         return "".join(self._chars_array[arr.reshape(-1)].tolist())
         ### END SOLUTION
@@ -240,8 +238,7 @@ print("tokenizer: OK")
 # %% nbgrader={"grade": false, "grade_id": "embedding", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class EmbeddingFunction(Function):
-    """Row gather `weight[ids]`: weight (V, C), ids (...) -> (..., C). Backward: gradient rows
-    summed per id (ids repeat) by sorting the ids and adding runs with np.add.reduceat."""
+    """weight[ids]: weight (V, C), ids (...) -> (..., C); backward sums the rows of repeated ids (sort + reduceat)."""
 
     def forward(self, weight: np.ndarray, ids: np.ndarray) -> np.ndarray:
         ### BEGIN SOLUTION
@@ -266,16 +263,15 @@ class EmbeddingFunction(Function):
 
 
 class Embedding(Module):
-    """Trainable lookup table: ids (...) in [0, num_embeddings) -> vectors (..., dim);
-    `weight` (num_embeddings, dim) initialised N(0, std²)."""
+    """Trainable lookup table: ids (...) in [0, num_embeddings) -> (..., dim); `weight` starts N(0, std²)."""
 
     def __init__(self, num_embeddings: int, dim: int, std: float = 1.0, dtype: Any = DEFAULT_FLOAT,
                  rng: np.random.Generator | None = None):
         super().__init__()
         if int(num_embeddings) < 1 or int(dim) < 1:
             raise ValueError(f"Embedding: sizes must be positive, got num_embeddings={num_embeddings}, dim={dim}")
-        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         ### BEGIN SOLUTION
+        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         w = (rng or get_rng()).standard_normal((self.num_embeddings, self.dim)) * std
         self.weight = Parameter(w, dtype=dtype)
         ### END SOLUTION
@@ -283,14 +279,10 @@ class Embedding(Module):
     def forward(self, ids: Any) -> Tensor:
         ids = _as_ids(ids, "Embedding")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got ids in "
-                             f"[{ids.min()}, {ids.max()}] (shape {ids.shape})")
+            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got [{ids.min()}, {ids.max()}]")
         ### BEGIN SOLUTION
         return EmbeddingFunction.apply(self.weight, ids=ids)  # (..., dim)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"num_embeddings={self.num_embeddings}, dim={self.dim}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-embedding", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 from tinytorch.core.autograd import gradcheck
@@ -336,17 +328,15 @@ def sinusoidal_table(max_length: int, d_model: int, dtype: Any = DEFAULT_FLOAT) 
 
 
 class PositionalEncoding(Module):
-    """Adds a position vector to each token vector: (B, T, C) -> (B, T, C), positions
-    offset .. offset + T - 1 < max_length. learned: a Parameter `weight` (max_length, C),
-    N(0, std²); else the constant sinusoidal `table`."""
+    """x (B, T, C) + the vectors of positions offset .. offset + T - 1: learned `weight` or sinusoidal `table`."""
 
     def __init__(self, max_length: int, d_model: int, learned: bool = False, std: float = 0.02,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if int(max_length) < 1 or int(d_model) < 1:
             raise ValueError(f"PositionalEncoding: sizes must be positive, got max_length={max_length}, d_model={d_model}")
-        self.max_length, self.d_model, self.learned = int(max_length), int(d_model), bool(learned)
         ### BEGIN SOLUTION
+        self.max_length, self.d_model, self.learned = int(max_length), int(d_model), bool(learned)
         if self.learned:
             w = (rng or get_rng()).standard_normal((self.max_length, self.d_model)) * std
             self.weight = Parameter(w, dtype=dtype)
@@ -357,8 +347,7 @@ class PositionalEncoding(Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         T = x.shape[1] if x.ndim == 3 else 0
         if x.ndim != 3 or x.shape[-1] != self.d_model or offset < 0 or offset + T > self.max_length:
-            raise ValueError(f"PositionalEncoding: input {x.shape} at positions {offset}.. does not fit "
-                             f"(B, T, d_model={self.d_model}) with positions < max_length={self.max_length}")
+            raise ValueError(f"PositionalEncoding: input {x.shape} at offset {offset} does not fit {self.max_length}, {self.d_model}")
         ### BEGIN SOLUTION
         if self.learned:
             pos = self.weight[offset:offset + T]                          # (T, C), gradient flows to weight
@@ -366,9 +355,6 @@ class PositionalEncoding(Module):
             pos = Tensor(self.table[offset:offset + T], dtype=self.table.dtype)   # (T, C), a constant
         return x + pos                                                    # (B, T, C) + (T, C)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"max_length={self.max_length}, d_model={self.d_model}, learned={self.learned}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-positional", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 pe = PositionalEncoding(16, 6)
@@ -444,6 +430,7 @@ class TransformerBlock(Module):
             raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
         d_model = int(d_model if attention is None else attention.d_model)
         ### BEGIN SOLUTION
+        self.d_model = d_model
         self.ln1 = LayerNorm(d_model, dtype=dtype)
         if attention is None:
             attention = MultiHeadAttention(d_model, num_heads, dropout=dropout, dtype=dtype, rng=rng, causal=True)
@@ -455,7 +442,6 @@ class TransformerBlock(Module):
                                      Dense(hidden, d_model, dtype=dtype, rng=rng), Dropout(dropout, rng=rng))
         self.ff = feedforward
         ### END SOLUTION
-        self.d_model = d_model
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.d_model:
@@ -466,9 +452,6 @@ class TransformerBlock(Module):
         x = x + self.attn(self.ln1(x), mask=mask, cache=cache)               # (B, T, C): tokens communicate
         return x + self.ff(self.ln2(x))                                      # (B, T, C): each position computes
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-transformer-block", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 from tinytorch.core.layers import Dense, Sequential
@@ -515,16 +498,13 @@ print(f"transformer block: OK ({n_block} parameters)")
 def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
                 sizes: dict[str, Any]) -> tuple[GPTConfig, CharTokenizer | None]:
     """The config (a GPTConfig, or sizes; vocab_size may come from the tokenizer) and the tokenizer."""
+    if isinstance(config, GPTConfig) and sizes:
+        raise TypeError(f"TinyGPT: give a GPTConfig or sizes, not both (got {sorted(sizes)})")
     if not isinstance(config, GPTConfig):
         vocab = sizes.pop("vocab_size", config)               # TinyGPT(65, ...) or TinyGPT(vocab_size=65, ...)
-        if vocab is None and tokenizer is None:
-            raise ValueError("TinyGPT: give vocab_size (or a GPTConfig), or a tokenizer to take it from")
-        config = GPTConfig(vocab_size=tokenizer.vocab_size if vocab is None else vocab, **sizes)
-    elif sizes:
-        raise TypeError(f"TinyGPT: give a GPTConfig or sizes, not both (got {sorted(sizes)})")
+        config = GPTConfig(vocab_size=tokenizer.vocab_size if vocab is None and tokenizer else vocab, **sizes)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"TinyGPT: the tokenizer has {tokenizer.vocab_size} characters but vocab_size="
-                         f"{config.vocab_size}; the head must score every id the tokenizer can produce")
+        raise ValueError(f"TinyGPT: the tokenizer's {tokenizer.vocab_size} ids do not fit vocab_size={config.vocab_size}")
     if tokenizer is None and config.vocab_size >= len(DEFAULT_CHARS):
         tokenizer = CharTokenizer()                             # string prompts work out of the box
     return config, tokenizer
@@ -538,8 +518,8 @@ class TinyGPT(Module):
                  rng: np.random.Generator | None = None, **sizes: Any):
         super().__init__()
         self.config, self.tokenizer = _gpt_config(config, tokenizer, sizes)
-        c, init = self.config, rng or get_rng()
         ### BEGIN SOLUTION
+        c, init = self.config, rng or get_rng()
         self.token_embedding = Embedding(c.vocab_size, c.d_model, std=0.02, dtype=c.dtype, rng=init)
         self.positions = PositionalEncoding(c.max_length, c.d_model, learned=c.learned_positions, std=0.02,
                                             dtype=c.dtype, rng=init)
@@ -701,9 +681,6 @@ class LanguageModelLoss(Module):
         ### BEGIN SOLUTION
         return self.cross_entropy(logits, t)                  # mean over the B * T predictions
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-lm-loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 window = np.array([[5, 1, 4, 1, 5, 9]])
@@ -1107,9 +1084,8 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 
 class TextWindows:
-    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows: `num_batches`
-    batches of random windows per epoch from np.random.default_rng([seed, epoch]) ([seed] if not
-    resample_each_epoch); num_batches=None: every window once, in order. `on_epoch()` runs in set_epoch."""
+    """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
+    np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
@@ -1117,8 +1093,7 @@ class TextWindows:
         self.context, self.batch_size = int(context), int(batch_size)
         self.num_batches = None if num_batches is None else int(num_batches)
         if min(self.context, self.batch_size, self.num_batches or 1) < 1 or self.tokens.size < self.context + 1:
-            raise ValueError(f"TextWindows: needs positive sizes and at least context + 1 tokens, got {self.tokens.size}"
-                             f" tokens, context {context}, batch_size {batch_size}, num_batches {num_batches}")
+            raise ValueError(f"TextWindows: needs positive sizes and context + 1 <= {self.tokens.size} tokens")
         self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
 
     def set_epoch(self, epoch: int) -> None:
@@ -1128,7 +1103,9 @@ class TextWindows:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        ### BEGIN SOLUTION
         return self.num_batches or math.ceil(self.starts().size / self.batch_size)
+        ### END SOLUTION
 
     def starts(self) -> np.ndarray:
         """The window offsets of the current epoch: (num_batches, B), or (n,) for the walk in order."""
@@ -1150,10 +1127,6 @@ class TextWindows:
             yield Tensor(np.ascontiguousarray(inputs)), np.ascontiguousarray(targets)   # int64 stays int64
         ### END SOLUTION
 
-    def __repr__(self) -> str:
-        return (f"TextWindows(tokens={self.tokens.size}, context={self.context}, batch_size={self.batch_size}, "
-                f"num_batches={self.num_batches}, seed={self.seed})")
-
 
 @dataclass
 class TrainConfig:
@@ -1174,9 +1147,8 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer as `config` (a TrainConfig; keyword `overrides`
-    replace its fields) says; after every epoch the losses are printed and passed to `on_evaluation(row)`.
-    `optimizer_class`: module 06's AdamW or a variant with its signature (module 13's FusedAdamW)."""
+    """Trains a TinyGPT on a text with module 07's Trainer as a TrainConfig (and keyword overrides) says;
+    each epoch's losses are printed and passed to `on_evaluation(row)`; optimizer_class: AdamW or a variant."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -1186,9 +1158,8 @@ class LanguageModelTrainer:
         self.context = model.max_length if c.context is None else int(c.context)
         if model.tokenizer is None or c.iterations < 1 or c.eval_interval < 1 or c.iterations % c.eval_interval \
                 or not 1 <= self.context <= model.max_length:
-            raise ValueError(f"LanguageModelTrainer: needs a model with a tokenizer, iterations ({c.iterations}) a "
-                             f"positive multiple of eval_interval ({c.eval_interval}) and context ({c.context}) in "
-                             f"[1, max_length={model.max_length}]")
+            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval and "
+                             f"context in [1, max_length], got {c} for {model!r:.60}")
         self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
         self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
         ### BEGIN SOLUTION
@@ -1212,13 +1183,14 @@ class LanguageModelTrainer:
     tokens_seen = property(lambda self: self.iterations_done * self.batch_size * self.context)
 
     def fit(self, resume: bool | str | os.PathLike = False, epochs: int | None = None) -> dict[str, list]:
-        """Train until `epochs` epochs are done in all (default: iterations // eval_interval); returns the
-        Trainer's history. resume: True continues from checkpoint_dir/last.npz (if any), or a checkpoint path."""
+        """Train until `epochs` epochs are done (default all); resume: True (checkpoint_dir/last.npz) or a path."""
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
+        ### BEGIN SOLUTION
         if self.trainer.epoch < last or resume is not False:
             self.trainer.fit(self.train_data, self.val_data, epochs=last, resume=resume)
         self._report()                                    # the last epoch's row
         return self.history
+        ### END SOLUTION
 
     def _report(self) -> None:
         """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
@@ -1234,13 +1206,14 @@ class LanguageModelTrainer:
             self._printed = i + 1
 
     def evaluate(self, split: str = "val", full: bool = True) -> dict[str, float]:
-        """Loss (and metrics) on "val" or "train": every non-overlapping window when `full`, else the
-        fixed `eval_batches` validation batches."""
+        """Loss and metrics on "val" or "train": every window once if `full`, else the fixed validation batches."""
         if split not in ("val", "train"):
             raise ValueError(f"LanguageModelTrainer.evaluate: split must be 'val' or 'train', got {split!r}")
+        ### BEGIN SOLUTION
         tokens = self.val_tokens if split == "val" else self.train_tokens
-        return self.trainer.evaluate(TextWindows(tokens, self.context, self.batch_size) if full or split == "train"
-                                     else self.val_data)
+        data = TextWindows(tokens, self.context, self.batch_size) if full or split == "train" else self.val_data
+        return self.trainer.evaluate(data)
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-training", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 text = "to be or not to be, that is the question. " * 30
