@@ -416,6 +416,13 @@ def test_nonsense_temperatures_are_refused(temperature):
         sample_next(np.zeros((2, 5)), temperature=temperature)
 
 
+def test_generate_at_a_subnormal_temperature_is_greedy():
+    model = small_gpt()
+    greedy_text = model.generate("to be", max_length=12, temperature=0)
+    assert model.generate("to be", max_length=12, temperature=5e-324, seed=1) == greedy_text
+    assert model.generate("to be", max_length=12, temperature=1e-320, top_k=5, seed=2) == greedy_text
+
+
 def test_small_but_normal_temperature_still_samples_from_the_softmax():
     z = np.log(np.array([[0.5, 0.5, 1e-9]]))
     draws = sample_next(np.repeat(z, 400, axis=0), temperature=1e-3, rng=np.random.default_rng(1))
