@@ -217,23 +217,17 @@ except UnknownCharacterError:
 lenient = CharTokenizer(unknown="?")
 assert lenient.decode(lenient.encode("naïve")) == "na?ve"
 assert CharTokenizer.from_dict(shakespeare.to_dict()) == shakespeare
-print(ids, "->", repr(tok.decode(ids)))
-print("tokenizer: OK")
+print("tokenizer: OK", ids, "->", repr(tok.decode(ids)))
 
 # %% [markdown]
 # ## 2. Embeddings: a lookup table that learns
 #
 # An id is a name, not a quantity, so the first layer looks each id up in a table `W`
-# `(vocab, C)`: `out[b, t] = W[ids[b, t]]`, `(B, T) → (B, T, C)`. The backward scatters
-# gradient rows back, *adding* rows whose id repeats. `np.add.at` does that one element at a
-# time; sorting the ids makes equal ids adjacent, and one `np.add.reduceat` sums each run:
-#
-# ```
-# ids (flat) : 7 2 7 0     order = argsort(ids) = [3, 1, 0, 2], sorted 0 2 7 7, runs start at [0, 1, 2]
-# grad rows  : g3 g1 g0 g2 -> W'[0] = g3, W'[2] = g1, W'[7] = g0 + g2
-# ```
-#
-# (0.13 ms instead of 0.84 ms for 12 × 64 ids, C = 128.)
+# `(vocab, C)`: `out[b, t] = W[ids[b, t]]`, `(B, T) → (B, T, C)`. The backward adds the
+# gradient rows of repeated ids. `np.add.at` does that one element at a time; sorting the ids
+# makes equal ids adjacent and one `np.add.reduceat` sums each run (ids `7 2 7 0` → sorted
+# `0 2 7 7`, runs start at `[0, 1, 2]`, so `W'[7] = g0 + g2`): 0.13 ms instead of 0.84 ms
+# for 12 × 64 ids, C = 128.
 
 # %% nbgrader={"grade": false, "grade_id": "embedding", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -481,17 +475,13 @@ print(f"transformer block: OK ({n_block} parameters)")
 # %% [markdown]
 # ## 5. TinyGPT: the whole model
 #
-# ```
-# ids (B, T) ─Embedding→ (B, T, C) ─+ positions→ Dropout → blocks → LayerNorm → Dense → logits (B, T, V)
-# ```
-#
-# Logits at position `t` score the character after `0..t`: one pass makes `T` predictions.
-# **Initialisation** (GPT-2): weights N(0, 0.02²), biases 0, and the two residual
-# projections of each block 0.02/√(2L), so the initial logits are near zero (loss ≈ ln V).
-# `TinyGPT(GPTConfig(vocab_size=65, ...))` or `TinyGPT(vocab_size=65, d_model=128, ...)`; a
-# `vocab_size` covering the 97 default characters gets the default `CharTokenizer()`.
-# Parameters for V = 65, C = 128, L = 4, T = 64: embeddings `V·C + T·C`, per block
-# `12C² + 13C`, final LayerNorm and head `2C + C·V + V`: 818,241 in all.
+# `ids (B, T) → Embedding + positions → Dropout → blocks → LayerNorm → Dense → logits (B, T, V)`:
+# logits at position `t` score the character after `0..t`, so one pass makes `T` predictions.
+# GPT-2 initialisation: weights N(0, 0.02²), biases 0, the two residual projections of each
+# block 0.02/√(2L), so the initial loss is about ln V. `TinyGPT(GPTConfig(vocab_size=65, ...))`
+# or `TinyGPT(vocab_size=65, d_model=128, ...)`; a `vocab_size` covering the 97 default
+# characters gets the default `CharTokenizer()`. For V = 65, C = 128, L = 4, T = 64:
+# `V·C + T·C + L(12C² + 13C) + 2C + C·V + V` = 818,241 parameters.
 
 # %% nbgrader={"grade": false, "grade_id": "tinygpt", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -642,7 +632,6 @@ try:
     raise AssertionError("17 tokens exceed max_length=16")
 except ValueError:
     pass
-print(small)
 print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
 
 # %% [markdown]
@@ -902,8 +891,7 @@ assert gpt.generate("To be", max_length=10, temperature=0) == gpt.generate("To b
                                                                             use_cache=False)
 ids_only = generate_tokens(gpt, prompt[None, :], 30, rng=np.random.default_rng(0))
 assert ids_only.shape == (1, 43) and ids_only[:, :13].tolist() == [prompt.tolist()]
-print(repr(text))
-print("generate: OK")
+print("generate: OK", repr(text))
 
 # %% [markdown]
 # ## 9. Saving and loading a model
@@ -1234,16 +1222,14 @@ lm_trainer = LanguageModelTrainer(parrot, text, iterations=150, eval_interval=50
 history = lm_trainer.fit()
 assert len(history["epoch"]) == 3 and lm_trainer.tokens_seen == 150 * 8 * 16
 assert history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
-# The first characters of a window are ambiguous ('o' starts "or" and ends "to"); with 8 or
-# more characters of context the continuation is certain, and the model has learned it.
+# With 8 or more characters of context the continuation is certain, and the model has learned it.
 x_check, y_check = next(iter(TextWindows(parrot.tokenizer.encode(text), 16, 32, num_batches=1, seed=9)))
 with no_grad():
     late_loss = LanguageModelLoss()(parrot(x_check)[:, 8:], y_check[:, 8:]).item()
 assert late_loss < 0.05, f"a short repeated text is learned almost perfectly: loss {late_loss:.3f}"
 sample = parrot.generate("to be or", max_length=40, temperature=0)
 assert sample.startswith("to be or not to be, that is the"), sample
-print(repr(sample))
-print("training: OK")
+print("training: OK", repr(sample))
 
 # %% [markdown]
 # ## Systems thinking
