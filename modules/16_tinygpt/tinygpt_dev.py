@@ -843,7 +843,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
     if ids.ndim != 2 or ids.shape[1] == 0 or not 1 <= keep <= L or isinstance(max_new_tokens, bool) \
             or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ValueError(f"generate_tokens: needs ids (B, T0 >= 1), max_new_tokens >= 0 and window_keep in "
+        raise ValueError(f"generate_tokens: needs ids (B, T0 >= 1), max_new_tokens >= 0 and window_keep in "
                          f"[1, {L}], got {ids.shape}, {max_new_tokens!r}, {window_keep!r}")
     was_training = model.training
     model.eval()
