@@ -396,6 +396,39 @@ def test_top_p_sampling_support_and_frequencies():
     assert np.allclose(freq[:2], [0.4 / 0.7, 0.3 / 0.7], atol=0.03)
 
 
+@pytest.mark.parametrize("temperature", [5e-324, 1e-320, 1e-310, 1e-300])
+def test_tiny_temperatures_are_greedy_never_nan(temperature):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((64, 9)) * 30
+    z[:, 4] = -np.inf                                      # a filtered-out id stays impossible
+    expected = greedy(z)
+    for _ in range(3):
+        ids = sample_next(z, temperature=temperature, rng=rng)
+        assert np.array_equal(ids, expected), "a vanishing temperature is the greedy limit"
+    assert np.array_equal(sample_next(z, temperature=temperature, top_k=3, top_p=0.5, rng=rng), expected)
+    z32 = z.astype(np.float32)
+    assert np.array_equal(sample_next(z32, temperature=temperature, rng=rng), greedy(z32))
+
+
+@pytest.mark.parametrize("temperature", [-1e-300, -1.0, float("nan"), float("inf"), float("-inf"), "0.5", None])
+def test_nonsense_temperatures_are_refused(temperature):
+    with pytest.raises(ValueError):
+        sample_next(np.zeros((2, 5)), temperature=temperature)
+
+
+def test_generate_at_a_subnormal_temperature_is_greedy():
+    model = small_gpt()
+    greedy_text = model.generate("to be", max_length=12, temperature=0)
+    assert model.generate("to be", max_length=12, temperature=5e-324, seed=1) == greedy_text
+    assert model.generate("to be", max_length=12, temperature=1e-320, top_k=5, seed=2) == greedy_text
+
+
+def test_small_but_normal_temperature_still_samples_from_the_softmax():
+    z = np.log(np.array([[0.5, 0.5, 1e-9]]))
+    draws = sample_next(np.repeat(z, 400, axis=0), temperature=1e-3, rng=np.random.default_rng(1))
+    assert set(draws.tolist()) == {0, 1}, "a tie at a small finite temperature is still a coin flip"
+
+
 def test_sampling_reproducible_and_checked():
     z = np.random.default_rng(3).standard_normal((8, 12))
     a = sample_next(z, temperature=1.3, top_k=6, top_p=0.9, rng=np.random.default_rng(5))
@@ -475,6 +508,28 @@ def test_load_refuses_inconsistent_contents(tmp_path):
     save_npz_checkpoint(tmp_path / "config.npz", state, {"config": {"d_model": 32}}, kind="tinygpt")
     with pytest.raises(CheckpointError):
         TinyGPT.load(tmp_path / "config.npz")
+
+
+def test_load_refuses_a_config_bigger_than_its_arrays_before_allocating(tmp_path, monkeypatch):
+    """A tiny file whose config claims d_model=2048 (or more layers, a longer context, a wider vocabulary)
+    is refused with CheckpointError before any model is built."""
+    model = small_gpt()
+    state = {k: np.asarray(v)[..., :1] if np.ndim(v) else v for k, v in model.state_dict().items()}
+    built = []
+    monkeypatch.setattr(tg.TinyGPT, "__init__", lambda self, *a, **k: built.append(1) or (_ for _ in ()).throw(
+        AssertionError("a model was allocated")))
+    for change in ({"d_model": 2048}, {"num_layers": 500}, {"max_length": 10**6}, {"vocab_size": 10**6},
+                   {"ff_dim": 10**6}):
+        config = {**model.config.to_dict(), **change}
+        save_npz_checkpoint(tmp_path / "huge.npz", model.state_dict(), {"config": config, "tokenizer": None},
+                            kind="tinygpt")
+        with pytest.raises(CheckpointError):
+            TinyGPT.load(tmp_path / "huge.npz")
+    save_npz_checkpoint(tmp_path / "cut.npz", state, {"config": model.config.to_dict(), "tokenizer": None},
+                        kind="tinygpt")
+    with pytest.raises(CheckpointError):
+        TinyGPT.load(tmp_path / "cut.npz")
+    assert built == [], "no model is allocated for a file whose config and arrays disagree"
 
 
 # ---- training ------------------------------------------------------------------------------

@@ -214,6 +214,17 @@ q_h /= q_h.sum()
 freq_h = np.bincount(draws_h, minlength=5) / draws_h.size
 assert np.allclose(freq_h, q_h, atol=0.015), (freq_h, q_h)
 
+# Hidden: vanishing (subnormal) temperatures are the greedy limit, never a NaN draw; nonsense temperatures are refused.
+z_tiny_h = np.random.default_rng(16).standard_normal((32, 7)) * 50
+for t_h in (5e-324, 1e-320, 1e-310):
+    assert np.array_equal(sample_next(z_tiny_h, temperature=t_h, rng=np.random.default_rng(0)), greedy(z_tiny_h)), t_h
+for t_h in (-1.0, float("nan"), float("inf")):
+    try:
+        sample_next(z_tiny_h, temperature=t_h)
+        raise AssertionError(f"temperature {t_h} must be refused")
+    except ValueError:
+        pass
+
 # %% grade_id: test-generate
 # Hidden: generation against a reference loop written from the documented semantics (greedy, float64, a batch of 2,
 # prompts shorter and longer than the window, several window_keep values, with and without the cache), prompts kept,
@@ -280,6 +291,15 @@ for tag_h, meta_h, kind_h in [("missing-key", {"config": {k: v for k, v in cfg_h
     except CheckpointError:
         pass
 
+# A tiny file whose config claims a far bigger model than its arrays is refused before a model is built.
+for big_h in ({"d_model": 2048}, {"num_layers": 64}, {"vocab_size": 10**6}):
+    save_npz_checkpoint(folder / "big.npz", arrays_h, {"config": {**cfg_h, **big_h}, "tokenizer": None}, kind="tinygpt")
+    try:
+        TinyGPT.load(folder / "big.npz")
+        raise AssertionError(f"{big_h} does not fit the stored arrays")
+    except CheckpointError:
+        pass
+
 # %% grade_id: test-training
 # Hidden: TextWindows' sequential walk, random windows from every offset, fixed and resampled epochs; the trainer's
 # split and data, fit(epochs=...) stopping early; the loss of a tiny model falling within a few steps on a generated corpus.
@@ -313,3 +333,11 @@ assert len(lmt_h.fit(epochs=1)["epoch"]) == 1 and lmt_h.iterations_done == 10
 hist_h = lmt_h.fit()
 assert len(hist_h["epoch"]) == 3 and lmt_h.tokens_seen == 30 * 8 * 8
 assert hist_h["train_loss"][-1] < hist_h["train_loss"][0] and hist_h["val_loss"][-1] < 0.5 * math.log(8), hist_h
+# evaluate(full=True) covers every validation window once; full=False only the fixed batches.
+every_h = TextWindows(lmt_h.val_tokens, 8, 8)
+tiny_h.eval()
+with no_grad():
+    sums_h = [(LanguageModelLoss()(tiny_h(x_h), y_h).item() * y_h.size, y_h.size) for x_h, y_h in every_h]
+full_h = sum(a for a, _ in sums_h) / sum(n for _, n in sums_h)
+assert abs(lmt_h.evaluate("val", full=True)["loss"] - full_h) < 1e-5
+assert abs(lmt_h.evaluate("val", full=False)["loss"] - lmt_h.trainer.evaluate(lmt_h.val_data)["loss"]) < 1e-9

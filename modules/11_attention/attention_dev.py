@@ -67,11 +67,9 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""Attention: masks, scaled dot-product attention, single- and multi-head attention, KV cache.
-Module 11 of TinyTorch (generated from modules/11_attention/attention_dev.py; do not edit)."""
+"""Module 11 of TinyTorch, attention (generated from modules/11_attention/attention_dev.py; do not edit)."""
 from __future__ import annotations
 
-import functools
 import math
 import os
 from typing import Any, Sequence
@@ -191,8 +189,7 @@ for d in (4, 64, 512):
 # %% nbgrader={"grade": false, "grade_id": "masks", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def causal_mask(T: int, dtype: Any = DEFAULT_FLOAT, past: int = 0) -> np.ndarray:
-    """Additive causal mask (T, past + T): 0 where query i (absolute position past + i) may
-    attend to key j, i.e. j <= past + i; -inf above that diagonal."""
+    """Additive causal mask (T, past + T): 0 where query i (at position past + i) may see key j <= past + i, else -inf."""
     if int(T) < 1 or int(past) < 0:
         raise ValueError(f"causal_mask: need T >= 1 and past >= 0, got T={T}, past={past}")
     ### BEGIN SOLUTION
@@ -212,12 +209,14 @@ def additive_mask(allowed: Any, dtype: Any = DEFAULT_FLOAT) -> np.ndarray:
     ### END SOLUTION
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_causal_mask(T: int, past: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only causal mask shared between calls (layers build the same one every step)."""
-    mask = causal_mask(T, dtype=dtype, past=past)
-    mask.flags.writeable = False
-    return mask
+def _add_masks(causal: np.ndarray | None, mask: Tensor | None, dtype: Any) -> Tensor | np.ndarray | None:
+    """The sum of two additive masks, either of which may be None (masks compose by addition)."""
+    ### BEGIN SOLUTION
+    if mask is None:
+        return causal
+    return mask if causal is None else Tensor(causal, dtype=dtype) + mask   # a learned mask stays in the graph
+    ### END SOLUTION
+
 
 # %% nbgrader={"grade": true, "grade_id": "test-masks", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 m = causal_mask(4)
@@ -268,42 +267,27 @@ def _as_tensor(x: Any) -> Tensor:
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, who: str) -> tuple[int, ...]:
     """Check q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); return the scores' shape (..., Tq, Tk)."""
     try:
-        if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-            raise ValueError
-        lead = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
-            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])   # broadcast only when needed
-    except ValueError:
-        raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), "
-                         f"(..., Tk, dv): same d for q and k, same Tk for k and v, broadcasting leading axes") from None
-    return (*lead, q.shape[-2], k.shape[-2])
+        assert min(q.ndim, k.ndim, v.ndim) >= 2 and q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]
+        same = q.shape[:-2] == k.shape[:-2] == v.shape[:-2]                  # broadcast only when needed
+        return (*(q.shape[:-2] if same else np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])),
+                q.shape[-2], k.shape[-2])
+    except (AssertionError, ValueError):
+        raise ValueError(f"{who}: q {q.shape}, k {k.shape}, v {v.shape} do not fit (..., Tq, d), (..., Tk, d), (..., Tk, dv)") from None
 
 
-def _check_mask(mask: Any, scores_shape: tuple[int, ...], dtype: Any, who: str) -> Tensor:
-    """Check an additive mask against the scores (..., Tq, Tk); return it as a Tensor of `dtype`."""
+def _check_mask(mask: Any, scores_shape: tuple[int, ...], dtype: Any, who: str) -> Tensor | None:
+    """Check an additive mask (or None) against the scores (..., Tq, Tk); return it as a Tensor of `dtype`."""
+    if mask is None:
+        return None
     data = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     if data.dtype.kind != "f":
-        hint = "; convert a boolean one with additive_mask(allowed)" if data.dtype == np.bool_ else ""
-        raise TypeError(f"{who}: a mask is a float array (0 = may attend, -inf = may not), got dtype {data.dtype}{hint}")
-    try:
-        fits = np.broadcast_shapes(data.shape, scores_shape) == tuple(scores_shape)
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(f"{who}: mask of shape {data.shape} does not broadcast to the scores {tuple(scores_shape)}")
-    if np.isneginf(data).all(axis=-1).any() if data.ndim else np.isneginf(data):
-        raise ValueError(f"{who}: the mask of shape {data.shape} hides every key from some query (softmax 0/0 = nan)")
-    if isinstance(mask, Tensor):
-        return mask if mask.dtype == dtype else mask.astype(dtype)
-    return Tensor(data, dtype=dtype)
-
-
-def _add_masks(causal: np.ndarray | None, mask: Any, scores_shape: tuple[int, ...], dtype: Any,
-               who: str) -> Tensor | np.ndarray | None:
-    """The causal mask (or None) plus a checked user mask (or None): additive masks add."""
-    if mask is None:
-        return causal
-    mask = _check_mask(mask, scores_shape, dtype, who)
-    return mask if causal is None else Tensor(causal, dtype=dtype) + mask   # a learned mask stays in the graph
+        raise TypeError(f"{who}: a mask is a float array (0 = may attend, -inf = may not; for booleans use "
+                        f"additive_mask(allowed)), got dtype {data.dtype}")
+    fits = data.ndim <= len(scores_shape) and all(a in (1, b) for a, b in zip(data.shape[::-1], scores_shape[::-1]))
+    if not fits or (np.isneginf(data).all(axis=-1).any() if data.ndim else np.isneginf(data)):
+        raise ValueError(f"{who}: mask of shape {data.shape} does not broadcast to the scores {tuple(scores_shape)} "
+                         f"or hides every key from some query (softmax 0/0 = nan)")
+    return Tensor(data, dtype=dtype) if not isinstance(mask, Tensor) else mask if mask.dtype == dtype else mask.astype(dtype)
 
 # %% [markdown]
 # ### One op for scale, mask and softmax
@@ -335,8 +319,7 @@ def _add_masks(causal: np.ndarray | None, mask: Any, scores_shape: tuple[int, ..
 # %% nbgrader={"grade": false, "grade_id": "scaled-masked-softmax", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class ScaledMaskedSoftmax(Function):
-    """softmax(scale * scores + mask) over the last axis, in one op: scores (..., Tq, Tk),
-    optional mask broadcastable to them -> weights (..., Tq, Tk). Keeps only the weights."""
+    """softmax(scale * scores + mask, axis=-1) in one op: scores (..., Tq, Tk) -> weights (..., Tq, Tk)."""
     def forward(self, scores: np.ndarray, mask: np.ndarray | None = None, scale: float = 1.0) -> np.ndarray:
         ### BEGIN SOLUTION
         z = scores * scale                           # (..., Tq, Tk): the one new array
@@ -410,24 +393,19 @@ print("scaled_masked_softmax: OK")
 #| export
 def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None,
                                  dropout: Module | None = None) -> tuple[Tensor, Tensor]:
-    """softmax(q kᵀ / sqrt(d) + mask) v over any leading axes (broadcast like `@`).
-
-    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); mask: additive, broadcastable to
-    (..., Tq, Tk) (a Tensor that requires grad gets a gradient); dropout: a `Dropout` on the
-    weights. Returns out (..., Tq, dv) and the weights (..., Tq, Tk) before dropout.
-    """
+    """softmax(q kᵀ / sqrt(d) + mask) v: q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), additive mask
+    broadcastable to (..., Tq, Tk) -> out (..., Tq, dv) and the weights (..., Tq, Tk) before `dropout`."""
     q, k, v = _as_tensor(q), _as_tensor(k), _as_tensor(v)
     scores_shape = _check_qkv(q, k, v, "scaled_dot_product_attention")
-    if mask is not None:
-        mask = _check_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype), "scaled_dot_product_attention")
+    mask = _check_mask(mask, scores_shape, np.result_type(q.dtype, k.dtype), "scaled_dot_product_attention")
     ### BEGIN SOLUTION
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.transpose(-2, -1)                     # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
     weights = scaled_masked_softmax(scores, scale, mask) # softmax(scale*scores + mask): (..., Tq, Tk), rows sum to 1
     attended = dropout(weights) if dropout is not None else weights
     out = attended @ v                                   # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
-    ### END SOLUTION
     return out, weights
+    ### END SOLUTION
 
 # %% [markdown]
 # The test compares the batched function with the formula computed one batch element at a
@@ -490,15 +468,14 @@ print("scaled_dot_product_attention: OK")
 # %% nbgrader={"grade": false, "grade_id": "self-attention", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class SelfAttention(Module):
-    """Single-head self-attention (..., T, d_model) -> (..., T, d_model): projections `q_proj`,
-    `k_proj`, `v_proj`, then `scaled_dot_product_attention`; `causal=True` masks the future."""
+    """One head: (..., T, d_model) -> (..., T, d_model) via q_proj, k_proj, v_proj; causal=True masks the future."""
     def __init__(self, d_model: int, causal: bool = False, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if int(d_model) < 1:
             raise ValueError(f"SelfAttention: d_model must be positive, got {d_model}")
-        self.d_model, self.causal, self.last_weights = int(d_model), bool(causal), None
         ### BEGIN SOLUTION
+        self.d_model, self.causal, self.last_weights = int(d_model), bool(causal), None
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
@@ -508,18 +485,16 @@ class SelfAttention(Module):
         x = _as_tensor(x)
         if x.ndim < 2 or x.shape[-1] != self.d_model:
             raise ValueError(f"SelfAttention: input of shape {x.shape} does not fit (..., T, d_model={self.d_model})")
+        mask = _check_mask(mask, (*x.shape[:-1], x.shape[-2]), x.dtype, "SelfAttention")
         ### BEGIN SOLUTION
         T = x.shape[-2]
-        causal = _cached_causal_mask(T, 0, x.dtype) if self.causal else None
-        mask = _add_masks(causal, mask, (*x.shape[:-1], T), x.dtype, "SelfAttention")   # (..., T, T)
+        causal = causal_mask(T, x.dtype) if self.causal else None
+        mask = _add_masks(causal, mask, x.dtype)                           # (..., T, T) or None
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)           # (..., T, C) each
         out, weights = scaled_dot_product_attention(q, k, v, mask=mask)    # (..., T, C), (..., T, T)
-        ### END SOLUTION
         self.last_weights = weights.data
         return (out, weights) if return_weights else out
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, causal={self.causal}"
+        ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-self-attention", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 sa = SelfAttention(8, causal=True, rng=np.random.default_rng(0))
@@ -577,20 +552,18 @@ print("self-attention: OK")
 # %% nbgrader={"grade": false, "grade_id": "kv-cache", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class KVCache:
-    """Keys and values of the positions seen so far, for one attention layer: preallocated
-    `key_buffer`, `value_buffer` (batch_size, num_heads, max_len, head_dim), the first
-    `length` positions filled. Make one with `MultiHeadAttention.new_cache(batch_size, max_len)`."""
+    """One layer's keys and values so far: buffers (B, nh, max_len, hs), the first `length` positions filled."""
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype: Any = DEFAULT_FLOAT):
         shape = tuple(int(n) for n in (batch_size, num_heads, max_len, head_dim))
         if min(shape) < 1:
             raise ValueError(f"KVCache: sizes must be positive, got (batch_size, num_heads, max_len, head_dim) = {shape}")
-        self.batch_size, self.num_heads, self.max_len, self.head_dim = shape
         ### BEGIN SOLUTION
+        self.batch_size, self.num_heads, self.max_len, self.head_dim = shape
         self.key_buffer = np.zeros(shape, dtype=dtype)   # (B, nh, max_len, hs), allocated once
         self.value_buffer = np.zeros(shape, dtype=dtype)
         self.length = 0                                  # positions filled so far
-        ### END SOLUTION
         self.dtype = self.key_buffer.dtype
+        ### END SOLUTION
 
     remaining = property(lambda self: self.max_len - self.length, doc="free slots")
     nbytes = property(lambda self: self.key_buffer.nbytes + self.value_buffer.nbytes, doc="bytes of both buffers")
@@ -600,23 +573,20 @@ class KVCache:
 
     def reset(self) -> None:
         """Forget every position (the buffers are reused)."""
+        ### BEGIN SOLUTION
         self.length = 0
+        ### END SOLUTION
 
     def _check_append(self, k: np.ndarray, v: np.ndarray) -> None:
         """Refuse keys/values that do not fit (before anything is written)."""
-        expected = (self.batch_size, self.num_heads, self.head_dim)
-        if k.shape != v.shape or k.ndim != 4 or (k.shape[0], k.shape[1], k.shape[3]) != expected:
-            raise ValueError(f"KVCache.append: keys {k.shape} and values {v.shape} must both be "
-                             f"(B, nh, t, hs) = ({expected[0]}, {expected[1]}, t, {expected[2]})")
+        t = k.shape[2] if k.ndim == 4 else -1
+        if k.shape != v.shape or k.shape != (self.batch_size, self.num_heads, t, self.head_dim) or t > self.remaining:
+            raise ValueError(f"KVCache.append: keys {k.shape}, values {v.shape} do not fit the free slots of {self!r}")
         if k.dtype != self.dtype or v.dtype != self.dtype:
             raise TypeError(f"KVCache.append: the cache holds {self.dtype}, got keys {k.dtype} and values {v.dtype}")
-        if k.shape[2] > self.remaining:
-            raise ValueError(f"KVCache.append: cannot add {k.shape[2]} positions to {self.length} of "
-                             f"max_len={self.max_len}; reset() it and re-run a shorter context")
 
     def append(self, k: Any, v: Any) -> tuple[Tensor, Tensor]:
-        """Store the keys and values of t new positions, k and v (B, nh, t, hs); return all keys
-        and values so far as Tensors (B, nh, length, hs) that view the buffers (no copy)."""
+        """Store k, v (B, nh, t, hs) of t new positions; return all so far, (B, nh, length, hs) views as Tensors."""
         k, v = (a.data if isinstance(a, Tensor) else np.asarray(a) for a in (k, v))
         self._check_append(k, v)
         ### BEGIN SOLUTION
@@ -628,8 +598,7 @@ class KVCache:
         ### END SOLUTION
 
     def drop_oldest(self, n: int) -> None:
-        """Forget the `n` oldest positions, shifting the rest to the front (a sliding window);
-        only correct when keys do not encode absolute positions."""
+        """Forget the n oldest positions (shift the rest to the front): right only for relative positions."""
         if not 0 <= n <= self.length:
             raise ValueError(f"KVCache.drop_oldest: n must be in [0, length={self.length}], got {n}")
         ### BEGIN SOLUTION
@@ -640,8 +609,7 @@ class KVCache:
         ### END SOLUTION
 
     def __repr__(self) -> str:
-        return (f"KVCache(batch_size={self.batch_size}, num_heads={self.num_heads}, length={self.length}, "
-                f"max_len={self.max_len}, head_dim={self.head_dim}, dtype={self.dtype})")
+        return f"KVCache(batch_size={self.batch_size}, num_heads={self.num_heads}, length={self.length}, max_len={self.max_len}, head_dim={self.head_dim}, dtype={self.dtype})"
 
 # %% nbgrader={"grade": true, "grade_id": "test-kv-cache", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 kv = KVCache(batch_size=2, num_heads=3, max_len=6, head_dim=4)
@@ -713,17 +681,15 @@ print("kv cache: OK")
 # %% nbgrader={"grade": false, "grade_id": "multi-head", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class MultiHeadAttention(Module):
-    """Multi-head attention (B, Tq, d_model) -> (B, Tq, d_model): `q_proj`, `k_proj`, `v_proj`,
-    `out_proj` (Dense(d_model, d_model)), num_heads heads of head_dim = d_model // num_heads,
-    dropout on the weights and the output; `causal=True` masks the future."""
+    """(B, Tq, d_model) -> (B, Tq, d_model): num_heads heads of d_model // num_heads; causal=True masks the future."""
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None, *, causal: bool = False):
         super().__init__()
         if int(d_model) < 1 or int(num_heads) < 1 or d_model % num_heads:
             raise ValueError(f"MultiHeadAttention: d_model={d_model} must be a positive multiple of num_heads={num_heads}")
+        ### BEGIN SOLUTION
         self.d_model, self.num_heads, self.head_dim = int(d_model), int(num_heads), int(d_model) // int(num_heads)
         self.causal, self.dtype, self.last_weights = bool(causal), np.dtype(dtype), None
-        ### BEGIN SOLUTION
         self.q_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.k_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
         self.v_proj = Dense(d_model, d_model, bias=bias, dtype=dtype, rng=rng)
@@ -734,15 +700,15 @@ class MultiHeadAttention(Module):
 
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, C) -> (B, nh, T, hs)."""
-        B, T, _ = x.shape
         ### BEGIN SOLUTION
+        B, T, _ = x.shape
         return x.reshape(B, T, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         ### END SOLUTION
 
     def merge_heads(self, y: Tensor) -> Tensor:
         """(B, nh, T, hs) -> (B, T, C)."""
-        B, _, T, _ = y.shape
         ### BEGIN SOLUTION
+        B, _, T, _ = y.shape
         return y.permute(0, 2, 1, 3).reshape(B, T, self.d_model)
         ### END SOLUTION
 
@@ -752,46 +718,36 @@ class MultiHeadAttention(Module):
         return KVCache(batch_size, self.num_heads, max_len, self.head_dim, dtype=self.dtype)
         ### END SOLUTION
 
-    def _check(self, query: Any, key: Any, value: Any, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor, int]:
-        """Check the inputs; return query, key, value as Tensors and the number of cached positions."""
+    def _check(self, query: Any, key: Any, value: Any, mask: Any,
+               cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None, int]:
+        """Check the inputs; return query, key, value, mask as Tensors and the number of cached positions."""
         who, query = "MultiHeadAttention", _as_tensor(query)
-        if key is None and value is not None:
-            raise ValueError(f"{who}: got value but no key; pass key too (or neither, for self-attention)")
-        if cache is not None and key is not None:
-            raise ValueError(f"{who}: a KV cache serves self-attention: call attn(x_new, cache=kv) without key and value")
+        if (key is None and value is not None) or (cache is not None and key is not None):
+            raise ValueError(f"{who}: give key (and value) for cross-attention, neither for self-attention or a cache")
         key = query if key is None else _as_tensor(key)
         value = key if value is None else _as_tensor(value)
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            if t.ndim != 3 or t.shape[-1] != self.d_model:
-                raise ValueError(f"{who}: {name} of shape {t.shape} does not fit (B, T, d_model={self.d_model})")
-        if key.shape[0] != query.shape[0] or value.shape[:2] != key.shape[:2]:
-            raise ValueError(f"{who}: query {query.shape}, key {key.shape} and value {value.shape} must share the "
-                             f"batch size, and key and value the length Tk")
-        (B, Tq, _), Tk, past = query.shape, key.shape[1], 0
-        if cache is not None:
-            if is_grad_enabled():
-                raise RuntimeError(f"{who}: the KV cache is for generation: call it inside `with no_grad():`")
-            if not isinstance(cache, KVCache) or (cache.batch_size, cache.num_heads, cache.head_dim) != (
-                    B, self.num_heads, self.head_dim):
-                raise ValueError(f"{who}: {cache!r} does not fit an input {query.shape}: use attn.new_cache(B, max_len)")
-            past = len(cache)
-        elif self.causal and Tk < Tq:
-            raise ValueError(f"{who}: causal attention needs at least as many keys as queries, got {query.shape}, {key.shape}")
-        return query, key, value, past
+        if any(t.ndim != 3 or t.shape[-1] != self.d_model for t in (query, key, value)) or key.shape[0] != query.shape[0] \
+                or value.shape[:2] != key.shape[:2] or (self.causal and cache is None and key.shape[1] < query.shape[1]):
+            raise ValueError(f"{who}: query {query.shape}, key {key.shape}, value {value.shape} do not fit (B, T, d_model={self.d_model})")
+        (B, Tq, _), Tk, past = query.shape, key.shape[1], len(cache) if isinstance(cache, KVCache) else 0
+        if cache is not None and is_grad_enabled():
+            raise RuntimeError(f"{who}: the KV cache is for generation: call it inside `with no_grad():`")
+        if cache is not None and not (isinstance(cache, KVCache) and (cache.batch_size, cache.num_heads,
+                                                                      cache.head_dim) == (B, self.num_heads, self.head_dim)):
+            raise ValueError(f"{who}: {cache!r} does not fit an input {query.shape}: use attn.new_cache(B, max_len)")
+        mask = _check_mask(mask, (B, self.num_heads, Tq, past + Tk), query.dtype, who)
+        return query, key, value, mask, past
 
     def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
                 cache: KVCache | None = None, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention of `query` (B, Tq, C) over `key` / `value` (B, Tk, C) (default: the query;
-        `value` defaults to `key`). mask: additive, broadcastable to (B, nh, Tq, Tk). cache: a
-        KVCache (causal self-attention under no_grad): the new keys and values are appended and
-        the queries attend to the past and themselves. Returns (B, Tq, C) (and the weights
-        (B, nh, Tq, Tk) with return_weights); `last_weights` keeps them as an ndarray."""
-        query, key, value, past = self._check(query, key, value, cache)
+        """query (B, Tq, C) attends over key/value (B, Tk, C) (default: query; value: key), plus the cached
+        past with `cache`; mask broadcasts to (B, nh, Tq, Tk). -> (B, Tq, C) (and weights if return_weights)."""
+        query, key, value, mask, past = self._check(query, key, value, mask, cache)
         ### BEGIN SOLUTION
-        (B, Tq, _), Tk = query.shape, past + key.shape[1]       # Tk: all keys, the cached ones included
+        Tq, Tk = query.shape[1], past + key.shape[1]            # Tk: all keys, the cached ones included
         masked = (self.causal or cache is not None) and Tq > 1          # one query (the last) sees every key
-        causal = _cached_causal_mask(Tq, Tk - Tq, query.dtype) if masked else None
-        mask = _add_masks(causal, mask, (B, self.num_heads, Tq, Tk), query.dtype, "MultiHeadAttention")
+        causal = causal_mask(Tq, query.dtype, past=Tk - Tq) if masked else None
+        mask = _add_masks(causal, mask, query.dtype)            # broadcasts to (B, nh, Tq, Tk)
         q = self.split_heads(self.q_proj(query))                # (B, nh, Tq, hs)
         k = self.split_heads(self.k_proj(key))                  # (B, nh, Tk, hs)
         v = self.split_heads(self.v_proj(value))                # (B, nh, Tk, hs)
@@ -799,12 +755,9 @@ class MultiHeadAttention(Module):
             k, v = cache.append(k, v)                           # (B, nh, past + Tk, hs): the past and the new
         y, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout=self.attn_dropout)  # (B, nh, Tq, hs)
         out = self.out_dropout(self.out_proj(self.merge_heads(y)))   # (B, nh, Tq, hs) -> (B, Tq, C)
-        ### END SOLUTION
         self.last_weights = weights.data
         return (out, weights) if return_weights else out
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, causal={self.causal}"
+        ### END SOLUTION
 
 # %% [markdown]
 # First check: with a single head, `MultiHeadAttention` is `SelfAttention` followed by the
@@ -902,35 +855,28 @@ print("kv-cache decoding matches full recomputation: OK")
 #| export
 def plot_attention(weights: Any, tokens: Sequence[str] | None = None, path: str | os.PathLike | None = None,
                    title: str | None = None, max_heads: int = 16) -> Any:
-    """Heatmaps of attention weights (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) (the first
-    example), one panel per head (at most max_heads); `tokens` label the Tk keys. Saved as a
-    PNG at `path` if given; returns the matplotlib Figure."""
+    """Heatmaps of attention weights (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) (the first example),
+    one panel per head (at most max_heads); `tokens` label the keys; saved as a PNG at `path`."""
     from matplotlib.figure import Figure
 
     w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
     w = w[0] if w.ndim == 4 else w[None] if w.ndim == 2 else w
     if w.ndim != 3 or 0 in w.shape or (tokens is not None and len(tokens) != w.shape[-1]):
-        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) with one token "
-                         f"per key, got shape {np.shape(weights)} and {None if tokens is None else len(tokens)} tokens")
-    w = w[:max_heads]
-    nh, Tq, Tk = w.shape
-    cols = math.ceil(math.sqrt(nh))
+        raise ValueError(f"plot_attention: weights must be (Tq, Tk), (nh, Tq, Tk) or (B, nh, Tq, Tk) with one "
+                         f"token per key, got shape {np.shape(weights)} and tokens {tokens!r:.80}")
+    (nh, Tq, Tk), cols = w[:max_heads].shape, math.ceil(math.sqrt(min(len(w), max_heads)))
     fig = Figure(figsize=(2.8 * cols + 1.2, 2.8 * math.ceil(nh / cols) + 0.4), layout="constrained")
     axes = fig.subplots(math.ceil(nh / cols), cols, squeeze=False).ravel()
-    for h, ax in enumerate(axes):
-        if h >= nh:
-            ax.set_axis_off()
-            continue
+    for ax in axes[nh:]:
+        ax.set_axis_off()
+    for h, ax in enumerate(axes[:nh]):
         image = ax.imshow(w[h], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-        ax.set_title(f"head {h}" if nh > 1 else "", fontsize=9)
-        ax.set_xlabel("key", fontsize=8)
-        ax.set_ylabel("query", fontsize=8)
+        ax.set(title=f"head {h}" if nh > 1 else "", xlabel="key", ylabel="query")
         if tokens is not None and Tk <= 48:
-            ax.set_xticks(range(Tk), [str(s) for s in tokens], rotation=90, fontsize=7)
-            ax.set_yticks(range(Tq), [str(s) for s in tokens[Tk - Tq:]], fontsize=7)
+            ax.set_xticks(range(Tk), [str(t) for t in tokens], rotation=90, fontsize=7)
+            ax.set_yticks(range(Tq), [str(t) for t in tokens[Tk - Tq:]], fontsize=7)
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or "")
     if path is not None:
         fig.savefig(path, format="png", dpi=100)
     return fig

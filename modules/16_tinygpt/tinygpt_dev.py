@@ -16,36 +16,27 @@
 # %% [markdown]
 # # Module 16: TinyGPT
 #
-# **Where you are.** This is the last module. You have tensors and autograd (01, 05),
-# layers and losses (03, 04), optimizers and a trainer (06, 07), data loading (08),
-# normalisation (10) and attention with a key/value cache (11). This module *assembles*
-# those parts into a character-level GPT, shaped like nanoGPT, trains it on Shakespeare
-# and makes it write.
-#
-# **What you build.**
+# **Where you are.** The last module. You have tensors and autograd (01, 05), layers and
+# losses (03, 04), optimizers and a trainer (06, 07), normalisation (10) and attention with
+# a key/value cache (11). This module assembles them into a character-level GPT shaped like
+# nanoGPT, trains it on Shakespeare and makes it write.
 #
 # | name | what it is |
 # |---|---|
-# | `CharTokenizer` | text ⇄ integer ids, one id per character; unknown characters are named, not dropped |
-# | `Embedding` | a trainable lookup table `(vocab, C)`: ids `(B, T)` → vectors `(B, T, C)` |
-# | `PositionalEncoding` | adds "where am I" to each vector: learned (GPT-2) or sinusoidal |
-# | `GPTConfig`, `TransformerBlock` | the model's sizes; the pre-LayerNorm block `x + attn(ln1(x))`, `x + mlp(ln2(x))` |
-# | `TinyGPT` | embeddings → blocks → LayerNorm → `Dense` head: logits `(B, T, vocab)`; `generate`, `save`, `load` |
-# | `LanguageModelLoss`, `shift_targets` | next-token cross-entropy on `(B, T, V)` logits |
-# | `greedy`, `apply_temperature`, `top_k_filter`, `top_p_filter`, `sample_next`, `generate_tokens` | how the next character is chosen, and the generation loop |
-# | `TINYGPT_KIND`, `package_tinygpt` | a module-15 model package of a TinyGPT, for `tito serve` |
-# | `TrainConfig`, `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; module 07's Trainer with AdamW, warm-up + cosine |
+# | `CharTokenizer` | text ⇄ integer ids, one id per character |
+# | `Embedding`, `PositionalEncoding` | ids `(B, T)` → vectors `(B, T, C)`, plus "where am I" |
+# | `GPTConfig`, `TransformerBlock`, `TinyGPT` | the sizes; the pre-LayerNorm block; embeddings → blocks → LayerNorm → head: logits `(B, T, V)` |
+# | `LanguageModelLoss`, `shift_targets` | next-token cross-entropy |
+# | `sample_next` (greedy, temperature, top-k, top-p), `generate_tokens` | choosing the next character; the generation loop |
+# | `TrainConfig`, `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; module 07's Trainer with AdamW |
 #
-# **Where it goes.** `tito export` compiles the `#| export` cells into `tinytorch/tinygpt.py`.
-# `MultiHeadAttention` (module 11) and `LayerNorm` (module 10) are re-exported from there
-# unchanged: `tinytorch.tinygpt.LayerNorm is tinytorch.core.normalization.LayerNorm`.
+# `tito export` compiles the `#| export` cells into `tinytorch/tinygpt.py` (which re-exports
+# `MultiHeadAttention` and `LayerNorm` unchanged).
 #
-# **The one idea of this module.** A language model is a function from a sequence of
-# tokens to a probability distribution over the *next* token, evaluated at every position
-# at once. Training makes it predict text it has seen; generation feeds its own
-# predictions back in, one token at a time. Everything is composition: the only new
-# differentiable operation is the embedding lookup, and it exists only because it is faster
-# than module 01's general indexing (we measure it).
+# **The one idea.** A language model maps a sequence of tokens to a distribution over the
+# *next* token, at every position at once. Training makes it predict text it has seen;
+# generation feeds its own predictions back in. Everything is composition: the only new
+# differentiable op is the embedding lookup.
 #
 # **Points: 31** (the total of this module's graded test cells)
 
@@ -64,8 +55,7 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""TinyGPT: a character-level GPT assembled from the components of modules 01-15.
-Module 16 of TinyTorch (generated from modules/16_tinygpt/tinygpt_dev.py; do not edit)."""
+"""Module 16 of TinyTorch, TinyGPT (generated from modules/16_tinygpt/tinygpt_dev.py; do not edit)."""
 from __future__ import annotations
 
 import math
@@ -94,29 +84,22 @@ _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-
 def _as_ids(ids: Any, who: str) -> np.ndarray:
     """Token ids as an int64 ndarray (from a list, ndarray or Tensor; whole floats are accepted)."""
     arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)) and np.isfinite(arr).all():
-            return arr.astype(np.int64)
-        if arr.size:
-            raise TypeError(f"{who}: token ids must be integers, got dtype {arr.dtype} (shape {arr.shape})")
+    if arr.dtype.kind not in "iu" and arr.size and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))
+                                                        and np.isfinite(arr).all()):
+        raise TypeError(f"{who}: token ids must be integers, got dtype {arr.dtype} (shape {arr.shape})")
     return arr.astype(np.int64, copy=False)
 
 # %% [markdown]
 # ## 1. From characters to numbers: `CharTokenizer`
 #
-# A network computes with numbers, so text becomes a sequence of integer **ids**: the
-# *vocabulary* is a list of characters and a character's id is its index in that list.
-# Real GPTs use sub-word tokenizers (about 50,000 tokens of 3–4 characters); a character
-# tokenizer keeps the vocabulary tiny (65 symbols for Shakespeare) and needs no training.
-#
-# * **A default vocabulary.** `CharTokenizer()` holds tab, newline and the 95 printable
-#   ASCII characters (97 ids); `fit(text)` replaces it with the sorted unique characters
-#   of a corpus.
-# * **Unknown characters are an error by default**, naming them: silently dropping them
-#   changes the text the model sees. `CharTokenizer(unknown="?")` maps them to one id.
-# * **Vectorised.** `str.encode("utf-32-le")` is an array of code points (4 bytes per
-#   character); a table indexed by code point looks all of them up at once (id -1: unknown).
-# * **Serialisable.** `to_dict()` is JSON, so a saved model carries its tokenizer.
+# Text becomes integer **ids**: the vocabulary is a list of characters and a character's id
+# is its index in it (65 symbols for Shakespeare; real GPTs use ~50,000 sub-word tokens).
+# `CharTokenizer()` holds tab, newline and the 95 printable ASCII characters (97 ids);
+# `fit(text)` makes it the sorted unique characters of a corpus. Unknown characters are an
+# error naming them (`CharTokenizer(unknown="?")` maps them to one id instead). Encoding is
+# vectorised: `text.encode("utf-32-le")` is an array of code points, and a table indexed by
+# code point (−1: unknown) looks all of them up at once. `to_dict()` is JSON, so a saved
+# model carries its tokenizer.
 
 # %% nbgrader={"grade": false, "grade_id": "tokenizer", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -127,37 +110,22 @@ class UnknownCharacterError(ValueError):
     """Text contains characters that are not in the tokenizer's vocabulary."""
 
 
-def _quote_chars(chars: Iterable[str], limit: int = 10) -> str:
-    """'a', 'b', '\\n' (at most `limit`, then 'and N more')."""
-    chars = list(chars)
-    return ", ".join(repr(c) for c in chars[:limit]) + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
-
-
-def _check_vocabulary(items: list) -> None:
-    if any(not isinstance(c, str) or len(c) != 1 for c in items):
-        raise TypeError(f"CharTokenizer: the vocabulary must consist of single characters, got {items[:5]!r}")
-    if not items or len(set(items)) != len(items):
-        repeated = sorted({c for c in items if items.count(c) > 1})
-        raise ValueError(f"CharTokenizer: the vocabulary is empty or repeats {_quote_chars(repeated)}")
-
-
 class CharTokenizer:
-    """Character-level tokenizer: ids are positions in `chars` (default DEFAULT_CHARS).
-    `unknown`: None (unknown characters raise UnknownCharacterError naming them) or one
-    character whose id they get (appended to `chars` if missing)."""
+    """Ids are positions in `chars` (default DEFAULT_CHARS); `unknown`: None (an error) or the stand-in character."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
         items = list(DEFAULT_CHARS if chars is None else chars)
         if unknown is not None and (not isinstance(unknown, str) or len(unknown) != 1):
             raise TypeError(f"CharTokenizer: unknown must be None or a single character, got {unknown!r}")
-        if unknown is not None and unknown not in items:
-            items.append(unknown)
         self.unknown = unknown
-        self._set_vocabulary(items)
+        self._set_vocabulary(items + [unknown] if unknown is not None and unknown not in items else items)
 
     def _set_vocabulary(self, items: list[str]) -> None:
         """Build `chars`, `_table` (code point -> id, -1 unknown), `_chars_array` (id -> char), `unknown_id`."""
-        _check_vocabulary(items)
+        if any(not isinstance(c, str) or len(c) != 1 for c in items):
+            raise TypeError(f"CharTokenizer: the vocabulary must consist of single characters, got {items[:5]!r}")
+        if not items or len(set(items)) != len(items):
+            raise ValueError(f"CharTokenizer: the vocabulary is empty or repeats a character: {''.join(items)[:80]!r}")
         ### BEGIN SOLUTION
         self.chars: tuple[str, ...] = tuple(items)
         codes = np.array([ord(c) for c in items], dtype=np.int64)
@@ -167,12 +135,8 @@ class CharTokenizer:
         self.unknown_id = None if self.unknown is None else int(self._table[ord(self.unknown)])
         ### END SOLUTION
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
-
-    def __len__(self) -> int:
-        return len(self.chars)
+    vocab_size = property(lambda self: len(self.chars))
+    __len__ = lambda self: len(self.chars)                                   # noqa: E731
 
     def fit(self, text: str) -> CharTokenizer:
         """Make the vocabulary the sorted unique characters of `text` (plus `unknown`); returns self."""
@@ -193,28 +157,26 @@ class CharTokenizer:
         ids = np.full(codes.shape, -1, dtype=np.int64)                     # -1: not in the vocabulary
         known = codes < self._table.size
         ids[known] = self._table[codes[known]]
+        if self.unknown_id is not None:
+            ids[ids < 0] = self.unknown_id
         ### END SOLUTION
-        return self._replace_unknown(text, ids)
-
-    def _replace_unknown(self, text: str, ids: np.ndarray) -> np.ndarray:
-        """Ids -1 become `unknown_id`, or raise UnknownCharacterError naming the characters."""
-        missing = np.flatnonzero(ids < 0)
-        if missing.size and self.unknown_id is None:
-            unseen = list(dict.fromkeys(text[i] for i in missing))           # first-seen order
-            raise UnknownCharacterError(
-                f"CharTokenizer.encode: unknown characters {_quote_chars(unseen)} (not in the {self.vocab_size}-"
-                f"character vocabulary; first at position {missing[0]}). Fit the tokenizer on text that contains "
-                f"them, or construct it with unknown='?'")
-        if missing.size:
-            ids[missing] = self.unknown_id
+        self._check_known(text, ids)
         return ids
+
+    def _check_known(self, text: str, ids: np.ndarray) -> None:
+        """UnknownCharacterError naming the characters whose id is -1."""
+        missing = np.flatnonzero(ids < 0)
+        if missing.size:
+            unseen = ", ".join(repr(c) for c in list(dict.fromkeys(text[i] for i in missing))[:10])
+            raise UnknownCharacterError(
+                f"CharTokenizer.encode: unknown characters {unseen} (not in the {self.vocab_size}-character vocabulary;"
+                f" first at position {missing[0]}). Fit the tokenizer on text with them, or use unknown='?'")
 
     def decode(self, ids: Any) -> str:
         """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
         arr = _as_ids(ids, "CharTokenizer.decode")
         if arr.ndim > 1 or (arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size)):
-            raise ValueError(f"CharTokenizer.decode: needs one sequence of ids in [0, {self.vocab_size}), got "
-                             f"shape {arr.shape}, range [{arr.min(initial=0)}, {arr.max(initial=0)}]")
+            raise ValueError(f"CharTokenizer.decode: needs one sequence of ids in [0, {self.vocab_size}), got {arr!r:.80}")
         ### BEGIN SOLUTION
         return "".join(self._chars_array[arr.reshape(-1)].tolist())
         ### END SOLUTION
@@ -255,34 +217,22 @@ except UnknownCharacterError:
 lenient = CharTokenizer(unknown="?")
 assert lenient.decode(lenient.encode("naïve")) == "na?ve"
 assert CharTokenizer.from_dict(shakespeare.to_dict()) == shakespeare
-print(ids, "->", repr(tok.decode(ids)))
-print("tokenizer: OK")
+print("tokenizer: OK", ids, "->", repr(tok.decode(ids)))
 
 # %% [markdown]
 # ## 2. Embeddings: a lookup table that learns
 #
-# An id is a name, not a quantity: id 42 is not "twice" id 21. So the model's first layer
-# looks each id up in a table `W` of shape `(vocab, C)`: $\text{out}[b, t] = W[\text{ids}[b, t]]$,
-# `(B, T) → (B, T, C)`. That is `W[ids]`, which module 01's `GetItem` already does, with a
-# backward (module 05) that scatters the gradient rows back with `np.add.at`, *adding*
-# rows whose id repeats. `np.add.at` is correct for every index but slow (one element at a
-# time). For an embedding we can do better: sort the ids, so equal ids are adjacent, and
-# sum each *contiguous run* of gradient rows with one `np.add.reduceat` call:
-#
-# ```
-# ids (flat)    : 7 2 7 0      order = argsort(ids) = [3, 1, 0, 2]
-# sorted ids    : 0 2 7 7      runs start at [0, 1, 2]
-# grad rows     : g3 g1 g0 g2  -> sums: W'[0] = g3, W'[2] = g1, W'[7] = g0 + g2
-# ```
-#
-# Measured on 2 CPU cores for 12 × 64 ids and `C = 128`: `np.add.at` 0.84 ms, sort +
-# `reduceat` 0.13 ms. So `EmbeddingFunction` is a new `Function`, its `backward` beside its `forward`.
+# An id is a name, not a quantity, so the first layer looks each id up in a table `W`
+# `(vocab, C)`: `out[b, t] = W[ids[b, t]]`, `(B, T) → (B, T, C)`. The backward adds the
+# gradient rows of repeated ids. `np.add.at` does that one element at a time; sorting the ids
+# makes equal ids adjacent and one `np.add.reduceat` sums each run (ids `7 2 7 0` → sorted
+# `0 2 7 7`, runs start at `[0, 1, 2]`, so `W'[7] = g0 + g2`): 0.13 ms instead of 0.84 ms
+# for 12 × 64 ids, C = 128.
 
 # %% nbgrader={"grade": false, "grade_id": "embedding", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class EmbeddingFunction(Function):
-    """Row gather `weight[ids]`: weight (V, C), ids (...) -> (..., C). Backward: gradient rows
-    summed per id (ids repeat) by sorting the ids and adding runs with np.add.reduceat."""
+    """weight[ids]: weight (V, C), ids (...) -> (..., C); backward sums the rows of repeated ids (sort + reduceat)."""
 
     def forward(self, weight: np.ndarray, ids: np.ndarray) -> np.ndarray:
         ### BEGIN SOLUTION
@@ -307,16 +257,15 @@ class EmbeddingFunction(Function):
 
 
 class Embedding(Module):
-    """Trainable lookup table: ids (...) in [0, num_embeddings) -> vectors (..., dim);
-    `weight` (num_embeddings, dim) initialised N(0, std²)."""
+    """Trainable lookup table: ids (...) in [0, num_embeddings) -> (..., dim); `weight` starts N(0, std²)."""
 
     def __init__(self, num_embeddings: int, dim: int, std: float = 1.0, dtype: Any = DEFAULT_FLOAT,
                  rng: np.random.Generator | None = None):
         super().__init__()
         if int(num_embeddings) < 1 or int(dim) < 1:
             raise ValueError(f"Embedding: sizes must be positive, got num_embeddings={num_embeddings}, dim={dim}")
-        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         ### BEGIN SOLUTION
+        self.num_embeddings, self.dim = int(num_embeddings), int(dim)
         w = (rng or get_rng()).standard_normal((self.num_embeddings, self.dim)) * std
         self.weight = Parameter(w, dtype=dtype)
         ### END SOLUTION
@@ -324,14 +273,10 @@ class Embedding(Module):
     def forward(self, ids: Any) -> Tensor:
         ids = _as_ids(ids, "Embedding")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got ids in "
-                             f"[{ids.min()}, {ids.max()}] (shape {ids.shape})")
+            raise IndexError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got [{ids.min()}, {ids.max()}]")
         ### BEGIN SOLUTION
         return EmbeddingFunction.apply(self.weight, ids=ids)  # (..., dim)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"num_embeddings={self.num_embeddings}, dim={self.dim}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-embedding", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 from tinytorch.core.autograd import gradcheck
@@ -354,19 +299,12 @@ print("embedding: OK")
 # %% [markdown]
 # ## 3. Where is each token? Positional encoding
 #
-# Attention is a *set* operation: shuffle the tokens and each output moves with its token
-# but is otherwise unchanged, so "dog bites man" looks like "man bites dog". We add to each
-# token vector a vector that depends only on its **position** `p`:
-#
-# * **Learned** (GPT-2, nanoGPT, TinyGPT's default): a `Parameter` `(max_length, C)`
-#   trained like the token embedding; it knows nothing about positions it never saw.
-# * **Sinusoidal** (the original transformer): $PE[p, 2i] = \sin(p / 10000^{2i/C})$,
-#   $PE[p, 2i+1] = \cos(p / 10000^{2i/C})$: each feature pair is a clock hand turning at
-#   its own speed; no parameters.
-#
-# `forward(x, offset)` adds the rows `offset ... offset + T - 1`: during generation with a
-# key/value cache the new token sits at position `offset = cache length`, not at 0.
-# Positions at or past `max_length` are an error, never silently wrapped.
+# Attention is a *set* operation ("dog bites man" = "man bites dog"), so each token vector
+# gets a vector that depends on its **position** `p`: **learned** (GPT-2, TinyGPT's default,
+# a `Parameter` `(max_length, C)`) or **sinusoidal** (the original transformer,
+# $PE[p, 2i] = \sin(p / 10000^{2i/C})$, $PE[p, 2i+1] = \cos(\cdot)$, no parameters).
+# `forward(x, offset)` adds rows `offset … offset + T − 1`: with a KV cache the new token
+# sits at `offset = cache length`. Positions past `max_length` are an error.
 
 # %% nbgrader={"grade": false, "grade_id": "positional-encoding", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -384,17 +322,15 @@ def sinusoidal_table(max_length: int, d_model: int, dtype: Any = DEFAULT_FLOAT) 
 
 
 class PositionalEncoding(Module):
-    """Adds a position vector to each token vector: (B, T, C) -> (B, T, C), positions
-    offset .. offset + T - 1 < max_length. learned: a Parameter `weight` (max_length, C),
-    N(0, std²); else the constant sinusoidal `table`."""
+    """x (B, T, C) + the vectors of positions offset .. offset + T - 1: learned `weight` or sinusoidal `table`."""
 
     def __init__(self, max_length: int, d_model: int, learned: bool = False, std: float = 0.02,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if int(max_length) < 1 or int(d_model) < 1:
             raise ValueError(f"PositionalEncoding: sizes must be positive, got max_length={max_length}, d_model={d_model}")
-        self.max_length, self.d_model, self.learned = int(max_length), int(d_model), bool(learned)
         ### BEGIN SOLUTION
+        self.max_length, self.d_model, self.learned = int(max_length), int(d_model), bool(learned)
         if self.learned:
             w = (rng or get_rng()).standard_normal((self.max_length, self.d_model)) * std
             self.weight = Parameter(w, dtype=dtype)
@@ -405,8 +341,7 @@ class PositionalEncoding(Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         T = x.shape[1] if x.ndim == 3 else 0
         if x.ndim != 3 or x.shape[-1] != self.d_model or offset < 0 or offset + T > self.max_length:
-            raise ValueError(f"PositionalEncoding: input {x.shape} at positions {offset}.. does not fit "
-                             f"(B, T, d_model={self.d_model}) with positions < max_length={self.max_length}")
+            raise ValueError(f"PositionalEncoding: input {x.shape} at offset {offset} does not fit {self.max_length}, {self.d_model}")
         ### BEGIN SOLUTION
         if self.learned:
             pos = self.weight[offset:offset + T]                          # (T, C), gradient flows to weight
@@ -414,9 +349,6 @@ class PositionalEncoding(Module):
             pos = Tensor(self.table[offset:offset + T], dtype=self.table.dtype)   # (T, C), a constant
         return x + pos                                                    # (B, T, C) + (T, C)
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"max_length={self.max_length}, d_model={self.d_model}, learned={self.learned}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-positional", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 pe = PositionalEncoding(16, 6)
@@ -438,29 +370,18 @@ print("positional encoding: OK")
 # %% [markdown]
 # ## 4. The configuration and the transformer block
 #
-# As in nanoGPT, one small dataclass holds the sizes of the model, `GPTConfig`; it is saved
-# with the weights, so a file is enough to rebuild the model. A GPT is then a stack of
-# identical blocks. Each block lets the tokens **communicate** (causal attention: every
-# position reads from the positions before it) and then lets each position **compute** on
-# what it gathered (an MLP applied to every position separately):
+# As in nanoGPT, a dataclass `GPTConfig` holds the sizes (saved with the weights). A GPT is a
+# stack of identical blocks: tokens **communicate** (causal attention) then each position
+# **computes** (an MLP):
 #
 # ```
-# x ──┬── LayerNorm ── MultiHeadAttention (causal) ──(+)──┬── LayerNorm ── Dense ─ GELU ─ Dense ─ Dropout ──(+)── out
-#     └────────────────────────────────────────────────┘  └──────────────────────────────────────────────┘
-#          x = x + attn(ln1(x))                                x = x + ff(ln2(x))
+# x = x + attn(ln1(x))        # pre-LayerNorm, residual: the gradient reaches early layers undiminished
+# x = x + ff(ln2(x))          # ff: Dense(C, 4C) - GELU - Dense(4C, C) - Dropout
 # ```
 #
-# * **Residual connections**: each block only *adds* a correction to `x`, so the gradient
-#   reaches early layers undiminished through the identity path.
-# * **Pre-LayerNorm** (GPT-2 and later): the normalisation sits *inside* each branch; the
-#   residual stream itself is never normalised until the final LayerNorm after the last block.
-# * The MLP widens to `ff_dim = 4 C` and back: two thirds of the block's parameters.
-#
-# The block is built from sizes, `TransformerBlock(128, 4)`, or from given modules that
-# replace the default attention and MLP:
-# `TransformerBlock(attention=MultiHeadAttention(d_model=128, num_heads=8), feedforward=Sequential([Dense(128, 512), ReLU(), Dense(512, 128)]))`.
-# An attention module that is not causal itself gets module 11's `causal_mask` from the
-# block; with a key/value cache (generation, section 8) the block hands the cache on.
+# `TransformerBlock(128, 4)` builds it from sizes; `TransformerBlock(attention=...,
+# feedforward=...)` takes given modules. An attention module that is not causal itself gets
+# module 11's `causal_mask` from the block; with a KV cache the block hands the cache on.
 
 # %% nbgrader={"grade": false, "grade_id": "transformer-block", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -479,11 +400,10 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         self.ff_dim = 4 * self.d_model if self.ff_dim is None else self.ff_dim
-        sizes = {k: getattr(self, k) for k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length", "ff_dim")}
-        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1}
-        if bad:
-            raise ValueError(f"GPTConfig: sizes must be positive integers, got {bad}")
-        for k, v in sizes.items():
+        for k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length", "ff_dim"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"GPTConfig: {k} must be a positive integer, got {v!r}")
             setattr(self, k, int(v))
         self.dropout, self.learned_positions = float(self.dropout), bool(self.learned_positions)
         self.dtype = np.dtype(self.dtype).name
@@ -493,19 +413,18 @@ class GPTConfig:
 
 
 class TransformerBlock(Module):
-    """Pre-LayerNorm block, (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)).
-    From sizes: causal MultiHeadAttention and the MLP Dense(C, ff_dim) - GELU - Dense(ff_dim,
-    C) - Dropout; `attention` / `feedforward` replace them."""
+    """Pre-LayerNorm block (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)), from sizes
+    (causal attention, MLP Dense - GELU - Dense - Dropout) or given `attention` / `feedforward` modules."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
                  dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if (d_model is None or num_heads is None) if attention is None else d_model not in (None, attention.d_model):
-            raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module (of the same "
-                             f"d_model), got d_model={d_model}, num_heads={num_heads}, attention={attention!r}")
+            raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
         d_model = int(d_model if attention is None else attention.d_model)
         ### BEGIN SOLUTION
+        self.d_model = d_model
         self.ln1 = LayerNorm(d_model, dtype=dtype)
         if attention is None:
             attention = MultiHeadAttention(d_model, num_heads, dropout=dropout, dtype=dtype, rng=rng, causal=True)
@@ -517,7 +436,6 @@ class TransformerBlock(Module):
                                      Dense(hidden, d_model, dtype=dtype, rng=rng), Dropout(dropout, rng=rng))
         self.ff = feedforward
         ### END SOLUTION
-        self.d_model = d_model
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.d_model:
@@ -528,9 +446,6 @@ class TransformerBlock(Module):
         x = x + self.attn(self.ln1(x), mask=mask, cache=cache)               # (B, T, C): tokens communicate
         return x + self.ff(self.ln2(x))                                      # (B, T, C): each position computes
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}"
 
 # %% nbgrader={"grade": true, "grade_id": "test-transformer-block", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 from tinytorch.core.layers import Dense, Sequential
@@ -560,65 +475,41 @@ print(f"transformer block: OK ({n_block} parameters)")
 # %% [markdown]
 # ## 5. TinyGPT: the whole model
 #
-# ```
-# ids (B, T) ──Embedding──> (B, T, C) ──+ positions──> Dropout ──> block 1 ... block L ──> LayerNorm ──> Dense ──> logits (B, T, V)
-# ```
-#
-# For every position `t` the logits `(V,)` score each possible *next* character given the
-# characters `0..t`: one forward pass makes `T` predictions, and the causal mask keeps each
-# from peeking at its answer.
-#
-# **Initialisation** (GPT-2): every weight matrix and embedding is drawn from N(0, 0.02²),
-# biases start at zero, and the two matrices that write into the residual stream in each
-# block (attention's `out_proj`, the MLP's second `Dense`) get 0.02/√(2L), so the sum of 2L
-# residual branches starts with the variance of one. The initial logits are then close to
-# zero: the model starts at the uniform guess, a loss of ln(V) ≈ 4.17 for 65 characters.
-#
-# **Building it.** `TinyGPT(GPTConfig(vocab_size=65, ...))`, or the same sizes as keywords,
-# `TinyGPT(vocab_size=65, d_model=128, num_layers=6)`; `vocab_size` may come from a
-# `tokenizer`. A model whose `vocab_size` covers the 97 default characters gets the default
-# `CharTokenizer()`, so `generate("Once upon a time")` works at once.
-#
-# | parameter group | count for V = 65, C = 128, L = 4, T = 64 |
-# |---|---|
-# | token embedding `V·C` + positions `T·C` | 8,320 + 8,192 |
-# | per block `12 C² + 13 C` (attention `4C² + 4C`, MLP `8C² + 5C`, two LayerNorms `4C`) | 198,272 |
-# | final LayerNorm + head `2C + C·V + V` | 8,641 |
-# | **total** | **818,241** |
+# `ids (B, T) → Embedding + positions → Dropout → blocks → LayerNorm → Dense → logits (B, T, V)`:
+# logits at position `t` score the character after `0..t`, so one pass makes `T` predictions.
+# GPT-2 initialisation: weights N(0, 0.02²), biases 0, the two residual projections of each
+# block 0.02/√(2L), so the initial loss is about ln V. `TinyGPT(GPTConfig(vocab_size=65, ...))`
+# or `TinyGPT(vocab_size=65, d_model=128, ...)`; a `vocab_size` covering the 97 default
+# characters gets the default `CharTokenizer()`. For V = 65, C = 128, L = 4, T = 64:
+# `V·C + T·C + L(12C² + 13C) + 2C + C·V + V` = 818,241 parameters.
 
 # %% nbgrader={"grade": false, "grade_id": "tinygpt", "locked": false, "schema_version": 3, "solution": true}
 #| export
 def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
                 sizes: dict[str, Any]) -> tuple[GPTConfig, CharTokenizer | None]:
-    """TinyGPT's config (a GPTConfig, or sizes with vocab_size from the argument or the
-    tokenizer) and its tokenizer (the default one when the vocabulary covers DEFAULT_CHARS)."""
+    """The config (a GPTConfig, or sizes; vocab_size may come from the tokenizer) and the tokenizer."""
+    if isinstance(config, GPTConfig) and sizes:
+        raise TypeError(f"TinyGPT: give a GPTConfig or sizes, not both (got {sorted(sizes)})")
     if not isinstance(config, GPTConfig):
         vocab = sizes.pop("vocab_size", config)               # TinyGPT(65, ...) or TinyGPT(vocab_size=65, ...)
-        if vocab is None and tokenizer is None:
-            raise ValueError("TinyGPT: give vocab_size (or a GPTConfig), or a tokenizer to take it from")
-        config = GPTConfig(vocab_size=tokenizer.vocab_size if vocab is None else vocab, **sizes)
-    elif sizes:
-        raise TypeError(f"TinyGPT: give a GPTConfig or sizes, not both (got {sorted(sizes)})")
+        config = GPTConfig(vocab_size=tokenizer.vocab_size if vocab is None and tokenizer else vocab, **sizes)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"TinyGPT: the tokenizer has {tokenizer.vocab_size} characters but vocab_size="
-                         f"{config.vocab_size}; the head must score every id the tokenizer can produce")
+        raise ValueError(f"TinyGPT: the tokenizer's {tokenizer.vocab_size} ids do not fit vocab_size={config.vocab_size}")
     if tokenizer is None and config.vocab_size >= len(DEFAULT_CHARS):
         tokenizer = CharTokenizer()                             # string prompts work out of the box
     return config, tokenizer
 
 
 class TinyGPT(Module):
-    """A character-level GPT: ids (B, T) -> next-token logits (B, T, vocab_size).
-    `TinyGPT(GPTConfig(...))` or `TinyGPT(vocab_size=..., d_model=..., ...)` (GPTConfig's
-    fields); `tokenizer` is used by `generate` and saved with the model; `rng` draws the
-    initial weights and the dropout masks."""
+    """ids (B, T) -> next-token logits (B, T, vocab_size). TinyGPT(GPTConfig(...)) or TinyGPT(vocab_size=..., ...);
+    `tokenizer` serves generate() and is saved with the model; `rng` draws the weights and dropout masks."""
 
     def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
                  rng: np.random.Generator | None = None, **sizes: Any):
         super().__init__()
         self.config, self.tokenizer = _gpt_config(config, tokenizer, sizes)
-        c, init = self.config, rng or get_rng()
         ### BEGIN SOLUTION
+        c, init = self.config, rng or get_rng()
         self.token_embedding = Embedding(c.vocab_size, c.d_model, std=0.02, dtype=c.dtype, rng=init)
         self.positions = PositionalEncoding(c.max_length, c.d_model, learned=c.learned_positions, std=0.02,
                                             dtype=c.dtype, rng=init)
@@ -652,17 +543,14 @@ class TinyGPT(Module):
         ids = ids[None, :] if ids.ndim == 1 else ids
         past = 0 if caches is None else len(caches[0])
         if ids.ndim != 2 or ids.shape[1] == 0 or (caches is not None and len(caches) != len(self.blocks)):
-            raise ValueError(f"TinyGPT: expects ids (B, T) with T >= 1 and one cache per block, got shape "
-                             f"{ids.shape} and {None if caches is None else len(caches)} caches")
+            raise ValueError(f"TinyGPT: expects ids (B, T >= 1) and one cache per block, got shape {ids.shape}")
         if past + ids.shape[1] > self.max_length:
-            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached ones exceed the context "
-                             f"max_length={self.max_length}; crop the input or use generate(), which slides")
+            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached exceed max_length={self.max_length}")
         return ids, past
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, vocab_size) for ids (B, T). caches: one KVCache per block (generation,
-        under no_grad): idx holds the positions after the cached ones. last_only: the last
-        position's logits only, (B, 1, vocab_size)."""
+        """Logits (B, T, V) for ids (B, T) (after the positions in `caches`, one KVCache per block, under
+        no_grad); last_only: the last position's logits only, (B, 1, V)."""
         ids, past = self._check_ids(idx, caches)
         ### BEGIN SOLUTION
         x = self.token_embedding(ids)                                    # (B, T, C)
@@ -683,8 +571,7 @@ class TinyGPT(Module):
     def generate(self, prompt: str | Any, max_length: int = 200, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  use_cache: bool = True, window_keep: int | None = None) -> str | np.ndarray:
-        """The prompt (a string, or 1-D ids) followed by `max_length` new tokens (section 8):
-        a string when the model has a tokenizer, else int64 ids. `seed` makes it reproducible."""
+        """The prompt (a string, or 1-D ids) and `max_length` new tokens: a string if the model has a tokenizer."""
         if isinstance(prompt, str) and self.tokenizer is None:
             raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer; or pass token ids")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
@@ -712,12 +599,10 @@ class TinyGPT(Module):
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
-        """Fit a tokenizer if the model has none (a model's tokenizer is kept: its ids have a
-        meaning), then train for epochs * iterations_per_epoch steps with a LanguageModelTrainer
-        (section 10; keyword arguments: TrainConfig fields and the trainer's options). Returns the history."""
+        """Fit a tokenizer if the model has none (a tokenizer is kept: its ids have a meaning), then train
+        epochs * iterations_per_epoch steps with a LanguageModelTrainer (kwargs: its options); returns the history."""
         if self.tokenizer is None and len(set(text)) > self.vocab_size:
-            raise ValueError(f"TinyGPT.train_on_text: the text has {len(set(text))} distinct characters but the "
-                             f"model's vocab_size is {self.vocab_size}")
+            raise ValueError(f"TinyGPT.train_on_text: {len(set(text))} distinct characters > vocab_size={self.vocab_size}")
         ### BEGIN SOLUTION
         if self.tokenizer is None:
             self.tokenizer = CharTokenizer().fit(text)
@@ -727,9 +612,7 @@ class TinyGPT(Module):
         ### END SOLUTION
 
     def extra_repr(self) -> str:
-        c = self.config
-        return (f"vocab_size={c.vocab_size}, d_model={c.d_model}, num_heads={c.num_heads}, "
-                f"num_layers={c.num_layers}, max_length={c.max_length}")
+        return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items() if k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length"))
 
 # %% nbgrader={"grade": true, "grade_id": "test-tinygpt", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 model = TinyGPT(vocab_size=100, d_model=128, num_layers=6, rng=np.random.default_rng(0))
@@ -749,25 +632,15 @@ try:
     raise AssertionError("17 tokens exceed max_length=16")
 except ValueError:
     pass
-print(small)
 print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
 
 # %% [markdown]
 # ## 6. The language-modelling loss
 #
-# Take a window of `T + 1` consecutive characters. The model reads the first `T` and at
-# every position predicts the one that follows, so the targets are the window shifted by one:
-#
-# ```
-# window  : F  i  r  s  t  ␣          (T + 1 = 6)
-# inputs  : F  i  r  s  t             window[:, :-1]   (B, T)
-# targets : i  r  s  t  ␣             window[:, 1:]    (B, T)
-# ```
-#
-# The loss is the mean cross-entropy over all `B · T` predictions: module 04's
-# `CrossEntropyLoss` already takes logits `(..., V)` with targets `(...)` and an
-# `ignore_index`. A loss `ℓ` means the model is as uncertain as a uniform choice among `e^ℓ`
-# characters (the *perplexity*): `ln 65 = 4.17` is the uniform guess, 1.88 ≈ 6.6 candidates.
+# A window of `T + 1` characters gives inputs `window[:, :-1]` and targets `window[:, 1:]`
+# (`F i r s t` → `i r s t ␣`). The loss is the mean cross-entropy over all `B·T`
+# predictions (module 04's `CrossEntropyLoss` takes logits `(..., V)`); `e^loss` is the
+# number of equally likely candidates: ln 65 = 4.17 is the uniform guess.
 
 # %% nbgrader={"grade": false, "grade_id": "lm-loss", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -798,9 +671,6 @@ class LanguageModelLoss(Module):
         return self.cross_entropy(logits, t)                  # mean over the B * T predictions
         ### END SOLUTION
 
-    def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}"
-
 # %% nbgrader={"grade": true, "grade_id": "test-lm-loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 window = np.array([[5, 1, 4, 1, 5, 9]])
 inputs, targets = shift_targets(window)
@@ -823,20 +693,18 @@ print("language-model loss: OK")
 # %% [markdown]
 # ## 7. Choosing the next character
 #
-# The model gives logits `z` over the vocabulary; how we turn them into one character
-# decides what the text looks like. Everything works on a batch of logits `(B, V)` (or one
-# row `(V,)`) with numpy, outside the autograd graph.
+# On logits `(B, V)` (or `(V,)`), in numpy outside the graph:
 #
-# | strategy | what it does | semantics, exactly |
-# |---|---|---|
-# | greedy | the most likely character | `argmax z`, ties to the lowest id; deterministic, often a loop (`the the the`) |
-# | temperature τ | sample from `softmax(z / τ)` | τ < 1 sharpens, τ > 1 flattens; τ = 0 means greedy |
-# | top-k | only the `k` highest logits | exactly `k` candidates (ties: lower ids win) |
-# | top-p (nucleus) | the most likely characters whose probabilities reach `p` | sorted by probability (ties: lower id first), the shortest prefix with sum `>= p`; the top one always stays |
+# | strategy | semantics |
+# |---|---|
+# | greedy (temperature 0) | `argmax z`, ties to the lowest id |
+# | temperature τ | sample `softmax(z / τ)`: τ < 1 sharpens, τ > 1 flattens |
+# | top-k | keep exactly the `k` highest logits (ties: lower ids) |
+# | top-p | keep the most probable ids until their probability reaches `p` (the top one always) |
 #
-# `sample_next` applies them in the order temperature → top-k → top-p, then samples by
-# *inverse CDF*: one `u ~ U(0, 1]` per row picks the first token whose cumulative
-# probability reaches `u`. Filtered-out tokens get logit `-inf`, probability exactly 0.
+# `sample_next` applies temperature → top-k → top-p, then samples by inverse CDF: one
+# `u ~ U(0, 1]` per row picks the first id whose cumulative probability reaches `u`. A
+# temperature so small that `z / τ` would overflow is greedy (the limit τ → 0).
 
 # %% nbgrader={"grade": false, "grade_id": "sampling", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -890,8 +758,7 @@ def top_k_filter(logits: Any, k: int) -> np.ndarray:
 
 
 def top_p_filter(logits: Any, p: float) -> np.ndarray:
-    """Logits with all but the nucleus set to -inf: per row the most probable ids up to and
-    including the one where the cumulative probability reaches p (within 1e-9)."""
+    """Logits with all but the nucleus set to -inf: the most probable ids until their sum reaches p (1e-9)."""
     z = _logits_2d(logits, "top_p_filter")
     if not 0 < p <= 1:
         raise ValueError(f"top_p_filter: p must lie in (0, 1], got {p!r}")
@@ -907,14 +774,17 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): greedy at temperature 0,
-    else softmax(logits / temperature) restricted by top_k then top_p, sampled by inverse CDF
-    with one uniform number per row from `rng` (default: TinyTorch's global generator)."""
+    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): softmax(logits / temperature) restricted
+    by top_k then top_p, sampled by inverse CDF with one uniform number per row from `rng`; greedy at
+    temperature 0 and at temperatures so small that logits / temperature would overflow."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
-    if not np.isfinite(z.max(axis=-1)).all() or temperature < 0 or not math.isfinite(temperature):
+    if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
+                                                       and 0 <= temperature < math.inf):
         raise ValueError(f"sample_next: needs a finite maximum in every row and temperature >= 0, got {temperature!r}")
-    if temperature == 0:
+    with np.errstate(over="ignore", invalid="ignore"):      # a subnormal temperature: z / t overflows -> greedy
+        tiny = temperature == 0 or not np.isfinite(z[np.isfinite(z)].astype(np.float64) / temperature).all()
+    if tiny:
         return greedy(z).reshape(shape)
     ### BEGIN SOLUTION
     z = apply_temperature(z, temperature)
@@ -948,29 +818,16 @@ assert np.array_equal(a, b), "same seed, same samples"
 print("sampling: OK", np.round(freq, 3))
 
 # %% [markdown]
-# ## 8. Generating text, fast: the key/value cache and the sliding window
+# ## 8. Generating text, fast: the KV cache and the sliding window
 #
-# Generation is a loop: run the model on the text so far, take the logits of the *last*
-# position, choose a character, append it, repeat. Done naively, step `t` recomputes all
-# `t` positions although only the last one is new.
-#
-# **The cache.** In a causal model the keys and values of position `i` never change once
-# computed, so module 11's `KVCache` keeps them, one per block. The first call, *prefill*,
-# runs the whole prompt and fills the caches; then each step runs only the **new** token
-# through the network, at position `offset = cache length`.
-#
-# **The sliding window.** The model has `max_length` positions. When the cache is full we
-# cannot just drop the oldest entry: the cached keys carry their absolute positions, and
-# the model was trained on windows that start at position 0. So TinyGPT **re-prefills**:
-# reset the caches and run the last `window_keep` tokens (default `max_length // 2`) again
-# at positions `0 .. window_keep - 1`, once every `max_length - window_keep + 1` steps.
-# Inside the first window cached generation computes *the same logits* as recomputation
-# (tested to 1e-5); `use_cache=False` is the reference, recomputing the last `max_length`
-# ids every step.
-#
-# **Only decodable ids.** A head wider than the tokenizer (`TinyGPT(vocab_size=100)` with
-# 97 default characters) has spare ids that stand for no character: generation samples
-# among the first `tokenizer.vocab_size` logits only.
+# Generation is a loop: run the model, take the last position's logits, choose, append. In a
+# causal model the keys and values of earlier positions never change, so one `KVCache` per
+# block keeps them: a *prefill* runs the prompt, then each step runs only the new token at
+# position `offset = cache length`. When the cache is full (`max_length`), cached keys carry
+# absolute positions, so TinyGPT **re-prefills** the last `window_keep` tokens (default
+# `max_length // 2`) at positions 0…; `use_cache=False` is the reference that recomputes the
+# last `max_length` ids every step. A head wider than the tokenizer samples only ids the
+# tokenizer can decode.
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -978,10 +835,9 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled ids to each row of `ids` (B, T0) -> (B, T0 + n) int64,
-    under no_grad in eval mode. use_cache: one KVCache per block, re-prefilled with the last
-    `window_keep` tokens (default max_length // 2) when full; else each step runs the last
-    max_length ids. Samples only decodable ids."""
+    """Append `max_new_tokens` sampled (decodable) ids to each row of `ids`: (B, T0) -> (B, T0 + n) int64, under
+    no_grad in eval mode. use_cache: KV caches, re-prefilled with the last `window_keep` tokens (default
+    max_length // 2) when full; else each step runs the last max_length ids."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -989,15 +845,15 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
             or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"generate_tokens: needs ids (B, T0 >= 1), max_new_tokens >= 0 and window_keep in "
                          f"[1, {L}], got {ids.shape}, {max_new_tokens!r}, {window_keep!r}")
-    V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
-    B, T0 = ids.shape
-    tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
-    tokens[:, :T0] = ids
     was_training = model.training
     model.eval()
     try:
         with no_grad():
             ### BEGIN SOLUTION
+            V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
+            B, T0 = ids.shape
+            tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
+            tokens[:, :T0] = ids
             if use_cache and max_new_tokens:
                 caches = model.new_caches(B)
                 logits = model(tokens[:, max(0, T0 - L):T0], caches=caches, last_only=True)   # prefill
@@ -1035,20 +891,17 @@ assert gpt.generate("To be", max_length=10, temperature=0) == gpt.generate("To b
                                                                             use_cache=False)
 ids_only = generate_tokens(gpt, prompt[None, :], 30, rng=np.random.default_rng(0))
 assert ids_only.shape == (1, 43) and ids_only[:, :13].tolist() == [prompt.tolist()]
-print(repr(text))
-print("generate: OK")
+print("generate: OK", repr(text))
 
 # %% [markdown]
 # ## 9. Saving and loading a model
 #
-# A trained model is its parameters **plus** what rebuilds it: the `GPTConfig` and the
-# tokenizer (which character is id 17). Module 07's `save_npz_checkpoint(path, arrays,
-# meta, kind)` stores named arrays and JSON metadata in one `.npz`, written atomically, and
-# `load_npz_checkpoint(path, kind)` reads it with `allow_pickle=False`. That matters:
-# **unpickling runs code**, so a model file from the internet saved with `pickle` can
-# execute anything. A TinyGPT file is only arrays and JSON whatever its name (`model.pkl`
-# still loads without unpickling), and corrupt, foreign or inconsistent files raise
-# `CheckpointError`.
+# A model is its parameters plus what rebuilds it: the `GPTConfig` and the tokenizer. Module
+# 07's `save_npz_checkpoint` stores arrays and JSON in one `.npz`; `load_npz_checkpoint`
+# reads it with `allow_pickle=False`, since **unpickling runs code**. `model.pkl` is still
+# npz inside. Corrupt, foreign or inconsistent files raise `CheckpointError`, and the
+# config's sizes are checked against the stored arrays' shapes *before* the model is built,
+# so a tiny file cannot make us allocate a huge model.
 
 # %% nbgrader={"grade": false, "grade_id": "save-load", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -1064,6 +917,18 @@ def save_tinygpt(model: TinyGPT, path: str | os.PathLike) -> Path:
     ### END SOLUTION
 
 
+def _check_sizes(path: Any, config: GPTConfig, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse a config whose sizes disagree with the stored arrays' shapes, before any model is allocated."""
+    c = config
+    expected = {"token_embedding.weight": (c.vocab_size, c.d_model), "head.weight": (c.d_model, c.vocab_size),
+                "blocks.0.ff.layers.0.weight": (c.d_model, c.ff_dim),
+                "positions.weight": (c.max_length, c.d_model) if c.learned_positions else None}
+    wrong = {k: np.shape(arrays[k]) if k in arrays else None for k, s in expected.items()
+             if (np.shape(arrays[k]) if k in arrays else None) != s}
+    if wrong or len({k.split(".")[1] for k in arrays if k.startswith("blocks.")}) != c.num_layers:
+        raise CheckpointError(f"{path}: the config {c.to_dict()} does not fit the stored arrays {wrong}")
+
+
 def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     """Rebuild the model saved at `path`; CheckpointError if the file is not a TinyGPT
     checkpoint, is damaged, or its parts do not fit together."""
@@ -1072,8 +937,9 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     if not isinstance(meta.get("config"), dict) or sorted(meta["config"]) != keys:
         raise CheckpointError(f"{path}: the TinyGPT config should have the keys {keys}, got {meta.get('config')!r:.200}")
     try:
-        ### BEGIN SOLUTION
         config = GPTConfig(**meta["config"])
+        _check_sizes(path, config, arrays)                                # before allocating anything
+        ### BEGIN SOLUTION
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"]) if meta.get("tokenizer") is not None else None
         model = TinyGPT(config, tokenizer, rng=np.random.default_rng(0))
         model.load_state_dict(arrays)
@@ -1184,21 +1050,14 @@ print(repr(served.complete("to be", max_tokens=12, seed=0)))
 # %% [markdown]
 # ## 10. Training on text
 #
-# **The data.** A corpus is one long array of ids. A training batch is `B` windows of
-# `T + 1` consecutive ids at random offsets, split by `shift_targets`. There is no natural
-# "epoch" (a million overlapping windows), so an *epoch* here is `eval_interval` steps,
-# after which we evaluate. `TextWindows` is a data source in module 07's sense; the offsets
-# of epoch `e` come from `np.random.default_rng([seed, e])`, so a run resumed after epoch 7
-# draws *exactly* the windows of the uninterrupted run. The first 90% of the characters
-# train, the last 10% validate (a random split of overlapping windows would measure
-# memorisation), on *fixed* validation windows so that evaluations are comparable.
-#
-# **The optimiser**, as nanoGPT: AdamW (β = (0.9, 0.99), weight decay 0.1), a linear
-# warm-up then cosine decay to `min_lr` (`CosineWarmupLR`, stepped every iteration),
-# gradient clipping at norm 1, and module 07's `Trainer` for the loop, progress bar,
-# history and checkpoints (`fit(resume=True)` continues bit-exactly). All of it is one
-# `TrainConfig`: `LanguageModelTrainer(model, text, TrainConfig(iterations=3000))`, or the
-# same fields as keywords.
+# A batch is `B` windows of `T + 1` ids at random offsets, split by `shift_targets`. An
+# *epoch* is `eval_interval` steps; epoch `e` draws its offsets from
+# `np.random.default_rng([seed, e])`, so a resumed run sees exactly the windows of an
+# uninterrupted one. The first 90% of the text trains, the last 10% validates (on fixed
+# windows). The recipe is nanoGPT's: AdamW (β = (0.9, 0.99), weight decay 0.1), linear
+# warm-up then cosine decay, clipping at norm 1, with module 07's `Trainer` for the loop and
+# checkpoints. All of it is one `TrainConfig`:
+# `LanguageModelTrainer(model, text, TrainConfig(iterations=3000))`, or its fields as keywords.
 
 # %% nbgrader={"grade": false, "grade_id": "training", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -1213,40 +1072,37 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 
 
 class TextWindows:
-    """Batches (inputs (B, T) int64 Tensor, targets (B, T) int64 ndarray) of token windows:
-    `num_batches` batches of random windows per epoch, from np.random.default_rng([seed,
-    epoch]) ([seed] if not resample_each_epoch); num_batches=None: every window once, in order."""
+    """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
+    np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
         self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
         self.context, self.batch_size = int(context), int(batch_size)
-        if min(self.context, self.batch_size, 1 if num_batches is None else int(num_batches)) < 1 or self.tokens.size < self.context + 1:
-            raise ValueError(f"TextWindows: needs positive sizes and at least one window of context + 1 tokens, "
-                             f"got {self.tokens.size} tokens, context {context}, batch_size {batch_size}, "
-                             f"num_batches {num_batches}")
         self.num_batches = None if num_batches is None else int(num_batches)
-        self.seed, self.resample_each_epoch, self.epoch = int(seed), bool(resample_each_epoch), 0
-        ### BEGIN SOLUTION
-        self._windows = np.lib.stride_tricks.sliding_window_view(self.tokens, self.context + 1)   # (N - T, T + 1) view
-        ### END SOLUTION
+        if min(self.context, self.batch_size, self.num_batches or 1) < 1 or self.tokens.size < self.context + 1:
+            raise ValueError(f"TextWindows: needs positive sizes and context + 1 <= {self.tokens.size} tokens")
+        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the windows of `epoch` next (module 07's Trainer calls this before every epoch)."""
+        if self.on_epoch is not None:
+            self.on_epoch()
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.num_batches or math.ceil(self._sequential_starts().size / self.batch_size)
-
-    def _sequential_starts(self) -> np.ndarray:
-        return np.arange(0, self.tokens.size - self.context, self.context)
+        ### BEGIN SOLUTION
+        return self.num_batches or math.ceil(self.starts().size / self.batch_size)
+        ### END SOLUTION
 
     def starts(self) -> np.ndarray:
-        """The window offsets of the current epoch: (num_batches, B), or (n,) for the sequential walk."""
+        """The window offsets of the current epoch: (num_batches, B), or (n,) for the walk in order."""
         ### BEGIN SOLUTION
+        n = self.tokens.size - self.context                                  # windows of T + 1 tokens
         if self.num_batches is None:
-            return self._sequential_starts()
+            return np.arange(0, n, self.context)
         rng = np.random.default_rng([self.seed, self.epoch] if self.resample_each_epoch else [self.seed])
-        return rng.integers(0, len(self._windows), size=(self.num_batches, self.batch_size))
+        return rng.integers(0, n, size=(self.num_batches, self.batch_size))
         ### END SOLUTION
 
     def __iter__(self) -> Iterator[tuple[Tensor, np.ndarray]]:
@@ -1254,31 +1110,10 @@ class TextWindows:
         starts = self.starts()
         rows = starts if starts.ndim == 2 else [starts[i:i + self.batch_size] for i in range(0, starts.size, self.batch_size)]
         for batch_starts in rows:
-            window = self._windows[batch_starts]                              # (B, T + 1), a copy
+            window = self.tokens[batch_starts[:, None] + np.arange(self.context + 1)]   # (B, T + 1)
             inputs, targets = shift_targets(window)
             yield Tensor(np.ascontiguousarray(inputs)), np.ascontiguousarray(targets)   # int64 stays int64
         ### END SOLUTION
-
-    def __repr__(self) -> str:
-        return (f"TextWindows(tokens={self.tokens.size}, context={self.context}, batch_size={self.batch_size}, "
-                f"num_batches={self.num_batches}, seed={self.seed})")
-
-
-class _Reporting:
-    """`data`, calling `report()` first whenever module 07's Trainer starts an epoch (set_epoch)."""
-
-    def __init__(self, data: TextWindows, report: Callable[[], None]):
-        self.data, self.report = data, report
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, np.ndarray]]:
-        return iter(self.data)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.report()
-        self.data.set_epoch(epoch)
 
 
 @dataclass
@@ -1300,11 +1135,8 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer as `config` (a TrainConfig, whose
-    fields keyword `overrides` replace) says; after every epoch the losses are printed and
-    handed to `on_evaluation(row)`. `checkpoint_dir`: checkpoints for `fit(resume=True)`.
-    `optimizer_class`: module 06's AdamW, or an opt-in variant with its signature (the
-    milestone passes module 13's FusedAdamW)."""
+    """Trains a TinyGPT on a text with module 07's Trainer as a TrainConfig (and keyword overrides) says;
+    each epoch's losses are printed and passed to `on_evaluation(row)`; optimizer_class: AdamW or a variant."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -1314,9 +1146,8 @@ class LanguageModelTrainer:
         self.context = model.max_length if c.context is None else int(c.context)
         if model.tokenizer is None or c.iterations < 1 or c.eval_interval < 1 or c.iterations % c.eval_interval \
                 or not 1 <= self.context <= model.max_length:
-            raise ValueError(f"LanguageModelTrainer: needs a model with a tokenizer, iterations ({c.iterations}) a "
-                             f"positive multiple of eval_interval ({c.eval_interval}) and context ({c.context}) in "
-                             f"[1, max_length={model.max_length}]")
+            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval and "
+                             f"context in [1, max_length], got {c} for {model!r:.60}")
         self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
         self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
         ### BEGIN SOLUTION
@@ -1332,43 +1163,38 @@ class LanguageModelTrainer:
         self.trainer = Trainer(model, self.optimizer, LanguageModelLoss(), metrics=metrics, scheduler=self.scheduler,
                                grad_clip=c.grad_clip, checkpoint_dir=checkpoint_dir, progress=progress)
         ### END SOLUTION
+        self.train_data.on_epoch = self._report             # report the last epoch when the next one starts
 
     epochs = property(lambda self: self.iterations // self.eval_interval)
     history = property(lambda self: self.trainer.history)
     iterations_done = property(lambda self: self.trainer.epoch * self.eval_interval)
-    tokens_seen = property(lambda self: self.iterations_done * self.batch_size * self.context,
-                           doc="training tokens processed so far")
+    tokens_seen = property(lambda self: self.iterations_done * self.batch_size * self.context)
 
     def fit(self, resume: bool | str | os.PathLike = False, epochs: int | None = None) -> dict[str, list]:
-        """Train until `epochs` epochs are done in all (default: iterations // eval_interval),
-        reporting after each; returns the Trainer's history. resume: True continues from
-        checkpoint_dir/last.npz (if any), or pass a checkpoint path."""
+        """Train until `epochs` epochs are done (default all); resume: True (checkpoint_dir/last.npz) or a path."""
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
         ### BEGIN SOLUTION
         if self.trainer.epoch < last or resume is not False:
-            self.trainer.fit(_Reporting(self.train_data, self._report), self.val_data, epochs=last, resume=resume)
+            self.trainer.fit(self.train_data, self.val_data, epochs=last, resume=resume)
         self._report()                                    # the last epoch's row
         return self.history
         ### END SOLUTION
 
     def _report(self) -> None:
-        """Print (verbose) and hand to `on_evaluation` every history row not reported yet."""
+        """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
         h = self.history
-        while self._printed < len(h["epoch"]):
-            i = self._printed
+        for i in range(self._printed, len(h["epoch"])):
             row = {"iteration": h["epoch"][i] * self.eval_interval, "train_loss": h["train_loss"][i],
                    "val_loss": h["val_loss"][i], "lr": h["lr"][i], "seconds": h["seconds"][i]}
             if self.verbose:
-                print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, "
-                      f"val loss {row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s",
-                      flush=True)
+                print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, val loss "
+                      f"{row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)
             if self.on_evaluation is not None:
                 self.on_evaluation(row)
-            self._printed += 1
+            self._printed = i + 1
 
     def evaluate(self, split: str = "val", full: bool = True) -> dict[str, float]:
-        """Loss (and metrics) on "val" or "train": every non-overlapping window when `full`,
-        else the fixed `eval_batches` batches (val only)."""
+        """Loss and metrics on "val" or "train": every window once if `full`, else the fixed validation batches."""
         if split not in ("val", "train"):
             raise ValueError(f"LanguageModelTrainer.evaluate: split must be 'val' or 'train', got {split!r}")
         ### BEGIN SOLUTION
@@ -1376,9 +1202,6 @@ class LanguageModelTrainer:
         data = TextWindows(tokens, self.context, self.batch_size) if full or split == "train" else self.val_data
         return self.trainer.evaluate(data)
         ### END SOLUTION
-
-    def plot_history(self, path: str | os.PathLike | None = None) -> Any:
-        return self.trainer.plot_history(path)
 
 # %% nbgrader={"grade": true, "grade_id": "test-training", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 text = "to be or not to be, that is the question. " * 30
@@ -1399,30 +1222,24 @@ lm_trainer = LanguageModelTrainer(parrot, text, iterations=150, eval_interval=50
 history = lm_trainer.fit()
 assert len(history["epoch"]) == 3 and lm_trainer.tokens_seen == 150 * 8 * 16
 assert history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
-# The first characters of a window are ambiguous ('o' starts "or" and ends "to"); with 8 or
-# more characters of context the continuation is certain, and the model has learned it.
+# With 8 or more characters of context the continuation is certain, and the model has learned it.
 x_check, y_check = next(iter(TextWindows(parrot.tokenizer.encode(text), 16, 32, num_batches=1, seed=9)))
 with no_grad():
     late_loss = LanguageModelLoss()(parrot(x_check)[:, 8:], y_check[:, 8:]).item()
 assert late_loss < 0.05, f"a short repeated text is learned almost perfectly: loss {late_loss:.3f}"
 sample = parrot.generate("to be or", max_length=40, temperature=0)
 assert sample.startswith("to be or not to be, that is the"), sample
-print(repr(sample))
-print("training: OK")
+print("training: OK", repr(sample))
 
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Where the time goes.** Count the FLOPs of one training step of the default model
-#    (B = 12, T = 64, C = 128, L = 4: forward ≈ 2 × tokens × parameters plus attention's
-#    `4 B T² C` per layer, backward about twice that), measure your BLAS at these shapes,
-#    and compare the best possible step time with `python benchmarks/bench_tinygpt.py`.
-#    Which non-matmul operations (LayerNorm, GELU, softmax, residual adds) take the rest?
-# 2. **Cache or recompute.** Without the cache, step `t` runs `min(t, L)` positions through
-#    the model; with it, one. Yet at batch 1 the cached step is far from 64 times faster:
-#    measure both (`generate(..., use_cache=False)`) and explain the ratio with the fixed
-#    cost of each Python/numpy operation (about a microsecond, a few hundred per step).
-# 3. **The cache's memory and the window.** How many bytes do the caches of one sequence
-#    take (`KVCache.nbytes`), and for GPT-2 small (L = 12, C = 768, T = 1024) in float16?
-#    With `window_keep = max_length // 2`, how many prefills does generating 1,000
-#    characters need? Why would relative positions (rotary, ALiBi) allow `drop_oldest`?
+# 1. **Where the time goes.** Count the FLOPs of a training step (B = 12, T = 64, C = 128,
+#    L = 4: forward ≈ 2 × tokens × parameters plus `4 B T² C` per layer for attention,
+#    backward twice that) and compare with `python benchmarks/bench_tinygpt.py`.
+# 2. **Cache or recompute.** Measure `generate(..., use_cache=False)` against the cached
+#    loop at batch 1 and explain why the cached step is far from 64× faster.
+# 3. **The cache's memory.** How many bytes do the caches of one sequence take
+#    (`KVCache.nbytes`), and for GPT-2 small (L = 12, C = 768, T = 1024) in float16? Why
+#    would relative positions (rotary, ALiBi) allow `drop_oldest` instead of re-prefilling?
+
