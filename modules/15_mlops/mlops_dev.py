@@ -1940,7 +1940,8 @@ def sample_token(logits: np.ndarray, temperature: float, top_k: int | None, rng:
     if not temperature > 0:
         return int(np.argmax(logits))
     z = np.asarray(logits, dtype=np.float64)
-    z = (z - z.max()) / temperature                  # max first: a tiny temperature gives -inf, not NaN
+    with np.errstate(over="ignore"):
+        z = (z - z.max()) / temperature              # max first: a tiny temperature gives -inf, not NaN
     if top_k is not None and top_k < len(z):
         drop = np.argsort(-z, kind="stable")[top_k:]
         z[drop] = -np.inf
@@ -2124,14 +2125,19 @@ class _DeadlineReader:
     (TimeoutError) when the request's time is up, not when it pauses."""
 
     def __init__(self, sock: socket.socket, deadline: float):
-        self.sock, self.deadline, self.buffer = sock, deadline, bytearray()
+        self.sock, self.deadline, self.buffer, self.expired = sock, deadline, bytearray(), False
 
     def _fill(self) -> bool:
         left = self.deadline - time.monotonic()
         if left <= 0:
+            self.expired = True
             raise TimeoutError("the request was not complete before its deadline")
         self.sock.settimeout(left)
-        chunk = self.sock.recv(1 << 16)
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except TimeoutError:
+            self.expired = True
+            raise
         self.buffer += chunk
         return bool(chunk)
 
@@ -2167,10 +2173,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = _DeadlineReader(self.connection, time.monotonic() + self.timeout)   # type: ignore[assignment]
 
     def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except TimeoutError:                          # the headers never came in time
+        self.answered = False
+        super().handle_one_request()                  # the base class closes silently on a timeout...
+        if self.rfile.expired and not self.answered:  # ...so say why: the request line or headers came too slowly
             self.close_connection = True
+            self.request_version = getattr(self, "request_version", "HTTP/1.0") or "HTTP/1.0"
+            self.command, self.requestline = getattr(self, "command", None) or "", getattr(self, "requestline", "")
             self.connection.settimeout(1.0)
             self._send_json(408, {"error": f"the request was not complete within {self.timeout:g} s"})
 
@@ -2183,6 +2191,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body, allow_nan=False).encode("utf-8")
+        self.answered = True
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
