@@ -32,7 +32,8 @@
 # | `ModelKind`, `SEQUENTIAL`, `layer_spec`, `build_sequential` | a model kind: how one kind of model is saved, rebuilt and used |
 # | `save_package`, `load_package`, `file_problems`, `ModelPackage`, `PackageError` | a versioned model package: a manifest, safe weights, a sha256 for every file |
 # | `input_statistics`, `text_statistics`, `psi`, `DriftMonitor` | training statistics of the inputs and a monitor that tells when requests drift away from them |
-# | `validate_inputs`, `validate_completion`, `RequestError`, `ModelServer` | an HTTP model server on the standard library: strict validation, limits, JSON errors |
+# | `GPTEngine`, `sample_token`, `BatchDecoder`, `ContinuousBatcher` | batched KV-cached generation in numpy: requests join and leave one running batch |
+# | `validate_inputs`, `validate_completion`, `RequestError`, `ModelServer` | an HTTP model server on the standard library: strict validation, limits, deadlines, JSON errors |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/mlops/mlops.py`. Three commands use it: `tito runs` lists and compares runs,
@@ -1480,7 +1481,7 @@ package_dir = save_package(workdir / "packages" / "blobs-1.0.0", trainer.model, 
 print(sorted(p.name for p in package_dir.iterdir()))
 print(json.dumps(load_package(package_dir).summary(), indent=1)[:600])
 
-# %% nbgrader={"grade": true, "grade_id": "test-package", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test-package", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 import pickle
 
 pkg = load_package(package_dir)
@@ -2106,6 +2107,64 @@ class ContinuousBatcher:
             request.error = RequestError(503, "the server is shutting down", {"Retry-After": "1"})
             request.done.set()
 
+# %% nbgrader={"grade": true, "grade_id": "test-engine", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+from tinytorch.core.attention import MultiHeadAttention
+
+
+def gpt_weights(V, C, L, T, F, rng):
+    """Random float64 weights of a GPT shape (what a kind's `engine` hands over)."""
+    return {name: rng.standard_normal(shape) * (0.3 if len(shape) == 2 else 0.1) + (1.0 if "ln" in name and
+            name.endswith("weight") else 0.0) for name, shape in gpt_weight_shapes(
+            {"vocab_size": V, "d_model": C, "num_layers": L, "max_length": T, "ff_dim": F}).items()}
+
+
+def reference_logits(w, ids, num_heads):
+    """The same model built from modules 02, 03, 10 and 11 (eval, no cache): logits (T, V)."""
+    def dense(name):
+        layer = Dense(*w[name + ".weight"].shape, dtype="float64")
+        layer.weight.data[...], layer.bias.data[...] = w[name + ".weight"], w[name + ".bias"]
+        return layer
+
+    def norm(name):
+        ln = LayerNorm(w[name + ".weight"].shape[0], dtype="float64")
+        ln.weight.data[...], ln.bias.data[...] = w[name + ".weight"], w[name + ".bias"]
+        return ln
+
+    x = Tensor((w["token_embedding.weight"][ids] + w["positions.weight"][:len(ids)])[None])   # (1, T, C)
+    with no_grad():
+        for i in range(sum(n.endswith(".ln1.weight") for n in w)):
+            b = f"blocks.{i}."
+            attn = MultiHeadAttention(x.shape[-1], num_heads, dtype="float64", causal=True)
+            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                setattr(attn, proj, dense(b + "attn." + proj))
+            x = x + attn(norm(b + "ln1")(x))
+            x = x + dense(b + "ff.layers.2")(GELU()(dense(b + "ff.layers.0")(norm(b + "ln2")(x))))
+        return dense("head")(norm("ln_f")(x)).data[0]
+
+
+w = gpt_weights(V=11, C=8, L=2, T=12, F=20, rng=np.random.default_rng(0))
+ids = np.random.default_rng(1).integers(0, 11, size=12)
+ref = reference_logits(w, ids, num_heads=2)
+engine = GPTEngine(w, num_heads=2, slots=3, vocabulary="abcdefghijk")
+assert np.allclose(engine.prefill(0, ids, all_logits=True), ref, atol=1e-9), "prefill = the model's forward"
+assert np.allclose(engine.prefill(1, ids[:5]), ref[4], atol=1e-9)
+steps = [engine.step([1], [ids[t]])[0] for t in range(5, 12)]             # one token at a time, from the cache
+assert np.allclose(steps, ref[5:], atol=1e-9), "a cached step = the forward at that position"
+engine.prefill(0, ids[:2])
+engine.prefill(2, ids[:7])                                              # slots of different lengths...
+both = engine.step([2, 0], [ids[7], ids[2]])                            # ...in one batched step
+assert np.allclose(both, ref[[7, 2]], atol=1e-9) and engine.lengths[[2, 0]].tolist() == [8, 3]
+assert sample_token(np.array([0.0, 9.0, 1.0]), 5e-324, None, np.random.default_rng(0)) == 1, "tiny T: greedy"
+draws = [sample_token(np.log([0.6, 0.3, 0.1]), 1.0, 2, np.random.default_rng(s)) for s in range(2000)]
+assert set(draws) == {0, 1} and abs(draws.count(0) / 2000 - 2 / 3) < 0.05, "top_k=2 renormalises 0.6 : 0.3"
+many = [TextRequest(list(ids[:k]), 15, temperature=0.0) for k in (1, 3, 12, 5)]      # 4 requests, 3 slots
+BatchDecoder(engine).run(many)
+alone = [TextRequest(list(ids[:k]), 15, temperature=0.0) for k in (1, 3, 12, 5)]
+for request in alone:
+    BatchDecoder(engine).run([request])
+assert [r.tokens for r in many] == [r.tokens for r in alone], "batched = one by one, past the window too"
+print("generation engine: OK")
+
 # %% [markdown]
 # ### The server
 #
@@ -2501,7 +2560,7 @@ bigram = Bigram(corpus)
 text_dir = save_package(workdir / "packages" / "bigram-0.1", bigram, BIGRAM, name="bigram", version="0.1",
                         input_spec=text_spec(bigram.vocab), train_inputs=corpus)
 
-# %% nbgrader={"grade": true, "grade_id": "test-server", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": true, "grade_id": "test-server", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 import http.client
 import urllib.error
 import urllib.request

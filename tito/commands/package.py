@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import zipfile
 from pathlib import Path
 
 from tito.command import Command
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
     from tinytorch.tinygpt import CHECKPOINT_KIND, TINYGPT_KIND, TinyGPT, package_tinygpt
 
     try:
-        if args.weights.is_file():                  # sizes checked before a model of the file's config is built
+        if zipfile.is_zipfile(args.weights):        # sizes checked before a model of the file's config is built
             npz_headers(args.weights)
             arrays, meta = load_npz_checkpoint(args.weights, kind=CHECKPOINT_KIND)
             check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")),
