@@ -1300,11 +1300,13 @@ class GPTEngine:
             raise ValueError(f"GPTEngine.step: needs one id per distinct prefilled slot with room left, got slots "
                              f"{slots.tolist()} at lengths {pos.tolist()} and {len(ids)} ids")
         B, nh, hs, n = len(slots), self.num_heads, self.head_size, int(pos.max()) + 1
+        first = int(slots[0])
         if B == 1:                                                              # views, no copies
-            rows, put = slice(int(slots[0]), int(slots[0]) + 1), (int(slots[0]), slice(None), int(pos[0]))
+            rows, put = slice(first, first + 1), (first, slice(None), int(pos[0]))
             mask = None
-        else:
-            rows, put = slots, (slots, slice(None), pos)                        # row i: slot i, position i
+        else:                                                                   # consecutive slots: views too
+            rows = slice(first, first + B) if (slots == np.arange(first, first + B)).all() else slots
+            put = (slots, slice(None), pos)                                     # row i: slot i, position i
             mask = np.where(np.arange(n) <= pos[:, None], 0.0, -np.inf).astype(self.dtype)[:, None, :]  # (B, 1, n)
         x = self.wte[ids] + self.wpe[pos]                                       # (B, C)
         for l, (wqkv, bqkv, wo, bo, w1, c1, w2, c2) in enumerate(self.layers):
@@ -1368,7 +1370,7 @@ class BatchDecoder:
     or ran past their deadline (their slots are free again)."""
 
     def __init__(self, engine: GPTEngine):
-        self.engine, self.running = engine, {}           # slot -> TextRequest
+        self.engine, self.running = engine, {}           # slot -> TextRequest, slots 0 .. len - 1
         self.keep = max(1, engine.max_length // 2)       # tokens kept when the window slides
 
     @property
@@ -1389,20 +1391,32 @@ class BatchDecoder:
 
     def admit(self, request: TextRequest) -> None:
         """Prefill `request` (its last max_length tokens) into a free slot; sample its first token."""
-        slot = next(s for s in range(self.engine.slots) if s not in self.running)
+        slot = len(self.running)                         # the running requests keep slots 0 .. B - 1
         request.slot, request.admitted = slot, time.monotonic()
         self.running[slot] = request
         if request.max_tokens > 0:
             self._sample(request, self.engine.prefill(slot, request.tokens[-self.engine.max_length:]))
 
+    def _leave(self, slot: int) -> TextRequest:
+        """Remove the request in `slot`; the last slot's request moves into the gap, so the
+        running requests stay in consecutive slots (one view of the cache, no gather)."""
+        request, last = self.running.pop(slot), len(self.running)
+        if slot != last:
+            moved = self.running.pop(last)
+            n, e = int(self.engine.lengths[last]), self.engine
+            e.keys[:, slot, :, :n], e.values[:, slot, :, :n] = e.keys[:, last, :, :n], e.values[:, last, :, :n]
+            e.lengths[slot], moved.slot = n, slot
+            self.running[slot] = moved
+        return request
+
     def step(self) -> list[TextRequest]:
         """One token for every running request; the requests that left the batch."""
         now, finished = time.monotonic(), []
-        for slot, request in list(self.running.items()):
-            if self._finished(request, now):
-                finished.append(self.running.pop(slot))
+        for slot in sorted(self.running, reverse=True):
+            if self._finished(self.running[slot], now):
+                finished.append(self._leave(slot))
         batch = []
-        for slot, request in self.running.items():
+        for slot, request in sorted(self.running.items()):
             if self.engine.lengths[slot] == self.engine.max_length:   # window full: slide, as generate_tokens
                 self._sample(request, self.engine.prefill(slot, request.tokens[-self.keep:]))
             else:
@@ -1412,9 +1426,9 @@ class BatchDecoder:
             for row, (_, request) in zip(logits, batch):
                 self._sample(request, row)
         now = time.monotonic()
-        for slot, request in list(self.running.items()):
-            if self._finished(request, now):
-                finished.append(self.running.pop(slot))
+        for slot in sorted(self.running, reverse=True):
+            if self._finished(self.running[slot], now):
+                finished.append(self._leave(slot))
         return finished
 
     def run(self, requests: Sequence[TextRequest]) -> list[TextRequest]:
