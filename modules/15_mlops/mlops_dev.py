@@ -1591,12 +1591,12 @@ print("drift monitor: OK")
 # | body is not JSON, not an object; no `Content-Length` (411) | 400 |
 # | unknown path (the answer lists the endpoints) | 404 |
 # | known path, wrong method (with an `Allow` header) | 405 |
-# | the client sends its body too slowly (socket timeout) | 408 |
+# | the request (line, headers and body) is not complete within `socket_timeout`: one deadline, not per byte | 408 |
 # | body larger than `max_body_bytes` (checked from `Content-Length` before reading) | 413 |
 # | `Content-Type` is not `application/json` | 415 |
 # | valid JSON that does not fit: missing or unknown fields, wrong types, shapes, NaN, batch too big, characters outside the vocabulary, values out of range | 422 |
-# | the model stays busy with other requests for longer than the time limit | 503 |
-# | generation runs past its time limit | 504 |
+# | the model stays busy for longer than the time limit; too many connections or waiting completions (with `Retry-After`) | 503 |
+# | waiting plus generating runs past the time limit (the message says how long each took) | 504 |
 #
 # **Validation** of `/predict`: `{"inputs": [...]}` must be a *batch*: shape
 # `(B, *input_spec.shape)` with `1 <= B <= max_batch`, numbers only (no booleans, strings
@@ -1608,11 +1608,15 @@ print("drift monitor: OK")
 # the model, and `handle`, which turns every outcome, errors included, into an answer.
 #
 # **Concurrency.** `ThreadingHTTPServer` runs each connection in its own thread, so a slow
-# client does not block the others, and every socket has a timeout, so a client that
-# sends half a request cannot hold a thread forever. The *model* is used by one request at
-# a time, under a lock: `no_grad` (module 05) and `train()`/`eval()` (module 03) are
-# process-wide state, and two threads switching them could corrupt each other. Waiting for
-# the lock is bounded too (503), and generation checks a deadline as it goes (504).
+# client does not block the others; the operating system queues `backlog` (256)
+# connections before they are accepted, at most `max_connections` are handled at once (the
+# rest get an immediate 503), and each request must arrive whole within `socket_timeout`,
+# so a client trickling a byte at a time cannot hold a thread. `/predict` uses the model
+# one request at a time, under a lock: `no_grad` (module 05) and `train()`/`eval()`
+# (module 03) are process-wide state, and two threads switching them could corrupt each
+# other; waiting for the lock is bounded too (503). `/complete` on a kind with an `engine`
+# joins the continuous batch of the previous section instead, and generation checks a
+# deadline as it goes (504).
 #
 # **Bound to 127.0.0.1** by default: only programs on this machine can connect. Serving
 # to a network needs more than this module gives (TLS, authentication, rate limits); put a
@@ -2646,10 +2650,11 @@ shutil.rmtree(workdir, ignore_errors=True)
 # 2. `load_package` hashes every file before loading it. For a 500 MB package, how much
 #    reading does a load cost, and what would you change to start a server faster without
 #    giving up the check? What can an attacker who can write the package folder still do?
-# 3. The server serialises model calls with one lock. With 8 concurrent `/predict`
-#    requests of 10 examples each, how many forward passes run, and how would you batch
-#    waiting requests into one forward pass (what does it do to the latency of the first
-#    request)?
+# 3. `/predict` still serialises model calls with one lock, while `/complete` batches. With
+#    8 concurrent `/predict` requests of 10 examples each, how many forward passes run, and
+#    how would you batch waiting requests into one forward pass (what does it do to the
+#    latency of the first request)? Why does batching pay off so much more for generation
+#    (a `(1, C)` row per step) than for a `/predict` of 10 examples?
 # 4. `DriftMonitor` flags drift at PSI > 0.25 after 200 samples. Using the $(B-1)/n$ rule,
 #    what window would you need to detect a shift that moves PSI to 0.05, and why is a
 #    z-score of the mean more sensitive to a small change of the mean than PSI?

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text completions decoded together in one forward pass per token (default 32)")
     parser.add_argument("--max-queue", type=int, default=256,
                         help="text completions waiting to join the batch; more get 503 (default 256)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="OpenBLAS threads (default 1: a step's small products run fastest on one thread, "
+                             "and the other cores serve connections)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
 
@@ -68,6 +71,14 @@ def run(args: argparse.Namespace, course: Course) -> int:
     if small:
         print(f"tito serve: error: {', '.join(small)} must be at least 1", file=sys.stderr)
         return 2
+    if args.blas_threads < 1:
+        print("tito serve: error: --blas-threads must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        from tinytorch.bench.benchmarking import set_blas_threads
+        set_blas_threads(args.blas_threads)
+    except RuntimeError:                            # not an OpenBLAS this process can reach: leave it
+        pass
     try:
         package = load_package(args.model, kinds=(SEQUENTIAL, TINYGPT_KIND))
         server = ModelServer(package, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
