@@ -36,12 +36,12 @@ def _as_ids(ids: Any, who: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 # %% auto #0
-__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'GENERATION_CHUNK', 'TINYGPT_KIND', 'UnknownCharacterError', 'CharTokenizer',
-           'EmbeddingFunction', 'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock',
-           'TinyGPT', 'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter',
-           'top_p_filter', 'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt',
-           'split_text', 'TextWindows', 'TrainConfig', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention',
-           'KVCache', 'plot_attention']
+__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'TINYGPT_KIND', 'UnknownCharacterError', 'CharTokenizer', 'EmbeddingFunction',
+           'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock', 'TinyGPT',
+           'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter',
+           'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt', 'split_text',
+           'TextWindows', 'TrainConfig', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention', 'KVCache',
+           'plot_attention']
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #8d68aac6
 DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
@@ -567,7 +567,7 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     return model
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #71a281ac
-GENERATION_CHUNK = 8        # tokens generated between two checks of a serving deadline
+from .mlops.mlops import GPTEngine, check_shapes, engine_complete, gpt_weight_shapes
 
 
 def _package_save(model: TinyGPT, folder: Path) -> None:
@@ -577,34 +577,28 @@ def _package_save(model: TinyGPT, folder: Path) -> None:
 
 
 def _package_load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
+    arrays, meta = load_npz_checkpoint(folder / "weights.npz", kind=CHECKPOINT_KIND)
+    check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")), str(folder))
     model = TinyGPT.load(folder / "weights.npz")
     if model.tokenizer is None:
         raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
     return model.eval()
 
 
-def _package_complete(model: TinyGPT, prompt: str, max_tokens: int, temperature: float, top_k: int | None,
-                      seed: int | None, deadline: float | None) -> str:
-    """`max_tokens` new characters after `prompt`, in chunks; GenerationTimeout past `deadline`
-    (a time.monotonic() value)."""
-    started = time.monotonic()
-    prompt_ids = model.tokenizer.encode(prompt)
-    tokens, rng, done = prompt_ids[None, :], np.random.default_rng(seed), 0    # tokens (1, T)
-    while done < max_tokens:
-        if deadline is not None and time.monotonic() > deadline:
-            raise GenerationTimeout(done, max_tokens, time.monotonic() - started)
-        n = min(GENERATION_CHUNK, max_tokens - done)
-        context = tokens[:, -model.max_length:]                            # (1, <= max_length)
-        out = generate_tokens(model, context, n, temperature=temperature, top_k=top_k, rng=rng)
-        tokens = np.concatenate([tokens, out[:, context.shape[1]:]], axis=1)
-        done += n
-    return model.tokenizer.decode(tokens[0, len(prompt_ids):])
+def _package_engine(model: TinyGPT, slots: int = 1) -> GPTEngine:
+    """Module 15's batched numpy decoder over this model's weights (inference only)."""
+    weights = dict(model.state_dict())
+    if not model.config.learned_positions:
+        weights["positions.weight"] = model.positions.table
+    return GPTEngine(weights, model.config.num_heads, eps=model.ln_f.eps, slots=slots,
+                     vocabulary="".join(model.tokenizer.chars))
 
 
 TINYGPT_KIND = ModelKind(
     name="tinygpt", files=("weights.npz",), save=_package_save,
     describe=lambda model: {"config": model.config.to_dict(), "parameters": int(model.num_parameters())},
-    load=_package_load, complete=_package_complete, vocabulary=lambda model: "".join(model.tokenizer.chars))
+    load=_package_load, complete=lambda model, *args: engine_complete(_package_engine(model), *args),
+    vocabulary=lambda model: "".join(model.tokenizer.chars), engine=_package_engine)
 
 
 def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,

@@ -246,6 +246,41 @@ psi_h = psi(stats_z_h["proportions"], bin_counts(both_h, stats_z_h["edges"]) / 5
 assert rep_h["samples"] == 50 and math.isclose(rep_h["z_max"], z_h.max(), rel_tol=1e-9), (rep_h, z_h)
 assert math.isclose(rep_h["psi_max"], psi_h.max(), rel_tol=1e-9) and math.isclose(rep_h["psi_mean"], psi_h.mean(), rel_tol=1e-9)
 
+# %% grade_id: test-engine
+# Hidden: other head counts, float32 weights, a one-token prompt, a slot reused after another prefill, three slots at
+# three lengths in one step, sampling frequencies at a high temperature, per-request seeded sampling in a batch.
+for heads_h in (1, 4):
+    w_h = gpt_weights(V=9, C=8, L=3, T=10, F=12, rng=np.random.default_rng(10 + heads_h))
+    w_h["positions.weight"] = np.sin(np.arange(80).reshape(10, 8) / 7.0)              # another position table
+    ids_h = np.random.default_rng(heads_h).integers(0, 9, size=10)
+    ref_h = reference_logits(w_h, ids_h, num_heads=heads_h)
+    eng_h = GPTEngine(w_h, num_heads=heads_h, slots=4)
+    assert np.allclose(eng_h.prefill(3, ids_h, all_logits=True), ref_h, atol=1e-6)
+    assert np.allclose(eng_h.prefill(3, ids_h[:1]), ref_h[0], atol=1e-6)             # slot 3 restarts
+    for s_h, k_h in ((0, 6), (1, 2), (2, 9)):
+        eng_h.prefill(s_h, ids_h[:k_h])
+    got_h = eng_h.step([2, 3, 0, 1], [ids_h[9], ids_h[1], ids_h[6], ids_h[2]])
+    assert np.allclose(got_h, ref_h[[9, 1, 6, 2]], atol=1e-6), heads_h
+    assert eng_h.lengths.tolist() == [7, 3, 10, 2]
+    w32_h = {k_h: v_h.astype(np.float32) for k_h, v_h in w_h.items()}
+    eng32_h = GPTEngine(w32_h, num_heads=heads_h, slots=1)
+    out32_h = eng32_h.prefill(0, ids_h, all_logits=True)
+    assert out32_h.dtype == np.float32 and np.allclose(out32_h, ref_h, atol=2e-4)
+z_h = np.array([1.0, 0.0, -1.0, 0.5])
+draws_h = [sample_token(z_h, 3.0, None, np.random.default_rng(s_h)) for s_h in range(3000)]
+p_h = np.exp(z_h / 3.0) / np.exp(z_h / 3.0).sum()
+assert np.allclose(np.bincount(draws_h, minlength=4) / 3000, p_h, atol=0.03)
+assert sample_token(z_h, 0.0, None, np.random.default_rng(0)) == 0
+assert {sample_token(z_h, 50.0, 1, np.random.default_rng(s_h)) for s_h in range(30)} == {0}
+eng_h = GPTEngine(gpt_weights(V=11, C=8, L=2, T=12, F=20, rng=np.random.default_rng(0)), num_heads=2, slots=2)
+made_h = lambda: [TextRequest([1, 2, 3][:k_h], 20, 0.9, None, 100 + k_h) for k_h in (1, 2, 3)]   # noqa: E731
+batch_h = made_h()
+BatchDecoder(eng_h).run(batch_h)
+for r_h, again_h in zip(batch_h, made_h()):
+    BatchDecoder(eng_h).run([again_h])
+    assert r_h.tokens == again_h.tokens and len(r_h.generated) == 20
+assert made_h()[0].generated == []
+
 # %% grade_id: test-server
 # Hidden: ModelServer.handle without a network: Content-Type in capitals and with parameters, missing or bad
 # Content-Length, chunked and short bodies, non-UTF-8 bytes, a body of exactly the limit, JSON that is not an object,
@@ -306,3 +341,27 @@ finally:
     text_server.time_limit = 10.0
 code_h, answer_h, _ = handle_h(text_server, "POST", "/complete", tbody_h)
 assert slow_h == 504 and code_h == 200 and len(answer_h["completion"]) == 50, (slow_h, code_h)
+assert handle_h(text_server, "POST", "/complete", b"[" * 50_000 + b"]" * 50_000)[0] == 400
+gw_h = gpt_weights(V=6, C=8, L=1, T=8, F=8, rng=np.random.default_rng(5))   # a text kind with a batched engine
+GPT_H = ModelKind(name="gpt-h", files=("weights.npz",),
+                  save=lambda m, folder: save_npz_checkpoint(folder / "weights.npz", m, {}, kind="gpt-h"),
+                  describe=lambda m: {}, load=lambda folder, _: load_npz_checkpoint(folder / "weights.npz", "gpt-h")[0],
+                  vocabulary=lambda m: "abcdef",
+                  engine=lambda m, slots=1: GPTEngine(m, num_heads=2, slots=slots, vocabulary="abcdef"))
+gpt_dir_h = save_package(workdir / "packages" / "gpt-h", gw_h, GPT_H, name="gpt-h", version="1",
+                         input_spec=text_spec("abcdef"), overwrite=True)
+gpt_srv_h = ModelServer(load_package(gpt_dir_h, kinds=(GPT_H,)), max_running=2)
+try:
+    assert gpt_srv_h.batcher is not None
+    bodies_h = [{"prompt": "abc"[:1 + i % 3], "max_tokens": 5 + 3 * i, "temperature": 0.8, "seed": i} for i in range(6)]
+    with ThreadPoolExecutor(6) as pool_h:
+        answers_h = list(pool_h.map(lambda b_h: handle_h(gpt_srv_h, "POST", "/complete", json.dumps(b_h).encode()),
+                                    bodies_h))
+    for (code_h, answer_h, _), b_h in zip(answers_h, bodies_h):
+        single_h = engine_complete(GPTEngine(gw_h, 2, vocabulary="abcdef"), b_h["prompt"], b_h["max_tokens"], 0.8,
+                                   None, b_h["seed"])
+        assert code_h == 200 and answer_h["completion"] == single_h, (code_h, answer_h, single_h)
+    gpt_srv_h.time_limit = 1e-4
+    assert handle_h(gpt_srv_h, "POST", "/complete", json.dumps({"prompt": "a", "max_tokens": 500}).encode())[0] == 504
+finally:
+    gpt_srv_h.shutdown()

@@ -27,10 +27,12 @@ import random
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,9 +54,11 @@ from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 __all__ = ['LAYER_TYPES', 'SEQUENTIAL', 'PACKAGE_FORMAT', 'SCHEMA_VERSION', 'MANIFEST', 'STATS_FILE', 'seed_everything',
            'canonical_json', 'config_hash', 'git_commit', 'environment', 'Run', 'fit_with_run', 'list_runs', 'find_run',
            'compare_runs', 'format_table', 'PackageError', 'GenerationTimeout', 'ModelKind', 'layer_spec',
-           'build_sequential', 'file_sha256', 'array_spec', 'text_spec', 'save_package', 'ModelPackage',
-           'file_problems', 'load_package', 'bin_counts', 'input_statistics', 'text_statistics', 'psi', 'DriftMonitor',
-           'RequestError', 'validate_inputs', 'validate_completion', 'ModelServer']
+           'build_sequential', 'file_sha256', 'array_spec', 'text_spec', 'clean_leftovers', 'save_package',
+           'ModelPackage', 'file_problems', 'npz_headers', 'load_package', 'bin_counts', 'input_statistics',
+           'text_statistics', 'psi', 'DriftMonitor', 'RequestError', 'validate_inputs', 'validate_completion',
+           'gpt_weight_shapes', 'check_shapes', 'GPTEngine', 'sample_token', 'TextRequest', 'BatchDecoder',
+           'engine_complete', 'ContinuousBatcher', 'ModelServer']
 
 # %% ../../modules/15_mlops/mlops_dev.ipynb #f53024c2
 def seed_everything(seed: int) -> np.random.Generator:
@@ -461,9 +465,10 @@ class PackageError(ValueError):
 class GenerationTimeout(RuntimeError):
     """Generation ran past its deadline; `done` of `wanted` tokens were produced."""
 
-    def __init__(self, done: int, wanted: int, seconds: float):
-        super().__init__(f"generation stopped after {seconds:.2f} s with {done} of {wanted} tokens")
-        self.done, self.wanted, self.seconds = done, wanted, seconds
+    def __init__(self, done: int, wanted: int, seconds: float, waited: float = 0.0):
+        super().__init__(f"generation stopped after generating for {seconds:.2f} s (having waited {waited:.2f} s "
+                         f"for the model) with {done} of {wanted} tokens")
+        self.done, self.wanted, self.seconds, self.waited = done, wanted, seconds, waited
 
 
 @dataclass(frozen=True)
@@ -476,6 +481,8 @@ class ModelKind:
     predict(model, x) -> (B, K) scores, for array inputs (x: (B, *shape) float array).
     complete(model, prompt, max_tokens, temperature, top_k, seed, deadline) -> str, for text.
     vocabulary(model) -> str: the characters a text model accepts.
+    engine(model) -> GPTEngine: batched generation (section 5); the server then batches
+    concurrent completions into one forward pass per step.
     """
     name: str
     files: tuple[str, ...]
@@ -485,7 +492,7 @@ class ModelKind:
     predict: Callable[[Any, np.ndarray], np.ndarray] | None = None
     complete: Callable[..., str] | None = None
     vocabulary: Callable[[Any], str] | None = None
-
+    engine: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name, "ModelKind: name")
@@ -620,6 +627,56 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> str:
     return config_hash({k: v for k, v in manifest.items() if k != "manifest_sha256"})
 
 
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.(tmp|old)$")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (always True where this cannot be asked safely)."""
+    if os.name != "posix" or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def clean_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary folders and files (`.NAME.PID.XXXXXXXX.tmp` / `.old`) that a save
+    of `path` killed midway left beside it, when their process is gone; returns them."""
+    path, removed = Path(path), []
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        found = _LEFTOVER.match(entry.name)
+        if found and found["name"] == path.name and not _process_alive(int(found["pid"])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _swap_folders(a: Path, b: Path) -> None:
+    """Exchange the folders a and b. On Linux in one step (renameat2 RENAME_EXCHANGE), so b
+    always holds a whole package; elsewhere b goes aside, a into place, the old one to a."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            if hasattr(libc, "renameat2") and libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0:
+                return                                   # -100: AT_FDCWD, 2: RENAME_EXCHANGE
+        except OSError:
+            pass
+    aside = b.with_name(f".{b.name}.{os.getpid()}.{secrets.token_hex(4)}.old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
 def save_package(path: str | os.PathLike, model: Any, kind: ModelKind = SEQUENTIAL, *, name: str,
                  version: str, input_spec: dict[str, Any], config: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Any] | None = None, train_inputs: Any = None,
@@ -642,6 +699,7 @@ def save_package(path: str | os.PathLike, model: Any, kind: ModelKind = SEQUENTI
         raise PackageError(f"save_package: {path} exists; pass overwrite=True to replace it")
     config = dict(config or {})
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir()
     try:
@@ -663,11 +721,9 @@ def save_package(path: str | os.PathLike, model: Any, kind: ModelKind = SEQUENTI
                               for f in files}}
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         write_atomically(tmp / MANIFEST, lambda f: f.write(_json_bytes(manifest)))
-        if path.exists():                                # overwrite: move the old one aside first
-            old = path.with_name(f".{path.name}.{secrets.token_hex(4)}.old")
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists():                                # overwrite: new and old change places at once
+            _swap_folders(tmp, path)
+            shutil.rmtree(tmp, ignore_errors=True)       # the old package, now at tmp
         else:
             os.rename(tmp, path)
     except BaseException:                                # a failed save leaves nothing behind
@@ -743,6 +799,8 @@ def _read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         manifest = json.loads(manifest_file.read_bytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise PackageError(f"{manifest_file} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise PackageError(f"{manifest_file} is nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise PackageError(f"{manifest_file} is not a TinyTorch model package manifest "
@@ -761,6 +819,8 @@ def _read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         digest = _manifest_digest(manifest)
     except ValueError as err:
         raise PackageError(f"{manifest_file} holds values that are not canonical JSON ({err})") from None
+    except RecursionError:
+        raise PackageError(f"{manifest_file} is nested too deeply to be a manifest") from None
     if digest != manifest["manifest_sha256"]:
         raise PackageError(f"{manifest_file} was modified after packaging: its content hash is {digest[:16]}..., "
                            f"the recorded manifest_sha256 is {str(manifest['manifest_sha256'])[:16]}...")
@@ -797,6 +857,40 @@ def file_problems(folder: Path, files: Mapping[str, Any], needed: Iterable[str])
     return problems
 
 
+def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """name -> (shape, dtype) of every array in the .npz at `path`, from the zip directory and
+    the .npy headers alone (no array is read). PackageError for a file that is not a zip, a
+    member that is not a .npy, an object (pickle) dtype, or a header whose shape needs more
+    bytes than the member holds (a size that would only fail after allocating it)."""
+    path = Path(path)
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise PackageError(f"{path}: member {info.filename!r} is not a .npy array")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise PackageError(f"{path}: array {info.filename!r} has .npy format {version}; "
+                                           f"1.0 or 2.0 expected")
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    offset = member.tell()
+                if dtype.hasobject:
+                    raise PackageError(f"{path}: array {info.filename!r} has dtype object (a pickle); refused")
+                if offset + math.prod(shape) * dtype.itemsize != info.file_size:
+                    raise PackageError(f"{path}: array {info.filename!r} declares shape {shape} of {dtype}, which does "
+                                       f"not fit its {info.file_size} bytes")
+                shapes[info.filename[:-4]] = (tuple(shape), dtype)
+    except PackageError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as err:
+        raise PackageError(f"{path} is not a readable .npz archive ({type(err).__name__}: {err})") from None
+    return shapes
+
+
 def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTIAL,)) -> ModelPackage:
     """Check and load the package at `path` (its folder, or its manifest.json), whose kind must
     be one of `kinds`. Every check happens before any weights are read; PackageError names the
@@ -808,6 +902,9 @@ def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTI
     if problems:
         raise PackageError(problems[0] if len(problems) == 1 else
                            f"{len(problems)} problems: " + "; ".join(problems))
+    for name in files:
+        if name.endswith(".npz"):
+            npz_headers(folder / name)                   # .npy members with honest sizes, before numpy reads them
     try:
         stats = load_npz_checkpoint(folder / STATS_FILE, kind="mlops-stats")[0] if STATS_FILE in files else None
         model = kind.load(folder, manifest)
@@ -1054,21 +1151,439 @@ def validate_completion(payload: Any, spec: Mapping[str, Any], max_new_tokens: i
             "top_k": _integer(payload, "top_k", None, 1, len(vocabulary), nullable=True),
             "seed": _integer(payload, "seed", None, 0, 2**63 - 1, nullable=True)}
 
+# %% ../../modules/15_mlops/mlops_dev.ipynb #0b19528c
+_GELU_C = math.sqrt(2.0 / math.pi)
+_MAX_GPT_SIZE = 1 << 16          # largest size of one axis a GPT config may ask for
+
+
+def gpt_weight_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The name -> shape of every array of a GPT-shaped model with `config` (vocab_size,
+    d_model, num_layers, max_length, ff_dim (None: 4 d_model), learned_positions). Dense
+    weights are (in, out). PackageError if a size is not a positive integer."""
+    sizes = {}
+    for key in ("vocab_size", "d_model", "num_layers", "max_length", "ff_dim"):
+        value = config.get(key) if isinstance(config, Mapping) else None
+        if key == "ff_dim" and value is None and isinstance(config, Mapping):
+            value = 4 * sizes.get("d_model", 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_GPT_SIZE:
+            raise PackageError(f"a GPT config needs {key} as an integer in [1, {_MAX_GPT_SIZE}], got {value!r}")
+        sizes[key] = value
+    V, C, L, T, F = (sizes[k] for k in ("vocab_size", "d_model", "num_layers", "max_length", "ff_dim"))
+    shapes = {"token_embedding.weight": (V, C)}
+    if config.get("learned_positions", True):
+        shapes["positions.weight"] = (T, C)
+    for i in range(L):
+        b = f"blocks.{i}."
+        for name in ("ln1", "ln2"):
+            shapes[b + name + ".weight"] = shapes[b + name + ".bias"] = (C,)
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[b + f"attn.{name}.weight"], shapes[b + f"attn.{name}.bias"] = (C, C), (C,)
+        shapes[b + "ff.layers.0.weight"], shapes[b + "ff.layers.0.bias"] = (C, F), (F,)
+        shapes[b + "ff.layers.2.weight"], shapes[b + "ff.layers.2.bias"] = (F, C), (C,)
+    shapes.update({"ln_f.weight": (C,), "ln_f.bias": (C,), "head.weight": (C, V), "head.bias": (V,)})
+    return shapes
+
+
+def check_shapes(shapes: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], where: str) -> None:
+    """PackageError naming the first differences if `shapes` (name -> shape, e.g. from
+    `npz_headers`) is not exactly `expected` (missing, unexpected or differently shaped)."""
+    problems = [f"{name} is missing" for name in expected if name not in shapes]
+    problems += [f"{name} is not expected" for name in shapes if name not in expected]
+    problems += [f"{name} has shape {tuple(shapes[name])}, the config says {tuple(expected[name])}"
+                 for name in expected if name in shapes and tuple(shapes[name]) != tuple(expected[name])]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise PackageError(f"{where}: the arrays do not fit the model's config: {'; '.join(problems[:3])}{more}")
+
+
+def _normalize(x: np.ndarray, mean: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm without its scale and shift (folded into the next product): rows of x
+    (R, C) to mean 0, biased variance 1. `mean`: a (C, 1) column of 1/C (a product is the
+    fastest row mean for small R)."""
+    xc = x - x @ mean
+    var = (xc * xc) @ mean
+    var += eps
+    xc /= np.sqrt(var)
+    return xc
+
+
+def _gelu(h: np.ndarray) -> np.ndarray:
+    """GELU, tanh approximation (module 02's), in place on h."""
+    t = np.tanh(_GELU_C * (h + 0.044715 * h * h * h))
+    t += 1.0
+    h *= t
+    h *= 0.5
+    return h
+
+
+class GPTEngine:
+    """Batched, KV-cached inference of a GPT-shaped model in plain numpy (no autograd).
+
+    weights: name -> array, the names and shapes of `gpt_weight_shapes` (a sinusoidal model
+    gives its table as "positions.weight"). num_heads: attention heads. eps: LayerNorm's
+    epsilon. slots: sequences the cache holds at once. vocabulary: the characters of ids
+    0 .. len - 1 (only those ids are sampled; default: all of the head's).
+    `prefill(slot, ids)` runs a prompt into one slot; `step(slots, ids)` one token for each
+    of several slots; both return logits."""
+
+    def __init__(self, weights: Mapping[str, Any], num_heads: int, *, eps: float = 1e-5, slots: int = 32,
+                 vocabulary: str | None = None):
+        w = {name: np.asarray(a) for name, a in weights.items()}
+        V, C = w["token_embedding.weight"].shape
+        L = sum(1 for name in w if name.endswith(".ln1.weight"))
+        config = {"vocab_size": V, "d_model": C, "num_layers": L, "max_length": w["positions.weight"].shape[0],
+                  "ff_dim": w["blocks.0.ff.layers.0.weight"].shape[1] if L else None}
+        check_shapes({n: a.shape for n, a in w.items()}, gpt_weight_shapes(config), "GPTEngine")
+        if C % num_heads or isinstance(slots, bool) or not 1 <= slots <= 4096:
+            raise ValueError(f"GPTEngine: d_model={C} must be a multiple of num_heads={num_heads}, slots in [1, 4096]")
+        self.dtype = w["token_embedding.weight"].dtype
+        self.vocab_size, self.d_model, self.num_heads, self.head_size = V, C, int(num_heads), C // int(num_heads)
+        self.max_length, self.eps, self.slots = config["max_length"], float(eps), int(slots)
+        self.vocabulary = vocabulary
+        self.decodable = V if vocabulary is None else min(V, len(vocabulary))
+        self.wte, self.wpe = w["token_embedding.weight"], w["positions.weight"]
+        self.mean = np.full((C, 1), 1.0 / C, dtype=self.dtype)
+
+        def fold(ln: str, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """LayerNorm `ln`'s scale g and shift b folded into the next product:
+            (xhat * g + b) @ W + c = xhat @ (g[:, None] W) + (b @ W + c)."""
+            return w[ln + ".weight"][:, None] * weight, w[ln + ".bias"] @ weight + bias
+
+        self.layers = []
+        for i in range(L):
+            p = lambda name: w[f"blocks.{i}.{name}"]              # noqa: E731
+            wqkv = np.concatenate([p(f"attn.{n}_proj.weight") for n in "qkv"], axis=1)    # (C, 3C): one product
+            bqkv = np.concatenate([p(f"attn.{n}_proj.bias") for n in "qkv"])
+            self.layers.append((*fold(f"blocks.{i}.ln1", wqkv, bqkv), p("attn.out_proj.weight"),
+                                p("attn.out_proj.bias"), *fold(f"blocks.{i}.ln2", p("ff.layers.0.weight"),
+                                                               p("ff.layers.0.bias")),
+                                p("ff.layers.2.weight"), p("ff.layers.2.bias")))
+        self.head = fold("ln_f", w["head.weight"], w["head.bias"])
+        shape = (L, self.slots, self.num_heads, self.max_length, self.head_size)
+        self.keys, self.values = np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
+        self.lengths = np.zeros(self.slots, dtype=np.int64)       # positions cached per slot
+        self.scale = 1.0 / math.sqrt(self.head_size)
+
+    def prefill(self, slot: int, ids: Any, all_logits: bool = False) -> np.ndarray:
+        """Run ids (T,) at positions 0..T-1 into `slot` (its cache restarts); the logits of
+        the last position (V,), or of every position (T, V) with all_logits."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        T, nh, hs = len(ids), self.num_heads, self.head_size
+        if not 1 <= T <= self.max_length or not 0 <= slot < self.slots or ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(f"GPTEngine.prefill: needs 1..{self.max_length} ids in [0, {self.vocab_size}) and a "
+                             f"slot in [0, {self.slots}), got {T} ids, slot {slot}")
+        future = np.triu(np.full((T, T), -np.inf, dtype=self.dtype), k=1)       # (T, T) causal mask
+        x = self.wte[ids] + self.wpe[:T]                                        # (T, C)
+        for l, (wqkv, bqkv, wo, bo, w1, c1, w2, c2) in enumerate(self.layers):
+            qkv = _normalize(x, self.mean, self.eps) @ wqkv + bqkv              # (T, 3C), ln1 folded in
+            q, k, v = qkv.reshape(T, 3, nh, hs).transpose(1, 2, 0, 3)           # each (nh, T, hs)
+            self.keys[l, slot, :, :T], self.values[l, slot, :, :T] = k, v        # the slot's cache
+            att = q @ k.transpose(0, 2, 1) * self.scale + future                # (nh, T, T)
+            att = np.exp(att - att.max(axis=-1, keepdims=True))
+            att /= att.sum(axis=-1, keepdims=True)
+            x = x + (att @ v).transpose(1, 0, 2).reshape(T, -1) @ wo + bo      # (T, C)
+            x = x + _gelu(_normalize(x, self.mean, self.eps) @ w1 + c1) @ w2 + c2   # ln2 folded in
+        self.lengths[slot] = T
+        x = x if all_logits else x[-1:]
+        logits = _normalize(x, self.mean, self.eps) @ self.head[0] + self.head[1]   # ln_f folded in
+        return logits if all_logits else logits[0]
+
+    def step(self, slots: Sequence[int], ids: Any) -> np.ndarray:
+        """One new token ids[i] (at position lengths[slots[i]]) for each of the slots (B,):
+        one batched pass through the network; logits (B, V). Every slot needs a prefill
+        first and room for one more position."""
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pos = self.lengths[slots]                                               # (B,)
+        if len(slots) != len(ids) or len(set(slots.tolist())) != len(slots) or pos.min() < 1 \
+                or pos.max() >= self.max_length:
+            raise ValueError(f"GPTEngine.step: needs one id per distinct prefilled slot with room left, got slots "
+                             f"{slots.tolist()} at lengths {pos.tolist()} and {len(ids)} ids")
+        B, nh, hs, n = len(slots), self.num_heads, self.head_size, int(pos.max()) + 1
+        first = int(slots[0])
+        if B == 1:                                                              # views, no copies
+            rows, put = slice(first, first + 1), (first, slice(None), int(pos[0]))
+            mask = None
+        else:                                                                   # consecutive slots: views too
+            rows = slice(first, first + B) if (slots == np.arange(first, first + B)).all() else slots
+            put = (slots, slice(None), pos)                                     # row i: slot i, position i
+            mask = np.where(np.arange(n) <= pos[:, None], 0.0, -np.inf).astype(self.dtype)[:, None, :]  # (B, 1, n)
+        x = self.wte[ids] + self.wpe[pos]                                       # (B, C)
+        for l, (wqkv, bqkv, wo, bo, w1, c1, w2, c2) in enumerate(self.layers):
+            qkv = _normalize(x, self.mean, self.eps) @ wqkv + bqkv              # (B, 3C), ln1 folded in
+            q, k, v = qkv.reshape(B, 3, nh, hs).transpose(1, 0, 2, 3)           # each (B, nh, hs)
+            self.keys[l][put], self.values[l][put] = k, v                       # append to each slot
+            keys, values = self.keys[l, rows, :, :n], self.values[l, rows, :, :n]   # (B, nh, n, hs)
+            att = (keys @ q[..., None])[..., 0] * self.scale                    # (B, nh, n)
+            if mask is not None:
+                att += mask                                                     # each row: its own past
+            att = np.exp(att - att.max(axis=-1, keepdims=True))
+            att /= att.sum(axis=-1, keepdims=True)
+            y = (att[:, :, None, :] @ values)[:, :, 0]                          # (B, nh, hs)
+            x = x + y.reshape(B, -1) @ wo + bo                                  # (B, C)
+            x = x + _gelu(_normalize(x, self.mean, self.eps) @ w1 + c1) @ w2 + c2   # ln2 folded in
+        self.lengths[slots] = pos + 1
+        return _normalize(x, self.mean, self.eps) @ self.head[0] + self.head[1]     # (B, V), ln_f folded in
+
+
+def sample_token(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """One id from logits (V,): the argmax at temperature 0, else softmax(logits / temperature)
+    over the top_k largest (ties: lower ids), by inverse CDF with one rng.random() draw."""
+    if not temperature > 0:
+        return int(np.argmax(logits))
+    z = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        z = (z - z.max()) / temperature              # max first: a tiny temperature gives -inf, not NaN
+    if top_k is not None and top_k < len(z):
+        drop = np.argsort(-z, kind="stable")[top_k:]
+        z[drop] = -np.inf
+    cdf = np.cumsum(np.exp(z))
+    u = 1.0 - rng.random()                           # (0, 1]
+    return int(min((cdf < u * cdf[-1]).sum(), len(z) - 1))
+
+
+class TextRequest:
+    """One completion in a batch: its tokens (prompt ids, then generated), sampling settings
+    and deadline; `done` is set when it has a result or an error."""
+
+    def __init__(self, ids: Sequence[int], max_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 seed: int | None = None, deadline: float | None = None):
+        self.tokens, self.prompt_length, self.max_tokens = [int(i) for i in ids], len(ids), int(max_tokens)
+        self.temperature, self.top_k, self.rng = float(temperature), top_k, np.random.default_rng(seed)
+        self.deadline, self.submitted, self.admitted = deadline, time.monotonic(), None
+        self.slot: int | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    generated = property(lambda self: self.tokens[self.prompt_length:])
+
+    def timeout(self) -> GenerationTimeout:
+        now = time.monotonic()
+        started = self.admitted if self.admitted is not None else now
+        return GenerationTimeout(len(self.generated), self.max_tokens, now - started, waited=started - self.submitted)
+
+
+class BatchDecoder:
+    """Continuous batching over a GPTEngine: `admit(request)` prefills it into a free slot and
+    samples its first token; `step()` advances every running request by one token in one
+    batched pass, re-prefilling (sliding) a full slot first, and returns those that finished
+    or ran past their deadline (their slots are free again)."""
+
+    def __init__(self, engine: GPTEngine):
+        self.engine, self.running = engine, {}           # slot -> TextRequest, slots 0 .. len - 1
+        self.keep = max(1, engine.max_length // 2)       # tokens kept when the window slides
+
+    @property
+    def free_slots(self) -> int:
+        return self.engine.slots - len(self.running)
+
+    def _sample(self, request: TextRequest, logits: np.ndarray) -> None:
+        request.tokens.append(sample_token(logits[:self.engine.decodable], request.temperature, request.top_k,
+                                           request.rng))
+
+    def _finished(self, request: TextRequest, now: float) -> bool:
+        if len(request.generated) >= request.max_tokens:
+            return True
+        if request.deadline is not None and now > request.deadline:
+            request.error = request.timeout()
+            return True
+        return False
+
+    def admit(self, request: TextRequest) -> None:
+        """Prefill `request` (its last max_length tokens) into a free slot; sample its first token."""
+        slot = len(self.running)                         # the running requests keep slots 0 .. B - 1
+        request.slot, request.admitted = slot, time.monotonic()
+        self.running[slot] = request
+        if request.max_tokens > 0:
+            self._sample(request, self.engine.prefill(slot, request.tokens[-self.engine.max_length:]))
+
+    def _leave(self, slot: int) -> TextRequest:
+        """Remove the request in `slot`; the last slot's request moves into the gap, so the
+        running requests stay in consecutive slots (one view of the cache, no gather)."""
+        request, last = self.running.pop(slot), len(self.running)
+        if slot != last:
+            moved = self.running.pop(last)
+            n, e = int(self.engine.lengths[last]), self.engine
+            e.keys[:, slot, :, :n], e.values[:, slot, :, :n] = e.keys[:, last, :, :n], e.values[:, last, :, :n]
+            e.lengths[slot], moved.slot = n, slot
+            self.running[slot] = moved
+        return request
+
+    def step(self) -> list[TextRequest]:
+        """One token for every running request; the requests that left the batch."""
+        now, finished = time.monotonic(), []
+        for slot in sorted(self.running, reverse=True):
+            if self._finished(self.running[slot], now):
+                finished.append(self._leave(slot))
+        batch = []
+        for slot, request in sorted(self.running.items()):
+            if self.engine.lengths[slot] == self.engine.max_length:   # window full: slide, as generate_tokens
+                self._sample(request, self.engine.prefill(slot, request.tokens[-self.keep:]))
+            else:
+                batch.append((slot, request))
+        if batch:
+            logits = self.engine.step([s for s, _ in batch], [r.tokens[-1] for _, r in batch])   # (B, V)
+            for row, (_, request) in zip(logits, batch):
+                self._sample(request, row)
+        now = time.monotonic()
+        for slot in sorted(self.running, reverse=True):
+            if self._finished(self.running[slot], now):
+                finished.append(self._leave(slot))
+        return finished
+
+    def run(self, requests: Sequence[TextRequest]) -> list[TextRequest]:
+        """Decode `requests` to the end in batches of at most engine.slots; returns them."""
+        waiting = deque(requests)
+        while waiting or self.running:
+            while waiting and self.free_slots:
+                self.admit(waiting.popleft())
+            self.step()
+        return list(requests)
+
+
+def engine_complete(engine: GPTEngine, prompt: str, max_tokens: int, temperature: float = 1.0,
+                    top_k: int | None = None, seed: int | None = None, deadline: float | None = None) -> str:
+    """One text completion on `engine` (its `vocabulary` maps characters to ids); raises
+    GenerationTimeout past `deadline` (a time.monotonic() value)."""
+    index = {c: i for i, c in enumerate(engine.vocabulary)}
+    request = TextRequest([index[c] for c in prompt], max_tokens, temperature, top_k, seed, deadline)
+    BatchDecoder(engine).run([request])
+    if request.error is not None:
+        raise request.error
+    return "".join(engine.vocabulary[i] for i in request.generated)
+
+
+class ContinuousBatcher:
+    """A worker thread that serves TextRequests on one GPTEngine with continuous batching:
+    `submit(request)` queues it (RequestError 503 with Retry-After when `max_queue` wait
+    already); between two steps waiting requests join the batch and finished ones leave."""
+
+    def __init__(self, engine: GPTEngine, max_queue: int = 256):
+        self.decoder, self.max_queue = BatchDecoder(engine), int(max_queue)
+        self.waiting: deque[TextRequest] = deque()
+        self.wakeup = threading.Condition()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._loop, name="continuous-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: TextRequest) -> TextRequest:
+        with self.wakeup:
+            if len(self.waiting) >= self.max_queue:
+                raise RequestError(503, f"{len(self.waiting)} requests are already waiting for the model; retry "
+                                        f"in a second", {"Retry-After": "1"})
+            self.waiting.append(request)
+            self.wakeup.notify()
+        return request
+
+    def stop(self) -> None:
+        with self.wakeup:
+            self.stopped = True
+            self.wakeup.notify()
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        decoder = self.decoder
+        while True:
+            with self.wakeup:
+                while not self.stopped and not self.waiting and not decoder.running:
+                    self.wakeup.wait()
+                if self.stopped:
+                    break
+                joining = [self.waiting.popleft() for _ in range(min(len(self.waiting), decoder.free_slots))]
+            left: list[TextRequest] = []
+            try:
+                for request in joining:
+                    if request.deadline is not None and time.monotonic() > request.deadline:
+                        request.error = request.timeout()       # waited too long: never admitted
+                        left.append(request)
+                    else:
+                        decoder.admit(request)
+                left += decoder.step()
+            except Exception as err:                            # a model failure: fail the batch, keep serving
+                left += [r for r in joining if not r.done.is_set()] + list(decoder.running.values())
+                decoder.running.clear()
+                for request in left:
+                    request.error = request.error or err
+            for request in left:
+                request.done.set()
+        for request in list(self.waiting) + list(decoder.running.values()):
+            request.error = RequestError(503, "the server is shutting down", {"Retry-After": "1"})
+            request.done.set()
+
 # %% ../../modules/15_mlops/mlops_dev.ipynb #b83131ff
+class _DeadlineReader:
+    """The read side of a connection with one deadline for the whole request: each recv may
+    only wait for the time that is left, so a client trickling a byte at a time is cut off
+    (TimeoutError) when the request's time is up, not when it pauses."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline, self.buffer, self.expired = sock, deadline, bytearray(), False
+
+    def _fill(self) -> bool:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the request was not complete before its deadline")
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except TimeoutError:
+            self.expired = True
+            raise
+        self.buffer += chunk
+        return bool(chunk)
+
+    def readline(self, limit: int = -1) -> bytes:
+        while b"\n" not in self.buffer and not (0 <= limit <= len(self.buffer)) and self._fill():
+            pass
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        end = min(end, limit) if limit >= 0 else end
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return line
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self.buffer) < n) and self._fill():
+            pass
+        n = len(self.buffer) if n < 0 else min(n, len(self.buffer))
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def close(self) -> None:
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Moves bytes between a socket and `ModelServer.handle`; every answer is JSON."""
     protocol_version = "HTTP/1.0"                     # one request per connection
     server_version = "TinyTorchServe/1"
     app: ModelServer                                  # set on the per-server subclass
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _DeadlineReader(self.connection, time.monotonic() + self.timeout)   # type: ignore[assignment]
+
+    def handle_one_request(self) -> None:
+        self.answered = False
+        super().handle_one_request()                  # the base class closes silently on a timeout...
+        if self.rfile.expired and not self.answered:  # ...so say why: the request line or headers came too slowly
+            self.close_connection = True
+            self.request_version = getattr(self, "request_version", "HTTP/1.0") or "HTTP/1.0"
+            self.command, self.requestline = getattr(self, "command", None) or "", getattr(self, "requestline", "")
+            self.connection.settimeout(1.0)
+            self._send_json(408, {"error": f"the request was not complete within {self.timeout:g} s"})
+
     def _dispatch(self) -> None:
         status, body, headers = self.app.handle(self.command, self.path, self.headers, self.rfile)
+        self.connection.settimeout(self.timeout)      # the answer gets its own time to be written
         self._send_json(status, body, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
 
     def _send_json(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body, allow_nan=False).encode("utf-8")
+        self.answered = True
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -1078,7 +1593,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-        except (ConnectionError, TimeoutError):       # the client went away; nothing to tell it
+        except (ConnectionError, TimeoutError, OSError):   # the client went away; nothing to tell it
             self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -1093,19 +1608,67 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a listen backlog (`request_queue_size`, set per server) and a
+    cap on the connections handled at once: past it, a connection gets an immediate 503 with
+    Retry-After from the accepting thread, and no thread of its own."""
+    daemon_threads = True
+    connections: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.acquire(blocking=False):
+            _refuse(request, f"the server is handling its limit of {self.max_connections} connections; retry later")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
+
+def _refuse(sock: socket.socket, message: str) -> None:
+    """Answer 503 with Retry-After on a fresh connection without reading it through: drain what
+    has already arrived (so closing does not reset the connection), send, close for writing."""
+    body = json.dumps({"error": message}).encode("utf-8")
+    head = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while sock.recv(1 << 16):
+                pass
+        sock.settimeout(0.5)
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 class ModelServer:
     """Serve a ModelPackage over HTTP on `host:port` (port 0: a free one; see `url`).
 
     max_body_bytes: largest request body (413 above). max_batch: examples per /predict.
     max_new_tokens: largest max_tokens of /complete. socket_timeout: seconds a client may
-    take to send its request. time_limit: seconds a request may wait for the model plus
-    generate (503 / 504). monitor: a DriftMonitor (default: from the package's statistics).
+    take to send its whole request (one deadline, 408). time_limit: seconds a request may wait
+    for the model plus generate (503 / 504). monitor: a DriftMonitor (default: from the
+    package's statistics). backlog: connections the operating system queues before accept.
+    max_connections: connections handled at once (more: 503). A kind with an `engine` serves
+    /complete by continuous batching: at most max_running sequences per forward pass, at most
+    max_queue waiting (more: 503 with Retry-After).
     """
 
     def __init__(self, package: ModelPackage, host: str = "127.0.0.1", port: int = 0, *,
                  max_body_bytes: int = 1 << 20, max_batch: int = 256, max_new_tokens: int = 500,
                  socket_timeout: float = 10.0, time_limit: float = 10.0,
-                 monitor: DriftMonitor | None = None, verbose: bool = False):
+                 monitor: DriftMonitor | None = None, verbose: bool = False, backlog: int = 256,
+                 max_connections: int = 128, max_running: int = 32, max_queue: int = 256):
         self.package, self.verbose = package, verbose
         self.max_body_bytes, self.max_batch, self.max_new_tokens = int(max_body_bytes), int(max_batch), int(max_new_tokens)
         self.time_limit = float(time_limit)
@@ -1116,9 +1679,18 @@ class ModelServer:
         self.routes: dict[str, tuple[str, ...]] = {"/health": ("GET",), "/info": ("GET",), "/drift": ("GET",)}
         self.routes["/predict" if spec["type"] == "array" else "/complete"] = ("POST",)
         self.model_lock = threading.Lock()
+        self.batcher: ContinuousBatcher | None = None
+        if spec["type"] == "text" and package.kind.engine is not None:
+            self.batcher = ContinuousBatcher(package.kind.engine(package.model, slots=int(max_running)), int(max_queue))
         handler = type("Handler", (_Handler,), {"app": self, "timeout": float(socket_timeout)})
-        self.httpd = ThreadingHTTPServer((host, int(port)), handler)
-        self.httpd.daemon_threads = True
+        server = type("Server", (_HTTPServer,), {"request_queue_size": int(backlog),
+                                                 "max_connections": int(max_connections)})
+        try:
+            self.httpd = server((host, int(port)), handler)
+        except BaseException:
+            self._stop_batcher()
+            raise
+        self.httpd.connections = threading.BoundedSemaphore(int(max_connections))
         self._thread: threading.Thread | None = None
 
     @property
@@ -1142,6 +1714,11 @@ class ModelServer:
             self._thread.join(timeout=5)
             self._thread = None
         self.httpd.server_close()
+        self._stop_batcher()
+
+    def _stop_batcher(self) -> None:
+        if self.batcher is not None:
+            self.batcher.stop()
 
     def __enter__(self) -> ModelServer:
         return self.start()
@@ -1163,15 +1740,34 @@ class ModelServer:
             return 500, {"error": f"internal error: {type(err).__name__}: {err}"}, {}
 
     @contextlib.contextmanager
-    def _model_turn(self) -> Iterator[None]:
-        """Hold the model for one request; RequestError 503 if other requests keep it busy
-        for longer than the time limit."""
+    def _model_turn(self, started: float) -> Iterator[None]:
+        """Hold the model for one request (that arrived at `started`); RequestError 503 if
+        other requests keep it busy for longer than the time limit. A GenerationTimeout
+        inside says how long the request waited and how long it generated."""
         if not self.model_lock.acquire(timeout=self.time_limit):
-            raise RequestError(503, f"the model stayed busy with other requests for {self.time_limit:g} s; retry later")
+            raise RequestError(503, f"the model stayed busy with other requests for {self.time_limit:g} s; retry later",
+                               {"Retry-After": "1"})
+        turn = time.monotonic()
         try:
             yield
+        except GenerationTimeout as err:
+            raise GenerationTimeout(err.done, err.wanted, time.monotonic() - turn, waited=turn - started) from None
         finally:
             self.model_lock.release()
+
+    def _join_batch(self, args: Mapping[str, Any], started: float) -> str:
+        """The completion of a validated /complete request, decoded by the continuous batcher."""
+        engine = self.batcher.decoder.engine
+        index = {c: i for i, c in enumerate(engine.vocabulary)}
+        request = TextRequest([index[c] for c in args["prompt"]], args["max_tokens"], args["temperature"],
+                              args["top_k"], args["seed"], deadline=started + self.time_limit)
+        self.batcher.submit(request)
+        if not request.done.wait(self.time_limit + 5.0):    # the worker is stuck: give up on it
+            request.deadline = -math.inf
+            raise request.timeout()
+        if request.error is not None:
+            raise request.error
+        return "".join(engine.vocabulary[i] for i in request.generated)
 
     def _read_json(self, headers: Mapping[str, str], body: Any) -> Any:
         """The request body as parsed JSON, within the limits."""
@@ -1208,6 +1804,8 @@ class ModelServer:
             return json.loads(data.decode("utf-8"))
         except UnicodeDecodeError:
             raise RequestError(400, "the body is not UTF-8 text") from None
+        except RecursionError:
+            raise RequestError(400, "the JSON body is nested too deeply") from None
         except json.JSONDecodeError as err:
             raise RequestError(400, f"malformed JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
 
@@ -1232,15 +1830,16 @@ class ModelServer:
         started = time.monotonic()
         if path == "/predict":
             x = validate_inputs(payload, package.input_spec, self.max_batch)
+            with self._model_turn(started):           # one request at a time uses the model
+                result = package.predict(x)
         else:
             args = validate_completion(payload, package.input_spec, self.max_new_tokens)
-        with self._model_turn():                      # one request at a time uses the model
-            if path == "/predict":
-                result = package.predict(x)
+            if self.batcher is not None:              # joins the running batch: one pass for all
+                completion = self._join_batch(args, started)
             else:
-                completion = package.complete(**args, deadline=started + self.time_limit)
-                result = {"completion": completion, "text": args["prompt"] + completion,
-                          "tokens": len(completion)}
+                with self._model_turn(started):
+                    completion = package.complete(**args, deadline=started + self.time_limit)
+            result = {"completion": completion, "text": args["prompt"] + completion, "tokens": len(completion)}
         if self.monitor is not None:
             self.monitor.observe(x if path == "/predict" else args["prompt"])
         return result

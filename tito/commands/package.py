@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import zipfile
 from pathlib import Path
 
 from tito.command import Command
@@ -45,11 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
-    from tinytorch.core.training import CheckpointError
-    from tinytorch.mlops.mlops import SEQUENTIAL, PackageError, load_package
-    from tinytorch.tinygpt import TINYGPT_KIND, TinyGPT, package_tinygpt
+    from tinytorch.core.training import CheckpointError, load_npz_checkpoint
+    from tinytorch.mlops.mlops import SEQUENTIAL, PackageError, check_shapes, gpt_weight_shapes, load_package, npz_headers
+    from tinytorch.tinygpt import CHECKPOINT_KIND, TINYGPT_KIND, TinyGPT, package_tinygpt
 
     try:
+        if zipfile.is_zipfile(args.weights):        # sizes checked before a model of the file's config is built
+            npz_headers(args.weights)
+            arrays, meta = load_npz_checkpoint(args.weights, kind=CHECKPOINT_KIND)
+            check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")),
+                         str(args.weights))
+            del arrays
         model = TinyGPT.load(args.weights)
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
         path = package_tinygpt(model, args.out, name=args.name, version=args.version, text=text,
@@ -58,6 +65,9 @@ def run(args: argparse.Namespace, course: Course) -> int:
         package = load_package(path, kinds=(SEQUENTIAL, TINYGPT_KIND))   # check what was written
     except (CheckpointError, PackageError, ValueError, OSError) as err:
         print(f"tito package: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"tito package: error: {args.weights} asks for more memory than this machine has", file=sys.stderr)
         return 2
     files = ", ".join(f"{n} ({e['bytes']} bytes)" for n, e in package.manifest["files"].items())
     print(f"packaged {package.name} {package.version} (tinygpt, {len(package.input_spec['vocabulary'])} "

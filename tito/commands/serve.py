@@ -25,7 +25,13 @@ as TinyGPT: {"prompt": "...", "max_tokens": 100, "temperature": 1.0, "top_k": nu
 
 The package's files are checked against the sha256 hashes of its manifest before
 anything is loaded. --port 0 picks a free port; the first line printed is
-"serving NAME VERSION (KIND) at URL". The host defaults to 127.0.0.1 (this machine only)."""
+"serving NAME VERSION (KIND) at URL". The host defaults to 127.0.0.1 (this machine only).
+
+Under load: the operating system queues --backlog connections; at most --max-connections
+are handled at once (more get 503 with Retry-After); a client must send its whole request
+within --socket-timeout seconds (one deadline, not per byte). Text completions of a TinyGPT
+are batched: up to --max-running sequences share one forward pass per token, joining and
+leaving between steps, and at most --max-queue wait (more get 503 with Retry-After)."""
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -39,7 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=10.0,
                         help="seconds a request may wait for the model and generate (default 10)")
     parser.add_argument("--socket-timeout", type=float, default=10.0,
-                        help="seconds a client may take to send its request (default 10)")
+                        help="seconds a client may take to send its whole request (default 10)")
+    parser.add_argument("--backlog", type=int, default=256, help="connections queued before accept (default 256)")
+    parser.add_argument("--max-connections", type=int, default=128,
+                        help="connections handled at once; more get 503 (default 128)")
+    parser.add_argument("--max-running", type=int, default=32,
+                        help="text completions decoded together in one forward pass per token (default 32)")
+    parser.add_argument("--max-queue", type=int, default=256,
+                        help="text completions waiting to join the batch; more get 503 (default 256)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="OpenBLAS threads (default 1: a step's small products run fastest on one thread, "
+                             "and the other cores serve connections)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
 
@@ -50,12 +66,26 @@ def run(args: argparse.Namespace, course: Course) -> int:
     if not 0 <= args.port <= 65535:
         print(f"tito serve: error: --port must be in [0, 65535], got {args.port}", file=sys.stderr)
         return 2
+    small = [f"--{name.replace('_', '-')}" for name in ("backlog", "max_connections", "max_running", "max_queue")
+             if getattr(args, name) < 1]
+    if small:
+        print(f"tito serve: error: {', '.join(small)} must be at least 1", file=sys.stderr)
+        return 2
+    if args.blas_threads < 1:
+        print("tito serve: error: --blas-threads must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        from tinytorch.bench.benchmarking import set_blas_threads
+        set_blas_threads(args.blas_threads)
+    except RuntimeError:                            # not an OpenBLAS this process can reach: leave it
+        pass
     try:
         package = load_package(args.model, kinds=(SEQUENTIAL, TINYGPT_KIND))
         server = ModelServer(package, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
                              max_batch=args.max_batch, max_new_tokens=args.max_new_tokens,
                              socket_timeout=args.socket_timeout, time_limit=args.time_limit,
-                             verbose=not args.quiet)
+                             verbose=not args.quiet, backlog=args.backlog, max_connections=args.max_connections,
+                             max_running=args.max_running, max_queue=args.max_queue)
     except PackageError as err:
         print(f"tito serve: error: {err}", file=sys.stderr)
         return 2
@@ -75,7 +105,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        server.httpd.server_close()
+        server.shutdown()
         print("tito serve: stopped", flush=True)
     return 0
 
