@@ -33,6 +33,7 @@
 # | `SoftmaxCrossEntropyFunction`, `softmax_cross_entropy`, `FusedCrossEntropyLoss` | cross-entropy as **one** op: softmax and loss forward, `(softmax - onehot) / count` backward |
 # | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
 # | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
+# | `LinearFunction`, `CausalSelfAttentionFunction`, `fast_model` | a Dense layer and a whole causal attention as one op each; an opt-in that swaps a model's layers for fused subclasses |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/kernels.py`.
@@ -50,7 +51,7 @@
 # `results/bench_report/bench_kernels.json`. Notebook measurements here are kept short (a
 # few hundred milliseconds each).
 #
-# **Points: 18** (the total of this module's graded test cells)
+# **Points: 22** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -69,7 +70,9 @@ if "google.colab" in sys.modules:
 #| export
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
-faster drop-ins for module 06's optimizers), and `tune_allocator` (opt-in glibc malloc tuning).
+faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention and
+CrossEntropyLoss swapped for fused subclasses: `LinearFunction`, `CausalSelfAttentionFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -88,8 +91,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
-from tinytorch.core.activations import Activation
-from tinytorch.core.layers import Module
+from tinytorch.core.activations import GELU, Activation
+from tinytorch.core.layers import Dense, Module
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.optimizers import Adam, AdamW
 
 # %% [markdown]
@@ -1030,7 +1035,247 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
 print(tune_allocator())
 
 # %% [markdown]
-# ## 7. float32 vs float64
+# ## 7. Fusing a whole model: `fast_model`
+#
+# Sections 4-6 fused single kernels. A training step of TinyGPT is made of *hundreds* of
+# ops: every `Dense` is a `MatMul` and an `Add` (whose backward sums the bias gradient over
+# two axes), every attention a chain of fourteen (three projections, reshapes and permutes
+# for the heads, the scores, the softmax, the values, the merge, the output projection).
+# Each op records a node, allocates its output, and the engine of module 05 visits it on
+# the way back. Measured with module 14's `OpProfiler`, about two thirds of TinyGPT's step
+# was spent outside BLAS. The remedy is the one of section 4, on a larger scale: **one op
+# per layer**, with its backward written by hand beside its forward.
+#
+# * `LinearFunction`: $y = xW + b$ for `x (..., in)` as one GEMM on the flattened rows,
+#   the bias added in place; backward $dx = g W^\top$, $dW = x^\top g$, $db = \sum_r g_r$
+#   (two GEMMs and one column sum, no broadcasting machinery).
+# * `CausalSelfAttentionFunction`: causal multi-head self-attention, *projections included*.
+#   The three projections become one GEMM with the stacked weights $[W_q W_k W_v]$
+#   `(C, 3C)`; the heads are laid out once as `(3, B, nh, T, hs)`, so the scores and the
+#   values are two batched products over all `B * nh` heads at once; softmax runs in place
+#   on the scores. With $S = \text{scale}\cdot QK^\top + M$ (M the causal mask),
+#   $A = \text{softmax}(S)$, $Y = AV$ and upstream gradient $G$:
+#
+# $$dV = A^\top G, \quad dA = G V^\top, \quad dS = A \odot \big(dA - \textstyle\sum_j (dA \odot A)_{\cdot j}\big), \quad
+#   dQ = \text{scale}\cdot dS\, K, \quad dK = \text{scale}\cdot dS^\top Q,$$
+#
+#   and the three projection gradients are again one GEMM each way on the stacked
+#   `(B T, 3C)` gradient. Masked entries have $A = 0$, so they get no gradient.
+#
+# `fast_model(model)` opts a model in *from the outside*: it walks `model.modules()` and
+# gives each module whose class is exactly `Dense`, `GELU`, `MultiHeadAttention` or
+# `CrossEntropyLoss` its fused subclass (`m.__class__ = FusedDense`, ...). The parameters,
+# `state_dict`, checkpoints and `repr` stay those of the plain module; the fused
+# attention serves causal self-attention in training and hands everything else (the KV
+# cache, extra masks, active dropout, `return_weights`) to module 11's forward. The
+# results equal the plain model's up to float rounding (a different order of the same
+# sums), so the milestones, which are reproduced bit for bit, do not use it; the
+# benchmarks (`benchmarks/bench_vs_torch.py`) measure it.
+#
+# Write the attention op's forward (from the stacked projection to the merged heads) and
+# its backward (from the merged heads' gradient to the stacked projection's gradient).
+
+# %% nbgrader={"grade": false, "grade_id": "fused-model", "locked": false, "schema_version": 3, "solution": true}
+#| export
+class LinearFunction(Function):
+    """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
+    Keeps x (as (R, in)) and W."""
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
+        y = x2 @ w                                               # (R, out), the one new array
+        if b is not None:
+            y += b
+        self.x2, self.w, self.shape = x2, w, x.shape
+        return y.reshape(*x.shape[:-1], w.shape[1])
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (g2 @ self.w.T).reshape(self.shape) if need[0] else None
+        dw = self.x2.T @ g2 if need[1] else None                 # (in, out)
+        if len(self.inputs) == 2:
+            return dx, dw
+        return dx, dw, (np.add.reduce(g2, axis=0) if need[2] else None)   # (out,)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out)."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
+        raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
+                         f"b {None if b is None else b.shape}")
+    return LinearFunction.apply(x, w) if b is None else LinearFunction.apply(x, w, b)
+
+
+_MASKS: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
+    """(T, T) additive causal mask, 0 on and below the diagonal, -inf above; cached, read-only."""
+    key = (int(T), np.dtype(dtype).str)
+    if key not in _MASKS:
+        m = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+        m.flags.writeable = False
+        _MASKS[key] = m
+    return _MASKS[key]
+
+
+class CausalSelfAttentionFunction(Function):
+    """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
+    Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
+    projection. Params: num_heads (divides C). Keeps x (as (B T, C)), the stacked weights
+    (C, 3C), q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1) -> np.ndarray:
+        B, T, C = x.shape
+        nh, hs = num_heads, C // num_heads
+        x2 = x.reshape(B * T, C)                                 # (B T, C)
+        w = np.concatenate((wq, wk, wv), axis=1)                 # (C, 3C): one GEMM for q, k and v
+        qkv = x2 @ w                                             # (B T, 3C)
+        qkv += np.concatenate((bq, bk, bv))
+        scale = 1.0 / math.sqrt(hs)
+        ### BEGIN SOLUTION
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4).copy()   # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]                         # (B, nh, T, hs) each
+        att = q @ k.transpose(0, 1, 3, 2)                        # (B, nh, T, T)
+        att *= scale
+        att += _causal_mask(T, att.dtype)                        # -inf above the diagonal
+        att -= att.max(axis=-1, keepdims=True)
+        np.exp(att, out=att)
+        att *= 1.0 / att.sum(axis=-1, keepdims=True)             # rows sum to 1
+        y = att @ v                                              # (B, nh, T, hs)
+        ### END SOLUTION
+        self.x2, self.w, self.qkv, self.att, self.shape = x2, w, qkv, att, (B, T, C, nh, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        B, T, C, nh, hs = self.shape
+        q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
+        att, scale = self.att, 1.0 / math.sqrt(hs)
+        gy = grad.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)    # (B, nh, T, hs), a view
+        dqkv = np.empty((B, T, 3, nh, hs), dtype=q.dtype)        # the stacked projections' gradient
+        ### BEGIN SOLUTION
+        dqkv[:, :, 2] = (att.transpose(0, 1, 3, 2) @ gy).transpose(0, 2, 1, 3)   # dV = Aᵀ G
+        da = gy @ v.transpose(0, 1, 3, 2)                        # dA = G Vᵀ, (B, nh, T, T)
+        da -= np.einsum("bhij,bhij->bhi", da, att)[..., None]    # softmax backward ...
+        da *= att
+        da *= scale                                              # ... and the scale: dS
+        dqkv[:, :, 0] = (da @ k).transpose(0, 2, 1, 3)           # dQ = dS K
+        dqkv[:, :, 1] = (da.transpose(0, 1, 3, 2) @ q).transpose(0, 2, 1, 3)   # dK = dSᵀ Q
+        ### END SOLUTION
+        d2 = dqkv.reshape(B * T, 3 * C)                          # (B T, 3C)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (d2 @ self.w.T).reshape(B, T, C) if need[0] else None
+        dw = self.x2.T @ d2                                      # (C, 3C)
+        db = np.add.reduce(d2, axis=0)                           # (3C,)
+        out = [dx]
+        for i in range(3):
+            out += [dw[:, i * C:(i + 1) * C].copy(), db[i * C:(i + 1) * C].copy()]
+        return tuple(g if n else None for g, n in zip(out, need))
+
+
+class FusedDense(Dense):
+    """Module 03's Dense computing with `linear` (one op): same parameters and state."""
+    def forward(self, x: Tensor) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            return super().forward(x)                            # its own error
+        return linear(x, self.weight, self.bias)
+
+
+class FusedGELULayer(GELU):
+    """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_gelu(x)
+
+
+class FusedCausalSelfAttention(MultiHeadAttention):
+    """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
+    self-attention without a cache, extra mask, active dropout or returned weights
+    (`last_weights` is then None); anything else runs module 11's forward."""
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: Any = None, return_weights: bool = False) -> Any:
+        dropping = self.training and (self.attn_dropout.p > 0 or self.out_dropout.p > 0)
+        fused = (key is None and value is None and mask is None and cache is None and not return_weights
+                 and self.causal and not dropping and isinstance(query, Tensor) and query.ndim == 3
+                 and query.shape[-1] == self.d_model and self.q_proj.bias is not None)
+        if not fused:
+            return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
+        y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
+                                              self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
+                                              num_heads=self.num_heads)          # (B, T, C)
+        self.last_weights = None
+        return linear(y, self.out_proj.weight, self.out_proj.bias)               # (B, T, C)
+
+
+class FusedCrossEntropy(CrossEntropyLoss):
+    """Module 04's CrossEntropyLoss computing with `softmax_cross_entropy` (one op) for the
+    reductions "mean" and "sum"; "none" runs module 04's forward."""
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        if self.reduction not in _CE_REDUCTIONS:
+            return super().forward(logits, targets)
+        return softmax_cross_entropy(logits, targets, self.ignore_index, self.reduction)
+
+
+#: plain module class -> its fused subclass (same attributes, parameters and state)
+FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
+                             CrossEntropyLoss: FusedCrossEntropy}
+
+
+def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
+    """Opt in: give every module of `model` (itself included) whose class is exactly a key of
+    `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
+    checkpoints are unchanged; results equal the plain model's up to float rounding.
+    Returns {plain class name: how many were swapped}."""
+    if not isinstance(model, Module):
+        raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
+    table = FUSIONS if fusions is None else fusions
+    swapped: dict[str, int] = {}
+    for m in model.modules():
+        fused = table.get(type(m))
+        if fused is not None:
+            swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
+            m.__class__ = fused
+    return swapped
+
+# %% nbgrader={"grade": true, "grade_id": "test-fused-model", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+from tinytorch.core.attention import MultiHeadAttention
+
+rng = np.random.default_rng(16)
+for shape in [(5, 3), (2, 4, 3), (2, 2, 2, 3)]:                  # leading axes broadcast into rows
+    x, w, b = (Tensor(rng.standard_normal(s), dtype=np.float64, requires_grad=True) for s in (shape, (3, 4), (4,)))
+    assert np.allclose(linear(x, w, b).data, (x @ w + b).data)
+    assert gradcheck(lambda x, w, b: linear(x, w, b), [x, w, b]) and gradcheck(lambda x, w: linear(x, w), [x, w])
+for B, T, C, nh in [(2, 5, 8, 2), (1, 4, 6, 3), (3, 1, 4, 1)]:
+    mha = MultiHeadAttention(C, nh, causal=True, dtype=np.float64, rng=rng)
+    for p in mha.parameters():
+        p.data[...] = rng.standard_normal(p.shape) * 0.5
+    x = Tensor(rng.standard_normal((B, T, C)), dtype=np.float64, requires_grad=True)
+    ref = mha(x)
+    up = rng.standard_normal((B, T, C))
+    ref.backward(up)
+    ref_grads = [x.grad.data.copy()] + [p.grad.data.copy() for p in mha.parameters()]
+    x.grad = None
+    mha.zero_grad()
+    assert fast_model(mha) == {"MultiHeadAttention": 1, "Dense": 4} and type(mha) is FusedCausalSelfAttention
+    out = mha(x)
+    assert np.allclose(out.data, ref.data), (B, T, C, nh)
+    out.backward(up)
+    for g, r in zip([x.grad.data] + [p.grad.data for p in mha.parameters()], ref_grads):
+        assert np.allclose(g, r), (B, T, C, nh)
+    proj = [mha.q_proj.weight, mha.q_proj.bias, mha.k_proj.weight, mha.k_proj.bias, mha.v_proj.weight, mha.v_proj.bias]
+    assert gradcheck(lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh), [x, *proj])
+mha32 = MultiHeadAttention(8, 2, causal=True, rng=rng)
+fast_model(mha32)
+x32 = Tensor(rng.standard_normal((2, 6, 8)).astype(np.float32), requires_grad=True)
+out32 = mha32(x32)
+out32.sum().backward()
+assert out32.dtype == np.float32 and x32.grad.dtype == np.float32 and mha32.q_proj.weight.grad.dtype == np.float32
+assert mha32.last_weights is None and mha32(x32, return_weights=True)[1].shape == (2, 2, 6, 6)   # module 11's path
+print("linear, fused causal attention == module 11 (values, gradients, gradcheck), fast_model: OK")
+
+# %% [markdown]
+# ## 8. float32 vs float64
 #
 # A float32 number is 4 bytes, a float64 one 8. Half the bytes means half the memory
 # traffic for elementwise kernels (which are memory-bound) and twice as many numbers per
@@ -1054,7 +1299,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
     speedups[f"dtype: float32 vs float64, {name}"] = t64 / t32
 
 # %% [markdown]
-# ## 8. What the framework uses, and what each buys
+# ## 9. What the framework uses, and what each buys
 #
 # | kernel | used where | status |
 # |---|---|---|
@@ -1089,7 +1334,7 @@ for name, ratio in speedups.items():
 # 1. **Arithmetic intensity.** A 512 x 512 float32 matmul does $2 \cdot 512^3$ FLOPs on
 #    $3 \cdot 512^2 \cdot 4$ bytes of operands; `np.exp` on 1M float32 numbers does roughly
 #    20 FLOPs per number on 8 bytes read and written. Compute FLOPs per byte for both. From
-#    your measurements in sections 1 and 7, which one is limited by memory bandwidth and
+#    your measurements in sections 1 and 8, which one is limited by memory bandwidth and
 #    which by arithmetic? Why did float32 help one more than the other?
 # 2. **Memory of the column matrix.** For LeNet-5's second convolution (section 3), how many
 #    bytes does im2col's column matrix take at batch 64, and how many does `conv2d_shifted`

@@ -3,7 +3,9 @@
 # %% ../../modules/13_kernels/kernels_dev.ipynb #8024008b
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
-faster drop-ins for module 06's optimizers), and `tune_allocator` (opt-in glibc malloc tuning).
+faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention and
+CrossEntropyLoss swapped for fused subclasses: `LinearFunction`, `CausalSelfAttentionFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -22,15 +24,18 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .tensor import DEFAULT_FLOAT, Function, Tensor
-from .activations import Activation
-from .layers import Module
+from .activations import GELU, Activation
+from .layers import Dense, Module
+from .losses import CrossEntropyLoss
+from .attention import MultiHeadAttention
 from .optimizers import Adam, AdamW
 
 # %% auto #0
-__all__ = ['matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
+__all__ = ['FUSIONS', 'matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
            'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss',
            'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam',
-           'FusedAdamW', 'tune_allocator']
+           'FusedAdamW', 'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
+           'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
 def matmul_flops(n: int, k: int, m: int) -> int:
@@ -425,3 +430,161 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
     ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
     return {**done, "applied": ok,
             "reason": "glibc keeps freed blocks for reuse" if ok else "glibc's mallopt refused the values"}
+
+# %% ../../modules/13_kernels/kernels_dev.ipynb #df243b5f
+class LinearFunction(Function):
+    """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
+    Keeps x (as (R, in)) and W."""
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
+        y = x2 @ w                                               # (R, out), the one new array
+        if b is not None:
+            y += b
+        self.x2, self.w, self.shape = x2, w, x.shape
+        return y.reshape(*x.shape[:-1], w.shape[1])
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (g2 @ self.w.T).reshape(self.shape) if need[0] else None
+        dw = self.x2.T @ g2 if need[1] else None                 # (in, out)
+        if len(self.inputs) == 2:
+            return dx, dw
+        return dx, dw, (np.add.reduce(g2, axis=0) if need[2] else None)   # (out,)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out)."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
+        raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
+                         f"b {None if b is None else b.shape}")
+    return LinearFunction.apply(x, w) if b is None else LinearFunction.apply(x, w, b)
+
+
+_MASKS: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
+    """(T, T) additive causal mask, 0 on and below the diagonal, -inf above; cached, read-only."""
+    key = (int(T), np.dtype(dtype).str)
+    if key not in _MASKS:
+        m = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+        m.flags.writeable = False
+        _MASKS[key] = m
+    return _MASKS[key]
+
+
+class CausalSelfAttentionFunction(Function):
+    """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
+    Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
+    projection. Params: num_heads (divides C). Keeps x (as (B T, C)), the stacked weights
+    (C, 3C), q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1) -> np.ndarray:
+        B, T, C = x.shape
+        nh, hs = num_heads, C // num_heads
+        x2 = x.reshape(B * T, C)                                 # (B T, C)
+        w = np.concatenate((wq, wk, wv), axis=1)                 # (C, 3C): one GEMM for q, k and v
+        qkv = x2 @ w                                             # (B T, 3C)
+        qkv += np.concatenate((bq, bk, bv))
+        scale = 1.0 / math.sqrt(hs)
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4).copy()   # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]                         # (B, nh, T, hs) each
+        att = q @ k.transpose(0, 1, 3, 2)                        # (B, nh, T, T)
+        att *= scale
+        att += _causal_mask(T, att.dtype)                        # -inf above the diagonal
+        att -= att.max(axis=-1, keepdims=True)
+        np.exp(att, out=att)
+        att *= 1.0 / att.sum(axis=-1, keepdims=True)             # rows sum to 1
+        y = att @ v                                              # (B, nh, T, hs)
+        self.x2, self.w, self.qkv, self.att, self.shape = x2, w, qkv, att, (B, T, C, nh, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        B, T, C, nh, hs = self.shape
+        q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
+        att, scale = self.att, 1.0 / math.sqrt(hs)
+        gy = grad.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)    # (B, nh, T, hs), a view
+        dqkv = np.empty((B, T, 3, nh, hs), dtype=q.dtype)        # the stacked projections' gradient
+        dqkv[:, :, 2] = (att.transpose(0, 1, 3, 2) @ gy).transpose(0, 2, 1, 3)   # dV = Aᵀ G
+        da = gy @ v.transpose(0, 1, 3, 2)                        # dA = G Vᵀ, (B, nh, T, T)
+        da -= np.einsum("bhij,bhij->bhi", da, att)[..., None]    # softmax backward ...
+        da *= att
+        da *= scale                                              # ... and the scale: dS
+        dqkv[:, :, 0] = (da @ k).transpose(0, 2, 1, 3)           # dQ = dS K
+        dqkv[:, :, 1] = (da.transpose(0, 1, 3, 2) @ q).transpose(0, 2, 1, 3)   # dK = dSᵀ Q
+        d2 = dqkv.reshape(B * T, 3 * C)                          # (B T, 3C)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (d2 @ self.w.T).reshape(B, T, C) if need[0] else None
+        dw = self.x2.T @ d2                                      # (C, 3C)
+        db = np.add.reduce(d2, axis=0)                           # (3C,)
+        out = [dx]
+        for i in range(3):
+            out += [dw[:, i * C:(i + 1) * C].copy(), db[i * C:(i + 1) * C].copy()]
+        return tuple(g if n else None for g, n in zip(out, need))
+
+
+class FusedDense(Dense):
+    """Module 03's Dense computing with `linear` (one op): same parameters and state."""
+    def forward(self, x: Tensor) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            return super().forward(x)                            # its own error
+        return linear(x, self.weight, self.bias)
+
+
+class FusedGELULayer(GELU):
+    """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_gelu(x)
+
+
+class FusedCausalSelfAttention(MultiHeadAttention):
+    """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
+    self-attention without a cache, extra mask, active dropout or returned weights
+    (`last_weights` is then None); anything else runs module 11's forward."""
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: Any = None, return_weights: bool = False) -> Any:
+        dropping = self.training and (self.attn_dropout.p > 0 or self.out_dropout.p > 0)
+        fused = (key is None and value is None and mask is None and cache is None and not return_weights
+                 and self.causal and not dropping and isinstance(query, Tensor) and query.ndim == 3
+                 and query.shape[-1] == self.d_model and self.q_proj.bias is not None)
+        if not fused:
+            return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
+        y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
+                                              self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
+                                              num_heads=self.num_heads)          # (B, T, C)
+        self.last_weights = None
+        return linear(y, self.out_proj.weight, self.out_proj.bias)               # (B, T, C)
+
+
+class FusedCrossEntropy(CrossEntropyLoss):
+    """Module 04's CrossEntropyLoss computing with `softmax_cross_entropy` (one op) for the
+    reductions "mean" and "sum"; "none" runs module 04's forward."""
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        if self.reduction not in _CE_REDUCTIONS:
+            return super().forward(logits, targets)
+        return softmax_cross_entropy(logits, targets, self.ignore_index, self.reduction)
+
+
+#: plain module class -> its fused subclass (same attributes, parameters and state)
+FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
+                             CrossEntropyLoss: FusedCrossEntropy}
+
+
+def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
+    """Opt in: give every module of `model` (itself included) whose class is exactly a key of
+    `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
+    checkpoints are unchanged; results equal the plain model's up to float rounding.
+    Returns {plain class name: how many were swapped}."""
+    if not isinstance(model, Module):
+        raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
+    table = FUSIONS if fusions is None else fusions
+    swapped: dict[str, int] = {}
+    for m in model.modules():
+        fused = table.get(type(m))
+        if fused is not None:
+            swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
+            m.__class__ = fused
+    return swapped
