@@ -91,8 +91,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
-from tinytorch.core.activations import GELU, Activation
-from tinytorch.core.layers import Dense, Module
+from tinytorch.core.activations import GELU, Activation, ReLU
+from tinytorch.core.layers import Dense, Module, Sequential
+from tinytorch.core.spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.optimizers import Adam, AdamW
@@ -1183,6 +1184,108 @@ class FusedDense(Dense):
         return linear(x, self.weight, self.bias)
 
 
+class Conv2dReLUFunction(Conv2dFunction):
+    """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
+    x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
+    Params as Conv2dFunction's, and relu (bool). Backward masks the gradient by the kept
+    output (> 0) and sums the weight gradient either as one GEMM over all images or, when
+    an image has more output pixels than a filter has weights, as one stacked per-image
+    product (fewer passes over the large column matrix)."""
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
+        out = super().forward(x, weight, bias, stride=stride, padding=padding)   # (N, C_out, H_out, W_out)
+        if relu:
+            np.maximum(out, 0, out=out)                          # in place: no second array
+        self.out = out if relu else None
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.out is not None:
+            grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
+        need = [t.requires_grad for t in self.inputs]
+        N, C_out = grad.shape[:2]
+        K, L = self.cols.shape[0], grad[0, 0].size
+        dx = dw = db = None
+        if need[0]:
+            g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
+            dx = col2im(self.w2.T @ g_last, self.x_shape, self.kernel, self.stride, self.padding)
+        if need[1]:
+            if L >= K:                                           # per image: (N, C_out, L) @ (N, L, K), summed
+                dw = np.matmul(grad.reshape(N, C_out, L), self.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+            else:                                                # one GEMM over all images
+                g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
+                dw = (self.cols @ g2.T).T
+            dw = dw.reshape(self.inputs[1].shape)
+        if self.has_bias and need[2]:
+            db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+
+class FusedConv2d(Conv2d):
+    """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
+    a following ReLU into it): same parameters and state."""
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            return super().forward(x)                            # its own error
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu)
+
+
+class TiledMaxPoolFunction(Function):
+    """Max pooling over non-overlapping kh x kw tiles (stride = kernel, dividing H and W):
+    x (N, C, H, W) -> (N, C, H / kh, W / kw). Forward takes kh*kw - 1 in-place maxima of
+    strided views and keeps x and the output; backward sends each gradient to the first
+    maximum of its tile in row-major order (module 09's rule), found by comparison."""
+    def forward(self, x: np.ndarray, kernel: tuple[int, int] = (2, 2)) -> np.ndarray:
+        (N, C, H, W), (kh, kw) = x.shape, kernel
+        x6 = x.reshape(N, C, H // kh, kh, W // kw, kw)           # a view: axes 3 and 5 are the offsets
+        out = x6[:, :, :, 0, :, 0].copy()                        # (N, C, H_out, W_out)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    np.maximum(out, x6[:, :, :, i, :, j], out=out)
+        self.x6, self.out = x6, out
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        x6, out = self.x6, self.out
+        dx = np.empty(x6.shape, dtype=grad.dtype)                # every input pixel is in one tile
+        free = np.ones(out.shape, dtype=bool)                    # tiles whose maximum is not found yet
+        for i in range(x6.shape[3]):
+            for j in range(x6.shape[5]):
+                hit = x6[:, :, :, i, :, j] == out
+                hit &= free
+                free ^= hit
+                np.multiply(grad, hit, out=dx[:, :, :, i, :, j])
+        return (dx.reshape(self.inputs[0].shape),)
+
+
+class FusedMaxPool2d(MaxPool2d):
+    """Module 09's MaxPool2d taking `TiledMaxPoolFunction` when the tiles do not overlap and
+    cover the input; anything else runs module 09's forward."""
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), tiled = self.kernel_size, self.stride == self.kernel_size
+        if not (isinstance(x, Tensor) and x.ndim == 4 and tiled and x.shape[2] % kh == 0 and x.shape[3] % kw == 0
+                and x.dtype.kind == "f" and x.shape[2] >= kh and x.shape[3] >= kw):
+            return super().forward(x)
+        return TiledMaxPoolFunction.apply(x, kernel=self.kernel_size)
+
+
+class FusedSequential(Sequential):
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    def forward(self, x: Any) -> Any:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
 class FusedGELULayer(GELU):
     """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
     def forward(self, x: Tensor) -> Tensor:
@@ -1219,7 +1322,8 @@ class FusedCrossEntropy(CrossEntropyLoss):
 
 #: plain module class -> its fused subclass (same attributes, parameters and state)
 FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
-                             CrossEntropyLoss: FusedCrossEntropy}
+                             CrossEntropyLoss: FusedCrossEntropy, Conv2d: FusedConv2d, Sequential: FusedSequential,
+                             MaxPool2d: FusedMaxPool2d}
 
 
 def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
@@ -1272,7 +1376,42 @@ out32 = mha32(x32)
 out32.sum().backward()
 assert out32.dtype == np.float32 and x32.grad.dtype == np.float32 and mha32.q_proj.weight.grad.dtype == np.float32
 assert mha32.last_weights is None and mha32(x32, return_weights=True)[1].shape == (2, 2, 6, 6)   # module 11's path
-print("linear, fused causal attention == module 11 (values, gradients, gradcheck), fast_model: OK")
+
+from tinytorch.core.activations import ReLU, relu
+from tinytorch.core.layers import Sequential
+from tinytorch.core.spatial import Conv2d, MaxPool2d, conv2d, max_pool2d
+
+for (N, C, H, W), (C_out, k), s, pad in [((2, 2, 7, 6), (3, 3), 1, 1), ((3, 2, 5, 5), (2, 4), 1, 0),
+                                         ((1, 1, 8, 8), (2, 3), 2, 0)]:   # both weight-gradient strategies
+    x, w, b = (Tensor(rng.standard_normal(sh), dtype=np.float64, requires_grad=True)
+               for sh in ((N, C, H, W), (C_out, C, k, k), (C_out,)))
+    for use_relu in (False, True):
+        fused = lambda x, w, b: Conv2dReLUFunction.apply(x, w, b, stride=(s, s), padding=(pad, pad), relu=use_relu)
+        composed = conv2d(x, w, b, stride=s, padding=pad)
+        composed = relu(composed) if use_relu else composed
+        assert np.allclose(fused(x, w, b).data, composed.data), ((N, C, H, W), k, s, pad, use_relu)
+        assert gradcheck(fused, [x, w, b])
+    assert gradcheck(lambda x, w: Conv2dReLUFunction.apply(x, w, stride=(s, s), padding=(pad, pad), relu=True), [x, w])
+for shape, kernel in [((2, 3, 4, 6), (2, 2)), ((1, 2, 6, 6), (3, 2))]:
+    x = Tensor(rng.standard_normal(shape), dtype=np.float64, requires_grad=True)
+    assert np.array_equal(TiledMaxPoolFunction.apply(x, kernel=kernel).data, max_pool2d(x, kernel).data)
+    assert gradcheck(lambda x: TiledMaxPoolFunction.apply(x, kernel=kernel), [x])
+ties = Tensor(np.array([[[[1.0, 1.0], [1.0, 0.0]]]]), requires_grad=True)   # a tile of equal maxima
+TiledMaxPoolFunction.apply(ties, kernel=(2, 2)).backward(np.ones((1, 1, 1, 1)))
+assert np.array_equal(ties.grad.data, [[[[1.0, 0.0], [0.0, 0.0]]]]), "the first maximum gets the gradient"
+plain = Sequential(Conv2d(2, 3, 3, rng=np.random.default_rng(1)), ReLU(), MaxPool2d(2), Conv2d(3, 2, 2, rng=np.random.default_rng(2)))
+fast = Sequential(Conv2d(2, 3, 3, rng=np.random.default_rng(1)), ReLU(), MaxPool2d(2), Conv2d(3, 2, 2, rng=np.random.default_rng(2)))
+assert fast_model(fast) == {"Sequential": 1, "Conv2d": 2, "MaxPool2d": 1}
+x = Tensor(rng.standard_normal((2, 2, 8, 8)).astype(np.float32))
+ya, yb = plain(x), fast(x)
+assert np.allclose(ya.data, yb.data, rtol=1e-5, atol=1e-6) and yb.dtype == np.float32
+ya.sum().backward()
+yb.sum().backward()
+for pa, pb in zip(plain.parameters(), fast.parameters()):
+    assert np.allclose(pa.grad.data, pb.grad.data, rtol=1e-4, atol=1e-5)
+assert fast.state_dict().keys() == plain.state_dict().keys()
+print("linear, fused causal attention, conv + ReLU, tiled max-pool == their compositions (values, gradients, "
+      "gradcheck), fast_model: OK")
 
 # %% [markdown]
 # ## 8. float32 vs float64

@@ -24,8 +24,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .tensor import DEFAULT_FLOAT, Function, Tensor
-from .activations import GELU, Activation
-from .layers import Dense, Module
+from .activations import GELU, Activation, ReLU
+from .layers import Dense, Module, Sequential
+from .spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
 from .losses import CrossEntropyLoss
 from .attention import MultiHeadAttention
 from .optimizers import Adam, AdamW
@@ -35,6 +36,7 @@ __all__ = ['FUSIONS', 'matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmu
            'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss',
            'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam',
            'FusedAdamW', 'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
+           'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction', 'FusedMaxPool2d', 'FusedSequential',
            'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
@@ -534,6 +536,108 @@ class FusedDense(Dense):
         return linear(x, self.weight, self.bias)
 
 
+class Conv2dReLUFunction(Conv2dFunction):
+    """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
+    x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
+    Params as Conv2dFunction's, and relu (bool). Backward masks the gradient by the kept
+    output (> 0) and sums the weight gradient either as one GEMM over all images or, when
+    an image has more output pixels than a filter has weights, as one stacked per-image
+    product (fewer passes over the large column matrix)."""
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
+        out = super().forward(x, weight, bias, stride=stride, padding=padding)   # (N, C_out, H_out, W_out)
+        if relu:
+            np.maximum(out, 0, out=out)                          # in place: no second array
+        self.out = out if relu else None
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.out is not None:
+            grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
+        need = [t.requires_grad for t in self.inputs]
+        N, C_out = grad.shape[:2]
+        K, L = self.cols.shape[0], grad[0, 0].size
+        dx = dw = db = None
+        if need[0]:
+            g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
+            dx = col2im(self.w2.T @ g_last, self.x_shape, self.kernel, self.stride, self.padding)
+        if need[1]:
+            if L >= K:                                           # per image: (N, C_out, L) @ (N, L, K), summed
+                dw = np.matmul(grad.reshape(N, C_out, L), self.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+            else:                                                # one GEMM over all images
+                g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
+                dw = (self.cols @ g2.T).T
+            dw = dw.reshape(self.inputs[1].shape)
+        if self.has_bias and need[2]:
+            db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+
+class FusedConv2d(Conv2d):
+    """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
+    a following ReLU into it): same parameters and state."""
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            return super().forward(x)                            # its own error
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu)
+
+
+class TiledMaxPoolFunction(Function):
+    """Max pooling over non-overlapping kh x kw tiles (stride = kernel, dividing H and W):
+    x (N, C, H, W) -> (N, C, H / kh, W / kw). Forward takes kh*kw - 1 in-place maxima of
+    strided views and keeps x and the output; backward sends each gradient to the first
+    maximum of its tile in row-major order (module 09's rule), found by comparison."""
+    def forward(self, x: np.ndarray, kernel: tuple[int, int] = (2, 2)) -> np.ndarray:
+        (N, C, H, W), (kh, kw) = x.shape, kernel
+        x6 = x.reshape(N, C, H // kh, kh, W // kw, kw)           # a view: axes 3 and 5 are the offsets
+        out = x6[:, :, :, 0, :, 0].copy()                        # (N, C, H_out, W_out)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    np.maximum(out, x6[:, :, :, i, :, j], out=out)
+        self.x6, self.out = x6, out
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        x6, out = self.x6, self.out
+        dx = np.empty(x6.shape, dtype=grad.dtype)                # every input pixel is in one tile
+        free = np.ones(out.shape, dtype=bool)                    # tiles whose maximum is not found yet
+        for i in range(x6.shape[3]):
+            for j in range(x6.shape[5]):
+                hit = x6[:, :, :, i, :, j] == out
+                hit &= free
+                free ^= hit
+                np.multiply(grad, hit, out=dx[:, :, :, i, :, j])
+        return (dx.reshape(self.inputs[0].shape),)
+
+
+class FusedMaxPool2d(MaxPool2d):
+    """Module 09's MaxPool2d taking `TiledMaxPoolFunction` when the tiles do not overlap and
+    cover the input; anything else runs module 09's forward."""
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), tiled = self.kernel_size, self.stride == self.kernel_size
+        if not (isinstance(x, Tensor) and x.ndim == 4 and tiled and x.shape[2] % kh == 0 and x.shape[3] % kw == 0
+                and x.dtype.kind == "f" and x.shape[2] >= kh and x.shape[3] >= kw):
+            return super().forward(x)
+        return TiledMaxPoolFunction.apply(x, kernel=self.kernel_size)
+
+
+class FusedSequential(Sequential):
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    def forward(self, x: Any) -> Any:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
 class FusedGELULayer(GELU):
     """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
     def forward(self, x: Tensor) -> Tensor:
@@ -570,7 +674,8 @@ class FusedCrossEntropy(CrossEntropyLoss):
 
 #: plain module class -> its fused subclass (same attributes, parameters and state)
 FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
-                             CrossEntropyLoss: FusedCrossEntropy}
+                             CrossEntropyLoss: FusedCrossEntropy, Conv2d: FusedConv2d, Sequential: FusedSequential,
+                             MaxPool2d: FusedMaxPool2d}
 
 
 def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
