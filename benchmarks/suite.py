@@ -67,6 +67,8 @@ SCRIPTS = (
     Script("lenet5", "bench_lenet5_step.py", "LeNet-5 training step (batch 64, SGD)"),
     Script("tinygpt", "bench_tinygpt.py", "TinyGPT training step (AdamW) and generation with/without KV cache"),
     Script("kernels", "bench_kernels.py", "module 13's kernels against their references"),
+    Script("vs_torch", "bench_vs_torch.py", "TinyGPT and LeNet-5 steps, plain and fast_model, against PyTorch, "
+                                            "alternating, with 1 and 2 BLAS threads"),
 )
 NAMES = [s.name for s in SCRIPTS] + ["profile"]
 SCRIPT_TIMEOUT_S = {True: 180, False: 480}          # quick, full
@@ -194,6 +196,20 @@ def summary_rows(runs: dict[str, dict[str, Any]], machine: dict[str, Any], quick
         add(f"TinyGPT step L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} B{cfg['batch']}", r["step_ms"],
             count_flops(model, x).training_step, r["matmul_bound"]["blas_ms"], torch_ms=torch_ms,
             note="products timed by the script")
+    r = (runs.get("vs_torch") or {}).get("result")
+    for key, res in sorted((r or {}).get("results", {}).items()):
+        model_name, threads = key.split("/")
+        if model_name == "tinygpt":
+            import bench_vs_torch
+            cfg = bench_vs_torch.QUICK_GPT if quick else __import__("bench_tinygpt").DEFAULT
+            flops = count_flops(*tinygpt_model(cfg)).training_step
+        else:
+            flops = count_flops(*lenet5_model(8 if quick else 64)).training_step
+        torch_ms = (res.get("pytorch") or {}).get("median_ms")
+        for variant in ("plain", "fast"):
+            add(f"{res['model']}, {variant}, {threads} BLAS thread(s)", res[variant]["median_ms"], flops,
+                torch_ms=torch_ms, note=f"side by side with PyTorch, alternating (bench_vs_torch.py); spread "
+                                        f"{res[variant]['p25_ms']:.1f}-{res[variant]['p75_ms']:.1f} ms")
     return rows
 
 
@@ -217,10 +233,18 @@ def profile_steps(quick: bool, out: Path) -> dict[str, Any]:
 
     cfg = bench_tinygpt.QUICK if quick else bench_tinygpt.DEFAULT
     _, gpt_step = bench_tinygpt.build(cfg)
+    gpt_label = f"TinyGPT L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} B{cfg['batch']}"
+    steps_to_profile = [("mlp", f"MLP {'-'.join(map(str, sizes))}, batch {batch}", mlp_step),
+                        ("tinygpt", gpt_label, gpt_step)]
+    if (HERE / "bench_vs_torch.py").exists():            # module 13's fast_model: the same steps, fused
+        import bench_vs_torch
+        lenet_batch = 8 if quick else 64
+        steps_to_profile += [
+            ("tinygpt_fast", f"{gpt_label}, fast_model", bench_vs_torch.tinygpt_step(cfg, True)),
+            ("lenet5", f"LeNet-5 batch {lenet_batch}", bench_vs_torch.lenet5_step(lenet_batch, False)),
+            ("lenet5_fast", f"LeNet-5 batch {lenet_batch}, fast_model", bench_vs_torch.lenet5_step(lenet_batch, True))]
     out_profiles: dict[str, Any] = {}
-    for key, label, step in (("mlp", f"MLP {'-'.join(map(str, sizes))}, batch {batch}", mlp_step),
-                             ("tinygpt", f"TinyGPT L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} "
-                                         f"B{cfg['batch']}", gpt_step)):
+    for key, label, step in steps_to_profile:
         plain = benchmark(step, warmup=2, repeats=steps)
         with OpProfiler() as prof:
             for _ in range(steps):

@@ -18,7 +18,9 @@ BENCHMARKS: dict[str, str] = {
     "lenet5": "one LeNet-5 training step against its products and PyTorch (bench_lenet5_step.py)",
     "tinygpt": "one TinyGPT training step and generation with/without KV cache (bench_tinygpt.py)",
     "kernels": "module 13's kernels (bench_kernels.py, when it exists)",
-    "profile": "per-op profiles of the MLP and TinyGPT steps, and the roofline of their products",
+    "vs_torch": "TinyGPT and LeNet-5 steps, plain and module 13's fast_model, against PyTorch side by side "
+                "(alternating, 1 and 2 BLAS threads; bench_vs_torch.py)",
+    "profile": "per-op profiles of the MLP, TinyGPT and LeNet-5 steps (plain and fast_model), and the roofline",
 }
 
 DESCRIPTION = """\
