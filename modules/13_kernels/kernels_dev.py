@@ -1035,6 +1035,7 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
 # %%
 print(tune_allocator())
 
+
 # %% [markdown]
 # ## 7. Fusing a whole model: `fast_model`
 #
@@ -1062,11 +1063,20 @@ print(tune_allocator())
 #
 #   and the three projection gradients are again one GEMM each way on the stacked
 #   `(B T, 3C)` gradient. Masked entries have $A = 0$, so they get no gradient.
+# * `Conv2dReLUFunction`: module 09's im2col convolution with the bias and a following
+#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs);
+#   backward masks by the kept output and sums the weight gradient per image when an image
+#   has more output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75),
+#   else as one GEMM.
+# * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
+#   maxima of strided views; backward finds each tile's first maximum by comparison
+#   instead of keeping an index array.
 #
 # `fast_model(model)` opts a model in *from the outside*: it walks `model.modules()` and
-# gives each module whose class is exactly `Dense`, `GELU`, `MultiHeadAttention` or
-# `CrossEntropyLoss` its fused subclass (`m.__class__ = FusedDense`, ...). The parameters,
-# `state_dict`, checkpoints and `repr` stay those of the plain module; the fused
+# gives each module whose class is exactly `Dense`, `GELU`, `MultiHeadAttention`,
+# `CrossEntropyLoss`, `Conv2d`, `MaxPool2d` or `Sequential` its fused subclass
+# (`m.__class__ = FusedDense`, ...). The parameters, `state_dict` and checkpoints stay
+# those of the plain module (its `repr` names the fused class); the fused
 # attention serves causal self-attention in training and hands everything else (the KV
 # cache, extra masks, active dropout, `return_weights`) to module 11's forward. The
 # results equal the plain model's up to float rounding (a different order of the same
