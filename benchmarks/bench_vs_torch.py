@@ -10,7 +10,8 @@ For each model and thread count, three steps are built on the same shapes:
 * **plain**: TinyTorch as the milestones train it today (module 13's `FusedAdamW` for
   TinyGPT, module 06's `SGD` for LeNet-5, the plain layers);
 * **fast**: the same model opted into module 13's `fast_model` (one op per Dense layer,
-  per causal attention, per GELU, per cross-entropy; for LeNet-5 also Conv2d + ReLU);
+  per causal attention, per GELU, per cross-entropy; for LeNet-5 also Conv2d + ReLU and
+  the tiled max-pool, the convolutions split over as many threads as BLAS has);
 * **pytorch**: the same model and update in PyTorch's CPU build, only when `torch` is
   importable (it is never a dependency: `pip install -e ".[bench]"` adds it).
 
@@ -68,12 +69,12 @@ def tinygpt_step(cfg: dict, fast: bool):
     return step
 
 
-def lenet5_step(batch: int, fast: bool):
+def lenet5_step(batch: int, fast: bool, threads: int = 1):
     rng = np.random.default_rng(0)
     model = bench_lenet5_step.lenet5(rng)
     loss_fn = CrossEntropyLoss()
     if fast:
-        fast_model(model)
+        fast_model(model, threads=threads)
         fast_model(loss_fn)
     x = Tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
     y = rng.integers(0, 10, size=batch)
@@ -209,7 +210,7 @@ def main() -> None:
                           lambda: tinygpt_step(gpt_cfg, False), lambda: tinygpt_step(gpt_cfg, True),
                           lambda: torch_tinygpt_step(gpt_cfg)),
               "lenet5": (f"LeNet-5 batch {batch}, SGD", lambda: lenet5_step(batch, False),
-                         lambda: lenet5_step(batch, True), lambda: torch_lenet5_step(batch))}
+                         lambda: lenet5_step(batch, True, threads=blas_threads()), lambda: torch_lenet5_step(batch))}
     results: dict = {}
     rows = []
     previous = blas_threads()

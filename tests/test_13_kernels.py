@@ -463,10 +463,10 @@ def _attention_case(B, T, C, nh, seed):
     return build
 
 
-def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0):
+def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, threads=1):
     def build():
         x, w = t64(*x_shape, seed=seed), t64(*w_shape, seed=seed + 1)
-        params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu)
+        params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu, threads=threads)
         if not bias:
             return (lambda x, w: Conv2dReLUFunction.apply(x, w, **params)), [x, w]
         return (lambda x, w, b: Conv2dReLUFunction.apply(x, w, b, **params)), [x, w, t64(w_shape[0], seed=seed + 2)]
@@ -483,6 +483,8 @@ GRADCHECK_CASES = {
     "conv_relu_one_gemm_dw_padded": _conv_case((2, 3, 4, 4), (2, 3, 3, 3), 1, 1, relu=True, seed=3),
     "conv_no_relu_strided": _conv_case((1, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=4),
     "conv_relu_no_bias": _conv_case((2, 1, 5, 5), (2, 1, 2, 2), 1, 0, relu=True, bias=False, seed=5),
+    "conv_relu_three_threads": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, threads=3),
+    "conv_two_threads_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, threads=2),
     "tiled_max_pool_2x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(2, 2)), [t64(2, 3, 4, 6)]),
     "tiled_max_pool_3x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(3, 2)), [t64(1, 2, 6, 4, seed=1)]),
     "softmax_ce_2d": _ce_case((5, 4)),
@@ -602,6 +604,18 @@ def test_fused_lenet_like_model_equals_the_plain_one():
         np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError):
         fast[0](Tensor(np.ones((1, 2, 5, 5))))                    # wrong channels: module 09's error
+    threaded = build()
+    fast_model(threaded, threads=3)
+    assert threaded[0].threads == 3 and threaded[3].threads == 3
+    xc = Tensor(x, dtype=F64, requires_grad=True)
+    lc = FusedCrossEntropyLoss()(threaded(xc), [0, 2])
+    lc.backward()
+    np.testing.assert_allclose(lc.item(), la.item(), rtol=1e-12)
+    np.testing.assert_allclose(xc.grad.data, xa.grad.data, rtol=1e-9, atol=1e-12)
+    for pa, pc in zip(plain.parameters(), threaded.parameters()):
+        np.testing.assert_allclose(pc.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        fast_model(threaded, threads=0)
 
 
 def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -536,52 +537,87 @@ class FusedDense(Dense):
         return linear(x, self.weight, self.bias)
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
+    return _POOLS[n]
+
+
+def _conv_part_backward(part: Conv2dFunction, grad: np.ndarray, need: list[bool]) -> tuple[Any, Any, Any]:
+    """dx, dw, db of one forward `part` (its kept columns) for its images' gradient (N, C_out, H_out, W_out)."""
+    N, C_out = grad.shape[:2]
+    K, L = part.cols.shape[0], grad[0, 0].size
+    dx = dw = db = None
+    if need[0]:
+        g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
+        dx = col2im(part.w2.T @ g_last, part.x_shape, part.kernel, part.stride, part.padding)
+    if need[1]:
+        if L >= K:                                               # per image: (N, C_out, L) @ (N, L, K), summed
+            dw = np.matmul(grad.reshape(N, C_out, L), part.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+        else:                                                    # one GEMM over all images
+            g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
+            dw = (part.cols @ g2.T).T
+    if part.has_bias and need[2]:
+        db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+    return dx, dw, db
+
+
 class Conv2dReLUFunction(Conv2dFunction):
     """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
     x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
-    Params as Conv2dFunction's, and relu (bool). Backward masks the gradient by the kept
-    output (> 0) and sums the weight gradient either as one GEMM over all images or, when
-    an image has more output pixels than a filter has weights, as one stacked per-image
-    product (fewer passes over the large column matrix)."""
+    Params as Conv2dFunction's, relu (bool) and threads: the batch is cut into that many
+    parts, convolved (forward and backward) on as many threads. Backward masks the gradient
+    by the kept output (> 0) and sums the weight gradient either as one GEMM over all
+    images or, when an image has more output pixels than a filter has weights, as one
+    stacked per-image product (fewer passes over the large column matrix)."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
-        out = super().forward(x, weight, bias, stride=stride, padding=padding)   # (N, C_out, H_out, W_out)
-        if relu:
-            np.maximum(out, 0, out=out)                          # in place: no second array
-        self.out = out if relu else None
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False,
+                threads: int = 1) -> np.ndarray:
+        cuts = np.linspace(0, x.shape[0], max(1, min(int(threads), x.shape[0])) + 1).astype(int)
+        self.parts = [(a, b, Conv2dFunction()) for a, b in zip(cuts[:-1], cuts[1:])]
+
+        def run(part: tuple[int, int, Conv2dFunction]) -> np.ndarray:
+            a, b, fn = part
+            out = fn.forward(x[a:b], weight, bias, stride=stride, padding=padding)   # (b - a, C_out, H_out, W_out)
+            if relu:
+                np.maximum(out, 0, out=out)                      # in place: no second array
+            return out
+        outs = [run(self.parts[0])] if len(self.parts) == 1 else list(_pool(len(self.parts)).map(run, self.parts))
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        self.out, self.has_bias = (out if relu else None), bias is not None
         return out
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         if self.out is not None:
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
-        need = [t.requires_grad for t in self.inputs]
-        N, C_out = grad.shape[:2]
-        K, L = self.cols.shape[0], grad[0, 0].size
-        dx = dw = db = None
-        if need[0]:
-            g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
-            dx = col2im(self.w2.T @ g_last, self.x_shape, self.kernel, self.stride, self.padding)
-        if need[1]:
-            if L >= K:                                           # per image: (N, C_out, L) @ (N, L, K), summed
-                dw = np.matmul(grad.reshape(N, C_out, L), self.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
-            else:                                                # one GEMM over all images
-                g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
-                dw = (self.cols @ g2.T).T
-            dw = dw.reshape(self.inputs[1].shape)
-        if self.has_bias and need[2]:
-            db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+        need = [t.requires_grad for t in self.inputs] + [False]
+        run = lambda part: _conv_part_backward(part[2], grad[part[0]:part[1]], need)
+        res = [run(self.parts[0])] if len(self.parts) == 1 else list(_pool(len(self.parts)).map(run, self.parts))
+        dx, dw, db = res[0]
+        if len(res) > 1:                                         # the parts' images, and sums over them
+            dx = np.concatenate([r[0] for r in res]) if need[0] else None
+            dw = sum((r[1] for r in res[1:]), dw) if need[1] else None
+            db = sum((r[2] for r in res[1:]), db) if db is not None else None
+        dw = dw.reshape(self.inputs[1].shape) if dw is not None else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
 
 class FusedConv2d(Conv2d):
     """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
-    a following ReLU into it): same parameters and state."""
+    a following ReLU into it) on `threads` threads (set by `fast_model`): same parameters and state."""
+    threads: int = 1
+
     def forward(self, x: Tensor, relu: bool = False) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             return super().forward(x)                            # its own error
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu,
+                                        threads=self.threads)
 
 
 class TiledMaxPoolFunction(Function):
@@ -678,13 +714,16 @@ FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadA
                              MaxPool2d: FusedMaxPool2d}
 
 
-def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
+def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: int = 1) -> dict[str, int]:
     """Opt in: give every module of `model` (itself included) whose class is exactly a key of
     `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
     checkpoints are unchanged; results equal the plain model's up to float rounding.
+    threads: the fused convolutions split their batch over this many threads.
     Returns {plain class name: how many were swapped}."""
     if not isinstance(model, Module):
         raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"fast_model: threads must be a positive int, got {threads!r}")
     table = FUSIONS if fusions is None else fusions
     swapped: dict[str, int] = {}
     for m in model.modules():
@@ -692,4 +731,7 @@ def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[s
         if fused is not None:
             swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
             m.__class__ = fused
+    for m in model.modules():
+        if isinstance(m, FusedConv2d):
+            m.threads = int(threads)
     return swapped
