@@ -1504,6 +1504,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # | fused scale + mask + softmax | `ScaledMaskedSoftmax` (11), every attention | used (it halves the memory attention keeps for backward; the speed hardly changes) |
 # | fused softmax-cross-entropy | module 04's `CrossEntropyLoss` is composed; TinyGPT's `LanguageModelLoss` uses it | **available, not adopted** |
 # | fused GELU | module 02's `GELU` allocates about nine temporaries; TinyGPT's feed-forward uses it | **available, not adopted** |
+# | one op per layer: `fast_model` (section 7) | Dense, causal attention, GELU, cross-entropy, Conv2d + ReLU, tiled max-pool | **opt-in**: `benchmarks/bench_vs_torch.py` measures it against PyTorch; the milestones keep the plain layers |
 #
 # Why the last two are not adopted: TinyGPT is meant to train with the *same*
 # `CrossEntropyLoss` and activations that trained the MLP, and swapping them in buys little
@@ -1512,6 +1513,12 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # `results/bench_report/bench_kernels.json`); the matrix products take most of the step.
 # A kernel that is 2x faster on its own pays off only in proportion to its share of the
 # whole.
+#
+# Fusing *every* layer is another matter: `fast_model` removes most of the step's nodes,
+# temporaries and broadcasting reductions at once, which brings TinyGPT's and LeNet-5's
+# steps to about PyTorch's time (measured side by side: `tito bench --only vs_torch`). It stays
+# an opt-in because its float results differ from the plain layers' in the last bits, and
+# the milestones are reproduced bit for bit.
 #
 # The speed-ups measured in this notebook (ratios of times, reference over fast kernel):
 
