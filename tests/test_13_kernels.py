@@ -640,3 +640,23 @@ def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():
         for k, p in enumerate(fused_ps):
             assert p.dtype == p0[k].dtype and np.array_equal(p.data, ref[k][0]), (step, k)
     assert int(opt.state["3.step"]) == 2 and int(opt.state["0.step"]) == 4
+
+
+def test_bench_vs_torch_quick_runs_without_torch(tmp_path, monkeypatch):
+    """benchmarks/bench_vs_torch.py --quick: plain and fast steps timed, PyTorch skipped when not importable."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+    bench_dir = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    monkeypatch.syspath_prepend(bench_dir)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    import bench_vs_torch
+    monkeypatch.setattr(sys, "argv", ["bench_vs_torch.py", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    bench_vs_torch.main()
+    data = json.loads((tmp_path / "bench_vs_torch.json").read_text())
+    assert data["torch"] is None and set(data["results"]) == {"tinygpt/1", "lenet5/1"}
+    for res in data["results"].values():
+        assert "pytorch" not in res and res["plain"]["median_ms"] > 0 and res["fast"]["steps"] == 4
+        assert res["fast/plain"]["ratio_of_medians"] > 0
