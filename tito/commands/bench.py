@@ -31,7 +31,7 @@ to PyTorch's CPU build where measured; the machine's facts (BLAS library and thr
 average, peak, bandwidth); the scripts' own tables; per-op profiles; PNG plots; report.json.
 The scripts' JSON results go into the report folder too (results/ is left alone).
 
-The full suite takes about 3-5 minutes on 2 cores: run it on an otherwise idle machine.
+The full suite takes about 5-8 minutes on 2 cores: run it on an otherwise idle machine.
 
 Benchmarks (for --only):
 """ + "\n".join(f"  {name:9s} {what}" for name, what in BENCHMARKS.items())
