@@ -33,7 +33,7 @@
 # | `SoftmaxCrossEntropyFunction`, `softmax_cross_entropy`, `FusedCrossEntropyLoss` | cross-entropy as **one** op: softmax and loss forward, `(softmax - onehot) / count` backward |
 # | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
 # | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
-# | `LinearFunction`, `CausalSelfAttentionFunction`, `fast_model` | a Dense layer and a whole causal attention as one op each; an opt-in that swaps a model's layers for fused subclasses |
+# | `LinearFunction`, `CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`, `fast_model` | a Dense layer, a whole causal attention, a convolution with its ReLU, a max-pool, each as one op; an opt-in that swaps a model's layers for fused subclasses |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/kernels.py`.
@@ -71,8 +71,9 @@ if "google.colab" in sys.modules:
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
 faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
-and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention and
-CrossEntropyLoss swapped for fused subclasses: `LinearFunction`, `CausalSelfAttentionFunction`).
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention, CrossEntropyLoss,
+Conv2d (+ ReLU), MaxPool2d and Sequential swapped for fused subclasses: `LinearFunction`,
+`CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -1059,7 +1060,7 @@ print(tune_allocator())
 #   on the scores. With $S = \text{scale}\cdot QK^\top + M$ (M the causal mask),
 #   $A = \text{softmax}(S)$, $Y = AV$ and upstream gradient $G$:
 #
-# $$dV = A^\top G, \quad dA = G V^\top, \quad dS = A \odot \big(dA - \textstyle\sum_j (dA \odot A)_{\cdot j}\big), \quad
+# $$dV = A^\top G, \quad dA = G V^\top, \quad dS_{ij} = A_{ij}\big(dA_{ij} - \textstyle\sum_k dA_{ik} A_{ik}\big), \quad
 #   dQ = \text{scale}\cdot dS\, K, \quad dK = \text{scale}\cdot dS^\top Q,$$
 #
 #   and the three projection gradients are again one GEMM each way on the stacked
@@ -1068,7 +1069,8 @@ print(tune_allocator())
 #   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs);
 #   backward masks by the kept output and sums the weight gradient per image when an image
 #   has more output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75),
-#   else as one GEMM.
+#   else as one GEMM; `fast_model(model, threads=n)` splits the batch over n threads
+#   (numpy lets go of Python's lock inside its kernels).
 # * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
 #   maxima of strided views; backward finds each tile's first maximum by comparison
 #   instead of keeping an index array.

@@ -4,8 +4,9 @@
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
 faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
-and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention and
-CrossEntropyLoss swapped for fused subclasses: `LinearFunction`, `CausalSelfAttentionFunction`).
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention, CrossEntropyLoss,
+Conv2d (+ ReLU), MaxPool2d and Sequential swapped for fused subclasses: `LinearFunction`,
+`CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
