@@ -9,9 +9,11 @@ For each model and thread count, three steps are built on the same shapes:
 
 * **plain**: TinyTorch as the milestones train it today (module 13's `FusedAdamW` for
   TinyGPT, module 06's `SGD` for LeNet-5, the plain layers);
-* **fast**: the same model opted into module 13's `fast_model` (one op per Dense layer,
-  per causal attention, per GELU, per cross-entropy; for LeNet-5 also Conv2d + ReLU and
-  the tiled max-pool, the convolutions split over as many threads as BLAS has);
+* **fast**: the same model opted into module 13's `fast_model(model, threads=n)` (one op
+  per Dense layer, per causal attention, per GELU, per cross-entropy; for LeNet-5 also
+  Conv2d + ReLU and the tiled max-pool). With n threads its Dense layers, attentions and
+  convolutions split their batch over n Python threads while numpy's BLAS runs on one
+  (two layers of threads on two cores wait for each other); the step uses n cores either way;
 * **pytorch**: the same model and update in PyTorch's CPU build, only when `torch` is
   importable (it is never a dependency: `pip install -e ".[bench]"` adds it).
 
@@ -49,13 +51,13 @@ QUICK_GPT = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_lengt
 
 
 # ---- TinyTorch steps -------------------------------------------------------------------------------
-def tinygpt_step(cfg: dict, fast: bool):
+def tinygpt_step(cfg: dict, fast: bool, threads: int = 1):
     from tinytorch.tinygpt import LanguageModelLoss, TinyGPT
     model = TinyGPT(vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], num_heads=cfg["num_heads"],
                     num_layers=cfg["num_layers"], max_length=cfg["max_length"], rng=np.random.default_rng(0))
     loss_fn = LanguageModelLoss()
     if fast:
-        fast_model(model)
+        fast_model(model, threads=threads)
         fast_model(loss_fn)
     window = np.random.default_rng(1).integers(0, cfg["vocab_size"], size=(cfg["batch"], cfg["max_length"] + 1))
     x, y = Tensor(window[:, :-1]), window[:, 1:]
@@ -162,12 +164,15 @@ def set_threads(n: int, have_torch: bool) -> None:
         torch.set_num_threads(n)
 
 
-def alternate(steps: dict, rounds: int, block: int) -> dict:
-    """Time the steps in turn, `block` steps each per round (the first of a block is dropped)."""
+def alternate(steps: dict, rounds: int, block: int, blas: dict | None = None) -> dict:
+    """Time the steps in turn, `block` steps each per round (the first of a block is dropped).
+    blas: {name: BLAS threads for that step's block} (set before its block, outside the timing)."""
     samples: dict[str, list[float]] = {name: [] for name in steps}
     per_round: dict[str, list[float]] = {name: [] for name in steps}
+    default = blas_threads()
     for _ in range(rounds):
         for name, step in steps.items():
+            set_blas_threads((blas or {}).get(name, default))
             times = []
             for _ in range(block + 1):
                 t0 = time.perf_counter()
@@ -175,6 +180,7 @@ def alternate(steps: dict, rounds: int, block: int) -> dict:
                 times.append(time.perf_counter() - t0)
             samples[name] += times[1:]
             per_round[name].append(float(np.median(times[1:])))
+    set_blas_threads(default)
     out: dict = {}
     for name, s in samples.items():
         out[name] = {"median_ms": percentile(s, 50) * 1e3, "p25_ms": percentile(s, 25) * 1e3,
@@ -207,10 +213,10 @@ def main() -> None:
     load_start = [round(x, 2) for x in os.getloadavg()]
     models = {"tinygpt": (f"TinyGPT L{gpt_cfg['num_layers']} C{gpt_cfg['d_model']} T{gpt_cfg['max_length']} "
                           f"B{gpt_cfg['batch']}, AdamW",
-                          lambda: tinygpt_step(gpt_cfg, False), lambda: tinygpt_step(gpt_cfg, True),
+                          lambda: tinygpt_step(gpt_cfg, False), lambda n: tinygpt_step(gpt_cfg, True, threads=n),
                           lambda: torch_tinygpt_step(gpt_cfg)),
               "lenet5": (f"LeNet-5 batch {batch}, SGD", lambda: lenet5_step(batch, False),
-                         lambda: lenet5_step(batch, True, threads=blas_threads()), lambda: torch_lenet5_step(batch))}
+                         lambda n: lenet5_step(batch, True, threads=n), lambda: torch_lenet5_step(batch))}
     results: dict = {}
     rows = []
     previous = blas_threads()
@@ -219,13 +225,15 @@ def main() -> None:
             label, plain, fast, torch_step = models[key]
             for n in args.threads:
                 set_threads(n, have_torch)
-                steps = {"plain": plain(), "fast": fast()}
+                steps = {"plain": plain(), "fast": fast(n)}
                 if have_torch:
                     steps["pytorch"] = torch_step()
-                for step in steps.values():                      # warm-up: caches, allocator, thread pools
+                for name, step in steps.items():                 # warm-up: caches, allocator, thread pools
+                    set_blas_threads(1 if name == "fast" else n)
                     for _ in range(3):
                         step()
-                r = alternate(steps, rounds, block)
+                set_blas_threads(n)
+                r = alternate(steps, rounds, block, blas={"fast": 1})   # fast: its own n threads, BLAS on one
                 results[f"{key}/{n}"] = {"model": label, "threads": n, **r}
                 fp = r.get("fast/pytorch")
                 pp = r.get("plain/pytorch")

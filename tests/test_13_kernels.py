@@ -455,11 +455,12 @@ def _gelu_in_a_network_case():
     return (lambda x, w, b: fused_gelu(dense(x)) * 2.0), [x, dense.weight, dense.bias]
 
 
-def _attention_case(B, T, C, nh, seed):
+def _attention_case(B, T, C, nh, seed, threads=1):
     def build():
         rng = np.random.default_rng(seed)
         ps = [Tensor(rng.standard_normal(s) * 0.5, dtype=F64, requires_grad=True) for s in [(C, C), (C,)] * 3]
-        return (lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh)), [t64(B, T, C, seed=seed), *ps]
+        return ((lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh, threads=threads)),
+                [t64(B, T, C, seed=seed), *ps])
     return build
 
 
@@ -479,6 +480,9 @@ GRADCHECK_CASES = {
     "causal_attention": _attention_case(2, 5, 6, 2, seed=0),
     "causal_attention_one_position": _attention_case(3, 1, 4, 4, seed=1),
     "causal_attention_one_head": _attention_case(1, 6, 3, 1, seed=2),
+    "causal_attention_three_threads": _attention_case(4, 5, 6, 3, seed=3, threads=3),
+    "linear_three_threads": lambda: (lambda x, w, b: linear(x, w, b, threads=3),
+                                     [t64(2, 5, 3), t64(3, 4, seed=1), t64(4, seed=2)]),
     "conv_relu_per_image_dw": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True),
     "conv_relu_one_gemm_dw_padded": _conv_case((2, 3, 4, 4), (2, 3, 3, 3), 1, 1, relu=True, seed=3),
     "conv_no_relu_strided": _conv_case((1, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=4),
@@ -540,6 +544,21 @@ def test_fast_model_equals_the_plain_model_values_and_gradients():
     up = np.random.default_rng(2).standard_normal(ya.shape)
     ya.backward(up)
     yb.backward(up)
+    np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-10, atol=1e-12)
+    for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_fast_model_on_threads_equals_the_plain_model():
+    plain, fast = _tinygpt_like(0), _tinygpt_like(0)
+    fast_model(fast, threads=2)
+    assert fast.attn.threads == 2 and fast.ff[0].threads == 2
+    x = np.random.default_rng(1).standard_normal((3, 5, 8))
+    xa, xb = Tensor(x, dtype=F64, requires_grad=True), Tensor(x, dtype=F64, requires_grad=True)
+    ya, yb = plain(xa), fast(xb)
+    np.testing.assert_allclose(yb.data, ya.data, rtol=1e-12, atol=1e-12)
+    ya.sum().backward()
+    yb.sum().backward()
     np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-10, atol=1e-12)
     for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
         np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)

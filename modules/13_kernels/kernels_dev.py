@@ -1091,34 +1091,70 @@ print(tune_allocator())
 
 # %% nbgrader={"grade": false, "grade_id": "fused-model", "locked": false, "schema_version": 3, "solution": true}
 #| export
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
+    return _POOLS[n]
+
+
+def _cuts(n_rows: int, threads: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges cutting n_rows into min(threads, n_rows) nearly equal parts."""
+    c = np.linspace(0, n_rows, max(1, min(int(threads), n_rows)) + 1).astype(int)
+    return list(zip(c[:-1].tolist(), c[1:].tolist()))
+
+
+def _on_threads(fn: Any, parts: list) -> list:
+    """[fn(p) for p in parts], on as many threads as there are parts."""
+    return [fn(parts[0])] if len(parts) == 1 else list(_pool(len(parts)).map(fn, parts))
+
+
 class LinearFunction(Function):
     """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
+    Params: threads (the rows are cut into that many parts, each multiplied on a thread).
     Keeps x (as (R, in)) and W."""
-    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
         x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
-        y = x2 @ w                                               # (R, out), the one new array
-        if b is not None:
-            y += b
-        self.x2, self.w, self.shape = x2, w, x.shape
+        self.x2, self.w, self.shape, self.parts = x2, w, x.shape, _cuts(x2.shape[0], threads)
+        y = np.empty((x2.shape[0], w.shape[1]), dtype=np.result_type(x2, w))   # (R, out), the one new array
+
+        def part(rows: tuple[int, int]) -> None:
+            np.matmul(x2[rows[0]:rows[1]], w, out=y[rows[0]:rows[1]])
+            if b is not None:
+                y[rows[0]:rows[1]] += b
+        _on_threads(part, self.parts)
         return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
-        need = [t.requires_grad for t in self.inputs]
-        dx = (g2 @ self.w.T).reshape(self.shape) if need[0] else None
-        dw = self.x2.T @ g2 if need[1] else None                 # (in, out)
+        need = [t.requires_grad for t in self.inputs] + [False]
+        dx = np.empty(self.x2.shape, dtype=np.result_type(g2, self.w)) if need[0] else None
+
+        def part(rows: tuple[int, int]) -> tuple[Any, Any]:
+            a, z = rows
+            if need[0]:
+                np.matmul(g2[a:z], self.w.T, out=dx[a:z])
+            dw = self.x2[a:z].T @ g2[a:z] if need[1] else None   # (in, out), this part's rows
+            return dw, (np.add.reduce(g2[a:z], axis=0) if need[2] else None)
+        res = _on_threads(part, self.parts)
+        dw = sum((r[0] for r in res[1:]), res[0][0]) if need[1] else None
+        dx = dx.reshape(self.shape) if need[0] else None
         if len(self.inputs) == 2:
             return dx, dw
-        return dx, dw, (np.add.reduce(g2, axis=0) if need[2] else None)   # (out,)
+        return dx, dw, (sum((r[1] for r in res[1:]), res[0][1]) if need[2] else None)   # (out,)
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out)."""
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None, threads: int = 1) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out), on `threads` threads."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
         raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
                          f"b {None if b is None else b.shape}")
-    return LinearFunction.apply(x, w) if b is None else LinearFunction.apply(x, w, b)
+    inputs = (x, w) if b is None else (x, w, b)
+    return LinearFunction.apply(*inputs, threads=threads)
 
 
 _MASKS: dict[tuple[int, str], np.ndarray] = {}
@@ -1137,10 +1173,16 @@ def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
 class CausalSelfAttentionFunction(Function):
     """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
     Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
-    projection. Params: num_heads (divides C). Keeps x (as (B T, C)), the stacked weights
-    (C, 3C), q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    projection. Params: num_heads (divides C), threads (the batch is cut into that many
+    parts, each attended on a thread). Keeps x (as (B T, C)), the stacked weights (C, 3C),
+    q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
     def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
-                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1) -> np.ndarray:
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1, threads: int = 1) -> np.ndarray:
+        self.parts = None
+        if threads > 1 and x.shape[0] > 1:                       # one op per part of the batch, on threads
+            self.parts = [(a, z, type(self)()) for a, z in _cuts(x.shape[0], threads)]
+            run = lambda p: p[2].forward(x[p[0]:p[1]], wq, bq, wk, bk, wv, bv, num_heads=num_heads)
+            return np.concatenate(_on_threads(run, self.parts))
         B, T, C = x.shape
         nh, hs = num_heads, C // num_heads
         x2 = x.reshape(B * T, C)                                 # (B T, C)
@@ -1163,6 +1205,14 @@ class CausalSelfAttentionFunction(Function):
         return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.parts is not None:                               # the parts' gradients: x's stacked, weights' summed
+            def run(p: tuple) -> tuple:
+                p[2].inputs = self.inputs
+                return p[2].backward(grad[p[0]:p[1]])
+            res = _on_threads(run, self.parts)
+            out = [np.concatenate([r[0] for r in res]) if res[0][0] is not None else None]
+            out += [sum((r[i] for r in res[1:]), res[0][i]) if res[0][i] is not None else None for i in range(1, 7)]
+            return tuple(out)
         B, T, C, nh, hs = self.shape
         q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
         att, scale = self.att, 1.0 / math.sqrt(hs)
@@ -1189,22 +1239,15 @@ class CausalSelfAttentionFunction(Function):
 
 
 class FusedDense(Dense):
-    """Module 03's Dense computing with `linear` (one op): same parameters and state."""
+    """Module 03's Dense computing with `linear` (one op) on `threads` threads (set by
+    `fast_model`): same parameters and state."""
+    threads: int = 1
+
     def forward(self, x: Tensor) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             return super().forward(x)                            # its own error
-        return linear(x, self.weight, self.bias)
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
-    if n not in _POOLS:
-        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
-    return _POOLS[n]
+        return linear(x, self.weight, self.bias, threads=self.threads)
 
 
 def _conv_part_backward(part: Conv2dFunction, grad: np.ndarray, need: list[bool]) -> tuple[Any, Any, Any]:
@@ -1237,8 +1280,7 @@ class Conv2dReLUFunction(Conv2dFunction):
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False,
                 threads: int = 1) -> np.ndarray:
-        cuts = np.linspace(0, x.shape[0], max(1, min(int(threads), x.shape[0])) + 1).astype(int)
-        self.parts = [(a, b, Conv2dFunction()) for a, b in zip(cuts[:-1], cuts[1:])]
+        self.parts = [(a, b, Conv2dFunction()) for a, b in _cuts(x.shape[0], threads)]
 
         def run(part: tuple[int, int, Conv2dFunction]) -> np.ndarray:
             a, b, fn = part
@@ -1246,7 +1288,7 @@ class Conv2dReLUFunction(Conv2dFunction):
             if relu:
                 np.maximum(out, 0, out=out)                      # in place: no second array
             return out
-        outs = [run(self.parts[0])] if len(self.parts) == 1 else list(_pool(len(self.parts)).map(run, self.parts))
+        outs = _on_threads(run, self.parts)
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         self.out, self.has_bias = (out if relu else None), bias is not None
         return out
@@ -1256,7 +1298,7 @@ class Conv2dReLUFunction(Conv2dFunction):
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
         need = [t.requires_grad for t in self.inputs] + [False]
         run = lambda part: _conv_part_backward(part[2], grad[part[0]:part[1]], need)
-        res = [run(self.parts[0])] if len(self.parts) == 1 else list(_pool(len(self.parts)).map(run, self.parts))
+        res = _on_threads(run, self.parts)
         dx, dw, db = res[0]
         if len(res) > 1:                                         # the parts' images, and sums over them
             dx = np.concatenate([r[0] for r in res]) if need[0] else None
@@ -1343,7 +1385,10 @@ class FusedGELULayer(GELU):
 class FusedCausalSelfAttention(MultiHeadAttention):
     """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
     self-attention without a cache, extra mask, active dropout or returned weights
-    (`last_weights` is then None); anything else runs module 11's forward."""
+    (`last_weights` is then None) on `threads` threads (set by `fast_model`); anything else
+    runs module 11's forward."""
+    threads: int = 1
+
     def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
                 cache: Any = None, return_weights: bool = False) -> Any:
         dropping = self.training and (self.attn_dropout.p > 0 or self.out_dropout.p > 0)
@@ -1354,9 +1399,9 @@ class FusedCausalSelfAttention(MultiHeadAttention):
             return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
         y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
                                               self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
-                                              num_heads=self.num_heads)          # (B, T, C)
+                                              num_heads=self.num_heads, threads=self.threads)   # (B, T, C)
         self.last_weights = None
-        return linear(y, self.out_proj.weight, self.out_proj.bias)               # (B, T, C)
+        return linear(y, self.out_proj.weight, self.out_proj.bias, threads=self.threads)   # (B, T, C)
 
 
 class FusedCrossEntropy(CrossEntropyLoss):
@@ -1378,7 +1423,8 @@ def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: 
     """Opt in: give every module of `model` (itself included) whose class is exactly a key of
     `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
     checkpoints are unchanged; results equal the plain model's up to float rounding.
-    threads: the fused convolutions split their batch over this many threads.
+    threads: the fused convolutions, Dense layers and attentions split their batch (rows)
+    over this many threads (best with numpy's BLAS on one thread).
     Returns {plain class name: how many were swapped}."""
     if not isinstance(model, Module):
         raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
@@ -1392,7 +1438,7 @@ def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: 
             swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
             m.__class__ = fused
     for m in model.modules():
-        if isinstance(m, FusedConv2d):
+        if isinstance(m, (FusedConv2d, FusedDense, FusedCausalSelfAttention)):
             m.threads = int(threads)
     return swapped
 
