@@ -1342,11 +1342,15 @@ class TiledMaxPoolFunction(Function):
         x6, out = self.x6, self.out
         dx = np.empty(x6.shape, dtype=grad.dtype)                # every input pixel is in one tile
         free = np.ones(out.shape, dtype=bool)                    # tiles whose maximum is not found yet
-        for i in range(x6.shape[3]):
-            for j in range(x6.shape[5]):
-                hit = x6[:, :, :, i, :, j] == out
-                hit &= free
-                free ^= hit
+        kh, kw = x6.shape[3], x6.shape[5]
+        for i in range(kh):
+            for j in range(kw):
+                if i == kh - 1 and j == kw - 1:
+                    hit = free                                   # the last offset: what is left
+                else:
+                    hit = x6[:, :, :, i, :, j] == out
+                    hit &= free
+                    free ^= hit
                 np.multiply(grad, hit, out=dx[:, :, :, i, :, j])
         return (dx.reshape(self.inputs[0].shape),)
 
