@@ -10,8 +10,10 @@
 2. The benchmark scripts, each in its own process with `--out` (and `--quick`): Tensor ops
    (bench_autograd.py), the MLP step (bench_mlp_step.py), the LeNet-5 step
    (bench_lenet5_step.py), the TinyGPT step and generation (bench_tinygpt.py), the kernels
-   (bench_kernels.py, when it exists). Their printed tables and JSON go into the report.
-3. Per-op profiles of the MLP and TinyGPT training steps (module 14's `OpProfiler`).
+   (bench_kernels.py, when it exists), TinyTorch against PyTorch side by side
+   (bench_vs_torch.py). Their printed tables and JSON go into the report.
+3. Per-op profiles (module 14's `OpProfiler`, one BLAS thread) of the MLP and TinyGPT training
+   steps, and of TinyGPT and LeNet-5 with and without module 13's `fast_model` (before / after).
 4. Every step as a ratio to the numpy FLOP lower bound: its product FLOPs (module 14's
    `count_flops` on the model the script builds, x3 for a training step) at the best peak
    of step 1; and to its products timed alone at their exact shapes (the script's own
@@ -20,7 +22,7 @@
 
 Writes OUT/report.md, OUT/report.json, OUT/bench_*.json (the scripts' results), OUT/logs/
 (their output) and PNG plots: ratios.png, roofline.png, profile_mlp.png, profile_tinygpt.png.
-The full suite takes about 3-5 minutes on the course's 2-core machine; run it on an idle
+The full suite takes about 5-8 minutes on the course's 2-core machine; run it on an idle
 machine (the load average is recorded: compare only runs taken under similar load).
 """
 from __future__ import annotations
@@ -47,7 +49,7 @@ if str(HERE) not in sys.path:
 import tinytorch  # noqa: E402,F401  (switches autograd on)
 from tinytorch.bench.benchmarking import (  # noqa: E402
     OpProfiler, benchmark, blas_threads, count_flops, machine_info, matmul_peak, matmul_roofline_point,
-    memory_bandwidth, plot_roofline, roofline, step_report, time_matmuls)
+    memory_bandwidth, plot_roofline, roofline, set_blas_threads, step_report, time_matmuls)
 from tinytorch.core.tensor import Tensor  # noqa: E402
 from tinytorch.core.training import write_atomically  # noqa: E402
 from common import git_state  # noqa: E402  (benchmarks/common.py: tito/gitstate.py)
@@ -67,6 +69,8 @@ SCRIPTS = (
     Script("lenet5", "bench_lenet5_step.py", "LeNet-5 training step (batch 64, SGD)"),
     Script("tinygpt", "bench_tinygpt.py", "TinyGPT training step (AdamW) and generation with/without KV cache"),
     Script("kernels", "bench_kernels.py", "module 13's kernels against their references"),
+    Script("vs_torch", "bench_vs_torch.py", "TinyGPT and LeNet-5 steps, plain and fast_model, against PyTorch, "
+                                            "alternating, with 1 and 2 BLAS threads"),
 )
 NAMES = [s.name for s in SCRIPTS] + ["profile"]
 SCRIPT_TIMEOUT_S = {True: 180, False: 480}          # quick, full
@@ -194,10 +198,31 @@ def summary_rows(runs: dict[str, dict[str, Any]], machine: dict[str, Any], quick
         add(f"TinyGPT step L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} B{cfg['batch']}", r["step_ms"],
             count_flops(model, x).training_step, r["matmul_bound"]["blas_ms"], torch_ms=torch_ms,
             note="products timed by the script")
+    r = (runs.get("vs_torch") or {}).get("result")
+    for key, res in sorted((r or {}).get("results", {}).items()):
+        model_name, threads = key.split("/")
+        if model_name == "tinygpt":
+            import bench_vs_torch
+            cfg = bench_vs_torch.QUICK_GPT if quick else __import__("bench_tinygpt").DEFAULT
+            flops = count_flops(*tinygpt_model(cfg)).training_step
+        else:
+            flops = count_flops(*lenet5_model(8 if quick else 64)).training_step
+        torch_ms = (res.get("pytorch") or {}).get("median_ms")
+        for variant in ("plain", "fast"):
+            add(f"{res['model']}, {variant}, {threads} BLAS thread(s)", res[variant]["median_ms"], flops,
+                torch_ms=torch_ms, note=f"side by side with PyTorch, alternating (bench_vs_torch.py); spread "
+                                        f"{res[variant]['p25_ms']:.1f}-{res[variant]['p75_ms']:.1f} ms")
     return rows
 
 
 # ---- 4. per-op profiles ----------------------------------------------------------------------------
+def _profile(step, steps: int) -> OpProfiler:
+    with OpProfiler() as prof:
+        for _ in range(steps):
+            step()
+    return prof
+
+
 def profile_steps(quick: bool, out: Path) -> dict[str, Any]:
     import bench_mlp_step
     import bench_tinygpt
@@ -217,16 +242,32 @@ def profile_steps(quick: bool, out: Path) -> dict[str, Any]:
 
     cfg = bench_tinygpt.QUICK if quick else bench_tinygpt.DEFAULT
     _, gpt_step = bench_tinygpt.build(cfg)
+    gpt_label = f"TinyGPT L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} B{cfg['batch']}"
+    steps_to_profile = [("mlp", f"MLP {'-'.join(map(str, sizes))}, batch {batch}", mlp_step),
+                        ("tinygpt", gpt_label, gpt_step)]
+    if (HERE / "bench_vs_torch.py").exists():            # module 13's fast_model: the same steps, fused
+        import bench_vs_torch
+        lenet_batch = 8 if quick else 64
+        steps_to_profile += [
+            ("tinygpt_fast", f"{gpt_label}, fast_model", bench_vs_torch.tinygpt_step(cfg, True)),
+            ("lenet5", f"LeNet-5 batch {lenet_batch}", bench_vs_torch.lenet5_step(lenet_batch, False)),
+            ("lenet5_fast", f"LeNet-5 batch {lenet_batch}, fast_model", bench_vs_torch.lenet5_step(lenet_batch, True))]
     out_profiles: dict[str, Any] = {}
-    for key, label, step in (("mlp", f"MLP {'-'.join(map(str, sizes))}, batch {batch}", mlp_step),
-                             ("tinygpt", f"TinyGPT L{cfg['num_layers']} C{cfg['d_model']} T{cfg['max_length']} "
-                                         f"B{cfg['batch']}", gpt_step)):
-        plain = benchmark(step, warmup=2, repeats=steps)
-        with OpProfiler() as prof:
-            for _ in range(steps):
-                step()
+    # One BLAS thread: on a shared 2-core machine a second OpenBLAS thread that waits for a
+    # busy core makes every product many times slower, and the profiles would show the load.
+    previous = blas_threads()
+    if previous is not None:
+        set_blas_threads(1)
+    try:
+        measured = [(key, label, step, benchmark(step, warmup=2, repeats=steps), _profile(step, steps))
+                    for key, label, step in steps_to_profile]
+    finally:
+        if previous is not None:
+            set_blas_threads(previous)
+    for key, label, step, plain, prof in measured:
         prof.plot(out / f"profile_{key}.png", steps=steps, title=f"{label}: ms per training step, per op")
-        out_profiles[key] = {"label": label, "steps": steps, "step_ms_unprofiled": plain.median * 1e3,
+        out_profiles[key] = {"label": label, "steps": steps, "blas_threads": 1 if previous is not None else None,
+                             "step_ms_unprofiled": plain.median * 1e3,
                              "step_ms_profiled": prof.wall_s / steps * 1e3, "table": prof.table(steps=steps),
                              "plot": f"profile_{key}.png", **prof.summary()}
         print(f"  profile    {key:18s} {prof.wall_s / steps * 1e3:6.1f} ms/step profiled, "
@@ -339,12 +380,14 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
         lines += ["```", run["output"].strip()[-6000:], "```"]
     for key, prof in (data.get("profiles") or {}).items():
         lines += ["", f"## Per-op profile: {prof['label']}", "",
-                  f"`OpProfiler` over {prof['steps']} training steps: {prof['step_ms_profiled']:.2f} ms per step "
+                  f"`OpProfiler` over {prof['steps']} training steps"
+                  + (" with one BLAS thread" if prof.get("blas_threads") == 1 else "")
+                  + f": {prof['step_ms_profiled']:.2f} ms per step "
                   f"profiled, {prof['step_ms_unprofiled']:.2f} ms without the profiler (median). Self times per "
                   f"step; share = of the profiled wall time.", "", "```", prof["table"], "```", "",
                   f"![profile {key}]({prof['plot']})"]
     lines += ["", "## How to reproduce", "",
-              "`bin/tito bench` (everything; about 3-5 minutes on 2 cores, on an idle machine), "
+              "`bin/tito bench` (everything; about 5-8 minutes on 2 cores, on an idle machine), "
               "`bin/tito bench --only NAME ...` with NAME in " + ", ".join(NAMES) + ", `--quick` for a smoke test. "
               "The method: `benchmarks/suite.py` and module 14 (`modules/14_benchmarking`)."]
     report = "\n".join(lines) + "\n"

@@ -16,7 +16,10 @@ from tinytorch.core.activations import GELU, gelu
 from tinytorch.core.kernels import (
     FusedAdam, FusedAdamW, FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction,
     adam_update_allocating, adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas,
-    matmul_broadcast, matmul_flops, matmul_loops, softmax_cross_entropy, strided_view, tune_allocator)
+    matmul_broadcast, matmul_flops, matmul_loops, softmax_cross_entropy, strided_view, tune_allocator,
+    CausalSelfAttentionFunction, Conv2dReLUFunction, FusedCausalSelfAttention, FusedConv2d, FusedCrossEntropy,
+    FusedDense, FusedGELULayer, FusedMaxPool2d, FusedSequential, LinearFunction, TiledMaxPoolFunction, fast_model,
+    linear)
 from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import Adam, AdamW
@@ -452,7 +455,42 @@ def _gelu_in_a_network_case():
     return (lambda x, w, b: fused_gelu(dense(x)) * 2.0), [x, dense.weight, dense.bias]
 
 
+def _attention_case(B, T, C, nh, seed, threads=1):
+    def build():
+        rng = np.random.default_rng(seed)
+        ps = [Tensor(rng.standard_normal(s) * 0.5, dtype=F64, requires_grad=True) for s in [(C, C), (C,)] * 3]
+        return ((lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh, threads=threads)),
+                [t64(B, T, C, seed=seed), *ps])
+    return build
+
+
+def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, threads=1):
+    def build():
+        x, w = t64(*x_shape, seed=seed), t64(*w_shape, seed=seed + 1)
+        params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu, threads=threads)
+        if not bias:
+            return (lambda x, w: Conv2dReLUFunction.apply(x, w, **params)), [x, w]
+        return (lambda x, w, b: Conv2dReLUFunction.apply(x, w, b, **params)), [x, w, t64(w_shape[0], seed=seed + 2)]
+    return build
+
+
 GRADCHECK_CASES = {
+    "linear_2d": lambda: (lambda x, w, b: linear(x, w, b), [t64(4, 3), t64(3, 5, seed=1), t64(5, seed=2)]),
+    "linear_4d_no_bias": lambda: (lambda x, w: linear(x, w), [t64(2, 3, 2, 4), t64(4, 3, seed=1)]),
+    "causal_attention": _attention_case(2, 5, 6, 2, seed=0),
+    "causal_attention_one_position": _attention_case(3, 1, 4, 4, seed=1),
+    "causal_attention_one_head": _attention_case(1, 6, 3, 1, seed=2),
+    "causal_attention_three_threads": _attention_case(4, 5, 6, 3, seed=3, threads=3),
+    "linear_three_threads": lambda: (lambda x, w, b: linear(x, w, b, threads=3),
+                                     [t64(2, 5, 3), t64(3, 4, seed=1), t64(4, seed=2)]),
+    "conv_relu_per_image_dw": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True),
+    "conv_relu_one_gemm_dw_padded": _conv_case((2, 3, 4, 4), (2, 3, 3, 3), 1, 1, relu=True, seed=3),
+    "conv_no_relu_strided": _conv_case((1, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=4),
+    "conv_relu_no_bias": _conv_case((2, 1, 5, 5), (2, 1, 2, 2), 1, 0, relu=True, bias=False, seed=5),
+    "conv_relu_three_threads": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, threads=3),
+    "conv_two_threads_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, threads=2),
+    "tiled_max_pool_2x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(2, 2)), [t64(2, 3, 4, 6)]),
+    "tiled_max_pool_3x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(3, 2)), [t64(1, 2, 6, 4, seed=1)]),
     "softmax_ce_2d": _ce_case((5, 4)),
     "softmax_ce_3d_btc": _ce_case((2, 3, 5), seed=1),
     "softmax_ce_ignore_index": _ce_case((3, 4, 3), ignore_index=-100, seed=2),
@@ -467,7 +505,136 @@ test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():
-    assert {SoftmaxCrossEntropyFunction, FusedGELUFunction} <= ops_in_cases(GRADCHECK_CASES)
+    assert {SoftmaxCrossEntropyFunction, FusedGELUFunction, LinearFunction, CausalSelfAttentionFunction,
+            Conv2dReLUFunction, TiledMaxPoolFunction} <= ops_in_cases(GRADCHECK_CASES)
+
+
+# ---- fast_model ----------------------------------------------------------------------------------
+def _tinygpt_like(seed):
+    """Module 16's block structure from modules < 13: LayerNorm, causal attention, Dense-GELU-Dense."""
+    from tinytorch.core.activations import Module
+    from tinytorch.core.attention import MultiHeadAttention
+    from tinytorch.core.normalization import LayerNorm
+
+    class Block(Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(seed)
+            self.ln1, self.ln2 = LayerNorm(8, dtype=F64), LayerNorm(8, dtype=F64)
+            self.attn = MultiHeadAttention(8, 2, dtype=F64, rng=rng, causal=True)
+            self.ff = Sequential(Dense(8, 16, dtype=F64, rng=rng), GELU(), Dense(16, 8, dtype=F64, rng=rng))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln1(x))
+            return x + self.ff(self.ln2(x))
+    return Block()
+
+
+def test_fast_model_equals_the_plain_model_values_and_gradients():
+    plain, fast = _tinygpt_like(0), _tinygpt_like(0)
+    swapped = fast_model(fast)
+    assert swapped == {"MultiHeadAttention": 1, "Dense": 6, "Sequential": 1, "GELU": 1}
+    assert type(fast.attn) is FusedCausalSelfAttention and type(fast.ff[0]) is FusedDense
+    assert type(fast.ff) is FusedSequential and type(fast.ff[1]) is FusedGELULayer
+    assert "FusedCausalSelfAttention(d_model=8" in repr(fast) and fast.state_dict().keys() == plain.state_dict().keys()
+    x = np.random.default_rng(1).standard_normal((3, 5, 8))
+    xa, xb = Tensor(x, dtype=F64, requires_grad=True), Tensor(x, dtype=F64, requires_grad=True)
+    ya, yb = plain(xa), fast(xb)
+    np.testing.assert_allclose(yb.data, ya.data, rtol=1e-12, atol=1e-12)
+    up = np.random.default_rng(2).standard_normal(ya.shape)
+    ya.backward(up)
+    yb.backward(up)
+    np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-10, atol=1e-12)
+    for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_fast_model_on_threads_equals_the_plain_model():
+    plain, fast = _tinygpt_like(0), _tinygpt_like(0)
+    fast_model(fast, threads=2)
+    assert fast.attn.threads == 2 and fast.ff[0].threads == 2
+    x = np.random.default_rng(1).standard_normal((3, 5, 8))
+    xa, xb = Tensor(x, dtype=F64, requires_grad=True), Tensor(x, dtype=F64, requires_grad=True)
+    ya, yb = plain(xa), fast(xb)
+    np.testing.assert_allclose(yb.data, ya.data, rtol=1e-12, atol=1e-12)
+    ya.sum().backward()
+    yb.sum().backward()
+    np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-10, atol=1e-12)
+    for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_fast_model_is_idempotent_and_leaves_other_classes_alone():
+    model = Sequential(Dense(3, 4), GELU(), Dense(4, 2))
+    assert fast_model(model) == {"Sequential": 1, "Dense": 2, "GELU": 1}
+    assert fast_model(model) == {}                                # already fused: exact classes only
+    loss = CrossEntropyLoss(reduction="none")
+    assert fast_model(loss) == {"CrossEntropyLoss": 1} and type(loss) is FusedCrossEntropy
+    logits, t = Tensor(np.random.default_rng(0).standard_normal((4, 3))), [0, 2, 1, 1]
+    np.testing.assert_allclose(loss(logits, t).data, CrossEntropyLoss(reduction="none")(logits, t).data)   # module 04's path
+    assert fast_model(model, fusions={}) == {}
+    with pytest.raises(TypeError):
+        fast_model("not a model")
+
+
+def test_fused_attention_falls_back_to_module_11():
+    from tinytorch.core.attention import MultiHeadAttention
+    from tinytorch.core.autograd import no_grad
+    rng = np.random.default_rng(3)
+    plain = MultiHeadAttention(8, 2, causal=True, rng=np.random.default_rng(4))
+    fast = MultiHeadAttention(8, 2, causal=True, rng=np.random.default_rng(4))
+    fast_model(fast)
+    x = Tensor(rng.standard_normal((2, 5, 8)).astype(np.float32))
+    mask = Tensor(np.triu(np.full((5, 5), -1e9, np.float32), k=2))
+    np.testing.assert_allclose(fast(x, mask=mask).data, plain(x, mask=mask).data, rtol=1e-6)    # extra mask
+    out, w = fast(x, return_weights=True)
+    assert w.shape == (2, 2, 5, 5) and fast.last_weights is not None
+    fast(x)
+    assert fast.last_weights is None                              # the fused op keeps no weights for display
+    with no_grad():
+        ca, cb = plain.new_cache(2, 8), fast.new_cache(2, 8)
+        np.testing.assert_allclose(fast(x, cache=cb).data, plain(x, cache=ca).data, rtol=1e-6)
+    dropping = MultiHeadAttention(8, 2, dropout=0.5, causal=True, rng=np.random.default_rng(5))
+    fast_model(dropping)
+    assert dropping(x).shape == (2, 5, 8)                         # module 11's path (dropout active)
+
+
+def test_fused_lenet_like_model_equals_the_plain_one():
+    from tinytorch.core.activations import ReLU
+    from tinytorch.core.layers import Flatten
+    from tinytorch.core.spatial import Conv2d, MaxPool2d
+
+    def build():
+        rng = np.random.default_rng(6)
+        return Sequential(Conv2d(3, 4, 3, rng=rng, dtype=F64), ReLU(), MaxPool2d(2), Conv2d(4, 5, 2, rng=rng, dtype=F64),
+                          ReLU(), MaxPool2d(3, stride=1), Flatten(), Dense(5, 3, rng=rng, dtype=F64))
+    plain, fast = build(), build()
+    assert fast_model(fast) == {"Sequential": 1, "Conv2d": 2, "MaxPool2d": 2, "Dense": 1}
+    assert type(fast[0]) is FusedConv2d and type(fast[2]) is FusedMaxPool2d
+    x = np.random.default_rng(7).standard_normal((2, 3, 10, 10))
+    xa, xb = Tensor(x, dtype=F64, requires_grad=True), Tensor(x, dtype=F64, requires_grad=True)
+    la = CrossEntropyLoss()(plain(xa), [0, 2])
+    lb = FusedCrossEntropyLoss()(fast(xb), [0, 2])
+    np.testing.assert_allclose(lb.item(), la.item(), rtol=1e-12)
+    la.backward()
+    lb.backward()
+    np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-9, atol=1e-12)
+    for pa, pb in zip(plain.parameters(), fast.parameters()):
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        fast[0](Tensor(np.ones((1, 2, 5, 5))))                    # wrong channels: module 09's error
+    threaded = build()
+    fast_model(threaded, threads=3)
+    assert threaded[0].threads == 3 and threaded[3].threads == 3
+    xc = Tensor(x, dtype=F64, requires_grad=True)
+    lc = FusedCrossEntropyLoss()(threaded(xc), [0, 2])
+    lc.backward()
+    np.testing.assert_allclose(lc.item(), la.item(), rtol=1e-12)
+    np.testing.assert_allclose(xc.grad.data, xa.grad.data, rtol=1e-9, atol=1e-12)
+    for pa, pc in zip(plain.parameters(), threaded.parameters()):
+        np.testing.assert_allclose(pc.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError):
+        fast_model(threaded, threads=0)
 
 
 def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():
@@ -492,3 +659,23 @@ def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():
         for k, p in enumerate(fused_ps):
             assert p.dtype == p0[k].dtype and np.array_equal(p.data, ref[k][0]), (step, k)
     assert int(opt.state["3.step"]) == 2 and int(opt.state["0.step"]) == 4
+
+
+def test_bench_vs_torch_quick_runs_without_torch(tmp_path, monkeypatch):
+    """benchmarks/bench_vs_torch.py --quick: plain and fast steps timed, PyTorch skipped when not importable."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+    bench_dir = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    monkeypatch.syspath_prepend(bench_dir)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    import bench_vs_torch
+    monkeypatch.setattr(sys, "argv", ["bench_vs_torch.py", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    bench_vs_torch.main()
+    data = json.loads((tmp_path / "bench_vs_torch.json").read_text())
+    assert data["torch"] is None and set(data["results"]) == {"tinygpt/1", "lenet5/1"}
+    for res in data["results"].values():
+        assert "pytorch" not in res and res["plain"]["median_ms"] > 0 and res["fast"]["steps"] == 4
+        assert res["fast/plain"]["ratio_of_medians"] > 0

@@ -182,3 +182,69 @@ for wd_h, dec_h in [(0.0, False), (0.2, False), (0.3, True)]:
         for got_h in ((pa_h, ma_h, va_h), (pi_h, mi_h, vi_h)):
             assert all(np.allclose(g_, r_, rtol=1e-12, atol=1e-14) for g_, r_ in zip(got_h, (p_ref_h, m_ref_h, v_ref_h))), \
                 (wd_h, dec_h, step_h)
+
+# %% grade_id: test-fused-model
+# Hidden: the fused attention against an inline numpy reference (not module 11) for several head counts and T = 1,
+# backward with a non-unit upstream gradient against float64 central differences, the input and upstream gradient
+# left untouched, backward twice on one graph; float32 kept; fast_model leaves the module's outputs of the KV-cache
+# path unchanged; linear without bias on 4-D input.
+def attn_ref_h(x_, ws_, bs_, nh_):
+    B_, T_, C_ = x_.shape
+    hs_ = C_ // nh_
+    q_, k_, v_ = ((x_ @ w_ + b_).reshape(B_, T_, nh_, hs_).transpose(0, 2, 1, 3) for w_, b_ in zip(ws_, bs_))
+    s_ = q_ @ k_.transpose(0, 1, 3, 2) / np.sqrt(hs_)
+    s_ = np.where(np.tril(np.ones((T_, T_), bool)), s_, -np.inf)
+    a_ = np.exp(s_ - s_.max(-1, keepdims=True))
+    a_ /= a_.sum(-1, keepdims=True)
+    return (a_ @ v_).transpose(0, 2, 1, 3).reshape(B_, T_, C_)
+
+
+rng_h = np.random.default_rng(1316)
+for B_h, T_h, C_h, nh_h in [(2, 6, 12, 3), (1, 1, 4, 2), (3, 4, 8, 8), (2, 7, 6, 1)]:
+    x_h = rng_h.standard_normal((B_h, T_h, C_h))
+    ws_h = [rng_h.standard_normal((C_h, C_h)) * 0.4 for _ in range(3)]
+    bs_h = [rng_h.standard_normal(C_h) * 0.4 for _ in range(3)]
+    xt_h = Tensor(x_h.copy(), dtype=np.float64, requires_grad=True)
+    pt_h = [Tensor(a_, dtype=np.float64, requires_grad=True) for pair_ in zip(ws_h, bs_h) for a_ in pair_]
+    out_h = CausalSelfAttentionFunction.apply(xt_h, *pt_h, num_heads=nh_h)
+    assert out_h.shape == (B_h, T_h, C_h) and np.allclose(out_h.data, attn_ref_h(x_h, ws_h, bs_h, nh_h)), (B_h, T_h, C_h, nh_h)
+    up_h = rng_h.standard_normal((B_h, T_h, C_h))
+    up_keep_h = up_h.copy()
+    out_h.backward(up_h)
+    assert np.array_equal(up_h, up_keep_h) and np.array_equal(xt_h.data, x_h), "inputs and upstream gradient unchanged"
+    eps_h = 1e-6
+    for idx_h in [(0, 0, 0), (B_h - 1, T_h - 1, C_h - 1), (0, T_h // 2, C_h // 2)]:
+        xp_h, xm_h = x_h.copy(), x_h.copy()
+        xp_h[idx_h] += eps_h
+        xm_h[idx_h] -= eps_h
+        num_h = ((attn_ref_h(xp_h, ws_h, bs_h, nh_h) - attn_ref_h(xm_h, ws_h, bs_h, nh_h)) * up_h).sum() / (2 * eps_h)
+        assert np.isclose(xt_h.grad.data[idx_h], num_h, rtol=1e-5, atol=1e-7), (idx_h, xt_h.grad.data[idx_h], num_h)
+    wq_num_h = ws_h[0].copy()
+    wq_num_h[0, -1] += eps_h
+    up_val_h = (attn_ref_h(x_h, [wq_num_h, ws_h[1], ws_h[2]], bs_h, nh_h) * up_h).sum()
+    wq_num_h[0, -1] -= 2 * eps_h
+    dn_val_h = (attn_ref_h(x_h, [wq_num_h, ws_h[1], ws_h[2]], bs_h, nh_h) * up_h).sum()
+    assert np.isclose(pt_h[0].grad.data[0, -1], (up_val_h - dn_val_h) / (2 * eps_h), rtol=1e-5, atol=1e-7)
+    first_h = [p_.grad.data.copy() for p_ in [xt_h, *pt_h]]
+    for p_ in [xt_h, *pt_h]:
+        p_.grad = None
+    out_h.backward(up_h)                                             # twice on one graph: same gradients
+    assert all(np.allclose(p_.grad.data, f_) for p_, f_ in zip([xt_h, *pt_h], first_h))
+x4_h = Tensor(rng_h.standard_normal((2, 3, 2, 5)), dtype=np.float64, requires_grad=True)
+w4_h = Tensor(rng_h.standard_normal((5, 3)), dtype=np.float64, requires_grad=True)
+assert np.allclose(linear(x4_h, w4_h).data, x4_h.data @ w4_h.data)
+assert gradcheck(lambda a_, b_: linear(a_, b_), [x4_h, w4_h])
+x32_h = Tensor(rng_h.standard_normal((2, 5, 8)).astype(np.float32), requires_grad=True)
+p32_h = [Tensor(rng_h.standard_normal(s_).astype(np.float32), requires_grad=True) for s_ in [(8, 8), (8,)] * 3]
+o32_h = CausalSelfAttentionFunction.apply(x32_h, *p32_h, num_heads=2)
+o32_h.sum().backward()
+assert o32_h.dtype == np.float32 and x32_h.grad.dtype == np.float32 and all(p_.grad.dtype == np.float32 for p_ in p32_h)
+mha_h = MultiHeadAttention(8, 2, causal=True, rng=np.random.default_rng(3))
+from tinytorch.core.autograd import no_grad as no_grad_h
+with no_grad_h():
+    cache_a_h = mha_h.new_cache(1, 6)
+    plain_h = mha_h(Tensor(x32_h.data[:1]), cache=cache_a_h).data
+    fast_model(mha_h)
+    cache_b_h = mha_h.new_cache(1, 6)
+    assert np.allclose(mha_h(Tensor(x32_h.data[:1]), cache=cache_b_h).data, plain_h, rtol=1e-5, atol=1e-6)
+    assert np.allclose(mha_h(Tensor(x32_h.data[:1])).data, plain_h, rtol=1e-5, atol=1e-5)   # fused == cached path

@@ -33,6 +33,7 @@
 # | `SoftmaxCrossEntropyFunction`, `softmax_cross_entropy`, `FusedCrossEntropyLoss` | cross-entropy as **one** op: softmax and loss forward, `(softmax - onehot) / count` backward |
 # | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
 # | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
+# | `LinearFunction`, `CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`, `fast_model` | a Dense layer, a whole causal attention, a convolution with its ReLU, a max-pool, each as one op; an opt-in that swaps a model's layers for fused subclasses |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/kernels.py`.
@@ -50,7 +51,7 @@
 # `results/bench_report/bench_kernels.json`. Notebook measurements here are kept short (a
 # few hundred milliseconds each).
 #
-# **Points: 18** (the total of this module's graded test cells)
+# **Points: 22** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -69,7 +70,10 @@ if "google.colab" in sys.modules:
 #| export
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
-faster drop-ins for module 06's optimizers), and `tune_allocator` (opt-in glibc malloc tuning).
+faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention, CrossEntropyLoss,
+Conv2d (+ ReLU), MaxPool2d and Sequential swapped for fused subclasses: `LinearFunction`,
+`CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -82,14 +86,18 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
-from tinytorch.core.activations import Activation
-from tinytorch.core.layers import Module
+from tinytorch.core.activations import GELU, Activation, ReLU
+from tinytorch.core.layers import Dense, Module, Sequential
+from tinytorch.core.spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.attention import MultiHeadAttention
 from tinytorch.core.optimizers import Adam, AdamW
 
 # %% [markdown]
@@ -1029,8 +1037,488 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
 # %%
 print(tune_allocator())
 
+
 # %% [markdown]
-# ## 7. float32 vs float64
+# ## 7. Fusing a whole model: `fast_model`
+#
+# Sections 4-6 fused single kernels. A training step of TinyGPT is made of *hundreds* of
+# ops: every `Dense` is a `MatMul` and an `Add` (whose backward sums the bias gradient over
+# two axes), every attention a chain of fourteen (three projections, reshapes and permutes
+# for the heads, the scores, the softmax, the values, the merge, the output projection).
+# Each op records a node, allocates its output, and the engine of module 05 visits it on
+# the way back. Measured with module 14's `OpProfiler`, about two thirds of TinyGPT's step
+# was spent outside BLAS. The remedy is the one of section 4, on a larger scale: **one op
+# per layer**, with its backward written by hand beside its forward.
+#
+# * `LinearFunction`: $y = xW + b$ for `x (..., in)` as one GEMM on the flattened rows,
+#   the bias added in place; backward $dx = g W^\top$, $dW = x^\top g$, $db = \sum_r g_r$
+#   (two GEMMs and one column sum, no broadcasting machinery).
+# * `CausalSelfAttentionFunction`: causal multi-head self-attention, *projections included*.
+#   The three projections become one GEMM with the stacked weights $[W_q W_k W_v]$
+#   `(C, 3C)`; the heads are laid out once as `(3, B, nh, T, hs)`, so the scores and the
+#   values are two batched products over all `B * nh` heads at once; softmax runs in place
+#   on the scores. With $S = \text{scale}\cdot QK^\top + M$ (M the causal mask),
+#   $A = \text{softmax}(S)$, $Y = AV$ and upstream gradient $G$:
+#
+# $$dV = A^\top G, \quad dA = G V^\top, \quad dS_{ij} = A_{ij}\big(dA_{ij} - \textstyle\sum_k dA_{ik} A_{ik}\big), \quad
+#   dQ = \text{scale}\cdot dS\, K, \quad dK = \text{scale}\cdot dS^\top Q,$$
+#
+#   and the three projection gradients are again one GEMM each way on the stacked
+#   `(B T, 3C)` gradient. Masked entries have $A = 0$, so they get no gradient.
+# * `Conv2dReLUFunction`: module 09's im2col convolution with the bias and a following
+#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs);
+#   backward masks by the kept output and sums the weight gradient per image when an image
+#   has more output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75),
+#   else as one GEMM; `fast_model(model, threads=n)` splits the batch over n threads
+#   (numpy lets go of Python's lock inside its kernels).
+# * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
+#   maxima of strided views; backward finds each tile's first maximum by comparison
+#   instead of keeping an index array.
+#
+# `fast_model(model)` opts a model in *from the outside*: it walks `model.modules()` and
+# gives each module whose class is exactly `Dense`, `GELU`, `MultiHeadAttention`,
+# `CrossEntropyLoss`, `Conv2d`, `MaxPool2d` or `Sequential` its fused subclass
+# (`m.__class__ = FusedDense`, ...). The parameters, `state_dict` and checkpoints stay
+# those of the plain module (its `repr` names the fused class); the fused
+# attention serves causal self-attention in training and hands everything else (the KV
+# cache, extra masks, active dropout, `return_weights`) to module 11's forward. The
+# results equal the plain model's up to float rounding (a different order of the same
+# sums), so the milestones, which are reproduced bit for bit, do not use it; the
+# benchmarks (`benchmarks/bench_vs_torch.py`) measure it.
+#
+# Write the attention op's forward (from the stacked projection to the merged heads) and
+# its backward (from the merged heads' gradient to the stacked projection's gradient).
+
+# %% nbgrader={"grade": false, "grade_id": "fused-model", "locked": false, "schema_version": 3, "solution": true}
+#| export
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
+    return _POOLS[n]
+
+
+def _cuts(n_rows: int, threads: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges cutting n_rows into min(threads, n_rows) nearly equal parts."""
+    c = np.linspace(0, n_rows, max(1, min(int(threads), n_rows)) + 1).astype(int)
+    return list(zip(c[:-1].tolist(), c[1:].tolist()))
+
+
+def _on_threads(fn: Any, parts: list) -> list:
+    """[fn(p) for p in parts], on as many threads as there are parts."""
+    return [fn(parts[0])] if len(parts) == 1 else list(_pool(len(parts)).map(fn, parts))
+
+
+class LinearFunction(Function):
+    """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
+    Params: threads (the rows are cut into that many parts, each multiplied on a thread).
+    Keeps x (as (R, in)) and W."""
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+        x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
+        self.x2, self.w, self.shape, self.parts = x2, w, x.shape, _cuts(x2.shape[0], threads)
+        y = np.empty((x2.shape[0], w.shape[1]), dtype=np.result_type(x2, w))   # (R, out), the one new array
+
+        def part(rows: tuple[int, int]) -> None:
+            np.matmul(x2[rows[0]:rows[1]], w, out=y[rows[0]:rows[1]])
+            if b is not None:
+                y[rows[0]:rows[1]] += b
+        _on_threads(part, self.parts)
+        return y.reshape(*x.shape[:-1], w.shape[1])
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
+        need = [t.requires_grad for t in self.inputs] + [False]
+        dx = np.empty(self.x2.shape, dtype=np.result_type(g2, self.w)) if need[0] else None
+
+        def part(rows: tuple[int, int]) -> tuple[Any, Any]:
+            a, z = rows
+            if need[0]:
+                np.matmul(g2[a:z], self.w.T, out=dx[a:z])
+            dw = self.x2[a:z].T @ g2[a:z] if need[1] else None   # (in, out), this part's rows
+            return dw, (np.add.reduce(g2[a:z], axis=0) if need[2] else None)
+        res = _on_threads(part, self.parts)
+        dw = sum((r[0] for r in res[1:]), res[0][0]) if need[1] else None
+        dx = dx.reshape(self.shape) if need[0] else None
+        if len(self.inputs) == 2:
+            return dx, dw
+        return dx, dw, (sum((r[1] for r in res[1:]), res[0][1]) if need[2] else None)   # (out,)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None, threads: int = 1) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out), on `threads` threads."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
+        raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
+                         f"b {None if b is None else b.shape}")
+    inputs = (x, w) if b is None else (x, w, b)
+    return LinearFunction.apply(*inputs, threads=threads)
+
+
+_MASKS: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
+    """(T, T) additive causal mask, 0 on and below the diagonal, -inf above; cached, read-only."""
+    key = (int(T), np.dtype(dtype).str)
+    if key not in _MASKS:
+        m = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+        m.flags.writeable = False
+        _MASKS[key] = m
+    return _MASKS[key]
+
+
+class CausalSelfAttentionFunction(Function):
+    """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
+    Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
+    projection. Params: num_heads (divides C), threads (the batch is cut into that many
+    parts, each attended on a thread). Keeps x (as (B T, C)), the stacked weights (C, 3C),
+    q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1, threads: int = 1) -> np.ndarray:
+        self.parts = None
+        if threads > 1 and x.shape[0] > 1:                       # one op per part of the batch, on threads
+            self.parts = [(a, z, type(self)()) for a, z in _cuts(x.shape[0], threads)]
+            run = lambda p: p[2].forward(x[p[0]:p[1]], wq, bq, wk, bk, wv, bv, num_heads=num_heads)
+            return np.concatenate(_on_threads(run, self.parts))
+        B, T, C = x.shape
+        nh, hs = num_heads, C // num_heads
+        x2 = x.reshape(B * T, C)                                 # (B T, C)
+        w = np.concatenate((wq, wk, wv), axis=1)                 # (C, 3C): one GEMM for q, k and v
+        qkv = x2 @ w                                             # (B T, 3C)
+        qkv += np.concatenate((bq, bk, bv))
+        scale = 1.0 / math.sqrt(hs)
+        ### BEGIN SOLUTION
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4).copy()   # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]                         # (B, nh, T, hs) each
+        att = q @ k.transpose(0, 1, 3, 2)                        # (B, nh, T, T)
+        att *= scale
+        att += _causal_mask(T, att.dtype)                        # -inf above the diagonal
+        att -= att.max(axis=-1, keepdims=True)
+        np.exp(att, out=att)
+        att *= 1.0 / att.sum(axis=-1, keepdims=True)             # rows sum to 1
+        y = att @ v                                              # (B, nh, T, hs)
+        ### END SOLUTION
+        self.x2, self.w, self.qkv, self.att, self.shape = x2, w, qkv, att, (B, T, C, nh, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.parts is not None:                               # the parts' gradients: x's stacked, weights' summed
+            def run(p: tuple) -> tuple:
+                p[2].inputs = self.inputs
+                return p[2].backward(grad[p[0]:p[1]])
+            res = _on_threads(run, self.parts)
+            out = [np.concatenate([r[0] for r in res]) if res[0][0] is not None else None]
+            out += [sum((r[i] for r in res[1:]), res[0][i]) if res[0][i] is not None else None for i in range(1, 7)]
+            return tuple(out)
+        B, T, C, nh, hs = self.shape
+        q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
+        att, scale = self.att, 1.0 / math.sqrt(hs)
+        gy = grad.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)    # (B, nh, T, hs), a view
+        dqkv = np.empty((B, T, 3, nh, hs), dtype=q.dtype)        # the stacked projections' gradient
+        ### BEGIN SOLUTION
+        dqkv[:, :, 2] = (att.transpose(0, 1, 3, 2) @ gy).transpose(0, 2, 1, 3)   # dV = Aᵀ G
+        da = gy @ v.transpose(0, 1, 3, 2)                        # dA = G Vᵀ, (B, nh, T, T)
+        da -= np.einsum("bhij,bhij->bhi", da, att)[..., None]    # softmax backward ...
+        da *= att
+        da *= scale                                              # ... and the scale: dS
+        dqkv[:, :, 0] = (da @ k).transpose(0, 2, 1, 3)           # dQ = dS K
+        dqkv[:, :, 1] = (da.transpose(0, 1, 3, 2) @ q).transpose(0, 2, 1, 3)   # dK = dSᵀ Q
+        ### END SOLUTION
+        d2 = dqkv.reshape(B * T, 3 * C)                          # (B T, 3C)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (d2 @ self.w.T).reshape(B, T, C) if need[0] else None
+        dw = self.x2.T @ d2                                      # (C, 3C)
+        db = np.add.reduce(d2, axis=0)                           # (3C,)
+        out = [dx]
+        for i in range(3):
+            out += [dw[:, i * C:(i + 1) * C].copy(), db[i * C:(i + 1) * C].copy()]
+        return tuple(g if n else None for g, n in zip(out, need))
+
+
+class FusedDense(Dense):
+    """Module 03's Dense computing with `linear` (one op) on `threads` threads (set by
+    `fast_model`): same parameters and state."""
+    threads: int = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            return super().forward(x)                            # its own error
+        return linear(x, self.weight, self.bias, threads=self.threads)
+
+
+def _conv_part_backward(part: Conv2dFunction, grad: np.ndarray, need: list[bool]) -> tuple[Any, Any, Any]:
+    """dx, dw, db of one forward `part` (its kept columns) for its images' gradient (N, C_out, H_out, W_out)."""
+    N, C_out = grad.shape[:2]
+    K, L = part.cols.shape[0], grad[0, 0].size
+    dx = dw = db = None
+    if need[0]:
+        g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
+        dx = col2im(part.w2.T @ g_last, part.x_shape, part.kernel, part.stride, part.padding)
+    if need[1]:
+        if L >= K:                                               # per image: (N, C_out, L) @ (N, L, K), summed
+            dw = np.matmul(grad.reshape(N, C_out, L), part.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+        else:                                                    # one GEMM over all images
+            g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
+            dw = (part.cols @ g2.T).T
+    if part.has_bias and need[2]:
+        db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+    return dx, dw, db
+
+
+class Conv2dReLUFunction(Conv2dFunction):
+    """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
+    x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
+    Params as Conv2dFunction's, relu (bool) and threads: the batch is cut into that many
+    parts, convolved (forward and backward) on as many threads. Backward masks the gradient
+    by the kept output (> 0) and sums the weight gradient either as one GEMM over all
+    images or, when an image has more output pixels than a filter has weights, as one
+    stacked per-image product (fewer passes over the large column matrix)."""
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False,
+                threads: int = 1) -> np.ndarray:
+        self.parts = [(a, b, Conv2dFunction()) for a, b in _cuts(x.shape[0], threads)]
+
+        def run(part: tuple[int, int, Conv2dFunction]) -> np.ndarray:
+            a, b, fn = part
+            out = fn.forward(x[a:b], weight, bias, stride=stride, padding=padding)   # (b - a, C_out, H_out, W_out)
+            if relu:
+                np.maximum(out, 0, out=out)                      # in place: no second array
+            return out
+        outs = _on_threads(run, self.parts)
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        self.out, self.has_bias = (out if relu else None), bias is not None
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.out is not None:
+            grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
+        need = [t.requires_grad for t in self.inputs] + [False]
+        run = lambda part: _conv_part_backward(part[2], grad[part[0]:part[1]], need)
+        res = _on_threads(run, self.parts)
+        dx, dw, db = res[0]
+        if len(res) > 1:                                         # the parts' images, and sums over them
+            dx = np.concatenate([r[0] for r in res]) if need[0] else None
+            dw = sum((r[1] for r in res[1:]), dw) if need[1] else None
+            db = sum((r[2] for r in res[1:]), db) if db is not None else None
+        dw = dw.reshape(self.inputs[1].shape) if dw is not None else None
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+
+class FusedConv2d(Conv2d):
+    """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
+    a following ReLU into it) on `threads` threads (set by `fast_model`): same parameters and state."""
+    threads: int = 1
+
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            return super().forward(x)                            # its own error
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu,
+                                        threads=self.threads)
+
+
+class TiledMaxPoolFunction(Function):
+    """Max pooling over non-overlapping kh x kw tiles (stride = kernel, dividing H and W):
+    x (N, C, H, W) -> (N, C, H / kh, W / kw). Forward takes kh*kw - 1 in-place maxima of
+    strided views and keeps x and the output; backward sends each gradient to the first
+    maximum of its tile in row-major order (module 09's rule), found by comparison."""
+    def forward(self, x: np.ndarray, kernel: tuple[int, int] = (2, 2)) -> np.ndarray:
+        (N, C, H, W), (kh, kw) = x.shape, kernel
+        x6 = x.reshape(N, C, H // kh, kh, W // kw, kw)           # a view: axes 3 and 5 are the offsets
+        out = x6[:, :, :, 0, :, 0].copy()                        # (N, C, H_out, W_out)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    np.maximum(out, x6[:, :, :, i, :, j], out=out)
+        self.x6, self.out = x6, out
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        x6, out = self.x6, self.out
+        dx = np.empty(x6.shape, dtype=grad.dtype)                # every input pixel is in one tile
+        free = np.ones(out.shape, dtype=bool)                    # tiles whose maximum is not found yet
+        kh, kw = x6.shape[3], x6.shape[5]
+        for i in range(kh):
+            for j in range(kw):
+                if i == kh - 1 and j == kw - 1:
+                    hit = free                                   # the last offset: what is left
+                else:
+                    hit = x6[:, :, :, i, :, j] == out
+                    hit &= free
+                    free ^= hit
+                np.multiply(grad, hit, out=dx[:, :, :, i, :, j])
+        return (dx.reshape(self.inputs[0].shape),)
+
+
+class FusedMaxPool2d(MaxPool2d):
+    """Module 09's MaxPool2d taking `TiledMaxPoolFunction` when the tiles do not overlap and
+    cover the input; anything else runs module 09's forward."""
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), tiled = self.kernel_size, self.stride == self.kernel_size
+        if not (isinstance(x, Tensor) and x.ndim == 4 and tiled and x.shape[2] % kh == 0 and x.shape[3] % kw == 0
+                and x.dtype.kind == "f" and x.shape[2] >= kh and x.shape[3] >= kw):
+            return super().forward(x)
+        return TiledMaxPoolFunction.apply(x, kernel=self.kernel_size)
+
+
+class FusedSequential(Sequential):
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    def forward(self, x: Any) -> Any:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+class FusedGELULayer(GELU):
+    """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_gelu(x)
+
+
+class FusedCausalSelfAttention(MultiHeadAttention):
+    """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
+    self-attention without a cache, extra mask, active dropout or returned weights
+    (`last_weights` is then None) on `threads` threads (set by `fast_model`); anything else
+    runs module 11's forward."""
+    threads: int = 1
+
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: Any = None, return_weights: bool = False) -> Any:
+        dropping = self.training and (self.attn_dropout.p > 0 or self.out_dropout.p > 0)
+        fused = (key is None and value is None and mask is None and cache is None and not return_weights
+                 and self.causal and not dropping and isinstance(query, Tensor) and query.ndim == 3
+                 and query.shape[-1] == self.d_model and self.q_proj.bias is not None)
+        if not fused:
+            return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
+        y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
+                                              self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
+                                              num_heads=self.num_heads, threads=self.threads)   # (B, T, C)
+        self.last_weights = None
+        return linear(y, self.out_proj.weight, self.out_proj.bias, threads=self.threads)   # (B, T, C)
+
+
+class FusedCrossEntropy(CrossEntropyLoss):
+    """Module 04's CrossEntropyLoss computing with `softmax_cross_entropy` (one op) for the
+    reductions "mean" and "sum"; "none" runs module 04's forward."""
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        if self.reduction not in _CE_REDUCTIONS:
+            return super().forward(logits, targets)
+        return softmax_cross_entropy(logits, targets, self.ignore_index, self.reduction)
+
+
+#: plain module class -> its fused subclass (same attributes, parameters and state)
+FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
+                             CrossEntropyLoss: FusedCrossEntropy, Conv2d: FusedConv2d, Sequential: FusedSequential,
+                             MaxPool2d: FusedMaxPool2d}
+
+
+def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: int = 1) -> dict[str, int]:
+    """Opt in: give every module of `model` (itself included) whose class is exactly a key of
+    `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
+    checkpoints are unchanged; results equal the plain model's up to float rounding.
+    threads: the fused convolutions, Dense layers and attentions split their batch (rows)
+    over this many threads (best with numpy's BLAS on one thread).
+    Returns {plain class name: how many were swapped}."""
+    if not isinstance(model, Module):
+        raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"fast_model: threads must be a positive int, got {threads!r}")
+    table = FUSIONS if fusions is None else fusions
+    swapped: dict[str, int] = {}
+    for m in model.modules():
+        fused = table.get(type(m))
+        if fused is not None:
+            swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
+            m.__class__ = fused
+    for m in model.modules():
+        if isinstance(m, (FusedConv2d, FusedDense, FusedCausalSelfAttention)):
+            m.threads = int(threads)
+    return swapped
+
+# %% nbgrader={"grade": true, "grade_id": "test-fused-model", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+from tinytorch.core.attention import MultiHeadAttention
+
+rng = np.random.default_rng(16)
+for shape in [(5, 3), (2, 4, 3), (2, 2, 2, 3)]:                  # leading axes broadcast into rows
+    x, w, b = (Tensor(rng.standard_normal(s), dtype=np.float64, requires_grad=True) for s in (shape, (3, 4), (4,)))
+    assert np.allclose(linear(x, w, b).data, (x @ w + b).data)
+    assert gradcheck(lambda x, w, b: linear(x, w, b), [x, w, b]) and gradcheck(lambda x, w: linear(x, w), [x, w])
+for B, T, C, nh in [(2, 5, 8, 2), (1, 4, 6, 3), (3, 1, 4, 1)]:
+    mha = MultiHeadAttention(C, nh, causal=True, dtype=np.float64, rng=rng)
+    for p in mha.parameters():
+        p.data[...] = rng.standard_normal(p.shape) * 0.5
+    x = Tensor(rng.standard_normal((B, T, C)), dtype=np.float64, requires_grad=True)
+    ref = mha(x)
+    up = rng.standard_normal((B, T, C))
+    ref.backward(up)
+    ref_grads = [x.grad.data.copy()] + [p.grad.data.copy() for p in mha.parameters()]
+    x.grad = None
+    mha.zero_grad()
+    assert fast_model(mha) == {"MultiHeadAttention": 1, "Dense": 4} and type(mha) is FusedCausalSelfAttention
+    out = mha(x)
+    assert np.allclose(out.data, ref.data), (B, T, C, nh)
+    out.backward(up)
+    for g, r in zip([x.grad.data] + [p.grad.data for p in mha.parameters()], ref_grads):
+        assert np.allclose(g, r), (B, T, C, nh)
+    proj = [mha.q_proj.weight, mha.q_proj.bias, mha.k_proj.weight, mha.k_proj.bias, mha.v_proj.weight, mha.v_proj.bias]
+    assert gradcheck(lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh), [x, *proj])
+mha32 = MultiHeadAttention(8, 2, causal=True, rng=rng)
+fast_model(mha32)
+x32 = Tensor(rng.standard_normal((2, 6, 8)).astype(np.float32), requires_grad=True)
+out32 = mha32(x32)
+out32.sum().backward()
+assert out32.dtype == np.float32 and x32.grad.dtype == np.float32 and mha32.q_proj.weight.grad.dtype == np.float32
+assert mha32.last_weights is None and mha32(x32, return_weights=True)[1].shape == (2, 2, 6, 6)   # module 11's path
+
+from tinytorch.core.activations import ReLU, relu
+from tinytorch.core.layers import Sequential
+from tinytorch.core.spatial import Conv2d, MaxPool2d, conv2d, max_pool2d
+
+for (N, C, H, W), (C_out, k), s, pad in [((2, 2, 7, 6), (3, 3), 1, 1), ((3, 2, 5, 5), (2, 4), 1, 0),
+                                         ((1, 1, 8, 8), (2, 3), 2, 0)]:   # both weight-gradient strategies
+    x, w, b = (Tensor(rng.standard_normal(sh), dtype=np.float64, requires_grad=True)
+               for sh in ((N, C, H, W), (C_out, C, k, k), (C_out,)))
+    for use_relu in (False, True):
+        fused = lambda x, w, b: Conv2dReLUFunction.apply(x, w, b, stride=(s, s), padding=(pad, pad), relu=use_relu)
+        composed = conv2d(x, w, b, stride=s, padding=pad)
+        composed = relu(composed) if use_relu else composed
+        assert np.allclose(fused(x, w, b).data, composed.data), ((N, C, H, W), k, s, pad, use_relu)
+        assert gradcheck(fused, [x, w, b])
+    assert gradcheck(lambda x, w: Conv2dReLUFunction.apply(x, w, stride=(s, s), padding=(pad, pad), relu=True), [x, w])
+for shape, kernel in [((2, 3, 4, 6), (2, 2)), ((1, 2, 6, 6), (3, 2))]:
+    x = Tensor(rng.standard_normal(shape), dtype=np.float64, requires_grad=True)
+    assert np.array_equal(TiledMaxPoolFunction.apply(x, kernel=kernel).data, max_pool2d(x, kernel).data)
+    assert gradcheck(lambda x: TiledMaxPoolFunction.apply(x, kernel=kernel), [x])
+ties = Tensor(np.array([[[[1.0, 1.0], [1.0, 0.0]]]]), requires_grad=True)   # a tile of equal maxima
+TiledMaxPoolFunction.apply(ties, kernel=(2, 2)).backward(np.ones((1, 1, 1, 1)))
+assert np.array_equal(ties.grad.data, [[[[1.0, 0.0], [0.0, 0.0]]]]), "the first maximum gets the gradient"
+plain = Sequential(Conv2d(2, 3, 3, rng=np.random.default_rng(1)), ReLU(), MaxPool2d(2), Conv2d(3, 2, 2, rng=np.random.default_rng(2)))
+fast = Sequential(Conv2d(2, 3, 3, rng=np.random.default_rng(1)), ReLU(), MaxPool2d(2), Conv2d(3, 2, 2, rng=np.random.default_rng(2)))
+assert fast_model(fast) == {"Sequential": 1, "Conv2d": 2, "MaxPool2d": 1}
+x = Tensor(rng.standard_normal((2, 2, 8, 8)).astype(np.float32))
+ya, yb = plain(x), fast(x)
+assert np.allclose(ya.data, yb.data, rtol=1e-5, atol=1e-6) and yb.dtype == np.float32
+ya.sum().backward()
+yb.sum().backward()
+for pa, pb in zip(plain.parameters(), fast.parameters()):
+    assert np.allclose(pa.grad.data, pb.grad.data, rtol=1e-4, atol=1e-5)
+assert fast.state_dict().keys() == plain.state_dict().keys()
+print("linear, fused causal attention, conv + ReLU, tiled max-pool == their compositions (values, gradients, "
+      "gradcheck), fast_model: OK")
+
+# %% [markdown]
+# ## 8. float32 vs float64
 #
 # A float32 number is 4 bytes, a float64 one 8. Half the bytes means half the memory
 # traffic for elementwise kernels (which are memory-bound) and twice as many numbers per
@@ -1054,7 +1542,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
     speedups[f"dtype: float32 vs float64, {name}"] = t64 / t32
 
 # %% [markdown]
-# ## 8. What the framework uses, and what each buys
+# ## 9. What the framework uses, and what each buys
 #
 # | kernel | used where | status |
 # |---|---|---|
@@ -1068,6 +1556,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # | fused scale + mask + softmax | `ScaledMaskedSoftmax` (11), every attention | used (it halves the memory attention keeps for backward; the speed hardly changes) |
 # | fused softmax-cross-entropy | module 04's `CrossEntropyLoss` is composed; TinyGPT's `LanguageModelLoss` uses it | **available, not adopted** |
 # | fused GELU | module 02's `GELU` allocates about nine temporaries; TinyGPT's feed-forward uses it | **available, not adopted** |
+# | one op per layer: `fast_model` (section 7) | Dense, causal attention, GELU, cross-entropy, Conv2d + ReLU, tiled max-pool | **opt-in**: `benchmarks/bench_vs_torch.py` measures it against PyTorch; the milestones keep the plain layers |
 #
 # Why the last two are not adopted: TinyGPT is meant to train with the *same*
 # `CrossEntropyLoss` and activations that trained the MLP, and swapping them in buys little
@@ -1076,6 +1565,12 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # `results/bench_report/bench_kernels.json`); the matrix products take most of the step.
 # A kernel that is 2x faster on its own pays off only in proportion to its share of the
 # whole.
+#
+# Fusing *every* layer is another matter: `fast_model` removes most of the step's nodes,
+# temporaries and broadcasting reductions at once, which brings TinyGPT's and LeNet-5's
+# steps to about PyTorch's time (measured side by side: `tito bench --only vs_torch`). It stays
+# an opt-in because its float results differ from the plain layers' in the last bits, and
+# the milestones are reproduced bit for bit.
 #
 # The speed-ups measured in this notebook (ratios of times, reference over fast kernel):
 
@@ -1089,7 +1584,7 @@ for name, ratio in speedups.items():
 # 1. **Arithmetic intensity.** A 512 x 512 float32 matmul does $2 \cdot 512^3$ FLOPs on
 #    $3 \cdot 512^2 \cdot 4$ bytes of operands; `np.exp` on 1M float32 numbers does roughly
 #    20 FLOPs per number on 8 bytes read and written. Compute FLOPs per byte for both. From
-#    your measurements in sections 1 and 7, which one is limited by memory bandwidth and
+#    your measurements in sections 1 and 8, which one is limited by memory bandwidth and
 #    which by arithmetic? Why did float32 help one more than the other?
 # 2. **Memory of the column matrix.** For LeNet-5's second convolution (section 3), how many
 #    bytes does im2col's column matrix take at batch 64, and how many does `conv2d_shifted`

@@ -3,7 +3,10 @@
 # %% ../../modules/13_kernels/kernels_dev.ipynb #8024008b
 """Kernels: matmul three ways, memory layout, loop and shift convolutions, fused
 softmax-cross-entropy and GELU Functions, in-place Adam (`FusedAdam`, `FusedAdamW`: opt-in,
-faster drop-ins for module 06's optimizers), and `tune_allocator` (opt-in glibc malloc tuning).
+faster drop-ins for module 06's optimizers), `tune_allocator` (opt-in glibc malloc tuning),
+and `fast_model` (opt-in: a model's Dense, GELU, causal MultiHeadAttention, CrossEntropyLoss,
+Conv2d (+ ReLU), MaxPool2d and Sequential swapped for fused subclasses: `LinearFunction`,
+`CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`).
 
 Module 13 of TinyTorch (generated from modules/13_kernels/kernels_dev.py; do not edit).
 
@@ -16,21 +19,27 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .tensor import DEFAULT_FLOAT, Function, Tensor
-from .activations import Activation
-from .layers import Module
+from .activations import GELU, Activation, ReLU
+from .layers import Dense, Module, Sequential
+from .spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
+from .losses import CrossEntropyLoss
+from .attention import MultiHeadAttention
 from .optimizers import Adam, AdamW
 
 # %% auto #0
-__all__ = ['matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
+__all__ = ['FUSIONS', 'matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
            'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss',
            'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam',
-           'FusedAdamW', 'tune_allocator']
+           'FusedAdamW', 'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
+           'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction', 'FusedMaxPool2d', 'FusedSequential',
+           'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
 def matmul_flops(n: int, k: int, m: int) -> int:
@@ -425,3 +434,355 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
     ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
     return {**done, "applied": ok,
             "reason": "glibc keeps freed blocks for reuse" if ok else "glibc's mallopt refused the values"}
+
+# %% ../../modules/13_kernels/kernels_dev.ipynb #df243b5f
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
+    return _POOLS[n]
+
+
+def _cuts(n_rows: int, threads: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges cutting n_rows into min(threads, n_rows) nearly equal parts."""
+    c = np.linspace(0, n_rows, max(1, min(int(threads), n_rows)) + 1).astype(int)
+    return list(zip(c[:-1].tolist(), c[1:].tolist()))
+
+
+def _on_threads(fn: Any, parts: list) -> list:
+    """[fn(p) for p in parts], on as many threads as there are parts."""
+    return [fn(parts[0])] if len(parts) == 1 else list(_pool(len(parts)).map(fn, parts))
+
+
+class LinearFunction(Function):
+    """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
+    Params: threads (the rows are cut into that many parts, each multiplied on a thread).
+    Keeps x (as (R, in)) and W."""
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+        x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
+        self.x2, self.w, self.shape, self.parts = x2, w, x.shape, _cuts(x2.shape[0], threads)
+        y = np.empty((x2.shape[0], w.shape[1]), dtype=np.result_type(x2, w))   # (R, out), the one new array
+
+        def part(rows: tuple[int, int]) -> None:
+            np.matmul(x2[rows[0]:rows[1]], w, out=y[rows[0]:rows[1]])
+            if b is not None:
+                y[rows[0]:rows[1]] += b
+        _on_threads(part, self.parts)
+        return y.reshape(*x.shape[:-1], w.shape[1])
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
+        need = [t.requires_grad for t in self.inputs] + [False]
+        dx = np.empty(self.x2.shape, dtype=np.result_type(g2, self.w)) if need[0] else None
+
+        def part(rows: tuple[int, int]) -> tuple[Any, Any]:
+            a, z = rows
+            if need[0]:
+                np.matmul(g2[a:z], self.w.T, out=dx[a:z])
+            dw = self.x2[a:z].T @ g2[a:z] if need[1] else None   # (in, out), this part's rows
+            return dw, (np.add.reduce(g2[a:z], axis=0) if need[2] else None)
+        res = _on_threads(part, self.parts)
+        dw = sum((r[0] for r in res[1:]), res[0][0]) if need[1] else None
+        dx = dx.reshape(self.shape) if need[0] else None
+        if len(self.inputs) == 2:
+            return dx, dw
+        return dx, dw, (sum((r[1] for r in res[1:]), res[0][1]) if need[2] else None)   # (out,)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None, threads: int = 1) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out), on `threads` threads."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
+        raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
+                         f"b {None if b is None else b.shape}")
+    inputs = (x, w) if b is None else (x, w, b)
+    return LinearFunction.apply(*inputs, threads=threads)
+
+
+_MASKS: dict[tuple[int, str], np.ndarray] = {}
+
+
+def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
+    """(T, T) additive causal mask, 0 on and below the diagonal, -inf above; cached, read-only."""
+    key = (int(T), np.dtype(dtype).str)
+    if key not in _MASKS:
+        m = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+        m.flags.writeable = False
+        _MASKS[key] = m
+    return _MASKS[key]
+
+
+class CausalSelfAttentionFunction(Function):
+    """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
+    Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
+    projection. Params: num_heads (divides C), threads (the batch is cut into that many
+    parts, each attended on a thread). Keeps x (as (B T, C)), the stacked weights (C, 3C),
+    q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1, threads: int = 1) -> np.ndarray:
+        self.parts = None
+        if threads > 1 and x.shape[0] > 1:                       # one op per part of the batch, on threads
+            self.parts = [(a, z, type(self)()) for a, z in _cuts(x.shape[0], threads)]
+            run = lambda p: p[2].forward(x[p[0]:p[1]], wq, bq, wk, bk, wv, bv, num_heads=num_heads)
+            return np.concatenate(_on_threads(run, self.parts))
+        B, T, C = x.shape
+        nh, hs = num_heads, C // num_heads
+        x2 = x.reshape(B * T, C)                                 # (B T, C)
+        w = np.concatenate((wq, wk, wv), axis=1)                 # (C, 3C): one GEMM for q, k and v
+        qkv = x2 @ w                                             # (B T, 3C)
+        qkv += np.concatenate((bq, bk, bv))
+        scale = 1.0 / math.sqrt(hs)
+        qkv = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4).copy()   # (3, B, nh, T, hs)
+        q, k, v = qkv[0], qkv[1], qkv[2]                         # (B, nh, T, hs) each
+        att = q @ k.transpose(0, 1, 3, 2)                        # (B, nh, T, T)
+        att *= scale
+        att += _causal_mask(T, att.dtype)                        # -inf above the diagonal
+        att -= att.max(axis=-1, keepdims=True)
+        np.exp(att, out=att)
+        att *= 1.0 / att.sum(axis=-1, keepdims=True)             # rows sum to 1
+        y = att @ v                                              # (B, nh, T, hs)
+        self.x2, self.w, self.qkv, self.att, self.shape = x2, w, qkv, att, (B, T, C, nh, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.parts is not None:                               # the parts' gradients: x's stacked, weights' summed
+            def run(p: tuple) -> tuple:
+                p[2].inputs = self.inputs
+                return p[2].backward(grad[p[0]:p[1]])
+            res = _on_threads(run, self.parts)
+            out = [np.concatenate([r[0] for r in res]) if res[0][0] is not None else None]
+            out += [sum((r[i] for r in res[1:]), res[0][i]) if res[0][i] is not None else None for i in range(1, 7)]
+            return tuple(out)
+        B, T, C, nh, hs = self.shape
+        q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
+        att, scale = self.att, 1.0 / math.sqrt(hs)
+        gy = grad.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)    # (B, nh, T, hs), a view
+        dqkv = np.empty((B, T, 3, nh, hs), dtype=q.dtype)        # the stacked projections' gradient
+        dqkv[:, :, 2] = (att.transpose(0, 1, 3, 2) @ gy).transpose(0, 2, 1, 3)   # dV = Aᵀ G
+        da = gy @ v.transpose(0, 1, 3, 2)                        # dA = G Vᵀ, (B, nh, T, T)
+        da -= np.einsum("bhij,bhij->bhi", da, att)[..., None]    # softmax backward ...
+        da *= att
+        da *= scale                                              # ... and the scale: dS
+        dqkv[:, :, 0] = (da @ k).transpose(0, 2, 1, 3)           # dQ = dS K
+        dqkv[:, :, 1] = (da.transpose(0, 1, 3, 2) @ q).transpose(0, 2, 1, 3)   # dK = dSᵀ Q
+        d2 = dqkv.reshape(B * T, 3 * C)                          # (B T, 3C)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (d2 @ self.w.T).reshape(B, T, C) if need[0] else None
+        dw = self.x2.T @ d2                                      # (C, 3C)
+        db = np.add.reduce(d2, axis=0)                           # (3C,)
+        out = [dx]
+        for i in range(3):
+            out += [dw[:, i * C:(i + 1) * C].copy(), db[i * C:(i + 1) * C].copy()]
+        return tuple(g if n else None for g, n in zip(out, need))
+
+
+class FusedDense(Dense):
+    """Module 03's Dense computing with `linear` (one op) on `threads` threads (set by
+    `fast_model`): same parameters and state."""
+    threads: int = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            return super().forward(x)                            # its own error
+        return linear(x, self.weight, self.bias, threads=self.threads)
+
+
+def _conv_part_backward(part: Conv2dFunction, grad: np.ndarray, need: list[bool]) -> tuple[Any, Any, Any]:
+    """dx, dw, db of one forward `part` (its kept columns) for its images' gradient (N, C_out, H_out, W_out)."""
+    N, C_out = grad.shape[:2]
+    K, L = part.cols.shape[0], grad[0, 0].size
+    dx = dw = db = None
+    if need[0]:
+        g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
+        dx = col2im(part.w2.T @ g_last, part.x_shape, part.kernel, part.stride, part.padding)
+    if need[1]:
+        if L >= K:                                               # per image: (N, C_out, L) @ (N, L, K), summed
+            dw = np.matmul(grad.reshape(N, C_out, L), part.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
+        else:                                                    # one GEMM over all images
+            g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
+            dw = (part.cols @ g2.T).T
+    if part.has_bias and need[2]:
+        db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
+    return dx, dw, db
+
+
+class Conv2dReLUFunction(Conv2dFunction):
+    """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
+    x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
+    Params as Conv2dFunction's, relu (bool) and threads: the batch is cut into that many
+    parts, convolved (forward and backward) on as many threads. Backward masks the gradient
+    by the kept output (> 0) and sums the weight gradient either as one GEMM over all
+    images or, when an image has more output pixels than a filter has weights, as one
+    stacked per-image product (fewer passes over the large column matrix)."""
+    def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False,
+                threads: int = 1) -> np.ndarray:
+        self.parts = [(a, b, Conv2dFunction()) for a, b in _cuts(x.shape[0], threads)]
+
+        def run(part: tuple[int, int, Conv2dFunction]) -> np.ndarray:
+            a, b, fn = part
+            out = fn.forward(x[a:b], weight, bias, stride=stride, padding=padding)   # (b - a, C_out, H_out, W_out)
+            if relu:
+                np.maximum(out, 0, out=out)                      # in place: no second array
+            return out
+        outs = _on_threads(run, self.parts)
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        self.out, self.has_bias = (out if relu else None), bias is not None
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.out is not None:
+            grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
+        need = [t.requires_grad for t in self.inputs] + [False]
+        run = lambda part: _conv_part_backward(part[2], grad[part[0]:part[1]], need)
+        res = _on_threads(run, self.parts)
+        dx, dw, db = res[0]
+        if len(res) > 1:                                         # the parts' images, and sums over them
+            dx = np.concatenate([r[0] for r in res]) if need[0] else None
+            dw = sum((r[1] for r in res[1:]), dw) if need[1] else None
+            db = sum((r[2] for r in res[1:]), db) if db is not None else None
+        dw = dw.reshape(self.inputs[1].shape) if dw is not None else None
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+
+class FusedConv2d(Conv2d):
+    """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
+    a following ReLU into it) on `threads` threads (set by `fast_model`): same parameters and state."""
+    threads: int = 1
+
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            return super().forward(x)                            # its own error
+        inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu,
+                                        threads=self.threads)
+
+
+class TiledMaxPoolFunction(Function):
+    """Max pooling over non-overlapping kh x kw tiles (stride = kernel, dividing H and W):
+    x (N, C, H, W) -> (N, C, H / kh, W / kw). Forward takes kh*kw - 1 in-place maxima of
+    strided views and keeps x and the output; backward sends each gradient to the first
+    maximum of its tile in row-major order (module 09's rule), found by comparison."""
+    def forward(self, x: np.ndarray, kernel: tuple[int, int] = (2, 2)) -> np.ndarray:
+        (N, C, H, W), (kh, kw) = x.shape, kernel
+        x6 = x.reshape(N, C, H // kh, kh, W // kw, kw)           # a view: axes 3 and 5 are the offsets
+        out = x6[:, :, :, 0, :, 0].copy()                        # (N, C, H_out, W_out)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    np.maximum(out, x6[:, :, :, i, :, j], out=out)
+        self.x6, self.out = x6, out
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+        x6, out = self.x6, self.out
+        dx = np.empty(x6.shape, dtype=grad.dtype)                # every input pixel is in one tile
+        free = np.ones(out.shape, dtype=bool)                    # tiles whose maximum is not found yet
+        kh, kw = x6.shape[3], x6.shape[5]
+        for i in range(kh):
+            for j in range(kw):
+                if i == kh - 1 and j == kw - 1:
+                    hit = free                                   # the last offset: what is left
+                else:
+                    hit = x6[:, :, :, i, :, j] == out
+                    hit &= free
+                    free ^= hit
+                np.multiply(grad, hit, out=dx[:, :, :, i, :, j])
+        return (dx.reshape(self.inputs[0].shape),)
+
+
+class FusedMaxPool2d(MaxPool2d):
+    """Module 09's MaxPool2d taking `TiledMaxPoolFunction` when the tiles do not overlap and
+    cover the input; anything else runs module 09's forward."""
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), tiled = self.kernel_size, self.stride == self.kernel_size
+        if not (isinstance(x, Tensor) and x.ndim == 4 and tiled and x.shape[2] % kh == 0 and x.shape[3] % kw == 0
+                and x.dtype.kind == "f" and x.shape[2] >= kh and x.shape[3] >= kw):
+            return super().forward(x)
+        return TiledMaxPoolFunction.apply(x, kernel=self.kernel_size)
+
+
+class FusedSequential(Sequential):
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    def forward(self, x: Any) -> Any:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+class FusedGELULayer(GELU):
+    """Module 02's GELU layer computing with `fused_gelu` (the same forward values)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return fused_gelu(x)
+
+
+class FusedCausalSelfAttention(MultiHeadAttention):
+    """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
+    self-attention without a cache, extra mask, active dropout or returned weights
+    (`last_weights` is then None) on `threads` threads (set by `fast_model`); anything else
+    runs module 11's forward."""
+    threads: int = 1
+
+    def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
+                cache: Any = None, return_weights: bool = False) -> Any:
+        dropping = self.training and (self.attn_dropout.p > 0 or self.out_dropout.p > 0)
+        fused = (key is None and value is None and mask is None and cache is None and not return_weights
+                 and self.causal and not dropping and isinstance(query, Tensor) and query.ndim == 3
+                 and query.shape[-1] == self.d_model and self.q_proj.bias is not None)
+        if not fused:
+            return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
+        y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
+                                              self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
+                                              num_heads=self.num_heads, threads=self.threads)   # (B, T, C)
+        self.last_weights = None
+        return linear(y, self.out_proj.weight, self.out_proj.bias, threads=self.threads)   # (B, T, C)
+
+
+class FusedCrossEntropy(CrossEntropyLoss):
+    """Module 04's CrossEntropyLoss computing with `softmax_cross_entropy` (one op) for the
+    reductions "mean" and "sum"; "none" runs module 04's forward."""
+    def forward(self, logits: Tensor, targets: Any) -> Tensor:
+        if self.reduction not in _CE_REDUCTIONS:
+            return super().forward(logits, targets)
+        return softmax_cross_entropy(logits, targets, self.ignore_index, self.reduction)
+
+
+#: plain module class -> its fused subclass (same attributes, parameters and state)
+FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadAttention: FusedCausalSelfAttention,
+                             CrossEntropyLoss: FusedCrossEntropy, Conv2d: FusedConv2d, Sequential: FusedSequential,
+                             MaxPool2d: FusedMaxPool2d}
+
+
+def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: int = 1) -> dict[str, int]:
+    """Opt in: give every module of `model` (itself included) whose class is exactly a key of
+    `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
+    checkpoints are unchanged; results equal the plain model's up to float rounding.
+    threads: the fused convolutions, Dense layers and attentions split their batch (rows)
+    over this many threads (best with numpy's BLAS on one thread).
+    Returns {plain class name: how many were swapped}."""
+    if not isinstance(model, Module):
+        raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"fast_model: threads must be a positive int, got {threads!r}")
+    table = FUSIONS if fusions is None else fusions
+    swapped: dict[str, int] = {}
+    for m in model.modules():
+        fused = table.get(type(m))
+        if fused is not None:
+            swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
+            m.__class__ = fused
+    for m in model.modules():
+        if isinstance(m, (FusedConv2d, FusedDense, FusedCausalSelfAttention)):
+            m.threads = int(threads)
+    return swapped

@@ -18,7 +18,9 @@ BENCHMARKS: dict[str, str] = {
     "lenet5": "one LeNet-5 training step against its products and PyTorch (bench_lenet5_step.py)",
     "tinygpt": "one TinyGPT training step and generation with/without KV cache (bench_tinygpt.py)",
     "kernels": "module 13's kernels (bench_kernels.py, when it exists)",
-    "profile": "per-op profiles of the MLP and TinyGPT steps, and the roofline of their products",
+    "vs_torch": "TinyGPT and LeNet-5 steps, plain and module 13's fast_model, against PyTorch side by side "
+                "(alternating, 1 and 2 BLAS threads; bench_vs_torch.py)",
+    "profile": "per-op profiles of the MLP, TinyGPT and LeNet-5 steps (plain and fast_model), and the roofline",
 }
 
 DESCRIPTION = """\
@@ -29,7 +31,7 @@ to PyTorch's CPU build where measured; the machine's facts (BLAS library and thr
 average, peak, bandwidth); the scripts' own tables; per-op profiles; PNG plots; report.json.
 The scripts' JSON results go into the report folder too (results/ is left alone).
 
-The full suite takes about 3-5 minutes on 2 cores: run it on an otherwise idle machine.
+The full suite takes about 5-8 minutes on 2 cores: run it on an otherwise idle machine.
 
 Benchmarks (for --only):
 """ + "\n".join(f"  {name:9s} {what}" for name, what in BENCHMARKS.items())

@@ -1,0 +1,263 @@
+"""TinyTorch against PyTorch, side by side in one process: the TinyGPT and LeNet-5 training
+steps with 1 and with 2 BLAS threads.
+
+    python benchmarks/bench_vs_torch.py               # writes results/bench_report/bench_vs_torch.json
+    python benchmarks/bench_vs_torch.py --quick       # small models, few rounds (smoke test, writes nothing)
+    bin/tito bench --only vs_torch                    # the same, inside the suite's report
+
+For each model and thread count, three steps are built on the same shapes:
+
+* **plain**: TinyTorch as the milestones train it today (module 13's `FusedAdamW` for
+  TinyGPT, module 06's `SGD` for LeNet-5, the plain layers);
+* **fast**: the same model opted into module 13's `fast_model(model, threads=n)` (one op
+  per Dense layer, per causal attention, per GELU, per cross-entropy; for LeNet-5 also
+  Conv2d + ReLU and the tiled max-pool). With n threads its Dense layers, attentions and
+  convolutions split their batch over n Python threads while numpy's BLAS runs on one
+  (two layers of threads on two cores wait for each other); the step uses n cores either way;
+* **pytorch**: the same model and update in PyTorch's CPU build, only when `torch` is
+  importable (it is never a dependency: `pip install -e ".[bench]"` adds it).
+
+They are timed *alternately* (round r: a few steps of plain, then fast, then pytorch, each
+step timed alone and the first of each block dropped as a warm-up), for many rounds, so
+that the load of a shared machine hits them alike. Reported per variant: the median step
+and its spread (25th-75th percentile, min-max); and the ratio fast / pytorch as the ratio
+of medians and as the median of the per-round ratios. numpy's OpenBLAS threads are set with
+module 14's `set_blas_threads`, PyTorch's with `torch.set_num_threads`. The load average
+before and after is recorded: compare only runs taken on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import time
+
+import numpy as np
+
+from common import table, write_results
+
+import tinytorch  # noqa: F401  (switches autograd on)
+from tinytorch.bench.benchmarking import blas_threads, percentile, set_blas_threads
+from tinytorch.core.kernels import FusedAdamW, fast_model, tune_allocator
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.optimizers import SGD
+from tinytorch.core.tensor import Tensor
+
+import bench_lenet5_step
+import bench_tinygpt
+
+QUICK_GPT = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_length=16, batch=4)
+
+
+# ---- TinyTorch steps -------------------------------------------------------------------------------
+def tinygpt_step(cfg: dict, fast: bool, threads: int = 1):
+    from tinytorch.tinygpt import LanguageModelLoss, TinyGPT
+    model = TinyGPT(vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], num_heads=cfg["num_heads"],
+                    num_layers=cfg["num_layers"], max_length=cfg["max_length"], rng=np.random.default_rng(0))
+    loss_fn = LanguageModelLoss()
+    if fast:
+        fast_model(model, threads=threads)
+        fast_model(loss_fn)
+    window = np.random.default_rng(1).integers(0, cfg["vocab_size"], size=(cfg["batch"], cfg["max_length"] + 1))
+    x, y = Tensor(window[:, :-1]), window[:, 1:]
+    opt = FusedAdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def step() -> None:
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def lenet5_step(batch: int, fast: bool, threads: int = 1):
+    rng = np.random.default_rng(0)
+    model = bench_lenet5_step.lenet5(rng)
+    loss_fn = CrossEntropyLoss()
+    if fast:
+        fast_model(model, threads=threads)
+        fast_model(loss_fn)
+    x = Tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    y = rng.integers(0, 10, size=batch)
+    opt = SGD(model.parameters(), lr=bench_lenet5_step.LR)
+
+    def step() -> None:
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+# ---- PyTorch steps (only when torch is importable) ---------------------------------------------------
+def torch_tinygpt_step(cfg: dict):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    B, T, C, nh, V, L = (cfg["batch"], cfg["max_length"], cfg["d_model"], cfg["num_heads"],
+                         cfg["vocab_size"], cfg["num_layers"])
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+            self.q, self.k, self.v, self.o = (nn.Linear(C, C) for _ in range(4))
+            self.fc, self.proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+        def forward(self, x):
+            h = self.ln1(x)
+            split = lambda t: t.view(B, T, nh, C // nh).transpose(1, 2)          # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(split(self.q(h)), split(self.k(h)), split(self.v(h)), is_causal=True)
+            x = x + self.o(y.transpose(1, 2).reshape(B, T, C))
+            return x + self.proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(V, C), nn.Parameter(torch.zeros(T, C))
+            self.blocks = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f, self.head = nn.LayerNorm(C), nn.Linear(C, V)
+
+        def forward(self, idx):
+            x = self.tok(idx) + self.pos
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.ln_f(x))
+
+    model = GPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    idx, target = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+
+    def step() -> None:
+        loss = F.cross_entropy(model(idx).view(-1, V), target.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torch_lenet5_step(batch: int):
+    import torch
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+                          nn.ReLU(), nn.Linear(84, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=bench_lenet5_step.LR)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+
+    def step() -> None:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
+# ---- the alternating measurement ------------------------------------------------------------------
+def set_threads(n: int, have_torch: bool) -> None:
+    set_blas_threads(n)
+    if have_torch:
+        import torch
+        torch.set_num_threads(n)
+
+
+def alternate(steps: dict, rounds: int, block: int, blas: dict | None = None) -> dict:
+    """Time the steps in turn, `block` steps each per round (the first of a block is dropped).
+    blas: {name: BLAS threads for that step's block} (set before its block, outside the timing)."""
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    per_round: dict[str, list[float]] = {name: [] for name in steps}
+    default = blas_threads()
+    for _ in range(rounds):
+        for name, step in steps.items():
+            set_blas_threads((blas or {}).get(name, default))
+            times = []
+            for _ in range(block + 1):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            samples[name] += times[1:]
+            per_round[name].append(float(np.median(times[1:])))
+    set_blas_threads(default)
+    out: dict = {}
+    for name, s in samples.items():
+        out[name] = {"median_ms": percentile(s, 50) * 1e3, "p25_ms": percentile(s, 25) * 1e3,
+                     "p75_ms": percentile(s, 75) * 1e3, "min_ms": min(s) * 1e3, "max_ms": max(s) * 1e3, "steps": len(s)}
+    for a, b in (("fast", "pytorch"), ("plain", "pytorch"), ("fast", "plain")):
+        if a in samples and b in samples:
+            paired = [x / y for x, y in zip(per_round[a], per_round[b])]
+            out[f"{a}/{b}"] = {"ratio_of_medians": out[a]["median_ms"] / out[b]["median_ms"],
+                               "median_of_round_ratios": float(np.median(paired)),
+                               "round_ratio_p25": percentile(paired, 25), "round_ratio_p75": percentile(paired, 75)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small models, few rounds (smoke test, writes nothing)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
+    parser.add_argument("--rounds", type=int, default=12, help="alternating rounds (default 12)")
+    parser.add_argument("--block", type=int, default=4, help="timed steps per variant and round (default 4)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS thread counts (default 1 2)")
+    parser.add_argument("--only", nargs="+", choices=["tinygpt", "lenet5"], default=["tinygpt", "lenet5"])
+    args = parser.parse_args()
+    rounds, block = (2, 2) if args.quick else (args.rounds, args.block)
+    gpt_cfg = QUICK_GPT if args.quick else {**bench_tinygpt.DEFAULT}
+    batch = 8 if args.quick else 64
+    have_torch = importlib.util.find_spec("torch") is not None
+    tuned = tune_allocator()["applied"]
+    if blas_threads() is None:
+        raise SystemExit("bench_vs_torch: numpy's BLAS is not OpenBLAS: the thread count cannot be set")
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    models = {"tinygpt": (f"TinyGPT L{gpt_cfg['num_layers']} C{gpt_cfg['d_model']} T{gpt_cfg['max_length']} "
+                          f"B{gpt_cfg['batch']}, AdamW",
+                          lambda: tinygpt_step(gpt_cfg, False), lambda n: tinygpt_step(gpt_cfg, True, threads=n),
+                          lambda: torch_tinygpt_step(gpt_cfg)),
+              "lenet5": (f"LeNet-5 batch {batch}, SGD", lambda: lenet5_step(batch, False),
+                         lambda n: lenet5_step(batch, True, threads=n), lambda: torch_lenet5_step(batch))}
+    results: dict = {}
+    rows = []
+    previous = blas_threads()
+    try:
+        for key in args.only:
+            label, plain, fast, torch_step = models[key]
+            for n in args.threads:
+                set_threads(n, have_torch)
+                steps = {"plain": plain(), "fast": fast(n)}
+                if have_torch:
+                    steps["pytorch"] = torch_step()
+                for name, step in steps.items():                 # warm-up: caches, allocator, thread pools
+                    set_blas_threads(1 if name == "fast" else n)
+                    for _ in range(3):
+                        step()
+                set_blas_threads(n)
+                r = alternate(steps, rounds, block, blas={"fast": 1})   # fast: its own n threads, BLAS on one
+                results[f"{key}/{n}"] = {"model": label, "threads": n, **r}
+                fp = r.get("fast/pytorch")
+                pp = r.get("plain/pytorch")
+                rows.append([label, str(n), *(f"{r[v]['median_ms']:.1f} ({r[v]['p25_ms']:.1f}-{r[v]['p75_ms']:.1f})"
+                                               if v in r else "-" for v in ("plain", "fast", "pytorch")),
+                             f"{pp['ratio_of_medians']:.2f}x" if pp else "-",
+                             f"{fp['ratio_of_medians']:.2f}x (rounds {fp['round_ratio_p25']:.2f}-{fp['round_ratio_p75']:.2f})"
+                             if fp else "-"])
+                print(f"  {key} {n} thread(s): done", flush=True)
+    finally:
+        set_blas_threads(previous)
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    torch_version = importlib.import_module("torch").__version__ if have_torch else None
+    print(f"TinyTorch vs PyTorch {torch_version or '(not installed: TinyTorch only)'}, alternating, {rounds} rounds "
+          f"x {block} steps; malloc tuned: {tuned}; load average {load_start} -> {load_end}")
+    print(table(rows, ["model", "threads", "plain ms (p25-p75)", "fast ms (p25-p75)", "PyTorch ms (p25-p75)",
+                       "plain / PyTorch", "fast / PyTorch"]))
+    if args.quick and not args.out:
+        return
+    path = write_results("bench_vs_torch", {"torch": torch_version, "rounds": rounds, "block": block,
+                                            "malloc_tuned": tuned, "load_average_start": load_start,
+                                            "load_average_end": load_end, "results": results}, args.out)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
