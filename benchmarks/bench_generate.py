@@ -151,6 +151,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=200, help="new tokens per generation (default 200)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--prompts", type=int, default=32, help="prompts of the batched run (default 32)")
+    parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else DEFAULT
     repeats, n = (3, 40) if args.quick else (args.repeats, args.tokens)
@@ -215,9 +216,9 @@ def main() -> int:
     if torch_t:
         print(f"speed-up over PyTorch at batch 1: {results['batch1']['speedup_vs_torch']:.2f}x "
               f"(same tokens: {same})")
-    if not args.quick:
+    if not args.quick or args.out:
         print("wrote", write_results("bench_generate" if args.threads == 1 else f"bench_generate_{args.threads}threads",
-                                     results))
+                                     results, args.out))
     return 0
 
 

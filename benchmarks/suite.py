@@ -71,6 +71,8 @@ SCRIPTS = (
     Script("kernels", "bench_kernels.py", "module 13's kernels against their references"),
     Script("vs_torch", "bench_vs_torch.py", "TinyGPT and LeNet-5 steps, plain and fast_model, against PyTorch, "
                                             "alternating, with 1 and 2 BLAS threads"),
+    Script("generate", "bench_generate.py", "TinyGPT generation: module 15's engine at batch 1 against PyTorch's "
+                                            "KV-cached decoding, and 32 prompts batched against one by one"),
 )
 NAMES = [s.name for s in SCRIPTS] + ["profile"]
 SCRIPT_TIMEOUT_S = {True: 180, False: 480}          # quick, full

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "kernels": "module 13's kernels (bench_kernels.py, when it exists)",
     "vs_torch": "TinyGPT and LeNet-5 steps, plain and module 13's fast_model, against PyTorch side by side "
                 "(alternating, 1 and 2 BLAS threads; bench_vs_torch.py)",
+    "generate": "TinyGPT generation, batch 1 against PyTorch KV-cached and 32 prompts batched (bench_generate.py)",
     "profile": "per-op profiles of the MLP, TinyGPT and LeNet-5 steps (plain and fast_model), and the roofline",
 }
 
