@@ -55,9 +55,9 @@ class CharTokenizer:
     """Ids are positions in `chars` (default DEFAULT_CHARS); `unknown`: None (an error) or the stand-in character."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
-        items = list(DEFAULT_CHARS if chars is None else chars)
         if unknown is not None and (not isinstance(unknown, str) or len(unknown) != 1):
             raise TypeError(f"CharTokenizer: unknown must be None or a single character, got {unknown!r}")
+        items = list(DEFAULT_CHARS if chars is None else chars)
         self.unknown = unknown
         self._set_vocabulary(items + [unknown] if unknown is not None and unknown not in items else items)
 
@@ -129,9 +129,6 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
 
     __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self.unknown!r})"
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #6b674ea3
 class EmbeddingFunction(Function):
@@ -321,12 +318,11 @@ class TinyGPT(Module):
     def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
         """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
         ids = _as_ids(idx, "TinyGPT")
-        ids = ids[None, :] if ids.ndim == 1 else ids
-        past = 0 if caches is None else len(caches[0])
-        if ids.ndim != 2 or ids.shape[1] == 0 or (caches is not None and len(caches) != len(self.blocks)):
-            raise ValueError(f"TinyGPT: expects ids (B, T >= 1) and one cache per block, got shape {ids.shape}")
-        if past + ids.shape[1] > self.max_length:
-            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached exceed max_length={self.max_length}")
+        ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
+        if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
+                or (caches is not None and len(caches) != len(self.blocks)):
+            raise ValueError(f"TinyGPT: expects ids (B, 1 <= T <= max_length={self.max_length} - {past} cached) "
+                             f"and one cache per block, got shape {ids.shape}")
         return ids, past
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
@@ -352,8 +348,6 @@ class TinyGPT(Module):
         if isinstance(prompt, str) and self.tokenizer is None:
             raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer; or pass token ids")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
-        if ids.size == 0:
-            raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
                               top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
@@ -379,9 +373,6 @@ class TinyGPT(Module):
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items() if k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length"))
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #378f79d6
 def shift_targets(window: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -424,7 +415,7 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
 def greedy(logits: Any) -> np.ndarray:
     """The most likely id of each row: (B, V) -> (B,) int64 ((V,) -> 0-d); ties: lowest id."""
     z = _logits_2d(logits, "greedy")
-    ids = z.argmax(axis=-1).astype(np.int64)
+    ids = z.argmax(axis=-1).astype(np.int64)                             # (B,)
     return ids.reshape(np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1])
 
 
@@ -635,12 +626,12 @@ class TextWindows:
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
-        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
+        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)                # (N,)
         self.context, self.batch_size = int(context), int(batch_size)
         self.num_batches = None if num_batches is None else int(num_batches)
+        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
         if min(self.context, self.batch_size, self.num_batches or 1) < 1 or self.tokens.size < self.context + 1:
             raise ValueError(f"TextWindows: needs positive sizes and context + 1 <= {self.tokens.size} tokens")
-        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the windows of `epoch` next (module 07's Trainer calls this before every epoch)."""
@@ -732,8 +723,7 @@ class LanguageModelTrainer:
         """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
         h = self.history
         for i in range(self._printed, len(h["epoch"])):
-            row = {"iteration": h["epoch"][i] * self.eval_interval, "train_loss": h["train_loss"][i],
-                   "val_loss": h["val_loss"][i], "lr": h["lr"][i], "seconds": h["seconds"][i]}
+            row = {"iteration": h["epoch"][i] * self.eval_interval, **{k: h[k][i] for k in ("train_loss", "val_loss", "lr", "seconds")}}
             if self.verbose:
                 print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, val loss "
                       f"{row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)
