@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -313,7 +313,6 @@ class TinyGPT(Module):
 
     vocab_size = property(lambda self: self.config.vocab_size)
     max_length = property(lambda self: self.config.max_length)
-    num_layers = property(lambda self: self.config.num_layers)
 
     def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
         """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
@@ -326,8 +325,7 @@ class TinyGPT(Module):
         return ids, past
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) (after the positions in `caches`, one KVCache per block, under
-        no_grad); last_only: the last position's logits only, (B, 1, V)."""
+        """Logits (B, T, V) for ids (B, T) after the positions in `caches` (no_grad); last_only: (B, 1, V)."""
         ids, past = self._check_ids(idx, caches)
         x = self.token_embedding(ids)                                    # (B, T, C)
         x = self.dropout(self.positions(x, offset=past))                 # (B, T, C), positions past .. past + T - 1
@@ -455,9 +453,8 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): softmax(logits / temperature) restricted
-    by top_k then top_p, sampled by inverse CDF with one uniform number per row from `rng`; greedy at
-    temperature 0 and at temperatures so small that logits / temperature would overflow."""
+    """One id per row of logits (B, V) -> (B,) int64 ((V,) -> 0-d) from softmax(logits / temperature) cut by top_k
+    then top_p, by inverse CDF (one uniform per row from `rng`); greedy where logits / temperature overflows."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
     if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
@@ -482,9 +479,8 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled (decodable) ids to each row of `ids`: (B, T0) -> (B, T0 + n) int64, under
-    no_grad in eval mode. use_cache: KV caches, re-prefilled with the last `window_keep` tokens (default
-    max_length // 2) when full; else each step runs the last max_length ids."""
+    """ids (B, T0) -> (B, T0 + max_new_tokens) int64, sampling decodable ids under no_grad in eval mode; use_cache:
+    KV caches, re-prefilled with the last `window_keep` (default max_length // 2) tokens when full."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -678,8 +674,7 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer as a TrainConfig (and keyword overrides) says;
-    each epoch's losses are printed and passed to `on_evaluation(row)`; optimizer_class: AdamW or a variant."""
+    """Trains a TinyGPT on `text` with module 07's Trainer as a TrainConfig (or keyword overrides) says."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
