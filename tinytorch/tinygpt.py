@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -55,9 +55,9 @@ class CharTokenizer:
     """Ids are positions in `chars` (default DEFAULT_CHARS); `unknown`: None (an error) or the stand-in character."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
-        items = list(DEFAULT_CHARS if chars is None else chars)
         if unknown is not None and (not isinstance(unknown, str) or len(unknown) != 1):
             raise TypeError(f"CharTokenizer: unknown must be None or a single character, got {unknown!r}")
+        items = list(DEFAULT_CHARS if chars is None else chars)
         self.unknown = unknown
         self._set_vocabulary(items + [unknown] if unknown is not None and unknown not in items else items)
 
@@ -129,9 +129,6 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
 
     __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self.unknown!r})"
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #6b674ea3
 class EmbeddingFunction(Function):
@@ -316,22 +313,19 @@ class TinyGPT(Module):
 
     vocab_size = property(lambda self: self.config.vocab_size)
     max_length = property(lambda self: self.config.max_length)
-    num_layers = property(lambda self: self.config.num_layers)
 
     def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
         """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
         ids = _as_ids(idx, "TinyGPT")
-        ids = ids[None, :] if ids.ndim == 1 else ids
-        past = 0 if caches is None else len(caches[0])
-        if ids.ndim != 2 or ids.shape[1] == 0 or (caches is not None and len(caches) != len(self.blocks)):
-            raise ValueError(f"TinyGPT: expects ids (B, T >= 1) and one cache per block, got shape {ids.shape}")
-        if past + ids.shape[1] > self.max_length:
-            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached exceed max_length={self.max_length}")
+        ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
+        if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
+                or (caches is not None and len(caches) != len(self.blocks)):
+            raise ValueError(f"TinyGPT: expects ids (B, 1 <= T <= max_length={self.max_length} - {past} cached) "
+                             f"and one cache per block, got shape {ids.shape}")
         return ids, past
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) (after the positions in `caches`, one KVCache per block, under
-        no_grad); last_only: the last position's logits only, (B, 1, V)."""
+        """Logits (B, T, V) for ids (B, T) after the positions in `caches` (no_grad); last_only: (B, 1, V)."""
         ids, past = self._check_ids(idx, caches)
         x = self.token_embedding(ids)                                    # (B, T, C)
         x = self.dropout(self.positions(x, offset=past))                 # (B, T, C), positions past .. past + T - 1
@@ -352,8 +346,6 @@ class TinyGPT(Module):
         if isinstance(prompt, str) and self.tokenizer is None:
             raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer; or pass token ids")
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
-        if ids.size == 0:
-            raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
                               top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
@@ -379,9 +371,6 @@ class TinyGPT(Module):
         trainer = LanguageModelTrainer(self, text, iterations=epochs * iterations_per_epoch,
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items() if k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length"))
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #378f79d6
 def shift_targets(window: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -424,7 +413,7 @@ def _softmax_rows(z: np.ndarray) -> np.ndarray:
 def greedy(logits: Any) -> np.ndarray:
     """The most likely id of each row: (B, V) -> (B,) int64 ((V,) -> 0-d); ties: lowest id."""
     z = _logits_2d(logits, "greedy")
-    ids = z.argmax(axis=-1).astype(np.int64)
+    ids = z.argmax(axis=-1).astype(np.int64)                             # (B,)
     return ids.reshape(np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1])
 
 
@@ -464,9 +453,8 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): softmax(logits / temperature) restricted
-    by top_k then top_p, sampled by inverse CDF with one uniform number per row from `rng`; greedy at
-    temperature 0 and at temperatures so small that logits / temperature would overflow."""
+    """One id per row of logits (B, V) -> (B,) int64 ((V,) -> 0-d) from softmax(logits / temperature) cut by top_k
+    then top_p, by inverse CDF (one uniform per row from `rng`); greedy where logits / temperature overflows."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
     if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
@@ -491,9 +479,8 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled (decodable) ids to each row of `ids`: (B, T0) -> (B, T0 + n) int64, under
-    no_grad in eval mode. use_cache: KV caches, re-prefilled with the last `window_keep` tokens (default
-    max_length // 2) when full; else each step runs the last max_length ids."""
+    """ids (B, T0) -> (B, T0 + max_new_tokens) int64, sampling decodable ids under no_grad in eval mode; use_cache:
+    KV caches, re-prefilled with the last `window_keep` (default max_length // 2) tokens when full."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -629,12 +616,12 @@ class TextWindows:
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
-        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
+        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)                # (N,)
         self.context, self.batch_size = int(context), int(batch_size)
         self.num_batches = None if num_batches is None else int(num_batches)
+        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
         if min(self.context, self.batch_size, self.num_batches or 1) < 1 or self.tokens.size < self.context + 1:
             raise ValueError(f"TextWindows: needs positive sizes and context + 1 <= {self.tokens.size} tokens")
-        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the windows of `epoch` next (module 07's Trainer calls this before every epoch)."""
@@ -681,8 +668,7 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer as a TrainConfig (and keyword overrides) says;
-    each epoch's losses are printed and passed to `on_evaluation(row)`; optimizer_class: AdamW or a variant."""
+    """Trains a TinyGPT on `text` with module 07's Trainer as a TrainConfig (or keyword overrides) says."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -726,8 +712,7 @@ class LanguageModelTrainer:
         """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
         h = self.history
         for i in range(self._printed, len(h["epoch"])):
-            row = {"iteration": h["epoch"][i] * self.eval_interval, "train_loss": h["train_loss"][i],
-                   "val_loss": h["val_loss"][i], "lr": h["lr"][i], "seconds": h["seconds"][i]}
+            row = {"iteration": h["epoch"][i] * self.eval_interval, **{k: h[k][i] for k in ("train_loss", "val_loss", "lr", "seconds")}}
             if self.verbose:
                 print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, val loss "
                       f"{row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)

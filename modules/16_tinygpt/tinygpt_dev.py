@@ -16,10 +16,9 @@
 # %% [markdown]
 # # Module 16: TinyGPT
 #
-# **Where you are.** The last module. You have tensors and autograd (01, 05), layers and
-# losses (03, 04), optimizers and a trainer (06, 07), normalisation (10) and attention with
-# a key/value cache (11). This module assembles them into a character-level GPT shaped like
-# nanoGPT, trains it on Shakespeare and makes it write.
+# The last module assembles tensors and autograd (01, 05), layers and losses (03, 04), AdamW and
+# the trainer (06, 07), LayerNorm (10) and cached attention (11) into a character-level GPT
+# shaped like nanoGPT, trains it on Shakespeare and makes it write.
 #
 # | name | what it is |
 # |---|---|
@@ -30,13 +29,9 @@
 # | `sample_next` (greedy, temperature, top-k, top-p), `generate_tokens` | choosing the next character; the generation loop |
 # | `TrainConfig`, `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; module 07's Trainer with AdamW |
 #
-# `tito export` compiles the `#| export` cells into `tinytorch/tinygpt.py` (which re-exports
-# `MultiHeadAttention` and `LayerNorm` unchanged).
-#
-# **The one idea.** A language model maps a sequence of tokens to a distribution over the
-# *next* token, at every position at once. Training makes it predict text it has seen;
-# generation feeds its own predictions back in. Everything is composition: the only new
-# differentiable op is the embedding lookup.
+# **The one idea.** A language model maps tokens to a distribution over the *next* token, at
+# every position at once. Training makes it predict text it has seen; generation feeds its
+# own predictions back in. The only new differentiable op is the embedding lookup.
 #
 # **Points: 31** (the total of this module's graded test cells)
 
@@ -63,7 +58,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,14 +87,12 @@ def _as_ids(ids: Any, who: str) -> np.ndarray:
 # %% [markdown]
 # ## 1. From characters to numbers: `CharTokenizer`
 #
-# Text becomes integer **ids**: the vocabulary is a list of characters and a character's id
-# is its index in it (65 symbols for Shakespeare; real GPTs use ~50,000 sub-word tokens).
-# `CharTokenizer()` holds tab, newline and the 95 printable ASCII characters (97 ids);
-# `fit(text)` makes it the sorted unique characters of a corpus. Unknown characters are an
-# error naming them (`CharTokenizer(unknown="?")` maps them to one id instead). Encoding is
-# vectorised: `text.encode("utf-32-le")` is an array of code points, and a table indexed by
-# code point (−1: unknown) looks all of them up at once. `to_dict()` is JSON, so a saved
-# model carries its tokenizer.
+# A character's **id** is its index in the vocabulary (65 characters for Shakespeare; real
+# GPTs use ~50,000 sub-word tokens). `CharTokenizer()` holds tab, newline and the 95
+# printable ASCII characters; `fit(text)` makes it the sorted unique characters of a corpus.
+# Unknown characters are an error (`unknown="?"` maps them to one id instead). Encoding is
+# vectorised: `text.encode("utf-32-le")` gives the code points, and a table indexed by code
+# point (−1: unknown) looks all of them up at once.
 
 # %% nbgrader={"grade": false, "grade_id": "tokenizer", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -114,11 +107,13 @@ class CharTokenizer:
     """Ids are positions in `chars` (default DEFAULT_CHARS); `unknown`: None (an error) or the stand-in character."""
 
     def __init__(self, chars: str | Sequence[str] | None = None, unknown: str | None = None):
-        items = list(DEFAULT_CHARS if chars is None else chars)
         if unknown is not None and (not isinstance(unknown, str) or len(unknown) != 1):
             raise TypeError(f"CharTokenizer: unknown must be None or a single character, got {unknown!r}")
+        ### BEGIN SOLUTION
+        items = list(DEFAULT_CHARS if chars is None else chars)
         self.unknown = unknown
         self._set_vocabulary(items + [unknown] if unknown is not None and unknown not in items else items)
+        ### END SOLUTION
 
     def _set_vocabulary(self, items: list[str]) -> None:
         """Build `chars`, `_table` (code point -> id, -1 unknown), `_chars_array` (id -> char), `unknown_id`."""
@@ -183,7 +178,9 @@ class CharTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description: {"type", "chars" (one string), "unknown"}."""
+        ### BEGIN SOLUTION
         return {"type": "CharTokenizer", "chars": "".join(self.chars), "unknown": self.unknown}
+        ### END SOLUTION
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CharTokenizer:
@@ -196,9 +193,6 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
 
     __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size}, unknown={self.unknown!r})"
 
 # %% nbgrader={"grade": true, "grade_id": "test-tokenizer", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 tok = CharTokenizer()
@@ -222,12 +216,10 @@ print("tokenizer: OK", ids, "->", repr(tok.decode(ids)))
 # %% [markdown]
 # ## 2. Embeddings: a lookup table that learns
 #
-# An id is a name, not a quantity, so the first layer looks each id up in a table `W`
-# `(vocab, C)`: `out[b, t] = W[ids[b, t]]`, `(B, T) → (B, T, C)`. The backward adds the
-# gradient rows of repeated ids. `np.add.at` does that one element at a time; sorting the ids
+# An id is a name, not a quantity, so the first layer looks it up in a table `W` `(V, C)`:
+# `out[b, t] = W[ids[b, t]]`. The backward sums the gradient rows of repeated ids: sorting
 # makes equal ids adjacent and one `np.add.reduceat` sums each run (ids `7 2 7 0` → sorted
-# `0 2 7 7`, runs start at `[0, 1, 2]`, so `W'[7] = g0 + g2`): 0.13 ms instead of 0.84 ms
-# for 12 × 64 ids, C = 128.
+# `0 2 7 7`, runs start at `[0, 1, 2]`, so `W'[7] = g0 + g2`), 6× faster than `np.add.at`.
 
 # %% nbgrader={"grade": false, "grade_id": "embedding", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -299,12 +291,11 @@ print("embedding: OK")
 # %% [markdown]
 # ## 3. Where is each token? Positional encoding
 #
-# Attention is a *set* operation ("dog bites man" = "man bites dog"), so each token vector
-# gets a vector that depends on its **position** `p`: **learned** (GPT-2, TinyGPT's default,
-# a `Parameter` `(max_length, C)`) or **sinusoidal** (the original transformer,
-# $PE[p, 2i] = \sin(p / 10000^{2i/C})$, $PE[p, 2i+1] = \cos(\cdot)$, no parameters).
+# Attention is a *set* operation ("dog bites man" = "man bites dog"), so each token gets a
+# vector for its **position** `p` added: **learned** (GPT-2, TinyGPT's default) or
+# **sinusoidal** ($PE[p, 2i] = \sin(p / 10000^{2i/C})$, $PE[p, 2i+1] = \cos(\cdot)$).
 # `forward(x, offset)` adds rows `offset … offset + T − 1`: with a KV cache the new token
-# sits at `offset = cache length`. Positions past `max_length` are an error.
+# sits at `offset = cache length`.
 
 # %% nbgrader={"grade": false, "grade_id": "positional-encoding", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -535,22 +526,19 @@ class TinyGPT(Module):
 
     vocab_size = property(lambda self: self.config.vocab_size)
     max_length = property(lambda self: self.config.max_length)
-    num_layers = property(lambda self: self.config.num_layers)
 
     def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
         """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
         ids = _as_ids(idx, "TinyGPT")
-        ids = ids[None, :] if ids.ndim == 1 else ids
-        past = 0 if caches is None else len(caches[0])
-        if ids.ndim != 2 or ids.shape[1] == 0 or (caches is not None and len(caches) != len(self.blocks)):
-            raise ValueError(f"TinyGPT: expects ids (B, T >= 1) and one cache per block, got shape {ids.shape}")
-        if past + ids.shape[1] > self.max_length:
-            raise ValueError(f"TinyGPT: {ids.shape[1]} tokens after {past} cached exceed max_length={self.max_length}")
+        ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
+        if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
+                or (caches is not None and len(caches) != len(self.blocks)):
+            raise ValueError(f"TinyGPT: expects ids (B, 1 <= T <= max_length={self.max_length} - {past} cached) "
+                             f"and one cache per block, got shape {ids.shape}")
         return ids, past
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) (after the positions in `caches`, one KVCache per block, under
-        no_grad); last_only: the last position's logits only, (B, 1, V)."""
+        """Logits (B, T, V) for ids (B, T) after the positions in `caches` (no_grad); last_only: (B, 1, V)."""
         ids, past = self._check_ids(idx, caches)
         ### BEGIN SOLUTION
         x = self.token_embedding(ids)                                    # (B, T, C)
@@ -574,10 +562,8 @@ class TinyGPT(Module):
         """The prompt (a string, or 1-D ids) and `max_length` new tokens: a string if the model has a tokenizer."""
         if isinstance(prompt, str) and self.tokenizer is None:
             raise ValueError("TinyGPT.generate: a string prompt needs a tokenizer; or pass token ids")
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
-        if ids.size == 0:
-            raise ValueError("TinyGPT.generate: the prompt is empty; give at least one character (e.g. '\\n')")
         ### BEGIN SOLUTION
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else _as_ids(prompt, "TinyGPT.generate").reshape(-1)
         rng = np.random.default_rng(seed) if seed is not None else get_rng()
         out = generate_tokens(self, ids[None, :], max_length, temperature=temperature, top_k=top_k,
                               top_p=top_p, rng=rng, use_cache=use_cache, window_keep=window_keep)[0]   # (T0 + n,)
@@ -610,9 +596,6 @@ class TinyGPT(Module):
                                        eval_interval=iterations_per_epoch, **kwargs)
         return trainer.fit()
         ### END SOLUTION
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items() if k in ("vocab_size", "d_model", "num_heads", "num_layers", "max_length"))
 
 # %% nbgrader={"grade": true, "grade_id": "test-tinygpt", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 model = TinyGPT(vocab_size=100, d_model=128, num_layers=6, rng=np.random.default_rng(0))
@@ -659,8 +642,10 @@ class LanguageModelLoss(Module):
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__()
+        ### BEGIN SOLUTION
         self.ignore_index = ignore_index
         self.cross_entropy = CrossEntropyLoss(ignore_index=ignore_index)
+        ### END SOLUTION
 
     def forward(self, logits: Tensor, targets: Any) -> Tensor:
         t = _as_ids(targets, "LanguageModelLoss")
@@ -727,9 +712,9 @@ def greedy(logits: Any) -> np.ndarray:
     """The most likely id of each row: (B, V) -> (B,) int64 ((V,) -> 0-d); ties: lowest id."""
     z = _logits_2d(logits, "greedy")
     ### BEGIN SOLUTION
-    ids = z.argmax(axis=-1).astype(np.int64)
-    ### END SOLUTION
+    ids = z.argmax(axis=-1).astype(np.int64)                             # (B,)
     return ids.reshape(np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1])
+    ### END SOLUTION
 
 
 def apply_temperature(logits: Any, temperature: float) -> np.ndarray:
@@ -774,19 +759,18 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of `logits` (B, V) -> (B,) int64 ((V,) -> 0-d): softmax(logits / temperature) restricted
-    by top_k then top_p, sampled by inverse CDF with one uniform number per row from `rng`; greedy at
-    temperature 0 and at temperatures so small that logits / temperature would overflow."""
+    """One id per row of logits (B, V) -> (B,) int64 ((V,) -> 0-d) from softmax(logits / temperature) cut by top_k
+    then top_p, by inverse CDF (one uniform per row from `rng`); greedy where logits / temperature overflows."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
     if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
                                                        and 0 <= temperature < math.inf):
         raise ValueError(f"sample_next: needs a finite maximum in every row and temperature >= 0, got {temperature!r}")
+    ### BEGIN SOLUTION
     with np.errstate(over="ignore", invalid="ignore"):      # a subnormal temperature: z / t overflows -> greedy
         tiny = temperature == 0 or not np.isfinite(z[np.isfinite(z)].astype(np.float64) / temperature).all()
     if tiny:
         return greedy(z).reshape(shape)
-    ### BEGIN SOLUTION
     z = apply_temperature(z, temperature)
     if top_k is not None:
         z = top_k_filter(z, top_k)
@@ -835,9 +819,8 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """Append `max_new_tokens` sampled (decodable) ids to each row of `ids`: (B, T0) -> (B, T0 + n) int64, under
-    no_grad in eval mode. use_cache: KV caches, re-prefilled with the last `window_keep` tokens (default
-    max_length // 2) when full; else each step runs the last max_length ids."""
+    """ids (B, T0) -> (B, T0 + max_new_tokens) int64, sampling decodable ids under no_grad in eval mode; use_cache:
+    KV caches, re-prefilled with the last `window_keep` (default max_length // 2) tokens when full."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -845,11 +828,11 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
             or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"generate_tokens: needs ids (B, T0 >= 1), max_new_tokens >= 0 and window_keep in "
                          f"[1, {L}], got {ids.shape}, {max_new_tokens!r}, {window_keep!r}")
+    ### BEGIN SOLUTION
     was_training = model.training
     model.eval()
     try:
         with no_grad():
-            ### BEGIN SOLUTION
             V = model.vocab_size if model.tokenizer is None else min(model.vocab_size, model.tokenizer.vocab_size)
             B, T0 = ids.shape
             tokens = np.empty((B, T0 + max_new_tokens), dtype=np.int64)
@@ -867,10 +850,10 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                 elif pos > T0:                                    # one new token at position len(cache)
                     logits = model(tokens[:, pos - 1:pos], caches=caches, last_only=True)
                 tokens[:, pos] = sample_next(logits.data[:, -1, :V], temperature, top_k, top_p, rng)   # decodable ids
-            ### END SOLUTION
     finally:
         model.train(was_training)
     return tokens
+    ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-generate", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 from tinytorch.core.autograd import no_grad
@@ -1072,18 +1055,22 @@ class TextWindows:
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
-        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)
+        ### BEGIN SOLUTION
+        self.tokens = _as_ids(tokens, "TextWindows").reshape(-1)                # (N,)
         self.context, self.batch_size = int(context), int(batch_size)
         self.num_batches = None if num_batches is None else int(num_batches)
+        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
+        ### END SOLUTION
         if min(self.context, self.batch_size, self.num_batches or 1) < 1 or self.tokens.size < self.context + 1:
             raise ValueError(f"TextWindows: needs positive sizes and context + 1 <= {self.tokens.size} tokens")
-        self.seed, self.resample_each_epoch, self.epoch, self.on_epoch = int(seed), bool(resample_each_epoch), 0, None
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the windows of `epoch` next (module 07's Trainer calls this before every epoch)."""
+        ### BEGIN SOLUTION
         if self.on_epoch is not None:
             self.on_epoch()
         self.epoch = int(epoch)
+        ### END SOLUTION
 
     def __len__(self) -> int:
         ### BEGIN SOLUTION
@@ -1130,8 +1117,7 @@ class TrainConfig:
 
 
 class LanguageModelTrainer:
-    """Trains a TinyGPT on a text with module 07's Trainer as a TrainConfig (and keyword overrides) says;
-    each epoch's losses are printed and passed to `on_evaluation(row)`; optimizer_class: AdamW or a variant."""
+    """Trains a TinyGPT on `text` with module 07's Trainer as a TrainConfig (or keyword overrides) says."""
 
     def __init__(self, model: TinyGPT, text: str, config: TrainConfig | None = None, *,
                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True, verbose: bool = True,
@@ -1143,9 +1129,9 @@ class LanguageModelTrainer:
                 or not 1 <= self.context <= model.max_length:
             raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval and "
                              f"context in [1, max_length], got {c} for {model!r:.60}")
+        ### BEGIN SOLUTION
         self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
         self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
-        ### BEGIN SOLUTION
         train_text, val_text = split_text(text, c.val_fraction)
         self.train_tokens = model.tokenizer.encode(train_text)
         self.val_tokens = model.tokenizer.encode(val_text)
@@ -1157,8 +1143,8 @@ class LanguageModelTrainer:
                                         total_steps=c.iterations, min_lr=min(c.min_lr, c.lr))
         self.trainer = Trainer(model, self.optimizer, LanguageModelLoss(), metrics=metrics, scheduler=self.scheduler,
                                grad_clip=c.grad_clip, checkpoint_dir=checkpoint_dir, progress=progress)
-        ### END SOLUTION
         self.train_data.on_epoch = self._report             # report the last epoch when the next one starts
+        ### END SOLUTION
 
     epochs = property(lambda self: self.iterations // self.eval_interval)
     history = property(lambda self: self.trainer.history)
@@ -1179,8 +1165,7 @@ class LanguageModelTrainer:
         """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
         h = self.history
         for i in range(self._printed, len(h["epoch"])):
-            row = {"iteration": h["epoch"][i] * self.eval_interval, "train_loss": h["train_loss"][i],
-                   "val_loss": h["val_loss"][i], "lr": h["lr"][i], "seconds": h["seconds"][i]}
+            row = {"iteration": h["epoch"][i] * self.eval_interval, **{k: h[k][i] for k in ("train_loss", "val_loss", "lr", "seconds")}}
             if self.verbose:
                 print(f"iter {row['iteration']:5d}/{self.iterations}: train loss {row['train_loss']:.4f}, val loss "
                       f"{row['val_loss']:.4f}, lr {row['lr']:.2e}, {sum(h['seconds'][:i + 1]):.0f} s", flush=True)
