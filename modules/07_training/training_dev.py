@@ -369,10 +369,12 @@ _NOT_NPZ = {b"": "it is empty (0 bytes): probably an interrupted write",
 _MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
 
 
-def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
-    """The archive's arrays, each member checked before its data is read (a plainly named .npy,
-    once, no zip bomb, a readable header, no object dtype, its size as declared, `shapes`)."""
-    found: dict[str, tuple] = {}
+def npz_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """name -> (shape, dtype) of every array of the open .npz `zf` (the file at `path`), from the
+    zip directory and the .npy headers alone (no data is read). CheckpointError unless each member
+    is a plainly named .npy, once, no zip bomb, with a readable header, no object dtype and its
+    size as declared (module 15's packages read their weights through this too)."""
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     for info in zf.infolist():
         name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
         if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
@@ -390,7 +392,14 @@ def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] |
                 raise CheckpointError(f"{what} declares shape {shape} of {dtype} ({math.prod(shape) * dtype.itemsize} "
                                       f"bytes; object arrays only pickle could load) but holds "
                                       f"{info.file_size - f.tell()} bytes: refused")
-        found[name] = shape
+        found[name] = (tuple(shape), dtype)
+    return found
+
+
+def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
+    """The archive's arrays, each member checked by `npz_headers` before its data is read, and
+    against `shapes` (name -> shape) when given."""
+    found = {name: shape for name, (shape, _) in npz_headers(path, zf).items()}
     if shapes is not None:
         arrays = {k: v for k, v in found.items() if k != _META_KEY}
         problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in arrays]}",

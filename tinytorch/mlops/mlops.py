@@ -47,6 +47,7 @@ from ..core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ..core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from ..core.autograd import no_grad
 from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
+from ..core.training import npz_headers as checkpoint_npz_headers
 from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -859,36 +860,16 @@ def file_problems(folder: Path, files: Mapping[str, Any], needed: Iterable[str])
 
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """name -> (shape, dtype) of every array in the .npz at `path`, from the zip directory and
-    the .npy headers alone (no array is read). PackageError for a file that is not a zip, a
-    member that is not a .npy, an object (pickle) dtype, or a header whose shape needs more
-    bytes than the member holds (a size that would only fail after allocating it)."""
+    the .npy headers alone (no array is read): module 07's checkpoint checks (`npz_headers` of
+    tinytorch.core.training), as PackageError, for a file that is not a zip too."""
     path = Path(path)
-    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy") or info.is_dir():
-                    raise PackageError(f"{path}: member {info.filename!r} is not a .npy array")
-                with archive.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in ((1, 0), (2, 0)):
-                        raise PackageError(f"{path}: array {info.filename!r} has .npy format {version}; "
-                                           f"1.0 or 2.0 expected")
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                    offset = member.tell()
-                if dtype.hasobject:
-                    raise PackageError(f"{path}: array {info.filename!r} has dtype object (a pickle); refused")
-                if offset + math.prod(shape) * dtype.itemsize != info.file_size:
-                    raise PackageError(f"{path}: array {info.filename!r} declares shape {shape} of {dtype}, which does "
-                                       f"not fit its {info.file_size} bytes")
-                shapes[info.filename[:-4]] = (tuple(shape), dtype)
-    except PackageError:
-        raise
+            return checkpoint_npz_headers(path, archive)
+    except CheckpointError as err:
+        raise PackageError(str(err)) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as err:
         raise PackageError(f"{path} is not a readable .npz archive ({type(err).__name__}: {err})") from None
-    return shapes
 
 
 def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTIAL,)) -> ModelPackage:
