@@ -134,11 +134,10 @@ def gemm_lower_bound(batch: int, repeats: int) -> dict:
             "gflops_per_s_1024_square": peak / 1e9, "bound_at_peak_ms": total_flops / peak * 1e3}
 
 
-def torch_step_ms(batch: int, repeats: int) -> float | None:
-    """Median ms of the same step in PyTorch (CPU), or None when torch is not installed."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    torch = importlib.import_module("torch")
+def torch_step(batch: int):
+    """One training step of the same LeNet-5 in PyTorch (CPU), as a function of no arguments
+    (bench_vs_torch.py times it too). ImportError when torch is not importable."""
+    import torch
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
@@ -153,7 +152,14 @@ def torch_step_ms(batch: int, repeats: int) -> float | None:
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()
-    return time_it(step, repeats=repeats)["median_s"] * 1e3
+    return step
+
+
+def torch_step_ms(batch: int, repeats: int) -> float | None:
+    """Median ms of the same step in PyTorch (CPU), or None when torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    return time_it(torch_step(batch), repeats=repeats)["median_s"] * 1e3
 
 
 def main() -> None:

@@ -110,16 +110,13 @@ def gemm_lower_bound(gemms: list[tuple[int, int, int, int, str]], repeats: int) 
 
 
 # ---- PyTorch, only if it is already installed ---------------------------------------------------
-def torch_step_ms(cfg: dict, repeats: int) -> dict | None:
-    """The same model and step in PyTorch (CPU), or None when torch is not importable."""
-    try:
-        import torch
-        import torch.nn as nn
-        import torch.nn.functional as F
-    except ImportError:
-        return None
+def torch_step(cfg: dict):
+    """One training step of the same model in PyTorch (CPU), as a function of no arguments
+    (bench_vs_torch.py times it too). ImportError when torch is not importable."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
     B, T, C, nh, V, L = (cfg["batch"], cfg["max_length"], cfg["d_model"], cfg["num_heads"],
                          cfg["vocab_size"], cfg["num_layers"])
 
@@ -160,6 +157,17 @@ def torch_step_ms(cfg: dict, repeats: int) -> dict | None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    return step
+
+
+def torch_step_ms(cfg: dict, repeats: int) -> dict | None:
+    """The same model and step in PyTorch (CPU), or None when torch is not importable."""
+    try:
+        import torch
+        step = torch_step(cfg)
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
     timing = time_it(step, repeats=repeats, warmup=5)
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "step_ms": timing["median_s"] * 1e3}
 

@@ -92,68 +92,11 @@ def lenet5_step(batch: int, fast: bool, threads: int = 1):
 
 # ---- PyTorch steps (only when torch is importable) ---------------------------------------------------
 def torch_tinygpt_step(cfg: dict):
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    torch.manual_seed(0)
-    B, T, C, nh, V, L = (cfg["batch"], cfg["max_length"], cfg["d_model"], cfg["num_heads"],
-                         cfg["vocab_size"], cfg["num_layers"])
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
-            self.q, self.k, self.v, self.o = (nn.Linear(C, C) for _ in range(4))
-            self.fc, self.proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
-
-        def forward(self, x):
-            h = self.ln1(x)
-            split = lambda t: t.view(B, T, nh, C // nh).transpose(1, 2)          # (B, nh, T, hs)
-            y = F.scaled_dot_product_attention(split(self.q(h)), split(self.k(h)), split(self.v(h)), is_causal=True)
-            x = x + self.o(y.transpose(1, 2).reshape(B, T, C))
-            return x + self.proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-    class GPT(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.tok, self.pos = nn.Embedding(V, C), nn.Parameter(torch.zeros(T, C))
-            self.blocks = nn.ModuleList(Block() for _ in range(L))
-            self.ln_f, self.head = nn.LayerNorm(C), nn.Linear(C, V)
-
-        def forward(self, idx):
-            x = self.tok(idx) + self.pos
-            for block in self.blocks:
-                x = block(x)
-            return self.head(self.ln_f(x))
-
-    model = GPT()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    idx, target = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
-
-    def step() -> None:
-        loss = F.cross_entropy(model(idx).view(-1, V), target.view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return bench_tinygpt.torch_step(cfg)             # the same PyTorch model as bench_tinygpt.py's
 
 
 def torch_lenet5_step(batch: int):
-    import torch
-    nn = torch.nn
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
-                          nn.ReLU(), nn.Linear(84, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=bench_lenet5_step.LR)
-    loss_fn = nn.CrossEntropyLoss()
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-    return step
+    return bench_lenet5_step.torch_step(batch)       # the same PyTorch model as bench_lenet5_step.py's
 
 
 # ---- the alternating measurement ------------------------------------------------------------------
