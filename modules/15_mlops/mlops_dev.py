@@ -110,7 +110,7 @@ from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax,
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
-from tinytorch.core.training import npz_headers as checkpoint_npz_headers
+from tinytorch.core.training import npz_headers as checkpoint_npz_headers, process_alive
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -993,19 +993,6 @@ def _manifest_digest(manifest: Mapping[str, Any]) -> str:
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.(tmp|old)$")
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs (always True where this cannot be asked safely)."""
-    if os.name != "posix" or pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def clean_leftovers(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary folders and files (`.NAME.PID.XXXXXXXX.tmp` / `.old`) that a save
     of `path` killed midway left beside it, when their process is gone; returns them."""
@@ -1014,7 +1001,7 @@ def clean_leftovers(path: str | os.PathLike) -> list[Path]:
         return removed
     for entry in path.parent.iterdir():
         found = _LEFTOVER.match(entry.name)
-        if found and found["name"] == path.name and not _process_alive(int(found["pid"])):
+        if found and found["name"] == path.name and not process_alive(int(found["pid"])):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

@@ -36,7 +36,8 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 
 # %% auto #0
 __all__ = ['Metric', 'METRICS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'accuracy', 'TrainingDivergedError', 'CheckpointError',
-           'write_atomically', 'save_npz_checkpoint', 'npz_headers', 'load_npz_checkpoint', 'Trainer', 'in_notebook']
+           'process_alive', 'write_atomically', 'save_npz_checkpoint', 'npz_headers', 'load_npz_checkpoint', 'Trainer',
+           'in_notebook']
 
 # %% ../../modules/07_training/training_dev.ipynb #60775615
 Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
@@ -141,11 +142,15 @@ def _remove_stale_temporaries(path: Path) -> None:
     for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         match = pattern.fullmatch(old.name)
         with contextlib.suppress(OSError):    # vanished meanwhile, or not ours to remove
-            if match and (not _process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
+            if match and (not process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
                 old.unlink()
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs, so its temporary files must stay (True where this cannot
+    be asked safely: on Windows `os.kill` would terminate the process instead of asking)."""
+    if os.name != "posix" or pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)                       # signal 0 only asks whether the process exists
     except ProcessLookupError:
