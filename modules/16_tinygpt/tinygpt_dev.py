@@ -71,7 +71,6 @@ from tinytorch.core.optimizers import AdamW, CosineWarmupLR
 from tinytorch.core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from tinytorch.core.normalization import LayerNorm
 from tinytorch.core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
-from tinytorch.mlops.mlops import GenerationTimeout, ModelKind, PackageError, save_package, text_spec
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
@@ -951,79 +950,6 @@ for bad in ("evil.pkl", "cut.npz"):
     except CheckpointError:
         pass
 print("save and load: OK")
-
-# %% [markdown]
-# ### Packaging TinyGPT for serving (module 15)
-#
-# Module 15 serves *model packages*: a folder with a manifest (name, version, input spec,
-# a sha256 of every file) and the weights, checked before anything is loaded. A model
-# other than a `Sequential` classifier plugs in with a `ModelKind`, a record of functions
-# (save, describe, load, and `complete` for a text model). Module 15 cannot import TinyGPT,
-# so `TINYGPT_KIND` lives here and is handed to `save_package` and `load_package`. It hands
-# module 15's `GPTEngine` the weights by name: the server then batches concurrent requests
-# into one forward pass per token. Loading checks the arrays' shapes against the config
-# before a model of that config is built.
-
-# %%
-#| export
-from tinytorch.mlops.mlops import GPTEngine, check_shapes, engine_complete, gpt_weight_shapes
-
-
-def _package_save(model: TinyGPT, folder: Path) -> None:
-    if model.tokenizer is None:
-        raise ValueError("package a TinyGPT that has a tokenizer: the server takes text prompts")
-    model.save(folder / "weights.npz")
-
-
-def _package_load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
-    arrays, meta = load_npz_checkpoint(folder / "weights.npz", kind=CHECKPOINT_KIND)
-    check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")), str(folder))
-    model = TinyGPT.load(folder / "weights.npz")
-    if model.tokenizer is None:
-        raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
-    return model.eval()
-
-
-def _package_engine(model: TinyGPT, slots: int = 1) -> GPTEngine:
-    """Module 15's batched numpy decoder over this model's weights (inference only)."""
-    weights = dict(model.state_dict())
-    if not model.config.learned_positions:
-        weights["positions.weight"] = model.positions.table
-    return GPTEngine(weights, model.config.num_heads, eps=model.ln_f.eps, slots=slots,
-                     vocabulary="".join(model.tokenizer.chars))
-
-
-TINYGPT_KIND = ModelKind(
-    name="tinygpt", files=("weights.npz",), save=_package_save,
-    describe=lambda model: {"config": model.config.to_dict(), "parameters": int(model.num_parameters())},
-    load=_package_load, complete=lambda model, *args: engine_complete(_package_engine(model), *args),
-    vocabulary=lambda model: "".join(model.tokenizer.chars), engine=_package_engine)
-
-
-def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
-                    config: dict | None = None, metrics: dict | None = None, overwrite: bool = False) -> Path:
-    """Write a "tinygpt" model package of `model` (which needs a tokenizer) at `path`;
-    `text`, the training text, gives the character statistics for drift monitoring."""
-    if model.tokenizer is None:
-        raise ValueError("package_tinygpt: the model has no tokenizer; the server takes text prompts")
-    vocab = "".join(model.tokenizer.chars)
-    if text is not None:
-        text = "".join(c for c in text if c in set(vocab))
-    return save_package(path, model, TINYGPT_KIND, name=name, version=version, input_spec=text_spec(vocab),
-                        config={"model": model.config.to_dict(), **(config or {})}, metrics=metrics,
-                        train_inputs=text or None, overwrite=overwrite)
-
-# %% [markdown]
-# Package the small model of section 8 and ask it for a completion through the package, as
-# the server would:
-
-# %%
-from tinytorch.mlops.mlops import load_package
-
-package_dir = package_tinygpt(gpt, Path(tempfile.mkdtemp()) / "tiny-gpt", name="tiny-gpt", version="0.1.0")
-served = load_package(package_dir, kinds=(TINYGPT_KIND,))
-print(served.summary()["kind"], sorted(p.name for p in package_dir.iterdir()))
-print(repr(served.complete("to be", max_tokens=12, seed=0)))
 
 # %% [markdown]
 # ## 10. Training on text

@@ -20,7 +20,8 @@ configuration, metrics, the input vocabulary, a sha256 for every file) and weigh
 --text FILE adds the character statistics of the training text (stats.npz), which the
 server's /drift endpoint compares with incoming prompts. --metric NAME=VALUE (repeatable)
 records a measured number in the manifest, e.g. --metric val_loss=1.785. A Sequential
-classifier is packaged from Python with tinytorch.mlops.mlops.save_package."""
+classifier is packaged from Python with tinytorch.mlops.mlops.save_package; the TinyGPT
+adapter (the "tinygpt" ModelKind) is tito/gpt_package.py."""
 
 
 def _metric(text: str) -> tuple[str, float]:
@@ -46,23 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
-    from tinytorch.core.training import CheckpointError, load_npz_checkpoint
-    from tinytorch.mlops.mlops import SEQUENTIAL, PackageError, check_shapes, gpt_weight_shapes, load_package, npz_headers
-    from tinytorch.tinygpt import CHECKPOINT_KIND, TINYGPT_KIND, TinyGPT, package_tinygpt
+    from tinytorch.core.training import CheckpointError
+    from tinytorch.mlops.mlops import PackageError, load_package, npz_headers
+    from tinytorch.tinygpt import TinyGPT
+    from tito.gpt_package import SERVE_KINDS, check_weights, package_tinygpt
 
     try:
         if zipfile.is_zipfile(args.weights):        # sizes checked before a model of the file's config is built
             npz_headers(args.weights)
-            arrays, meta = load_npz_checkpoint(args.weights, kind=CHECKPOINT_KIND)
-            check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")),
-                         str(args.weights))
-            del arrays
+            check_weights(args.weights, str(args.weights))
         model = TinyGPT.load(args.weights)
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
         path = package_tinygpt(model, args.out, name=args.name, version=args.version, text=text,
                                config={"source": str(args.weights)}, metrics=dict(args.metric),
                                overwrite=args.overwrite)
-        package = load_package(path, kinds=(SEQUENTIAL, TINYGPT_KIND))   # check what was written
+        package = load_package(path, kinds=SERVE_KINDS)   # check what was written
     except (CheckpointError, PackageError, ValueError, OSError) as err:
         print(f"tito package: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """`tito serve PACKAGE [--port N] [--host 127.0.0.1]`: serve a model package over HTTP.
 
 The server is module 15's `ModelServer` (tinytorch.mlops.mlops). A package is loaded with the
-kinds this command knows: module 15's "sequential" and module 16's "tinygpt" (tito sits
-outside the course's layering, so it can import both).
+kinds this command knows: module 15's "sequential" and the "tinygpt" adapter of module 16's
+TinyGPT in tito/gpt_package.py (tito sits outside the course's layering, so it can import both).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, course: Course) -> int:
-    from tinytorch.mlops.mlops import SEQUENTIAL, ModelServer, PackageError, load_package
-    from tinytorch.tinygpt import TINYGPT_KIND
+    from tinytorch.mlops.mlops import ModelServer, PackageError, load_package
+    from tito.gpt_package import SERVE_KINDS
 
     if not 0 <= args.port <= 65535:
         print(f"tito serve: error: --port must be in [0, 65535], got {args.port}", file=sys.stderr)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, course: Course) -> int:
     except RuntimeError:                            # not an OpenBLAS this process can reach: leave it
         pass
     try:
-        package = load_package(args.model, kinds=(SEQUENTIAL, TINYGPT_KIND))
+        package = load_package(args.model, kinds=SERVE_KINDS)
         server = ModelServer(package, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
                              max_batch=args.max_batch, max_new_tokens=args.max_new_tokens,
                              socket_timeout=args.socket_timeout, time_limit=args.time_limit,
