@@ -43,7 +43,8 @@ import numpy as np  # noqa: E402
 from common import table, write_results  # noqa: E402
 
 from tinytorch.mlops.mlops import BatchDecoder, TextRequest  # noqa: E402
-from tinytorch.tinygpt import DEFAULT_CHARS, TINYGPT_KIND, CharTokenizer, TinyGPT  # noqa: E402
+from tinytorch.tinygpt import DEFAULT_CHARS, CharTokenizer, TinyGPT  # noqa: E402
+from tito.gpt_package import TINYGPT_KIND  # noqa: E402
 
 DEFAULT = dict(vocab_size=65, d_model=128, num_heads=4, num_layers=4, max_length=64)
 QUICK = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_length=32)

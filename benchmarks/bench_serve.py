@@ -51,7 +51,8 @@ def serve(package_dir: str, mode: str) -> None:
     import time as _time
 
     from tinytorch.mlops.mlops import GenerationTimeout, ModelServer, load_package
-    from tinytorch.tinygpt import TINYGPT_KIND, generate_tokens
+    from tinytorch.tinygpt import generate_tokens
+    from tito.gpt_package import TINYGPT_KIND
 
     kind = TINYGPT_KIND
     if mode == "lock":                                  # the server before continuous batching
@@ -124,7 +125,8 @@ def steady(url: str, clients: int, per_client: int, tokens: int, prompt: str) ->
 
 
 def make_package(folder: Path, weights: Path | None) -> tuple[Path, str]:
-    from tinytorch.tinygpt import DEFAULT_CHARS, CharTokenizer, TinyGPT, package_tinygpt
+    from tinytorch.tinygpt import DEFAULT_CHARS, CharTokenizer, TinyGPT
+    from tito.gpt_package import package_tinygpt
     if weights is not None:
         model = TinyGPT.load(weights)
     else:

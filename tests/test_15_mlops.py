@@ -41,11 +41,11 @@ from tinytorch.mlops.mlops import (
     text_statistics, validate_completion, validate_inputs)
 from tinytorch.tinygpt import CharTokenizer, TinyGPT
 from tito.cli import main as tito_main
-from tinytorch.tinygpt import TINYGPT_KIND, package_tinygpt
+from tito.gpt_package import SERVE_KINDS, TINYGPT_KIND, package_tinygpt
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = "abcdefgh .\n"
-KINDS = (SEQUENTIAL, TINYGPT_KIND)                  # what `tito serve` loads
+KINDS = SERVE_KINDS                                 # what `tito serve` loads
 
 
 # ---- helpers ----------------------------------------------------------------------------------

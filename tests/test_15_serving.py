@@ -22,13 +22,13 @@ import pytest
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.training import save_npz_checkpoint
-from tinytorch.mlops.mlops import (SEQUENTIAL, BatchDecoder, GPTEngine, ModelServer, PackageError, TextRequest,
+from tinytorch.mlops.mlops import (BatchDecoder, GPTEngine, ModelServer, PackageError, TextRequest,
                                    _manifest_digest, array_spec, clean_leftovers, engine_complete, file_sha256,
                                    gpt_weight_shapes, load_package, npz_headers, sample_token, save_package)
 from tinytorch.core.layers import Dense, Sequential
-from tinytorch.tinygpt import TINYGPT_KIND, CharTokenizer, TinyGPT, package_tinygpt
+from tinytorch.tinygpt import CharTokenizer, TinyGPT
+from tito.gpt_package import SERVE_KINDS as KINDS, TINYGPT_KIND, package_tinygpt
 
-KINDS = (SEQUENTIAL, TINYGPT_KIND)
 TEXT = "a bad cafe. a head. " * 30
 
 

@@ -33,7 +33,7 @@ from tinytorch.core.layers import Sequential
 from tinytorch.tinygpt import (
     DEFAULT_CHARS, Embedding, EmbeddingFunction, apply_temperature, LanguageModelLoss, LanguageModelTrainer,
     PositionalEncoding, TextWindows, TransformerBlock, UnknownCharacterError, generate_tokens,
-    greedy, sample_next, shift_targets, split_text, top_k_filter, top_p_filter)
+    greedy, sample_next, shift_targets, top_k_filter, top_p_filter)
 
 F64 = np.float64
 
@@ -555,11 +555,16 @@ def test_text_windows_are_a_pure_function_of_seed_and_epoch():
         TextWindows(tokens[:5], 8, 2)
 
 
-def test_split_text_is_by_position():
-    train, val = split_text("abcdefghijklmnopqrst", 0.1)
-    assert (train, val) == ("abcdefghijklmnopqr", "st")
-    with pytest.raises(ValueError):
-        split_text("abc", 1.5)
+def test_the_trainer_splits_the_text_by_position():
+    text = "abcdefghijklmnopqrst" * 5                                   # 100 characters
+    model = small_gpt(tokenizer=CharTokenizer().fit(text))
+    trainer = LanguageModelTrainer(model, text, iterations=1, eval_interval=1, context=4, val_fraction=0.2,
+                                   progress=False, verbose=False)
+    assert model.tokenizer.decode(trainer.train_tokens) == text[:80]
+    assert model.tokenizer.decode(trainer.val_tokens) == text[80:]
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            LanguageModelTrainer(model, text, iterations=1, eval_interval=1, context=4, val_fraction=bad)
 
 
 def test_small_model_overfits_a_repeated_string():
@@ -660,10 +665,20 @@ def test_train_on_text_fits_the_tokenizer():
         LanguageModelTrainer(model, "abcabcabd " * 20, iterations=7, eval_interval=5)
 
 
-# ---- packaging for module 15's server ----------------------------------------------------------
-def test_tinygpt_package_kind_is_passed_explicitly_not_registered():
+# ---- packaging for module 15's server: adapted from the outside (tito/gpt_package.py) ------------
+def test_tinygpt_does_not_import_module_15_and_module_15_keeps_no_registry():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, tinytorch.tinygpt; print(sorted(m for m in sys.modules if m.startswith('tinytorch.mlops')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]", f"importing module 16 loaded module 15: {out}"
+    assert not hasattr(tg, "TINYGPT_KIND") and not hasattr(tg, "package_tinygpt")
     import tinytorch.mlops.mlops as mlops
-    assert tg.TINYGPT_KIND.name == "tinygpt" and tg.TINYGPT_KIND.complete is not None
+    from tito.gpt_package import TINYGPT_KIND
+    assert TINYGPT_KIND.name == "tinygpt" and TINYGPT_KIND.complete is not None
     assert not hasattr(mlops, "register_kind") and not hasattr(mlops, "KINDS"), "module 15 keeps no registry"
 
 
@@ -671,11 +686,12 @@ def test_package_round_trip_and_served_completion(tmp_path):
     import time
 
     from tinytorch.mlops.mlops import GenerationTimeout, PackageError, load_package
+    from tito.gpt_package import TINYGPT_KIND, package_tinygpt
     model = small_gpt(seed=3)
     text = "to be or not to be, that is the question\n" * 5
-    path = tg.package_tinygpt(model, tmp_path / "gpt", name="tiny", version="0.1.0", text=text,
-                              metrics={"val_loss": 2.5})
-    package = load_package(path, kinds=(tg.TINYGPT_KIND,))
+    path = package_tinygpt(model, tmp_path / "gpt", name="tiny", version="0.1.0", text=text,
+                           metrics={"val_loss": 2.5})
+    package = load_package(path, kinds=(TINYGPT_KIND,))
     assert package.manifest["kind"] == "tinygpt" and package.manifest["metrics"] == {"val_loss": 2.5}
     ids = model.tokenizer.encode("to be or")
     np.testing.assert_array_equal(package.model(ids).data, model(ids).data)
@@ -690,7 +706,7 @@ def test_package_round_trip_and_served_completion(tmp_path):
     blob[len(blob) // 2] ^= 0xFF                                  # one flipped byte inside the weights
     (path / "weights.npz").write_bytes(bytes(blob))
     with pytest.raises(PackageError):
-        load_package(path, kinds=(tg.TINYGPT_KIND,))
+        load_package(path, kinds=(TINYGPT_KIND,))
     with pytest.raises(ValueError):
-        tg.package_tinygpt(TinyGPT(vocab_size=10, d_model=8, num_heads=2, num_layers=1, max_length=4),
-                           tmp_path / "bare", name="bare", version="0.1.0")
+        package_tinygpt(TinyGPT(vocab_size=10, d_model=8, num_heads=2, num_layers=1, max_length=4),
+                        tmp_path / "bare", name="bare", version="0.1.0")

@@ -22,7 +22,6 @@ from .core.optimizers import AdamW, CosineWarmupLR
 from .core.training import CheckpointError, Trainer, load_npz_checkpoint, save_npz_checkpoint
 from .core.normalization import LayerNorm
 from .core.attention import KVCache, MultiHeadAttention, causal_mask, plot_attention
-from .mlops.mlops import GenerationTimeout, ModelKind, PackageError, save_package, text_spec
 
 _all_ = ["LayerNorm", "MultiHeadAttention", "KVCache", "plot_attention"]   # re-exported, unchanged
 
@@ -36,12 +35,11 @@ def _as_ids(ids: Any, who: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 # %% auto #0
-__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'TINYGPT_KIND', 'UnknownCharacterError', 'CharTokenizer', 'EmbeddingFunction',
-           'Embedding', 'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock', 'TinyGPT',
-           'shift_targets', 'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter',
-           'sample_next', 'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'package_tinygpt', 'split_text',
-           'TextWindows', 'TrainConfig', 'LanguageModelTrainer', 'LayerNorm', 'MultiHeadAttention', 'KVCache',
-           'plot_attention']
+__all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'UnknownCharacterError', 'CharTokenizer', 'EmbeddingFunction', 'Embedding',
+           'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock', 'TinyGPT', 'shift_targets',
+           'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter', 'sample_next',
+           'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'TextWindows', 'TrainConfig', 'LanguageModelTrainer',
+           'LayerNorm', 'MultiHeadAttention', 'KVCache', 'plot_attention']
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #8d68aac6
 DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
@@ -75,7 +73,6 @@ class CharTokenizer:
         self.unknown_id = None if self.unknown is None else int(self._table[ord(self.unknown)])
 
     vocab_size = property(lambda self: len(self.chars))
-    __len__ = lambda self: len(self.chars)                                   # noqa: E731
 
     def fit(self, text: str) -> CharTokenizer:
         """Make the vocabulary the sorted unique characters of `text` (plus `unknown`); returns self."""
@@ -95,17 +92,13 @@ class CharTokenizer:
         ids[known] = self._table[codes[known]]
         if self.unknown_id is not None:
             ids[ids < 0] = self.unknown_id
-        self._check_known(text, ids)
-        return ids
-
-    def _check_known(self, text: str, ids: np.ndarray) -> None:
-        """UnknownCharacterError naming the characters whose id is -1."""
         missing = np.flatnonzero(ids < 0)
         if missing.size:
             unseen = ", ".join(repr(c) for c in list(dict.fromkeys(text[i] for i in missing))[:10])
             raise UnknownCharacterError(
                 f"CharTokenizer.encode: unknown characters {unseen} (not in the {self.vocab_size}-character vocabulary;"
                 f" first at position {missing[0]}). Fit the tokenizer on text with them, or use unknown='?'")
+        return ids
 
     def decode(self, ids: Any) -> str:
         """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
@@ -127,8 +120,6 @@ class CharTokenizer:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
-
-    __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #6b674ea3
 class EmbeddingFunction(Function):
@@ -259,8 +250,6 @@ class TransformerBlock(Module):
         self.ff = feedforward
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"TransformerBlock: input of shape {x.shape} does not fit (B, T, d_model={self.d_model})")
         causal = cache is not None or getattr(self.attn, "causal", False)   # else the block masks the future
         mask = None if causal else causal_mask(x.shape[1], dtype=x.dtype)    # (T, T), broadcasts over (B, nh)
         x = x + self.attn(self.ln1(x), mask=mask, cache=cache)               # (B, T, C): tokens communicate
@@ -314,19 +303,15 @@ class TinyGPT(Module):
     vocab_size = property(lambda self: self.config.vocab_size)
     max_length = property(lambda self: self.config.max_length)
 
-    def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
-        """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
+    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
+        """Logits (B, T, V) for ids (B, T) ((T,): B = 1) after the positions in `caches` (no_grad);
+        last_only: (B, 1, V)."""
         ids = _as_ids(idx, "TinyGPT")
         ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
         if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
                 or (caches is not None and len(caches) != len(self.blocks)):
             raise ValueError(f"TinyGPT: expects ids (B, 1 <= T <= max_length={self.max_length} - {past} cached) "
                              f"and one cache per block, got shape {ids.shape}")
-        return ids, past
-
-    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) after the positions in `caches` (no_grad); last_only: (B, 1, V)."""
-        ids, past = self._check_ids(idx, caches)
         x = self.token_embedding(ids)                                    # (B, T, C)
         x = self.dropout(self.positions(x, offset=past))                 # (B, T, C), positions past .. past + T - 1
         for i, block in enumerate(self.blocks):
@@ -554,62 +539,6 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
     return model
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #71a281ac
-from .mlops.mlops import GPTEngine, check_shapes, engine_complete, gpt_weight_shapes
-
-
-def _package_save(model: TinyGPT, folder: Path) -> None:
-    if model.tokenizer is None:
-        raise ValueError("package a TinyGPT that has a tokenizer: the server takes text prompts")
-    model.save(folder / "weights.npz")
-
-
-def _package_load(folder: Path, manifest: dict[str, Any]) -> TinyGPT:
-    arrays, meta = load_npz_checkpoint(folder / "weights.npz", kind=CHECKPOINT_KIND)
-    check_shapes({k: a.shape for k, a in arrays.items()}, gpt_weight_shapes(meta.get("config")), str(folder))
-    model = TinyGPT.load(folder / "weights.npz")
-    if model.tokenizer is None:
-        raise PackageError(f"{folder / 'weights.npz'} holds a TinyGPT without a tokenizer; it cannot take text")
-    return model.eval()
-
-
-def _package_engine(model: TinyGPT, slots: int = 1) -> GPTEngine:
-    """Module 15's batched numpy decoder over this model's weights (inference only)."""
-    weights = dict(model.state_dict())
-    if not model.config.learned_positions:
-        weights["positions.weight"] = model.positions.table
-    return GPTEngine(weights, model.config.num_heads, eps=model.ln_f.eps, slots=slots,
-                     vocabulary="".join(model.tokenizer.chars))
-
-
-TINYGPT_KIND = ModelKind(
-    name="tinygpt", files=("weights.npz",), save=_package_save,
-    describe=lambda model: {"config": model.config.to_dict(), "parameters": int(model.num_parameters())},
-    load=_package_load, complete=lambda model, *args: engine_complete(_package_engine(model), *args),
-    vocabulary=lambda model: "".join(model.tokenizer.chars), engine=_package_engine)
-
-
-def package_tinygpt(model: TinyGPT, path: str | os.PathLike, *, name: str, version: str, text: str | None = None,
-                    config: dict | None = None, metrics: dict | None = None, overwrite: bool = False) -> Path:
-    """Write a "tinygpt" model package of `model` (which needs a tokenizer) at `path`;
-    `text`, the training text, gives the character statistics for drift monitoring."""
-    if model.tokenizer is None:
-        raise ValueError("package_tinygpt: the model has no tokenizer; the server takes text prompts")
-    vocab = "".join(model.tokenizer.chars)
-    if text is not None:
-        text = "".join(c for c in text if c in set(vocab))
-    return save_package(path, model, TINYGPT_KIND, name=name, version=version, input_spec=text_spec(vocab),
-                        config={"model": model.config.to_dict(), **(config or {})}, metrics=metrics,
-                        train_inputs=text or None, overwrite=overwrite)
-
-# %% ../modules/16_tinygpt/tinygpt_dev.ipynb #d2b374c2
-def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
-    """(first 1 - val_fraction of the characters, the rest): a split by position, not at random."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"split_text: val_fraction must lie in (0, 1), got {val_fraction!r}")
-    cut = int(round(len(text) * (1 - val_fraction)))
-    return text[:cut], text[cut:]
-
-
 class TextWindows:
     """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
     np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
@@ -677,14 +606,14 @@ class LanguageModelTrainer:
         self.config = c = replace(config or TrainConfig(), **overrides)
         self.context = model.max_length if c.context is None else int(c.context)
         if model.tokenizer is None or c.iterations < 1 or c.eval_interval < 1 or c.iterations % c.eval_interval \
-                or not 1 <= self.context <= model.max_length:
-            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval and "
-                             f"context in [1, max_length], got {c} for {model!r:.60}")
+                or not 1 <= self.context <= model.max_length or not 0 < c.val_fraction < 1:
+            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval, "
+                             f"context in [1, max_length] and val_fraction in (0, 1), got {c} for {model!r:.60}")
         self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
         self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
-        train_text, val_text = split_text(text, c.val_fraction)
-        self.train_tokens = model.tokenizer.encode(train_text)
-        self.val_tokens = model.tokenizer.encode(val_text)
+        cut = int(round(len(text) * (1 - c.val_fraction)))         # by position: the end of the text validates
+        self.train_tokens = model.tokenizer.encode(text[:cut])
+        self.val_tokens = model.tokenizer.encode(text[cut:])
         self.train_data = TextWindows(self.train_tokens, self.context, c.batch_size, c.eval_interval, seed=c.seed)
         self.val_data = TextWindows(self.val_tokens, self.context, c.batch_size, c.eval_batches,
                                     seed=c.seed + 1, resample_each_epoch=False)

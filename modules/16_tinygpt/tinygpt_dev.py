@@ -18,16 +18,9 @@
 #
 # The last module assembles tensors and autograd (01, 05), layers and losses (03, 04), AdamW and
 # the trainer (06, 07), LayerNorm (10) and cached attention (11) into a character-level GPT
-# shaped like nanoGPT, trains it on Shakespeare and makes it write.
-#
-# | name | what it is |
-# |---|---|
-# | `CharTokenizer` | text ⇄ integer ids, one id per character |
-# | `Embedding`, `PositionalEncoding` | ids `(B, T)` → vectors `(B, T, C)`, plus "where am I" |
-# | `GPTConfig`, `TransformerBlock`, `TinyGPT` | the sizes; the pre-LayerNorm block; embeddings → blocks → LayerNorm → head: logits `(B, T, V)` |
-# | `LanguageModelLoss`, `shift_targets` | next-token cross-entropy |
-# | `sample_next` (greedy, temperature, top-k, top-p), `generate_tokens` | choosing the next character; the generation loop |
-# | `TrainConfig`, `TextWindows`, `LanguageModelTrainer` | random windows of a text as batches; module 07's Trainer with AdamW |
+# shaped like nanoGPT, trains it on Shakespeare and makes it write: a tokenizer (section 1),
+# embeddings and positions (2, 3), the block and the model (4, 5), the loss (6), sampling and
+# generation with a KV cache (7, 8), saving (9) and training (10).
 #
 # **The one idea.** A language model maps tokens to a distribution over the *next* token, at
 # every position at once. Training makes it predict text it has seen; generation feeds its
@@ -86,12 +79,11 @@ def _as_ids(ids: Any, who: str) -> np.ndarray:
 # %% [markdown]
 # ## 1. From characters to numbers: `CharTokenizer`
 #
-# A character's **id** is its index in the vocabulary (65 characters for Shakespeare; real
-# GPTs use ~50,000 sub-word tokens). `CharTokenizer()` holds tab, newline and the 95
-# printable ASCII characters; `fit(text)` makes it the sorted unique characters of a corpus.
-# Unknown characters are an error (`unknown="?"` maps them to one id instead). Encoding is
-# vectorised: `text.encode("utf-32-le")` gives the code points, and a table indexed by code
-# point (−1: unknown) looks all of them up at once.
+# A character's **id** is its index in the vocabulary: `CharTokenizer()` holds tab, newline and
+# the 95 printable ASCII characters, `fit(text)` the sorted unique characters of a corpus (65 for
+# Shakespeare; real GPTs use ~50,000 sub-word tokens). Unknown characters are an error, or with
+# `unknown="?"` that one id. Encoding is vectorised: `text.encode("utf-32-le")` gives the code
+# points, and a table indexed by code point (−1: unknown) looks them all up at once.
 
 # %% nbgrader={"grade": false, "grade_id": "tokenizer", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -130,7 +122,6 @@ class CharTokenizer:
         ### END SOLUTION
 
     vocab_size = property(lambda self: len(self.chars))
-    __len__ = lambda self: len(self.chars)                                   # noqa: E731
 
     def fit(self, text: str) -> CharTokenizer:
         """Make the vocabulary the sorted unique characters of `text` (plus `unknown`); returns self."""
@@ -154,17 +145,13 @@ class CharTokenizer:
         if self.unknown_id is not None:
             ids[ids < 0] = self.unknown_id
         ### END SOLUTION
-        self._check_known(text, ids)
-        return ids
-
-    def _check_known(self, text: str, ids: np.ndarray) -> None:
-        """UnknownCharacterError naming the characters whose id is -1."""
         missing = np.flatnonzero(ids < 0)
         if missing.size:
             unseen = ", ".join(repr(c) for c in list(dict.fromkeys(text[i] for i in missing))[:10])
             raise UnknownCharacterError(
                 f"CharTokenizer.encode: unknown characters {unseen} (not in the {self.vocab_size}-character vocabulary;"
                 f" first at position {missing[0]}). Fit the tokenizer on text with them, or use unknown='?'")
+        return ids
 
     def decode(self, ids: Any) -> str:
         """The text of a 1-D sequence of ids (list, ndarray or Tensor of integers)."""
@@ -177,9 +164,7 @@ class CharTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description: {"type", "chars" (one string), "unknown"}."""
-        ### BEGIN SOLUTION
         return {"type": "CharTokenizer", "chars": "".join(self.chars), "unknown": self.unknown}
-        ### END SOLUTION
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CharTokenizer:
@@ -191,25 +176,17 @@ class CharTokenizer:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CharTokenizer) and (self.chars, self.unknown) == (other.chars, other.unknown)
 
-    __hash__ = None  # type: ignore[assignment]   (mutable: fit() changes it)
-
 # %% nbgrader={"grade": true, "grade_id": "test-tokenizer", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 tok = CharTokenizer()
 ids = tok.encode("Hello, TinyTorch!")
-assert ids.dtype == np.int64 and ids.shape == (17,)
-assert tok.decode(ids) == "Hello, TinyTorch!" and tok.vocab_size == 97
-assert tok.decode(tok.encode("tab\tand\nnewline")) == "tab\tand\nnewline"
-shakespeare = CharTokenizer().fit("First Citizen:\nBefore we proceed any further, hear me speak.\n")
-assert list(shakespeare.chars) == sorted(set(shakespeare.chars)), "fit sorts the characters"
-assert shakespeare.vocab_size == len(set("First Citizen:\nBefore we proceed any further, hear me speak.\n"))
-try:
-    shakespeare.encode("Fiancé → café")
-    raise AssertionError("unknown characters must be refused")
-except UnknownCharacterError:
-    pass
-lenient = CharTokenizer(unknown="?")
-assert lenient.decode(lenient.encode("naïve")) == "na?ve"
+assert ids.dtype == np.int64 and ids.shape == (17,) and tok.vocab_size == 97
+assert tok.decode(ids) == "Hello, TinyTorch!" and tok.decode(tok.encode("tab\tand\nnewline")) == "tab\tand\nnewline"
+speech = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
+shakespeare = CharTokenizer().fit(speech)
+assert shakespeare.chars == tuple(sorted(set(speech))), "fit: the sorted unique characters"
 assert CharTokenizer.from_dict(shakespeare.to_dict()) == shakespeare
+lenient = CharTokenizer(unknown="?")
+assert lenient.decode(lenient.encode("naïve")) == "na?ve", "unknown characters become '?'"
 print("tokenizer: OK", ids, "->", repr(tok.decode(ids)))
 
 # %% [markdown]
@@ -280,11 +257,6 @@ assert emb.weight.grad.data[1].tolist() == [3.0] * 4, "id 1 occurs three times: 
 assert emb.weight.grad.data[5].tolist() == [0.0] * 4, "id 5 does not occur"
 emb64 = Embedding(6, 3, dtype=np.float64, rng=np.random.default_rng(1))
 assert gradcheck(lambda w: emb64(np.array([[0, 5, 5], [2, 0, 5]])) * 2.0, [emb64.weight])
-try:
-    emb(np.array([3, 10]))
-    raise AssertionError("id 10 is outside a 10-row table")
-except IndexError:
-    pass
 print("embedding: OK")
 
 # %% [markdown]
@@ -345,14 +317,8 @@ pe = PositionalEncoding(16, 6)
 assert np.allclose(pe.table[0], [0, 1, 0, 1, 0, 1]), "position 0: sin 0 = 0, cos 0 = 1"
 assert np.allclose(pe.table[3, 0], np.sin(3.0)) and np.allclose(pe.table[3, 1], np.cos(3.0))
 assert np.allclose(pe.table[5, 2], np.sin(5 / 10000 ** (2 / 6)))
-x0 = Tensor(np.zeros((2, 4, 6)))
-assert np.allclose(pe(x0, offset=3).data[1, 0], pe.table[3]), "offset shifts the positions"
+assert np.allclose(pe(Tensor(np.zeros((2, 4, 6))), offset=3).data[1, 0], pe.table[3]), "offset shifts the positions"
 assert pe.parameters() == [], "the sinusoidal table is a constant"
-try:
-    pe(Tensor(np.zeros((1, 17, 6))))
-    raise AssertionError("17 positions do not fit max_length=16")
-except ValueError:
-    pass
 learned = PositionalEncoding(8, 3, learned=True, dtype=np.float64, rng=np.random.default_rng(0))
 assert gradcheck(lambda x, w: learned(x, offset=2), [Tensor(np.ones((2, 5, 3)), dtype=np.float64), learned.weight])
 print("positional encoding: OK")
@@ -369,9 +335,8 @@ print("positional encoding: OK")
 # x = x + ff(ln2(x))          # ff: Dense(C, 4C) - GELU - Dense(4C, C) - Dropout
 # ```
 #
-# `TransformerBlock(128, 4)` builds it from sizes; `TransformerBlock(attention=...,
-# feedforward=...)` takes given modules. An attention module that is not causal itself gets
-# module 11's `causal_mask` from the block; with a KV cache the block hands the cache on.
+# `TransformerBlock(128, 4)` builds it from sizes, `TransformerBlock(attention=..., feedforward=...)`
+# from given modules; an attention that is not causal itself gets module 11's `causal_mask`.
 
 # %% nbgrader={"grade": false, "grade_id": "transformer-block", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -428,8 +393,6 @@ class TransformerBlock(Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"TransformerBlock: input of shape {x.shape} does not fit (B, T, d_model={self.d_model})")
         ### BEGIN SOLUTION
         causal = cache is not None or getattr(self.attn, "causal", False)   # else the block masks the future
         mask = None if causal else causal_mask(x.shape[1], dtype=x.dtype)    # (T, T), broadcasts over (B, nh)
@@ -438,7 +401,6 @@ class TransformerBlock(Module):
         ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-transformer-block", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.activations import ReLU
 
 block = TransformerBlock(16, 4, rng=np.random.default_rng(0))
@@ -446,21 +408,13 @@ x = Tensor(np.random.default_rng(1).standard_normal((2, 5, 16)))
 y = block(x)
 assert y.shape == (2, 5, 16) and y.dtype == np.float32
 changed = x.data.copy()
-changed[:, 3:] += 1.0                                   # change positions 3 and 4 only
+changed[:, 3:] += np.random.default_rng(2).standard_normal((2, 2, 16))   # change positions 3 and 4 only
 assert np.allclose(block(Tensor(changed)).data[:, :3], y.data[:, :3], atol=1e-6), "causal: the past ignores the future"
-custom = TransformerBlock(attention=MultiHeadAttention(d_model=16, num_heads=8, rng=np.random.default_rng(2)),
+custom = TransformerBlock(attention=MultiHeadAttention(d_model=16, num_heads=8, rng=np.random.default_rng(3)),
                           feedforward=Sequential([Dense(16, 32), ReLU(), Dense(32, 16)]))
-assert custom(x).shape == (2, 5, 16)
 assert np.allclose(custom(Tensor(changed)).data[:, :3], custom(x).data[:, :3], atol=1e-6), \
     "a non-causal attention module gets the causal mask from the block"
-n_block = sum(p.size for p in block.parameters())
-assert n_block == 4 * (16 * 16 + 16) + (16 * 64 + 64 + 64 * 16 + 16) + 2 * 2 * 16, n_block
-try:
-    block(Tensor(np.zeros((2, 5, 8))))
-    raise AssertionError("d_model 8 does not fit")
-except ValueError:
-    pass
-print(f"transformer block: OK ({n_block} parameters)")
+print(f"transformer block: OK ({sum(p.size for p in block.parameters())} parameters)")
 
 # %% [markdown]
 # ## 5. TinyGPT: the whole model
@@ -526,19 +480,15 @@ class TinyGPT(Module):
     vocab_size = property(lambda self: self.config.vocab_size)
     max_length = property(lambda self: self.config.max_length)
 
-    def _check_ids(self, idx: Any, caches: Sequence[KVCache] | None) -> tuple[np.ndarray, int]:
-        """ids (B, T) ((T,) -> B = 1) and the number of cached positions; refuses what does not fit."""
+    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
+        """Logits (B, T, V) for ids (B, T) ((T,): B = 1) after the positions in `caches` (no_grad);
+        last_only: (B, 1, V)."""
         ids = _as_ids(idx, "TinyGPT")
         ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
         if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
                 or (caches is not None and len(caches) != len(self.blocks)):
             raise ValueError(f"TinyGPT: expects ids (B, 1 <= T <= max_length={self.max_length} - {past} cached) "
                              f"and one cache per block, got shape {ids.shape}")
-        return ids, past
-
-    def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) after the positions in `caches` (no_grad); last_only: (B, 1, V)."""
-        ids, past = self._check_ids(idx, caches)
         ### BEGIN SOLUTION
         x = self.token_embedding(ids)                                    # (B, T, C)
         x = self.dropout(self.positions(x, offset=past))                 # (B, T, C), positions past .. past + T - 1
@@ -571,16 +521,12 @@ class TinyGPT(Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Parameters, config and tokenizer in one safe .npz file, whatever its name (section 9)."""
-        ### BEGIN SOLUTION
         return save_tinygpt(self, path)
-        ### END SOLUTION
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TinyGPT:
         """A model written by `save` (never unpickles; CheckpointError if the file is not one)."""
-        ### BEGIN SOLUTION
         return load_tinygpt(path)
-        ### END SOLUTION
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
@@ -609,11 +555,6 @@ later[:, 9:] = (later[:, 9:] + 1) % 65                    # change the tokens fr
 assert np.allclose(small(later).data[:, :9], logits.data[:, :9], atol=1e-5), "causal: earlier logits unchanged"
 assert not np.allclose(small(later).data[:, 9:], logits.data[:, 9:]), "later logits do change"
 assert np.allclose(small(ids, last_only=True).data[:, 0], logits.data[:, -1], atol=1e-6)
-try:
-    small(np.zeros((1, 17), dtype=np.int64))
-    raise AssertionError("17 tokens exceed max_length=16")
-except ValueError:
-    pass
 print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
 
 # %% [markdown]
@@ -656,8 +597,7 @@ class LanguageModelLoss(Module):
         ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-lm-loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-window = np.array([[5, 1, 4, 1, 5, 9]])
-inputs, targets = shift_targets(window)
+inputs, targets = shift_targets(np.array([[5, 1, 4, 1, 5, 9]]))
 assert inputs.tolist() == [[5, 1, 4, 1, 5]] and targets.tolist() == [[1, 4, 1, 5, 9]]
 lm_loss = LanguageModelLoss()
 uniform = Tensor(np.zeros((2, 5, 65)))
@@ -667,19 +607,12 @@ sure[0, np.arange(5), targets[0]] = 20.0                 # confident and right a
 assert lm_loss(Tensor(sure), targets).item() < 1e-6
 padded = LanguageModelLoss(ignore_index=-1)(Tensor(sure), np.array([[1, 4, -1, -1, 9]]))
 assert padded.item() < 1e-6, "ignored positions do not count"
-try:
-    lm_loss(uniform, np.zeros((2, 6), dtype=np.int64))
-    raise AssertionError("targets (2, 6) do not fit logits (2, 5, 65)")
-except ValueError:
-    pass
 print("language-model loss: OK")
 
 # %% [markdown]
 # ## 7. Choosing the next character
 #
-# On logits `(B, V)` (or `(V,)`), in numpy outside the graph:
-#
-# | strategy | semantics |
+# | strategy | on logits `z` `(B, V)` or `(V,)`, in numpy outside the graph |
 # |---|---|
 # | greedy (temperature 0) | `argmax z`, ties to the lowest id |
 # | temperature τ | sample `softmax(z / τ)`: τ < 1 sharpens, τ > 1 flattens |
@@ -687,7 +620,7 @@ print("language-model loss: OK")
 # | top-p | keep the most probable ids until their probability reaches `p` (the top one always) |
 #
 # `sample_next` applies temperature → top-k → top-p, then samples by inverse CDF: one
-# `u ~ U(0, 1]` per row picks the first id whose cumulative probability reaches `u`. A
+# `u ~ U(0, 1]` per row picks the first id whose cumulative probability reaches `u`; a
 # temperature so small that `z / τ` would overflow is greedy (the limit τ → 0).
 
 # %% nbgrader={"grade": false, "grade_id": "sampling", "locked": false, "schema_version": 3, "solution": true}
@@ -786,31 +719,26 @@ z = np.log(np.array([[0.5, 0.2, 0.15, 0.1, 0.05]]))
 assert greedy(z).tolist() == [0] and sample_next(z, temperature=0).tolist() == [0]
 sharp, flat = _softmax_rows(apply_temperature(z, 0.5))[0], _softmax_rows(apply_temperature(z, 2.0))[0]
 assert sharp[0] > 0.5 > flat[0], "a low temperature sharpens the distribution, a high one flattens it"
-assert np.isfinite(top_k_filter(z, 2)).sum() == 2 and np.isfinite(top_k_filter(z, 2)[0, :2]).all()
+assert np.isfinite(top_k_filter(z, 2)).tolist() == [[True, True, False, False, False]]
 assert np.isfinite(top_p_filter(z, 0.6)).tolist() == [[True, True, False, False, False]], "0.5 < 0.6 <= 0.7"
 assert np.isfinite(top_p_filter(z, 0.5)).tolist() == [[True, False, False, False, False]], "0.5 reaches 0.5"
-assert np.isfinite(top_p_filter(z, 1.0)).all()
 draws = sample_next(np.repeat(z, 4000, axis=0), rng=np.random.default_rng(0))
 freq = np.bincount(draws, minlength=5) / draws.size
 assert np.allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.03), freq
 assert set(sample_next(np.repeat(z, 500, axis=0), top_k=3, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
 assert set(sample_next(np.repeat(z, 500, axis=0), top_p=0.8, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
-a = sample_next(np.repeat(z, 50, axis=0), temperature=1.5, rng=np.random.default_rng(7))
-b = sample_next(np.repeat(z, 50, axis=0), temperature=1.5, rng=np.random.default_rng(7))
-assert np.array_equal(a, b), "same seed, same samples"
 print("sampling: OK", np.round(freq, 3))
 
 # %% [markdown]
 # ## 8. Generating text, fast: the KV cache and the sliding window
 #
-# Generation is a loop: run the model, take the last position's logits, choose, append. In a
-# causal model the keys and values of earlier positions never change, so one `KVCache` per
-# block keeps them: a *prefill* runs the prompt, then each step runs only the new token at
-# position `offset = cache length`. When the cache is full (`max_length`), cached keys carry
-# absolute positions, so TinyGPT **re-prefills** the last `window_keep` tokens (default
-# `max_length // 2`) at positions 0…; `use_cache=False` is the reference that recomputes the
-# last `max_length` ids every step. A head wider than the tokenizer samples only ids the
-# tokenizer can decode.
+# Generation is a loop: run the model, take the last position's logits, choose, append. The
+# keys and values of earlier positions never change, so one `KVCache` per block keeps them: a
+# *prefill* runs the prompt, then each step runs only the new token, at `offset = cache length`.
+# When the cache is full (`max_length`), TinyGPT **re-prefills** the last `window_keep` tokens
+# (default `max_length // 2`) at positions 0… (cached keys carry absolute positions);
+# `use_cache=False` recomputes the last `max_length` ids every step. Only ids the tokenizer can
+# decode are sampled.
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -855,8 +783,6 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "test-generate", "locked": true, "points": 4, "schema_version": 3, "solution": false}
-from tinytorch.core.autograd import no_grad
-
 gpt = TinyGPT(tokenizer=CharTokenizer(), d_model=32, num_heads=4, num_layers=2, max_length=16,
               rng=np.random.default_rng(0))
 prompt = gpt.tokenizer.encode("To be, or not")                  # 13 tokens
@@ -871,19 +797,16 @@ assert text.startswith("To be, or not") and len(text) == 13 + 40
 assert gpt.generate("To be, or not", max_length=40, seed=3) == text, "seeded sampling is reproducible"
 assert gpt.generate("To be", max_length=10, temperature=0) == gpt.generate("To be", max_length=10, temperature=0,
                                                                             use_cache=False)
-ids_only = generate_tokens(gpt, prompt[None, :], 30, rng=np.random.default_rng(0))
-assert ids_only.shape == (1, 43) and ids_only[:, :13].tolist() == [prompt.tolist()]
 print("generate: OK", repr(text))
 
 # %% [markdown]
 # ## 9. Saving and loading a model
 #
-# A model is its parameters plus what rebuilds it: the `GPTConfig` and the tokenizer. Module
-# 07's `save_npz_checkpoint` stores arrays and JSON in one `.npz`; `load_npz_checkpoint`
-# reads it with `allow_pickle=False`, since **unpickling runs code**. `model.pkl` is still
-# npz inside. Corrupt, foreign or inconsistent files raise `CheckpointError`, and the
-# config's sizes are checked against the stored arrays' shapes *before* the model is built,
-# so a tiny file cannot make us allocate a huge model.
+# A model is its parameters plus what rebuilds it: the `GPTConfig` and the tokenizer. Module 07's
+# `save_npz_checkpoint` stores arrays and JSON in one `.npz`, read back with `allow_pickle=False`
+# because **unpickling runs code** (`model.pkl` is npz inside too). Bad files raise
+# `CheckpointError`; the config's sizes are checked against the arrays' shapes *before* the model
+# is built, so a tiny file cannot make us allocate a huge one.
 
 # %% nbgrader={"grade": false, "grade_id": "save-load", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -940,41 +863,26 @@ for name in ("tiny.npz", "tiny.pkl", "no_extension"):
     again = TinyGPT.load(folder / name)
     assert again.config == gpt.config and again.tokenizer == gpt.tokenizer
     assert np.array_equal(again(prompt).data, gpt(prompt).data), f"identical logits after {name}"
-(folder / "evil.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
-for bad in ("evil.pkl", "cut.npz"):
-    if bad == "cut.npz":
-        (folder / bad).write_bytes((folder / "tiny.npz").read_bytes()[:3000])
-    try:
-        TinyGPT.load(folder / bad)
-        raise AssertionError(f"{bad} must be refused")
-    except CheckpointError:
-        pass
+(folder / "evil.pkl").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))   # a pickle: refused, never unpickled
+try:
+    TinyGPT.load(folder / "evil.pkl")
+    raise AssertionError("a pickle must be refused")
+except CheckpointError:
+    pass
 print("save and load: OK")
 
 # %% [markdown]
 # ## 10. Training on text
 #
-# A batch is `B` windows of `T + 1` ids at random offsets, split by `shift_targets`. An
-# *epoch* is `eval_interval` steps; epoch `e` draws its offsets from
-# `np.random.default_rng([seed, e])`, so a resumed run sees exactly the windows of an
-# uninterrupted one. The first 90% of the text trains, the last 10% validates (on fixed
-# windows). The recipe is nanoGPT's: AdamW (β = (0.9, 0.99), weight decay 0.1), linear
-# warm-up then cosine decay, clipping at norm 1, with module 07's `Trainer` for the loop and
-# checkpoints. All of it is one `TrainConfig`:
-# `LanguageModelTrainer(model, text, TrainConfig(iterations=3000))`, or its fields as keywords.
+# A batch is `B` windows of `T + 1` ids at random offsets, split by `shift_targets`. An *epoch*
+# is `eval_interval` steps; epoch `e` draws its offsets from `np.random.default_rng([seed, e])`,
+# so a resumed run sees exactly the windows of an uninterrupted one. The first 90% of the text
+# trains, the last 10% validates (on fixed windows). The recipe is nanoGPT's (AdamW with
+# β = (0.9, 0.99) and weight decay 0.1, warm-up then cosine decay, clipping at norm 1) on module
+# 07's `Trainer`, all in one `TrainConfig`: `LanguageModelTrainer(model, text, TrainConfig(...))`.
 
 # %% nbgrader={"grade": false, "grade_id": "training", "locked": false, "schema_version": 3, "solution": true}
 #| export
-def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
-    """(first 1 - val_fraction of the characters, the rest): a split by position, not at random."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"split_text: val_fraction must lie in (0, 1), got {val_fraction!r}")
-    ### BEGIN SOLUTION
-    cut = int(round(len(text) * (1 - val_fraction)))
-    return text[:cut], text[cut:]
-    ### END SOLUTION
-
-
 class TextWindows:
     """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
     np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
@@ -992,16 +900,12 @@ class TextWindows:
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the windows of `epoch` next (module 07's Trainer calls this before every epoch)."""
-        ### BEGIN SOLUTION
         if self.on_epoch is not None:
             self.on_epoch()
         self.epoch = int(epoch)
-        ### END SOLUTION
 
     def __len__(self) -> int:
-        ### BEGIN SOLUTION
         return self.num_batches or math.ceil(self.starts().size / self.batch_size)
-        ### END SOLUTION
 
     def starts(self) -> np.ndarray:
         """The window offsets of the current epoch: (num_batches, B), or (n,) for the walk in order."""
@@ -1052,15 +956,15 @@ class LanguageModelTrainer:
         self.config = c = replace(config or TrainConfig(), **overrides)
         self.context = model.max_length if c.context is None else int(c.context)
         if model.tokenizer is None or c.iterations < 1 or c.eval_interval < 1 or c.iterations % c.eval_interval \
-                or not 1 <= self.context <= model.max_length:
-            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval and "
-                             f"context in [1, max_length], got {c} for {model!r:.60}")
+                or not 1 <= self.context <= model.max_length or not 0 < c.val_fraction < 1:
+            raise ValueError(f"LanguageModelTrainer: needs a tokenizer, iterations a multiple of eval_interval, "
+                             f"context in [1, max_length] and val_fraction in (0, 1), got {c} for {model!r:.60}")
         ### BEGIN SOLUTION
         self.model, self.iterations, self.eval_interval, self.batch_size = model, c.iterations, c.eval_interval, c.batch_size
         self.verbose, self.on_evaluation, self._printed = bool(verbose), on_evaluation, 0
-        train_text, val_text = split_text(text, c.val_fraction)
-        self.train_tokens = model.tokenizer.encode(train_text)
-        self.val_tokens = model.tokenizer.encode(val_text)
+        cut = int(round(len(text) * (1 - c.val_fraction)))         # by position: the end of the text validates
+        self.train_tokens = model.tokenizer.encode(text[:cut])
+        self.val_tokens = model.tokenizer.encode(text[cut:])
         self.train_data = TextWindows(self.train_tokens, self.context, c.batch_size, c.eval_interval, seed=c.seed)
         self.val_data = TextWindows(self.val_tokens, self.context, c.batch_size, c.eval_batches,
                                     seed=c.seed + 1, resample_each_epoch=False)
@@ -1080,12 +984,10 @@ class LanguageModelTrainer:
     def fit(self, resume: bool | str | os.PathLike = False, epochs: int | None = None) -> dict[str, list]:
         """Train until `epochs` epochs are done (default all); resume: True (checkpoint_dir/last.npz) or a path."""
         last = self.epochs if epochs is None else min(int(epochs), self.epochs)
-        ### BEGIN SOLUTION
         if self.trainer.epoch < last or resume is not False:
             self.trainer.fit(self.train_data, self.val_data, epochs=last, resume=resume)
         self._report()                                    # the last epoch's row
         return self.history
-        ### END SOLUTION
 
     def _report(self) -> None:
         """Print (verbose) and pass to `on_evaluation` every history row not reported yet."""
@@ -1113,21 +1015,18 @@ class LanguageModelTrainer:
 text = "to be or not to be, that is the question. " * 30
 windows = TextWindows(CharTokenizer().encode(text), context=8, batch_size=4, num_batches=3, seed=5)
 windows.set_epoch(2)
-first = [(x.data.copy(), y.copy()) for x, y in windows]
+x_batch, y_batch = next(iter(windows))
+assert x_batch.shape == (4, 8) and np.array_equal(x_batch.data[:, 1:], y_batch[:, :-1]), "targets: inputs shifted by one"
 windows.set_epoch(0)
 windows.set_epoch(2)
-assert all(np.array_equal(a[0], b[0].data) for a, b in zip(first, windows)), "epoch 2 is a pure function of (seed, 2)"
-x_batch, y_batch = first[0]
-assert x_batch.shape == (4, 8) and np.array_equal(x_batch[:, 1:], y_batch[:, :-1]), "targets = inputs shifted by one"
-assert split_text("abcdefghij") == ("abcdefghi", "j")
+assert np.array_equal(next(iter(windows))[0].data, x_batch.data), "epoch 2's windows depend on (seed, 2) only"
 
 parrot = TinyGPT(tokenizer=CharTokenizer().fit(text), d_model=48, num_heads=2, num_layers=2, max_length=16,
                  rng=np.random.default_rng(0))
 lm_trainer = LanguageModelTrainer(parrot, text, iterations=150, eval_interval=50, batch_size=8, lr=5e-3,
                                   warmup=10, weight_decay=0.0, eval_batches=2, progress=False)
 history = lm_trainer.fit()
-assert len(history["epoch"]) == 3 and lm_trainer.tokens_seen == 150 * 8 * 16
-assert history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
+assert len(history["epoch"]) == 3 and history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
 # With 8 or more characters of context the continuation is certain, and the model has learned it.
 x_check, y_check = next(iter(TextWindows(parrot.tokenizer.encode(text), 16, 32, num_batches=1, seed=9)))
 with no_grad():
@@ -1140,12 +1039,12 @@ print("training: OK", repr(sample))
 # %% [markdown]
 # ## Systems thinking
 #
-# 1. **Where the time goes.** Count the FLOPs of a training step (B = 12, T = 64, C = 128,
-#    L = 4: forward ≈ 2 × tokens × parameters plus `4 B T² C` per layer for attention,
-#    backward twice that) and compare with `python benchmarks/bench_tinygpt.py`.
-# 2. **Cache or recompute.** Measure `generate(..., use_cache=False)` against the cached
-#    loop at batch 1 and explain why the cached step is far from 64× faster.
-# 3. **The cache's memory.** How many bytes do the caches of one sequence take
-#    (`KVCache.nbytes`), and for GPT-2 small (L = 12, C = 768, T = 1024) in float16? Why
-#    would relative positions (rotary, ALiBi) allow `drop_oldest` instead of re-prefilling?
+# 1. **Where the time goes.** Count the FLOPs of a training step (B = 12, T = 64, C = 128, L = 4:
+#    forward ≈ 2 × tokens × parameters plus `4 B T² C` per layer for attention, backward twice
+#    that) and compare with `python benchmarks/bench_tinygpt.py`.
+# 2. **Cache or recompute.** Time `generate(..., use_cache=False)` against the cached loop at
+#    batch 1: why is the cached step far from 64× faster?
+# 3. **The cache's memory.** How many bytes do one sequence's caches take (`KVCache.nbytes`), and
+#    GPT-2 small's (L = 12, C = 768, T = 1024) in float16? Why would relative positions (rotary,
+#    ALiBi) allow `drop_oldest` instead of re-prefilling?
 
