@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,9 +36,9 @@ def _as_ids(ids: Any, who: str) -> np.ndarray:
 # %% auto #0
 __all__ = ['DEFAULT_CHARS', 'CHECKPOINT_KIND', 'UnknownCharacterError', 'CharTokenizer', 'EmbeddingFunction', 'Embedding',
            'sinusoidal_table', 'PositionalEncoding', 'GPTConfig', 'TransformerBlock', 'TinyGPT', 'shift_targets',
-           'LanguageModelLoss', 'greedy', 'apply_temperature', 'top_k_filter', 'top_p_filter', 'sample_next',
-           'generate_tokens', 'save_tinygpt', 'load_tinygpt', 'TextWindows', 'TrainConfig', 'LanguageModelTrainer',
-           'LayerNorm', 'MultiHeadAttention', 'KVCache', 'plot_attention']
+           'LanguageModelLoss', 'greedy', 'top_k_filter', 'top_p_filter', 'sample_next', 'generate_tokens',
+           'save_tinygpt', 'load_tinygpt', 'TextWindows', 'TrainConfig', 'LanguageModelTrainer', 'LayerNorm',
+           'MultiHeadAttention', 'KVCache', 'plot_attention']
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #8d68aac6
 DEFAULT_CHARS: str = "\t\n" + "".join(chr(c) for c in range(32, 127))   # 97 characters, by code point
@@ -132,13 +131,11 @@ class EmbeddingFunction(Function):
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
         V, C = self.shape
         flat = self.ids.reshape(-1)                          # (N,)
-        out = np.zeros((V, C), dtype=grad.dtype)
-        if flat.size == 0:
-            return (out,)
         rows = grad.reshape(-1, C)                           # (N, C)
         order = np.argsort(flat, kind="stable")
         sorted_ids = flat[order]
-        starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+        starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))   # where each run of equal ids begins
+        out = np.zeros((V, C), dtype=grad.dtype)
         out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)   # one sum per distinct id
         return (out,)
 
@@ -227,15 +224,14 @@ class GPTConfig:
 
 
 class TransformerBlock(Module):
-    """Pre-LayerNorm block (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)), from sizes
-    (causal attention, MLP Dense - GELU - Dense - Dropout) or given `attention` / `feedforward` modules."""
+    """Pre-LayerNorm block (B, T, C) -> (B, T, C): x += attn(ln1(x)); x += ff(ln2(x)), from sizes or given modules."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
                  dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if (d_model is None or num_heads is None) if attention is None else d_model not in (None, attention.d_model):
-            raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
+            raise ValueError("TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
         d_model = int(d_model if attention is None else attention.d_model)
         self.d_model = d_model
         self.ln1 = LayerNorm(d_model, dtype=dtype)
@@ -272,8 +268,7 @@ def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
 
 
 class TinyGPT(Module):
-    """ids (B, T) -> next-token logits (B, T, vocab_size). TinyGPT(GPTConfig(...)) or TinyGPT(vocab_size=..., ...);
-    `tokenizer` serves generate() and is saved with the model; `rng` draws the weights and dropout masks."""
+    """ids (B, T) -> next-token logits (B, T, V); `tokenizer` serves generate() and is saved with the model."""
 
     def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
                  rng: np.random.Generator | None = None, **sizes: Any):
@@ -304,8 +299,7 @@ class TinyGPT(Module):
     max_length = property(lambda self: self.config.max_length)
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) ((T,): B = 1) after the positions in `caches` (no_grad);
-        last_only: (B, 1, V)."""
+        """Logits (B, T, V) for ids (B, T) or (T,) after the positions in `caches`; last_only: (B, 1, V)."""
         ids = _as_ids(idx, "TinyGPT")
         ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
         if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
@@ -347,8 +341,7 @@ class TinyGPT(Module):
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
-        """Fit a tokenizer if the model has none (a tokenizer is kept: its ids have a meaning), then train
-        epochs * iterations_per_epoch steps with a LanguageModelTrainer (kwargs: its options); returns the history."""
+        """Fit a tokenizer if there is none, train epochs * iterations_per_epoch steps (kwargs: TrainConfig's)."""
         if self.tokenizer is None and len(set(text)) > self.vocab_size:
             raise ValueError(f"TinyGPT.train_on_text: {len(set(text))} distinct characters > vocab_size={self.vocab_size}")
         if self.tokenizer is None:
@@ -402,14 +395,6 @@ def greedy(logits: Any) -> np.ndarray:
     return ids.reshape(np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1])
 
 
-def apply_temperature(logits: Any, temperature: float) -> np.ndarray:
-    """logits / temperature in float64, temperature > 0: below 1 sharpens, above 1 flattens."""
-    z = _logits_2d(logits, "apply_temperature")
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"apply_temperature: temperature must be positive and finite, got {temperature!r}")
-    return z.astype(np.float64) / temperature
-
-
 def top_k_filter(logits: Any, k: int) -> np.ndarray:
     """Logits with all but the k largest of each row set to -inf (exactly k kept; ties: lower ids)."""
     z = _logits_2d(logits, "top_k_filter")
@@ -438,8 +423,7 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of logits (B, V) -> (B,) int64 ((V,) -> 0-d) from softmax(logits / temperature) cut by top_k
-    then top_p, by inverse CDF (one uniform per row from `rng`); greedy where logits / temperature overflows."""
+    """One id per row: logits (B, V) -> (B,) int64 ((V,) -> 0-d); temperature, top_k, top_p, then inverse CDF."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
     if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
@@ -449,7 +433,7 @@ def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
         tiny = temperature == 0 or not np.isfinite(z[np.isfinite(z)].astype(np.float64) / temperature).all()
     if tiny:
         return greedy(z).reshape(shape)
-    z = apply_temperature(z, temperature)
+    z = z.astype(np.float64) / temperature                               # τ < 1 sharpens, τ > 1 flattens
     if top_k is not None:
         z = top_k_filter(z, top_k)
     if top_p is not None:
@@ -464,8 +448,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """ids (B, T0) -> (B, T0 + max_new_tokens) int64, sampling decodable ids under no_grad in eval mode; use_cache:
-    KV caches, re-prefilled with the last `window_keep` (default max_length // 2) tokens when full."""
+    """ids (B, T0) -> (B, T0 + max_new_tokens) int64; KV caches re-prefilled with `window_keep` ids when full."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -522,8 +505,7 @@ def _check_sizes(path: Any, config: GPTConfig, arrays: dict[str, np.ndarray]) ->
 
 
 def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
-    """Rebuild the model saved at `path`; CheckpointError if the file is not a TinyGPT
-    checkpoint, is damaged, or its parts do not fit together."""
+    """The model saved at `path`; CheckpointError if the file is not one, is damaged or does not fit together."""
     arrays, meta = load_npz_checkpoint(path, kind=CHECKPOINT_KIND)
     keys = sorted(f.name for f in fields(GPTConfig))
     if not isinstance(meta.get("config"), dict) or sorted(meta["config"]) != keys:
@@ -540,8 +522,7 @@ def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
 
 # %% ../modules/16_tinygpt/tinygpt_dev.ipynb #71a281ac
 class TextWindows:
-    """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
-    np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
+    """Batches (inputs (B, T), targets (B, T)): num_batches random windows per epoch, or all in order (None)."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):

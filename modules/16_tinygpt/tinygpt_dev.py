@@ -18,9 +18,7 @@
 #
 # The last module assembles tensors and autograd (01, 05), layers and losses (03, 04), AdamW and
 # the trainer (06, 07), LayerNorm (10) and cached attention (11) into a character-level GPT
-# shaped like nanoGPT, trains it on Shakespeare and makes it write: a tokenizer (section 1),
-# embeddings and positions (2, 3), the block and the model (4, 5), the loss (6), sampling and
-# generation with a KV cache (7, 8), saving (9) and training (10).
+# shaped like nanoGPT, trains it on Shakespeare and makes it write.
 #
 # **The one idea.** A language model maps tokens to a distribution over the *next* token, at
 # every position at once. Training makes it predict text it has seen; generation feeds its
@@ -48,7 +46,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -182,9 +179,7 @@ ids = tok.encode("Hello, TinyTorch!")
 assert ids.dtype == np.int64 and ids.shape == (17,) and tok.vocab_size == 97
 assert tok.decode(ids) == "Hello, TinyTorch!" and tok.decode(tok.encode("tab\tand\nnewline")) == "tab\tand\nnewline"
 speech = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
-shakespeare = CharTokenizer().fit(speech)
-assert shakespeare.chars == tuple(sorted(set(speech))), "fit: the sorted unique characters"
-assert CharTokenizer.from_dict(shakespeare.to_dict()) == shakespeare
+assert CharTokenizer().fit(speech).chars == tuple(sorted(set(speech))), "fit: the sorted unique characters"
 lenient = CharTokenizer(unknown="?")
 assert lenient.decode(lenient.encode("naïve")) == "na?ve", "unknown characters become '?'"
 print("tokenizer: OK", ids, "->", repr(tok.decode(ids)))
@@ -212,13 +207,11 @@ class EmbeddingFunction(Function):
         ### BEGIN SOLUTION
         V, C = self.shape
         flat = self.ids.reshape(-1)                          # (N,)
-        out = np.zeros((V, C), dtype=grad.dtype)
-        if flat.size == 0:
-            return (out,)
         rows = grad.reshape(-1, C)                           # (N, C)
         order = np.argsort(flat, kind="stable")
         sorted_ids = flat[order]
-        starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+        starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))   # where each run of equal ids begins
+        out = np.zeros((V, C), dtype=grad.dtype)
         out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)   # one sum per distinct id
         return (out,)
         ### END SOLUTION
@@ -253,8 +246,7 @@ emb = Embedding(10, 4, rng=np.random.default_rng(0))
 out = emb(np.array([[1, 2, 1], [9, 0, 1]]))
 assert out.shape == (2, 3, 4) and np.array_equal(out.data[0, 0], emb.weight.data[1])
 out.sum().backward()
-assert emb.weight.grad.data[1].tolist() == [3.0] * 4, "id 1 occurs three times: its row gets 3"
-assert emb.weight.grad.data[5].tolist() == [0.0] * 4, "id 5 does not occur"
+assert emb.weight.grad.data[:, 0].tolist() == [1, 3, 1, 0, 0, 0, 0, 0, 0, 1], "row i: how often id i occurs"
 emb64 = Embedding(6, 3, dtype=np.float64, rng=np.random.default_rng(1))
 assert gradcheck(lambda w: emb64(np.array([[0, 5, 5], [2, 0, 5]])) * 2.0, [emb64.weight])
 print("embedding: OK")
@@ -262,11 +254,10 @@ print("embedding: OK")
 # %% [markdown]
 # ## 3. Where is each token? Positional encoding
 #
-# Attention is a *set* operation ("dog bites man" = "man bites dog"), so each token gets a
-# vector for its **position** `p` added: **learned** (GPT-2, TinyGPT's default) or
-# **sinusoidal** ($PE[p, 2i] = \sin(p / 10000^{2i/C})$, $PE[p, 2i+1] = \cos(\cdot)$).
-# `forward(x, offset)` adds rows `offset … offset + T − 1`: with a KV cache the new token
-# sits at `offset = cache length`.
+# Attention is a *set* operation ("dog bites man" = "man bites dog"), so each token gets the vector
+# of its **position** `p` added: **learned** (GPT-2, TinyGPT's default) or **sinusoidal**
+# ($PE[p, 2i] = \sin(p / 10000^{2i/C})$, $PE[p, 2i+1] = \cos(\cdot)$). `forward(x, offset)` adds
+# rows `offset … offset + T − 1`: with a KV cache the new token sits at `offset = cache length`.
 
 # %% nbgrader={"grade": false, "grade_id": "positional-encoding", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -326,9 +317,8 @@ print("positional encoding: OK")
 # %% [markdown]
 # ## 4. The configuration and the transformer block
 #
-# As in nanoGPT, a dataclass `GPTConfig` holds the sizes (saved with the weights). A GPT is a
-# stack of identical blocks: tokens **communicate** (causal attention) then each position
-# **computes** (an MLP):
+# As in nanoGPT, a dataclass `GPTConfig` holds the sizes (saved with the weights). A GPT is a stack
+# of identical blocks: tokens **communicate** (causal attention), then each position **computes**:
 #
 # ```
 # x = x + attn(ln1(x))        # pre-LayerNorm, residual: the gradient reaches early layers undiminished
@@ -368,15 +358,14 @@ class GPTConfig:
 
 
 class TransformerBlock(Module):
-    """Pre-LayerNorm block (B, T, C) -> (B, T, C): x = x + attn(ln1(x)); x = x + ff(ln2(x)), from sizes
-    (causal attention, MLP Dense - GELU - Dense - Dropout) or given `attention` / `feedforward` modules."""
+    """Pre-LayerNorm block (B, T, C) -> (B, T, C): x += attn(ln1(x)); x += ff(ln2(x)), from sizes or given modules."""
 
     def __init__(self, d_model: int | None = None, num_heads: int | None = None, ff_dim: int | None = None,
                  dropout: float = 0.0, *, attention: Module | None = None, feedforward: Module | None = None,
                  dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
         super().__init__()
         if (d_model is None or num_heads is None) if attention is None else d_model not in (None, attention.d_model):
-            raise ValueError(f"TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
+            raise ValueError("TransformerBlock: give d_model and num_heads, or an attention module of that d_model")
         d_model = int(d_model if attention is None else attention.d_model)
         ### BEGIN SOLUTION
         self.d_model = d_model
@@ -421,11 +410,11 @@ print(f"transformer block: OK ({sum(p.size for p in block.parameters())} paramet
 #
 # `ids (B, T) → Embedding + positions → Dropout → blocks → LayerNorm → Dense → logits (B, T, V)`:
 # logits at position `t` score the character after `0..t`, so one pass makes `T` predictions.
-# GPT-2 initialisation: weights N(0, 0.02²), biases 0, the two residual projections of each
-# block 0.02/√(2L), so the initial loss is about ln V. `TinyGPT(GPTConfig(vocab_size=65, ...))`
-# or `TinyGPT(vocab_size=65, d_model=128, ...)`; a `vocab_size` covering the 97 default
-# characters gets the default `CharTokenizer()`. For V = 65, C = 128, L = 4, T = 64:
-# `V·C + T·C + L(12C² + 13C) + 2C + C·V + V` = 818,241 parameters.
+# GPT-2 initialisation: weights N(0, 0.02²), biases 0, the two residual projections of each block
+# 0.02/√(2L), so the initial loss is about ln V. `TinyGPT(GPTConfig(vocab_size=65, ...))` or
+# `TinyGPT(vocab_size=65, ...)`; a `vocab_size` covering the 97 default characters gets the default
+# `CharTokenizer()`. V = 65, C = 128, L = 4, T = 64: `V·C + T·C + L(12C² + 13C) + 2C + C·V + V` =
+# 818,241 parameters.
 
 # %% nbgrader={"grade": false, "grade_id": "tinygpt", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -445,8 +434,7 @@ def _gpt_config(config: GPTConfig | int | None, tokenizer: CharTokenizer | None,
 
 
 class TinyGPT(Module):
-    """ids (B, T) -> next-token logits (B, T, vocab_size). TinyGPT(GPTConfig(...)) or TinyGPT(vocab_size=..., ...);
-    `tokenizer` serves generate() and is saved with the model; `rng` draws the weights and dropout masks."""
+    """ids (B, T) -> next-token logits (B, T, V); `tokenizer` serves generate() and is saved with the model."""
 
     def __init__(self, config: GPTConfig | int | None = None, tokenizer: CharTokenizer | None = None, *,
                  rng: np.random.Generator | None = None, **sizes: Any):
@@ -481,8 +469,7 @@ class TinyGPT(Module):
     max_length = property(lambda self: self.config.max_length)
 
     def forward(self, idx: Any, caches: Sequence[KVCache] | None = None, last_only: bool = False) -> Tensor:
-        """Logits (B, T, V) for ids (B, T) ((T,): B = 1) after the positions in `caches` (no_grad);
-        last_only: (B, 1, V)."""
+        """Logits (B, T, V) for ids (B, T) or (T,) after the positions in `caches`; last_only: (B, 1, V)."""
         ids = _as_ids(idx, "TinyGPT")
         ids, past = ids[None, :] if ids.ndim == 1 else ids, 0 if caches is None else len(caches[0])
         if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.max_length - past \
@@ -530,8 +517,7 @@ class TinyGPT(Module):
 
     def train_on_text(self, text: str, epochs: int = 1, iterations_per_epoch: int = 100,
                       **kwargs: Any) -> dict[str, list]:
-        """Fit a tokenizer if the model has none (a tokenizer is kept: its ids have a meaning), then train
-        epochs * iterations_per_epoch steps with a LanguageModelTrainer (kwargs: its options); returns the history."""
+        """Fit a tokenizer if there is none, train epochs * iterations_per_epoch steps (kwargs: TrainConfig's)."""
         if self.tokenizer is None and len(set(text)) > self.vocab_size:
             raise ValueError(f"TinyGPT.train_on_text: {len(set(text))} distinct characters > vocab_size={self.vocab_size}")
         ### BEGIN SOLUTION
@@ -553,7 +539,6 @@ assert abs(float(logits.data.std())) < 0.5, "GPT-2 initialisation: small initial
 later = ids.copy()
 later[:, 9:] = (later[:, 9:] + 1) % 65                    # change the tokens from position 9 on
 assert np.allclose(small(later).data[:, :9], logits.data[:, :9], atol=1e-5), "causal: earlier logits unchanged"
-assert not np.allclose(small(later).data[:, 9:], logits.data[:, 9:]), "later logits do change"
 assert np.allclose(small(ids, last_only=True).data[:, 0], logits.data[:, -1], atol=1e-6)
 print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
 
@@ -561,9 +546,9 @@ print(f"TinyGPT: OK ({small.num_parameters():,} parameters in the small one)")
 # ## 6. The language-modelling loss
 #
 # A window of `T + 1` characters gives inputs `window[:, :-1]` and targets `window[:, 1:]`
-# (`F i r s t` → `i r s t ␣`). The loss is the mean cross-entropy over all `B·T`
-# predictions (module 04's `CrossEntropyLoss` takes logits `(..., V)`); `e^loss` is the
-# number of equally likely candidates: ln 65 = 4.17 is the uniform guess.
+# (`F i r s t` → `i r s t ␣`). The loss is the mean cross-entropy over all `B·T` predictions (module
+# 04's `CrossEntropyLoss` takes logits `(..., V)`); `e^loss` is the number of equally likely
+# candidates: ln 65 = 4.17 is the uniform guess.
 
 # %% nbgrader={"grade": false, "grade_id": "lm-loss", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -599,14 +584,11 @@ class LanguageModelLoss(Module):
 # %% nbgrader={"grade": true, "grade_id": "test-lm-loss", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 inputs, targets = shift_targets(np.array([[5, 1, 4, 1, 5, 9]]))
 assert inputs.tolist() == [[5, 1, 4, 1, 5]] and targets.tolist() == [[1, 4, 1, 5, 9]]
-lm_loss = LanguageModelLoss()
 uniform = Tensor(np.zeros((2, 5, 65)))
-assert abs(lm_loss(uniform, np.zeros((2, 5), dtype=np.int64)).item() - np.log(65)) < 1e-5, "uniform: ln V"
+assert abs(LanguageModelLoss()(uniform, np.zeros((2, 5), dtype=np.int64)).item() - np.log(65)) < 1e-5, "uniform: ln V"
 sure = np.full((1, 5, 10), -20.0, dtype=np.float32)
 sure[0, np.arange(5), targets[0]] = 20.0                 # confident and right at every position
-assert lm_loss(Tensor(sure), targets).item() < 1e-6
-padded = LanguageModelLoss(ignore_index=-1)(Tensor(sure), np.array([[1, 4, -1, -1, 9]]))
-assert padded.item() < 1e-6, "ignored positions do not count"
+assert LanguageModelLoss()(Tensor(sure), targets).item() < 1e-6
 print("language-model loss: OK")
 
 # %% [markdown]
@@ -649,16 +631,6 @@ def greedy(logits: Any) -> np.ndarray:
     ### END SOLUTION
 
 
-def apply_temperature(logits: Any, temperature: float) -> np.ndarray:
-    """logits / temperature in float64, temperature > 0: below 1 sharpens, above 1 flattens."""
-    z = _logits_2d(logits, "apply_temperature")
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"apply_temperature: temperature must be positive and finite, got {temperature!r}")
-    ### BEGIN SOLUTION
-    return z.astype(np.float64) / temperature
-    ### END SOLUTION
-
-
 def top_k_filter(logits: Any, k: int) -> np.ndarray:
     """Logits with all but the k largest of each row set to -inf (exactly k kept; ties: lower ids)."""
     z = _logits_2d(logits, "top_k_filter")
@@ -691,8 +663,7 @@ def top_p_filter(logits: Any, p: float) -> np.ndarray:
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One id per row of logits (B, V) -> (B,) int64 ((V,) -> 0-d) from softmax(logits / temperature) cut by top_k
-    then top_p, by inverse CDF (one uniform per row from `rng`); greedy where logits / temperature overflows."""
+    """One id per row: logits (B, V) -> (B,) int64 ((V,) -> 0-d); temperature, top_k, top_p, then inverse CDF."""
     shape = np.shape(logits.data if isinstance(logits, Tensor) else logits)[:-1]
     z = _logits_2d(logits, "sample_next")
     if not np.isfinite(z.max(axis=-1)).all() or not (isinstance(temperature, (int, float, np.number))
@@ -703,7 +674,7 @@ def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
         tiny = temperature == 0 or not np.isfinite(z[np.isfinite(z)].astype(np.float64) / temperature).all()
     if tiny:
         return greedy(z).reshape(shape)
-    z = apply_temperature(z, temperature)
+    z = z.astype(np.float64) / temperature                               # τ < 1 sharpens, τ > 1 flattens
     if top_k is not None:
         z = top_k_filter(z, top_k)
     if top_p is not None:
@@ -717,28 +688,25 @@ def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
 # %% nbgrader={"grade": true, "grade_id": "test-sampling", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 z = np.log(np.array([[0.5, 0.2, 0.15, 0.1, 0.05]]))
 assert greedy(z).tolist() == [0] and sample_next(z, temperature=0).tolist() == [0]
-sharp, flat = _softmax_rows(apply_temperature(z, 0.5))[0], _softmax_rows(apply_temperature(z, 2.0))[0]
-assert sharp[0] > 0.5 > flat[0], "a low temperature sharpens the distribution, a high one flattens it"
+cold = sample_next(np.repeat(z, 2000, axis=0), temperature=0.5, rng=np.random.default_rng(2))
+assert (cold == 0).mean() > 0.65, "a low temperature sharpens the distribution (p0: 0.5 -> 0.77)"
 assert np.isfinite(top_k_filter(z, 2)).tolist() == [[True, True, False, False, False]]
 assert np.isfinite(top_p_filter(z, 0.6)).tolist() == [[True, True, False, False, False]], "0.5 < 0.6 <= 0.7"
-assert np.isfinite(top_p_filter(z, 0.5)).tolist() == [[True, False, False, False, False]], "0.5 reaches 0.5"
 draws = sample_next(np.repeat(z, 4000, axis=0), rng=np.random.default_rng(0))
 freq = np.bincount(draws, minlength=5) / draws.size
 assert np.allclose(freq, [0.5, 0.2, 0.15, 0.1, 0.05], atol=0.03), freq
-assert set(sample_next(np.repeat(z, 500, axis=0), top_k=3, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
 assert set(sample_next(np.repeat(z, 500, axis=0), top_p=0.8, rng=np.random.default_rng(1)).tolist()) == {0, 1, 2}
 print("sampling: OK", np.round(freq, 3))
 
 # %% [markdown]
 # ## 8. Generating text, fast: the KV cache and the sliding window
 #
-# Generation is a loop: run the model, take the last position's logits, choose, append. The
-# keys and values of earlier positions never change, so one `KVCache` per block keeps them: a
-# *prefill* runs the prompt, then each step runs only the new token, at `offset = cache length`.
-# When the cache is full (`max_length`), TinyGPT **re-prefills** the last `window_keep` tokens
-# (default `max_length // 2`) at positions 0… (cached keys carry absolute positions);
-# `use_cache=False` recomputes the last `max_length` ids every step. Only ids the tokenizer can
-# decode are sampled.
+# Generation is a loop: run the model, take the last position's logits, choose, append. The keys and
+# values of earlier positions never change, so one `KVCache` per block keeps them: a *prefill* runs
+# the prompt, then each step runs only the new token, at `offset = cache length`. When the cache is
+# full (`max_length`), TinyGPT **re-prefills** the last `window_keep` tokens (default `max_length // 2`)
+# at positions 0… (cached keys carry absolute positions); `use_cache=False` recomputes the last
+# `max_length` ids every step. Only ids the tokenizer can decode are sampled.
 
 # %% nbgrader={"grade": false, "grade_id": "generate", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -746,8 +714,7 @@ def generate_tokens(model: TinyGPT, ids: Any, max_new_tokens: int, temperature: 
                     top_k: int | None = None, top_p: float | None = None,
                     rng: np.random.Generator | None = None, use_cache: bool = True,
                     window_keep: int | None = None) -> np.ndarray:
-    """ids (B, T0) -> (B, T0 + max_new_tokens) int64, sampling decodable ids under no_grad in eval mode; use_cache:
-    KV caches, re-prefilled with the last `window_keep` (default max_length // 2) tokens when full."""
+    """ids (B, T0) -> (B, T0 + max_new_tokens) int64; KV caches re-prefilled with `window_keep` ids when full."""
     ids = _as_ids(ids, "generate_tokens")
     L = model.max_length
     keep = max(1, L // 2) if window_keep is None else int(window_keep)
@@ -794,7 +761,6 @@ with no_grad():
 assert np.allclose(np.concatenate(stepwise, axis=1), full, atol=1e-5), "cache = full recomputation"
 text = gpt.generate("To be, or not", max_length=40, seed=3)      # past the 16-token window
 assert text.startswith("To be, or not") and len(text) == 13 + 40
-assert gpt.generate("To be, or not", max_length=40, seed=3) == text, "seeded sampling is reproducible"
 assert gpt.generate("To be", max_length=10, temperature=0) == gpt.generate("To be", max_length=10, temperature=0,
                                                                             use_cache=False)
 print("generate: OK", repr(text))
@@ -804,9 +770,8 @@ print("generate: OK", repr(text))
 #
 # A model is its parameters plus what rebuilds it: the `GPTConfig` and the tokenizer. Module 07's
 # `save_npz_checkpoint` stores arrays and JSON in one `.npz`, read back with `allow_pickle=False`
-# because **unpickling runs code** (`model.pkl` is npz inside too). Bad files raise
-# `CheckpointError`; the config's sizes are checked against the arrays' shapes *before* the model
-# is built, so a tiny file cannot make us allocate a huge one.
+# because **unpickling runs code** (`model.pkl` is npz inside too). Bad files raise `CheckpointError`;
+# the sizes are checked against the arrays' shapes *before* a model is built (no huge allocations).
 
 # %% nbgrader={"grade": false, "grade_id": "save-load", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -835,8 +800,7 @@ def _check_sizes(path: Any, config: GPTConfig, arrays: dict[str, np.ndarray]) ->
 
 
 def load_tinygpt(path: str | os.PathLike) -> TinyGPT:
-    """Rebuild the model saved at `path`; CheckpointError if the file is not a TinyGPT
-    checkpoint, is damaged, or its parts do not fit together."""
+    """The model saved at `path`; CheckpointError if the file is not one, is damaged or does not fit together."""
     arrays, meta = load_npz_checkpoint(path, kind=CHECKPOINT_KIND)
     keys = sorted(f.name for f in fields(GPTConfig))
     if not isinstance(meta.get("config"), dict) or sorted(meta["config"]) != keys:
@@ -874,18 +838,16 @@ print("save and load: OK")
 # %% [markdown]
 # ## 10. Training on text
 #
-# A batch is `B` windows of `T + 1` ids at random offsets, split by `shift_targets`. An *epoch*
-# is `eval_interval` steps; epoch `e` draws its offsets from `np.random.default_rng([seed, e])`,
-# so a resumed run sees exactly the windows of an uninterrupted one. The first 90% of the text
-# trains, the last 10% validates (on fixed windows). The recipe is nanoGPT's (AdamW with
-# β = (0.9, 0.99) and weight decay 0.1, warm-up then cosine decay, clipping at norm 1) on module
-# 07's `Trainer`, all in one `TrainConfig`: `LanguageModelTrainer(model, text, TrainConfig(...))`.
+# A batch is `B` windows of `T + 1` ids at random offsets, split by `shift_targets`. An *epoch* is
+# `eval_interval` steps; epoch `e` draws its offsets from `np.random.default_rng([seed, e])`, so a
+# resumed run sees exactly the windows of an uninterrupted one. The first 90% of the text trains, the
+# last 10% validates. nanoGPT's recipe (AdamW, β = (0.9, 0.99), weight decay 0.1, warm-up then cosine
+# decay, clipping at norm 1) runs on module 07's `Trainer`, all of it set by one `TrainConfig`.
 
 # %% nbgrader={"grade": false, "grade_id": "training", "locked": false, "schema_version": 3, "solution": true}
 #| export
 class TextWindows:
-    """Batches (inputs (B, T) Tensor, targets (B, T) ndarray) of windows: num_batches random ones per epoch from
-    np.random.default_rng([seed, epoch]) (or [seed]), or every window once in order (num_batches=None)."""
+    """Batches (inputs (B, T), targets (B, T)): num_batches random windows per epoch, or all in order (None)."""
 
     def __init__(self, tokens: Any, context: int, batch_size: int, num_batches: int | None = None,
                  seed: int = 0, resample_each_epoch: bool = True):
@@ -1013,27 +975,16 @@ class LanguageModelTrainer:
 
 # %% nbgrader={"grade": true, "grade_id": "test-training", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 text = "to be or not to be, that is the question. " * 30
-windows = TextWindows(CharTokenizer().encode(text), context=8, batch_size=4, num_batches=3, seed=5)
-windows.set_epoch(2)
-x_batch, y_batch = next(iter(windows))
+x_batch, y_batch = next(iter(TextWindows(CharTokenizer().encode(text), context=8, batch_size=4, num_batches=3)))
 assert x_batch.shape == (4, 8) and np.array_equal(x_batch.data[:, 1:], y_batch[:, :-1]), "targets: inputs shifted by one"
-windows.set_epoch(0)
-windows.set_epoch(2)
-assert np.array_equal(next(iter(windows))[0].data, x_batch.data), "epoch 2's windows depend on (seed, 2) only"
-
 parrot = TinyGPT(tokenizer=CharTokenizer().fit(text), d_model=48, num_heads=2, num_layers=2, max_length=16,
                  rng=np.random.default_rng(0))
 lm_trainer = LanguageModelTrainer(parrot, text, iterations=150, eval_interval=50, batch_size=8, lr=5e-3,
                                   warmup=10, weight_decay=0.0, eval_batches=2, progress=False)
 history = lm_trainer.fit()
 assert len(history["epoch"]) == 3 and history["train_loss"][0] > history["train_loss"][-1], history["train_loss"]
-# With 8 or more characters of context the continuation is certain, and the model has learned it.
-x_check, y_check = next(iter(TextWindows(parrot.tokenizer.encode(text), 16, 32, num_batches=1, seed=9)))
-with no_grad():
-    late_loss = LanguageModelLoss()(parrot(x_check)[:, 8:], y_check[:, 8:]).item()
-assert late_loss < 0.05, f"a short repeated text is learned almost perfectly: loss {late_loss:.3f}"
 sample = parrot.generate("to be or", max_length=40, temperature=0)
-assert sample.startswith("to be or not to be, that is the"), sample
+assert sample.startswith("to be or not to be, that is the"), f"a short repeated text is learned: {sample!r}"
 print("training: OK", repr(sample))
 
 # %% [markdown]
@@ -1042,8 +993,7 @@ print("training: OK", repr(sample))
 # 1. **Where the time goes.** Count the FLOPs of a training step (B = 12, T = 64, C = 128, L = 4:
 #    forward ≈ 2 × tokens × parameters plus `4 B T² C` per layer for attention, backward twice
 #    that) and compare with `python benchmarks/bench_tinygpt.py`.
-# 2. **Cache or recompute.** Time `generate(..., use_cache=False)` against the cached loop at
-#    batch 1: why is the cached step far from 64× faster?
+# 2. **Cache or recompute.** Why is a cached step at batch 1 far from 64× faster than `use_cache=False`?
 # 3. **The cache's memory.** How many bytes do one sequence's caches take (`KVCache.nbytes`), and
 #    GPT-2 small's (L = 12, C = 768, T = 1024) in float16? Why would relative positions (rotary,
 #    ALiBi) allow `drop_oldest` instead of re-prefilling?
