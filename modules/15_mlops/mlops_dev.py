@@ -38,8 +38,8 @@
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/mlops/mlops.py`. Three commands use it: `tito runs` lists and compares runs,
 # `tito package` packages a TinyGPT saved by module 16, and `tito serve PACKAGE` serves a
-# package (they pass module 16's `TINYGPT_KIND` to `load_package`; module 15 cannot import
-# module 16 itself).
+# package (they pass the `TINYGPT_KIND` of tito/gpt_package.py, which adapts module 16's
+# TinyGPT from the outside, to `load_package`; module 15 cannot import module 16 itself).
 #
 # **The one idea of this module.** Everything that leaves the training process (a run
 # directory, a model package, an HTTP request) is *data from outside*, and is treated that
@@ -73,8 +73,8 @@ directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / loa
 write and check a model package (manifest.json with a sha256 for every file, weights in
 .npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
 serves a package over HTTP (standard library only). A ModelKind says how one kind of model
-is packaged (SEQUENTIAL here; TINYGPT_KIND in module 16, tinytorch.tinygpt); save_package
-takes the kind, load_package the kinds it may meet.
+is packaged (SEQUENTIAL here; TINYGPT_KIND in tito/gpt_package.py); save_package takes the
+kind, load_package the kinds it may meet.
 """
 from __future__ import annotations
 
@@ -731,8 +731,8 @@ print("compare runs: OK")
 # kind's name into the manifest; `load_package(path, kinds=...)` takes the kinds the caller
 # is ready to load and picks the manifest's by name, so what a package may rebuild is
 # decided by the code that loads it, never by the file. This module defines `SEQUENTIAL`;
-# module 16 defines `TINYGPT_KIND` (module 15 cannot import module 16), and `tito serve`
-# loads with `kinds=(SEQUENTIAL, TINYGPT_KIND)`.
+# TinyGPT's `TINYGPT_KIND` lives beside the CLI in tito/gpt_package.py (module 16 knows nothing
+# of packaging), and `tito serve` loads with `kinds=(SEQUENTIAL, TINYGPT_KIND)`.
 #
 # **Rebuilding without the training script.** For a `Sequential` the manifest stores a
 # *layer spec*: one `{"type": "Dense", "args": {"in_features": 4, ...}}` per layer. Only
@@ -1184,7 +1184,7 @@ def _pick_kind(name: Any, kinds: Iterable[ModelKind]) -> ModelKind:
     known = {kind.name: kind for kind in kinds}
     if name not in known:
         raise PackageError(f"unknown model kind {name!r}; this load knows the kinds {sorted(known)} (a TinyGPT "
-                           f"package loads with kinds=(SEQUENTIAL, TINYGPT_KIND), from tinytorch.tinygpt)")
+                           f"package loads with kinds=(SEQUENTIAL, TINYGPT_KIND), from tito.gpt_package)")
     return known[name]
 
 

@@ -10,8 +10,8 @@ directory (config.json, metrics.jsonl, checkpoints/, plots/); save_package / loa
 write and check a model package (manifest.json with a sha256 for every file, weights in
 .npz without pickle); DriftMonitor compares requests with training statistics; ModelServer
 serves a package over HTTP (standard library only). A ModelKind says how one kind of model
-is packaged (SEQUENTIAL here; TINYGPT_KIND in module 16, tinytorch.tinygpt); save_package
-takes the kind, load_package the kinds it may meet.
+is packaged (SEQUENTIAL here; TINYGPT_KIND in tito/gpt_package.py); save_package takes the
+kind, load_package the kinds it may meet.
 """
 from __future__ import annotations
 
@@ -820,7 +820,7 @@ def _pick_kind(name: Any, kinds: Iterable[ModelKind]) -> ModelKind:
     known = {kind.name: kind for kind in kinds}
     if name not in known:
         raise PackageError(f"unknown model kind {name!r}; this load knows the kinds {sorted(known)} (a TinyGPT "
-                           f"package loads with kinds=(SEQUENTIAL, TINYGPT_KIND), from tinytorch.tinygpt)")
+                           f"package loads with kinds=(SEQUENTIAL, TINYGPT_KIND), from tito.gpt_package)")
     return known[name]
 
 
