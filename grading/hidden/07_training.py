@@ -238,3 +238,20 @@ try:
     raise AssertionError("a crafted archive must be refused")
 except CheckpointError:
     pass
+
+# %% grade_id: test-plot
+# a regression run with a custom metric: one panel per name in order, titled, "epoch" on the x axis, each curve the history's numbers; the PNG is written
+pnet = Dense(2, 1, rng=np.random.default_rng(3))
+def max_err(out, tgt):
+    return float(np.abs(out - tgt).max()) * len(tgt), len(tgt)
+preg = Trainer(pnet, SGD(pnet.parameters(), lr=0.1), MSELoss(), metrics={"err": max_err}, progress=False)
+pxs = np.random.default_rng(4).standard_normal((32, 2)).astype(np.float32)
+pbatches = [(pxs[i:i + 8], pxs[i:i + 8].sum(axis=1, keepdims=True)) for i in range(0, 32, 8)]
+preg.fit(pbatches, val_data=pbatches[:2], epochs=3)
+pfig = preg.plot_history(tmp_dir / "hidden-plot" / "curves.png")
+assert [ax.get_title() for ax in pfig.axes] == ["loss", "err"], [ax.get_title() for ax in pfig.axes]
+for ax, name in zip(pfig.axes, ["loss", "err"]):
+    assert ax.get_xlabel() == "epoch" and [line.get_label() for line in ax.get_lines()] == ["train", "val"]
+    for line, split in zip(ax.get_lines(), ["train", "val"]):
+        assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == preg.history[f"{split}_{name}"], (name, split)
+assert (tmp_dir / "hidden-plot" / "curves.png").read_bytes()[:4] == b"\x89PNG"

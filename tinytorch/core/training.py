@@ -36,8 +36,7 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 
 # %% auto #0
 __all__ = ['Metric', 'METRICS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'accuracy', 'TrainingDivergedError', 'CheckpointError',
-           'process_alive', 'write_atomically', 'save_npz_checkpoint', 'npz_headers', 'load_npz_checkpoint', 'Trainer',
-           'in_notebook']
+           'process_alive', 'write_atomically', 'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer', 'in_notebook']
 
 # %% ../../modules/07_training/training_dev.ipynb #60775615
 Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
@@ -81,7 +80,8 @@ class _Running:
 
     def __init__(self, metrics: dict[str, Metric]):
         self.metrics = metrics
-        self.loss_total, self.examples = 0.0, 0
+        self.loss_total = 0.0                                     # sum of batch loss x batch examples
+        self.examples = 0
         self.totals = {name: [0.0, 0.0] for name in metrics}     # name -> [total, count]
 
     def _metric(self, name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
@@ -197,113 +197,106 @@ def save_npz_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], meta
     """Write `arrays` (name -> ndarray or Tensor) and the JSON-able `meta` atomically to one
     .npz file at `path` (any name); `kind` ("trainer", ...) is checked on loading."""
     arrays = {name: np.asarray(v.data if isinstance(v, Tensor) else v) for name, v in arrays.items()}
+    header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind, "meta": dict(meta)}
     bad = [name for name, a in arrays.items() if not isinstance(name, str) or name in _RESERVED_KEYS or a.dtype.hasobject]
     if bad:
         raise CheckpointError(f"save_npz_checkpoint: arrays {bad} have a reserved or non-string name, or dtype "
                               f"object (which only pickle could store; convert it to a numeric array)")
     try:
-        header = json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                             "kind": kind, "meta": dict(meta)}, default=_json_default)
+        text = json.dumps(header, default=_json_default)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"save_npz_checkpoint: meta is not JSON-serialisable: {err}") from None
     # No allow_pickle= here: numpy < 2.2's savez would store it as one more array.
-    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(header)}, **arrays))
+    return write_atomically(path, lambda f: np.savez(f, **{_META_KEY: np.array(text)}, **arrays))
 
 
 _NOT_NPZ = {b"": "it is empty (0 bytes): probably an interrupted write",
             b"\x80": "it is a Python pickle; TinyTorch never unpickles files (loading a pickle can run any code)",
             b"\x93": "it is a single .npy array, not an .npz archive"}         # what the first byte shows
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")                               # a zip file, an empty zip file
 
 
-_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz archive at `path` (np.load with allow_pickle=False), or a
+    CheckpointError naming the file and the cause. Meant for your own files: module 15 checks
+    a file from someone else member by member (`npz_headers`) before it comes here."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"no checkpoint at {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head in _ZIP_STARTS:
+                f.seek(0)
+                with np.load(f, allow_pickle=False) as npz:
+                    arrays = {name: npz[name] for name in npz.files}
+    except (OSError, EOFError, ValueError, KeyError, MemoryError, RuntimeError, NotImplementedError,
+            zipfile.BadZipFile, zlib.error) as err:         # object arrays: ValueError (never unpickled)
+        raise CheckpointError(f"{path} is truncated, corrupt, or holds more than plain arrays "
+                              f"({type(err).__name__}: {err})") from None
+    if head not in _ZIP_STARTS:
+        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
+            head[:1], f"it is not an .npz (zip) archive: it starts with {head!r}"))
+    not_arrays = [name for name, a in arrays.items() if not isinstance(a, np.ndarray)]
+    if not_arrays:                                      # np.load gives the raw bytes of a non-.npy member
+        raise CheckpointError(f"{path} holds members that are not .npy arrays: {not_arrays[:5]}")
+    return arrays
 
 
-def npz_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """name -> (shape, dtype) of every array of the open .npz `zf` (the file at `path`), from the
-    zip directory and the .npy headers alone (no data is read). CheckpointError unless each member
-    is a plainly named .npy, once, no zip bomb, with a readable header, no object dtype and its
-    size as declared (module 15's packages read their weights through this too)."""
-    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    for info in zf.infolist():
-        name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
-        if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
-            raise CheckpointError(f"{what} is not a plainly named .npy array, or is there twice")
-        if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
-            raise CheckpointError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
-        with zf.open(info) as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
-                                   (2, 0): np.lib.format.read_array_header_2_0}[version](f)
-            except (ValueError, KeyError, EOFError) as err:
-                raise CheckpointError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
-            if dtype.hasobject or f.tell() + math.prod(shape) * dtype.itemsize != info.file_size:
-                raise CheckpointError(f"{what} declares shape {shape} of {dtype} ({math.prod(shape) * dtype.itemsize} "
-                                      f"bytes; object arrays only pickle could load) but holds "
-                                      f"{info.file_size - f.tell()} bytes: refused")
-        found[name] = (tuple(shape), dtype)
-    return found
+def _read_header(meta: np.ndarray | None) -> Any:
+    """The JSON value stored in the 0-d string array `__meta__`, or None if there is none."""
+    if meta is None or meta.dtype.kind != "U" or meta.ndim != 0:
+        return None
+    try:
+        return json.loads(str(meta))
+    except ValueError:
+        return None
 
 
-def _read_members(path: Path, zf: zipfile.ZipFile, shapes: Mapping[str, tuple] | None) -> dict[str, np.ndarray]:
-    """The archive's arrays, each member checked by `npz_headers` before its data is read, and
-    against `shapes` (name -> shape) when given."""
-    found = {name: shape for name, (shape, _) in npz_headers(path, zf).items()}
-    if shapes is not None:
-        arrays = {k: v for k, v in found.items() if k != _META_KEY}
-        problems = [f"arrays missing from the checkpoint: {[k for k in shapes if k not in arrays]}",
-                    f"arrays not expected: {[k for k in arrays if k not in shapes]}"]
-        problems = [p for p in problems if not p.endswith("[]")] + [f"{k}: shape {arrays[k]} in the checkpoint, "
-                    f"{tuple(s)} expected" for k, s in shapes.items() if k in arrays and arrays[k] != tuple(s)]
-        if problems:
-            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in found}
+def _header_problem(header: Any, kind: str) -> str | None:
+    """What is wrong with a checkpoint's header (the JSON value in `__meta__`, None when
+    there is none) for a checkpoint of `kind`: not a JSON object, another format, a version
+    newer than CHECKPOINT_VERSION (or not an integer), another kind. None when it is right."""
+    if not isinstance(header, dict):
+        return f"it has no TinyTorch metadata (a JSON object in the 0-d string array {_META_KEY!r})"
+    if header.get("format") != CHECKPOINT_FORMAT:
+        return f"format {header.get('format')!r}, expected {CHECKPOINT_FORMAT!r}: not a TinyTorch checkpoint"
+    version = header.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        return (f"format version {version!r}; this TinyTorch reads versions up to {CHECKPOINT_VERSION} "
+                f"(was it written by a newer TinyTorch?)")
+    if header.get("kind") != kind:
+        return f"a {header.get('kind')!r} checkpoint, expected {kind!r}"
+    return None
+
+
+def _shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
+    """What keeps arrays of `shapes` (name -> shape) from being exactly `expected` (name ->
+    shape): names missing, names not expected, other shapes. [] when they fit."""
+    problems = [f"{name} is missing from the checkpoint" for name in expected if name not in shapes]
+    problems += [f"{name} is not expected" for name in shapes if name not in expected]
+    for name, shape in expected.items():
+        if name in shapes and tuple(shapes[name]) != tuple(shape):
+            problems.append(f"{name}: shape {tuple(shapes[name])} in the checkpoint, {tuple(shape)} expected")
+    return problems
 
 
 def load_npz_checkpoint(path: str | os.PathLike, kind: str,
                         shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta);
-    `shapes` (name -> shape) is what the arrays must be, checked from their headers. A
-    missing, truncated, corrupt, foreign or crafted file, another kind or a newer version
-    raises CheckpointError naming the problem. Never unpickles."""
+    `shapes` (name -> shape), when given, is exactly what the arrays must be. A missing,
+    truncated, corrupt or foreign file, another kind, a newer version or other shapes raise
+    CheckpointError naming the problem. Never unpickles."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
-                              else f"no checkpoint at {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
-            head[:1], f"it is not an .npz (zip) archive: it starts with {head!r}"))
-    try:
-        with zipfile.ZipFile(path) as zf:
-            arrays = _read_members(path, zf, shapes)
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError, NotImplementedError,
-            RuntimeError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
-    meta = arrays.pop(_META_KEY, None)
-    if meta is None:
-        raise CheckpointError(f"{path} is an .npz archive without TinyTorch metadata "
-                              f"(arrays: {sorted(arrays)[:8]}): not a TinyTorch checkpoint")
-    try:
-        header = json.loads(str(meta)) if meta.dtype.kind == "U" and meta.ndim == 0 else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} has unreadable metadata (__meta__ of dtype {meta.dtype}, shape "
-                              f"{meta.shape}, not a JSON object): not a TinyTorch checkpoint")
-    if header.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a TinyTorch checkpoint (format {header.get('format')!r}, "
-                              f"expected {CHECKPOINT_FORMAT!r})")
-    version = header.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this TinyTorch reads "
-                              f"versions up to {CHECKPOINT_VERSION} (was it written by a newer TinyTorch?)")
-    if header.get("kind") != kind:
-        raise CheckpointError(f"{path} is a {header.get('kind')!r} checkpoint, expected {kind!r}")
+    arrays = _read_npz(path)
+    header = _read_header(arrays.pop(_META_KEY, None))
+    problem = _header_problem(header, kind)
+    if problem is not None:
+        raise CheckpointError(f"{path} is refused: {problem}")
+    problems = _shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
+    if problems:
+        more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise CheckpointError(f"{path} does not fit: " + "; ".join(problems[:4]) + more)
     return arrays, header.get("meta", {})
 
 # %% ../../modules/07_training/training_dev.ipynb #05ec2731
@@ -374,11 +367,14 @@ class Trainer:
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
         self.divergence_factor, self.divergence_patience = divergence_factor, divergence_patience
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.postfix_every = 10                          # batches between progress-bar refreshes
         self.epoch = 0                                   # epochs completed
         names = ["loss", *self.metrics]
-        self.history: dict[str, list] = {key: [] for key in ["epoch", *[f"train_{n}" for n in names],
-                                                             *[f"val_{n}" for n in names], "lr", "seconds"]}
-        self.postfix_every = 10                          # batches between progress-bar refreshes
+        self.history: dict[str, list] = {"epoch": []}
+        for split in ("train", "val"):
+            for name in names:
+                self.history[f"{split}_{name}"] = []
+        self.history["lr"], self.history["seconds"] = [], []
         self._last_lr: float | None = None               # learning rate of the latest step
         self._reference, self._above = None, deque()     # divergence: reference loss, recent batches above
 
@@ -487,7 +483,7 @@ class Trainer:
                 return self.history
             raise ValueError(f"Trainer.fit: {self.epoch} epochs are already done and epochs={epochs} is the "
                              f"total to reach; pass epochs={self.epoch + epochs} to train {epochs} more")
-        self._reference, self._above = None, deque()
+        self._reference, self._above = None, deque()     # a new run: a new divergence reference
         for epoch in range(self.epoch, epochs):
             started = time.perf_counter()
             if hasattr(train_data, "set_epoch"):
@@ -551,8 +547,8 @@ class Trainer:
     def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(arrays, meta) of a `save_checkpoint` file checked to fit this trainer (shapes from
         the headers, optimizer, scheduler, metrics, generators), or a CheckpointError."""
-        shapes = {**{f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()},
-                  **{f"optimizer/{k}": v.shape for k, v in self.optimizer.state.items()}}
+        shapes = {f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()}
+        shapes.update({f"optimizer/{k}": np.shape(v) for k, v in self.optimizer.state.items()})
         arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
         needed = ["epoch", "history", "optimizer", "scheduler", "rng", "module_rngs"]
         if [k for k in needed if k not in meta]:
@@ -560,21 +556,33 @@ class Trainer:
         try:
             self.optimizer.check_state_dict({**meta["optimizer"], "buffers": {
                 k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
-            if (meta["scheduler"] is None) != (self.scheduler is None):
-                raise ValueError(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
-                                 f"this trainer has {'none' if self.scheduler is None else 'one'}")
-            if self.scheduler is not None:
+            if self.scheduler is not None and meta["scheduler"] is not None:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
             raise CheckpointError(f"{path} does not fit: {err}") from None
-        here = {"history (use the same metrics) tracked": sorted(self.history),
-                "generators of modules": sorted(_named_rngs(self.model)), "generator": type(get_rng().bit_generator).__name__}
-        there = {"history (use the same metrics) tracked": sorted(meta["history"]),
-                 "generators of modules": sorted(meta["module_rngs"]), "generator": meta["rng"].get("bit_generator")}
-        problems = [f"{k}: {there[k]} in the checkpoint, {here[k]} here" for k in here if there[k] != here[k]]
+        problems = self._misfits(meta)
         if problems:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
         return arrays, meta
+
+    def _misfits(self, meta: dict[str, Any]) -> list[str]:
+        """What in a trainer checkpoint's `meta` does not fit this trainer, beyond the arrays and
+        the optimizer: a scheduler on one side only, other history keys (other metrics), other
+        modules with generators (`_named_rngs`), another kind of global generator. [] if none."""
+        problems = []
+        if (meta["scheduler"] is None) != (self.scheduler is None):
+            problems.append(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
+                            f"this trainer has {'none' if self.scheduler is None else 'one'}")
+        if sorted(meta["history"]) != sorted(self.history):
+            problems.append(f"the checkpoint tracked {sorted(meta['history'])}, this trainer tracks "
+                            f"{sorted(self.history)} (use the same metrics)")
+        if sorted(meta["module_rngs"]) != sorted(_named_rngs(self.model)):
+            problems.append(f"generators of modules {sorted(meta['module_rngs'])} in the checkpoint, "
+                            f"{sorted(_named_rngs(self.model))} here")
+        generator = type(get_rng().bit_generator).__name__
+        if meta["rng"].get("bit_generator") != generator:
+            problems.append(f"a {meta['rng'].get('bit_generator')} generator in the checkpoint, {generator} here")
+        return problems
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a `save_checkpoint` file (model, optimizer, scheduler, history, epoch, generators),
@@ -600,12 +608,13 @@ class Trainer:
             raise ValueError("Trainer.plot_history: the history is empty; call fit() first")
         names = ["loss", *self.metrics]
         fig = Figure(figsize=(4.5 * len(names), 3.4), layout="constrained")
-        for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
+        axes = fig.subplots(1, len(names), squeeze=False)[0]       # one panel per name
+        for ax, name in zip(axes, names):
             for split, style in (("train", "o-"), ("val", "s--")):
-                if not all(math.isnan(v) for v in self.history[f"{split}_{name}"]):
-                    ax.plot(self.history["epoch"], self.history[f"{split}_{name}"], style, label=split, markersize=3)
+                values = self.history[f"{split}_{name}"]
+                if not all(math.isnan(v) for v in values):           # no validation: no val curve
+                    ax.plot(self.history["epoch"], values, style, label=split, markersize=3)
             ax.set(title=name, xlabel="epoch")
-            ax.grid(alpha=0.3)
             ax.legend()
         if path is not None:
             write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
