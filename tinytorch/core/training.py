@@ -2,13 +2,11 @@
 
 # %% ../../modules/07_training/training_dev.ipynb #1c7d3b5d
 """Training: the Trainer (fit, evaluate, history, plots, exact resume), metrics, divergence
-detection, and safe checkpoint files (one .npz written atomically, its JSON metadata inside,
-read without unpickling). Module 07 of TinyTorch (generated from
-modules/07_training/training_dev.py; do not edit)."""
+detection, and checkpoint files (one signed .npz, written atomically, never unpickled).
+Module 07 of TinyTorch (generated from modules/07_training/training_dev.py; do not edit)."""
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import math
@@ -74,9 +72,8 @@ def _resolve_metrics(metrics: Any) -> dict[str, Metric]:
 
 
 class _Running:
-    """Weighted totals over batches: `add(loss, outputs, targets)` weights the batch's mean
-    loss by its examples (`targets.shape[0]`, 1 for a 0-d target) and adds each metric's
-    (total, count); `result()` divides: {"loss": ..., name: ...} (NaN when nothing counted)."""
+    """Weighted totals: `add` weights a batch's mean loss by its examples (`targets.shape[0]`, 1 if
+    0-d) and adds each metric's (total, count); `result()` divides (NaN when nothing counted)."""
 
     def __init__(self, metrics: dict[str, Metric]):
         self.metrics = metrics
@@ -131,15 +128,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, foreign, or does not fit."""
 
 
-def _temporary_name(path: Path) -> Path:
-    """`.NAME.tmp-<pid>-<random>` beside `path`: recognisably the temporary file of this target."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-
-
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete `_temporary_name`s of `path` whose writer process is gone, or that are old (10 min)."""
+    """Delete the temporary files of `path` (`.NAME.tmp-<pid>-<8 hex digits>`) whose writer
+    process is gone, or that are older than 10 minutes: left by a writer that was killed."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
-    for old in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+    for old in path.parent.iterdir():
         match = pattern.fullmatch(old.name)
         with contextlib.suppress(OSError):    # vanished meanwhile, or not ours to remove
             if match and (not process_alive(int(match.group(1))) or time.time() - old.stat().st_mtime > 600):
@@ -147,8 +140,8 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs, so its temporary files must stay (True where this cannot
-    be asked safely: on Windows `os.kill` would terminate the process instead of asking)."""
+    """Whether process `pid` still runs (True where this cannot be asked safely: on Windows
+    `os.kill` would terminate the process instead of asking)."""
     if os.name != "posix" or pid == os.getpid():
         return True
     try:
@@ -166,7 +159,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    tmp = _temporary_name(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")   # beside it: same disk
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -217,9 +210,8 @@ _ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")                               # a z
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the .npz archive at `path` (np.load with allow_pickle=False), or a
-    CheckpointError naming the file and the cause. Meant for your own files: module 15 checks
-    a file from someone else member by member (`npz_headers`) before it comes here."""
+    """Every array of the .npz archive at `path`, or a CheckpointError naming the cause. For
+    your own files: module 15 checks a stranger's file member by member first (`npz_headers`)."""
     if not path.is_file():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
                               else f"no checkpoint at {path}")
@@ -254,9 +246,8 @@ def _read_header(meta: np.ndarray | None) -> Any:
 
 
 def _header_problem(header: Any, kind: str) -> str | None:
-    """What is wrong with a checkpoint's header (the JSON value in `__meta__`, None when
-    there is none) for a checkpoint of `kind`: not a JSON object, another format, a version
-    newer than CHECKPOINT_VERSION (or not an integer), another kind. None when it is right."""
+    """What is wrong with a checkpoint's header (the JSON in `__meta__`, None if none) for `kind`:
+    not a JSON object, another format, a version not an int <= CHECKPOINT_VERSION, another kind."""
     if not isinstance(header, dict):
         return f"it has no TinyTorch metadata (a JSON object in the 0-d string array {_META_KEY!r})"
     if header.get("format") != CHECKPOINT_FORMAT:
@@ -283,10 +274,9 @@ def _shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) 
 
 def load_npz_checkpoint(path: str | os.PathLike, kind: str,
                         shapes: Mapping[str, tuple] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a file written by `save_npz_checkpoint` with the same `kind`: (arrays, meta);
-    `shapes` (name -> shape), when given, is exactly what the arrays must be. A missing,
-    truncated, corrupt or foreign file, another kind, a newer version or other shapes raise
-    CheckpointError naming the problem. Never unpickles."""
+    """(arrays, meta) of a file written by `save_npz_checkpoint` with the same `kind`, whose
+    arrays have exactly `shapes` (name -> shape) when given; else CheckpointError naming the
+    problem (missing, truncated, foreign, newer, other kind or shapes). Never unpickles."""
     path = Path(path)
     arrays = _read_npz(path)
     header = _read_header(arrays.pop(_META_KEY, None))
@@ -334,14 +324,10 @@ def _named_rngs(model: Any, prefix: str = "") -> dict[str, np.random.Generator]:
 
 
 class Trainer:
-    """Trains `model` with `optimizer` on `loss_fn(model(inputs), targets)`.
-
-    metrics: names ("accuracy"), callables `(outputs, targets) -> (total, count)` on ndarrays,
-    or a dict name -> metric (the loss is always tracked). scheduler: stepped after every
-    optimizer step. grad_clip: max global gradient norm, or None. checkpoint_dir: where
-    `last.npz` is written after every epoch. divergence_factor, divergence_patience: see
-    `_too_high` (None turns the finite bound off; NaN/inf always stop training).
-    """
+    """Trains `model` with `optimizer` on `loss_fn(model(inputs), targets)`. metrics: names ("accuracy"),
+    callables `(outputs, targets) -> (total, count)` or a dict name -> metric. scheduler: stepped after
+    each optimizer step. grad_clip: max global gradient norm. checkpoint_dir: gets `last.npz` after every
+    epoch. divergence_factor, divergence_patience: see `_too_high` (factor None: off; NaN always stops)."""
 
     def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Tensor],
                  metrics: Any = ("accuracy",), scheduler: LRScheduler | None = None,
@@ -355,13 +341,12 @@ class Trainer:
             raise TypeError(f"Trainer: loss_fn must be callable, got {type(loss_fn).__name__}")
         if scheduler is not None and (not isinstance(scheduler, LRScheduler) or scheduler.optimizer is not optimizer):
             raise ValueError("Trainer: scheduler must be an LRScheduler created for this optimizer")
-        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor),
-                            ("divergence_patience", divergence_patience)):
-            whole = name == "divergence_patience"          # the one that must be an integer, never None
-            if (value is not None or whole) and (isinstance(value, bool) or not isinstance(value, int if whole else
-                                                 (int, float)) or not 0 < value < math.inf):
-                raise ValueError(f"Trainer: {name} must be a positive {'integer' if whole else 'number or None'}, "
-                                 f"got {value!r}")
+        for name, value in (("grad_clip", grad_clip), ("divergence_factor", divergence_factor)):
+            positive = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+            if value is not None and not positive:
+                raise ValueError(f"Trainer: {name} must be a positive number or None, got {value!r}")
+        if isinstance(divergence_patience, bool) or not isinstance(divergence_patience, int) or divergence_patience < 1:
+            raise ValueError(f"Trainer: divergence_patience must be a positive integer, got {divergence_patience!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.metrics = _resolve_metrics(metrics)
         self.scheduler, self.grad_clip, self.progress = scheduler, grad_clip, bool(progress)
@@ -545,30 +530,29 @@ class Trainer:
         return save_npz_checkpoint(path, arrays, meta, kind="trainer")
 
     def _check_checkpoint(self, path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(arrays, meta) of a `save_checkpoint` file checked to fit this trainer (shapes from
-        the headers, optimizer, scheduler, metrics, generators), or a CheckpointError."""
+        """(arrays, meta) of a `save_checkpoint` file that fits this trainer (array shapes,
+        optimizer, scheduler, metrics, generators), or a CheckpointError saying what does not."""
         shapes = {f"model/{k}": np.shape(v) for k, v in self.model.state_dict().items()}
         shapes.update({f"optimizer/{k}": np.shape(v) for k, v in self.optimizer.state.items()})
         arrays, meta = load_npz_checkpoint(path, kind="trainer", shapes=shapes)
-        needed = ["epoch", "history", "optimizer", "scheduler", "rng", "module_rngs"]
-        if [k for k in needed if k not in meta]:
-            raise CheckpointError(f"{path}: trainer checkpoint without {[k for k in needed if k not in meta]}")
+        missing = [k for k in ("epoch", "history", "optimizer", "scheduler", "rng", "module_rngs") if k not in meta]
+        if missing:
+            raise CheckpointError(f"{path}: a trainer checkpoint without {missing}")
+        problems = self._misfits(meta)
         try:
             self.optimizer.check_state_dict({**meta["optimizer"], "buffers": {
                 k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}})
             if self.scheduler is not None and meta["scheduler"] is not None:
                 self.scheduler.check_state_dict(meta["scheduler"])
         except ValueError as err:
-            raise CheckpointError(f"{path} does not fit: {err}") from None
-        problems = self._misfits(meta)
+            problems.append(str(err))
         if problems:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
         return arrays, meta
 
     def _misfits(self, meta: dict[str, Any]) -> list[str]:
-        """What in a trainer checkpoint's `meta` does not fit this trainer, beyond the arrays and
-        the optimizer: a scheduler on one side only, other history keys (other metrics), other
-        modules with generators (`_named_rngs`), another kind of global generator. [] if none."""
+        """What in a trainer checkpoint's `meta` does not fit this trainer ([] if nothing): a scheduler
+        on one side only, other history keys, other `_named_rngs`, another kind of global generator."""
         problems = []
         if (meta["scheduler"] is None) != (self.scheduler is None):
             problems.append(f"the checkpoint has {'no' if meta['scheduler'] is None else 'a'} scheduler, "
@@ -603,7 +587,6 @@ class Trainer:
         """Loss and metric curves (train and validation) per epoch, one panel each; saved as a
         PNG at `path` when given, shown inline in a notebook. Returns the matplotlib Figure."""
         from matplotlib.figure import Figure
-
         if not self.history["epoch"]:
             raise ValueError("Trainer.plot_history: the history is empty; call fit() first")
         names = ["loss", *self.metrics]
@@ -616,22 +599,18 @@ class Trainer:
                     ax.plot(self.history["epoch"], values, style, label=split, markersize=3)
             ax.set(title=name, xlabel="epoch")
             ax.legend()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
         if path is not None:
-            write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+            write_atomically(path, lambda f: f.write(png.getvalue()))
         if in_notebook():
             from IPython.display import Image, display
-            display(Image(data=_png_bytes(fig)))
+            display(Image(data=png.getvalue()))
         return fig
 
     def __repr__(self) -> str:
         return (f"Trainer(model={type(self.model).__name__}, optimizer={self.optimizer!r}, "
                 f"metrics={list(self.metrics)}, epoch={self.epoch})")
-
-
-def _png_bytes(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
 
 
 def in_notebook() -> bool:
