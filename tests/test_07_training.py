@@ -336,15 +336,15 @@ def test_missing_truncated_and_corrupt_files(trained, tmp_path):
     expect(tmp_path, "is a directory")
     for cut in (len(data) - 10, len(data) // 2, 100):
         (tmp_path / "cut.npz").write_bytes(data[:cut])
-        expect(tmp_path / "cut.npz", "truncated, corrupt")
+        expect(tmp_path / "cut.npz", "truncated or corrupt")
     corrupt = bytearray(data)
     start = data.index(b"model/layers.0.weight.npy") + 200      # inside that array's bytes
     corrupt[start:start + 16] = bytes(16)
     (tmp_path / "corrupt.npz").write_bytes(bytes(corrupt))
-    expect(tmp_path / "corrupt.npz", "truncated, corrupt")
+    expect(tmp_path / "corrupt.npz", "truncated or corrupt")
     (tmp_path / "empty.npz").write_bytes(b"")
     expect(tmp_path / "empty.npz", "empty")
-    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
         trainer.load_checkpoint(tmp_path / "cut.npz")
 
 
@@ -356,7 +356,7 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(Boom()))
     expect(tmp_path / "model.pkl", "pickle")
     np.savez(tmp_path / "random.npz", weights=np.ones(3))
-    expect(tmp_path / "random.npz", "no TinyTorch metadata")
+    expect(tmp_path / "random.npz", "without TinyTorch metadata")
     np.savez(tmp_path / "objects.npz", __meta__=np.array([Boom()], dtype=object))
     expect(tmp_path / "objects.npz", "(?i)object arrays")
     np.save(tmp_path / "single.npy", np.ones(3))
@@ -366,7 +366,7 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
     np.savez(tmp_path / "other.npz", __meta__=np.array(json.dumps({"format": "something-else"})))
     expect(tmp_path / "other.npz", "not a TinyTorch checkpoint")
     np.savez(tmp_path / "garbled.npz", __meta__=np.array("{not json"))
-    expect(tmp_path / "garbled.npz", "no TinyTorch metadata")
+    expect(tmp_path / "garbled.npz", "without TinyTorch metadata")
     newer = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION + 1, "kind": "trainer", "meta": {}}
     np.savez(tmp_path / "newer.npz", __meta__=np.array(json.dumps(newer)))
     expect(tmp_path / "newer.npz", "newer TinyTorch")

@@ -159,7 +159,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")   # beside it: same disk
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")   # beside it: one file system
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -222,9 +222,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 f.seek(0)
                 with np.load(f, allow_pickle=False) as npz:
                     arrays = {name: npz[name] for name in npz.files}
-    except (OSError, EOFError, ValueError, KeyError, MemoryError, RuntimeError, NotImplementedError,
-            zipfile.BadZipFile, zlib.error) as err:         # object arrays: ValueError (never unpickled)
-        raise CheckpointError(f"{path} is truncated, corrupt, or holds more than plain arrays "
+    except (OSError, EOFError, ValueError, KeyError, MemoryError, RuntimeError, zipfile.BadZipFile,
+            zlib.error) as err:                             # object arrays: ValueError (never unpickled)
+        raise CheckpointError(f"{path} is truncated or corrupt, or holds more than plain arrays "
                               f"({type(err).__name__}: {err})") from None
     if head not in _ZIP_STARTS:
         raise CheckpointError(f"{path} is not a TinyTorch checkpoint: " + _NOT_NPZ.get(
@@ -246,18 +246,18 @@ def _read_header(meta: np.ndarray | None) -> Any:
 
 
 def _header_problem(header: Any, kind: str) -> str | None:
-    """What is wrong with a checkpoint's header (the JSON in `__meta__`, None if none) for `kind`:
-    not a JSON object, another format, a version not an int <= CHECKPOINT_VERSION, another kind."""
+    """What is wrong with a checkpoint's header (the JSON in `__meta__`, None if none) for `kind`, said
+    of the file ("is not ..."), or None: not a JSON object, other format or kind, a newer version."""
     if not isinstance(header, dict):
-        return f"it has no TinyTorch metadata (a JSON object in the 0-d string array {_META_KEY!r})"
+        return f"is an .npz archive without TinyTorch metadata (a JSON object in the 0-d string array {_META_KEY})"
     if header.get("format") != CHECKPOINT_FORMAT:
-        return f"format {header.get('format')!r}, expected {CHECKPOINT_FORMAT!r}: not a TinyTorch checkpoint"
+        return f"is not a TinyTorch checkpoint (format {header.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
     version = header.get("version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        return (f"format version {version!r}; this TinyTorch reads versions up to {CHECKPOINT_VERSION} "
-                f"(was it written by a newer TinyTorch?)")
+        return (f"has checkpoint format version {version!r}; this TinyTorch reads versions up to "
+                f"{CHECKPOINT_VERSION} (was it written by a newer TinyTorch?)")
     if header.get("kind") != kind:
-        return f"a {header.get('kind')!r} checkpoint, expected {kind!r}"
+        return f"is a {header.get('kind')!r} checkpoint, expected {kind!r}"
     return None
 
 
@@ -282,7 +282,7 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str,
     header = _read_header(arrays.pop(_META_KEY, None))
     problem = _header_problem(header, kind)
     if problem is not None:
-        raise CheckpointError(f"{path} is refused: {problem}")
+        raise CheckpointError(f"{path} {problem}")
     problems = _shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
     if problems:
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
