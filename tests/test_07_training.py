@@ -357,8 +357,8 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
     expect(tmp_path / "model.pkl", "pickle")
     np.savez(tmp_path / "random.npz", weights=np.ones(3))
     expect(tmp_path / "random.npz", "without TinyTorch metadata")
-    np.savez(tmp_path / "objects.npz", __meta__=np.array([{"a": 1}], dtype=object))
-    expect(tmp_path / "objects.npz", "object arrays")
+    np.savez(tmp_path / "objects.npz", __meta__=np.array([Boom()], dtype=object))
+    expect(tmp_path / "objects.npz", "(?i)object arrays")
     np.save(tmp_path / "single.npy", np.ones(3))
     expect(tmp_path / "single.npy", "single .npy array")
     (tmp_path / "notes.txt").write_text("epoch 3, loss 0.1\n")
@@ -366,7 +366,7 @@ def test_foreign_files_are_refused_without_unpickling(tmp_path):
     np.savez(tmp_path / "other.npz", __meta__=np.array(json.dumps({"format": "something-else"})))
     expect(tmp_path / "other.npz", "not a TinyTorch checkpoint")
     np.savez(tmp_path / "garbled.npz", __meta__=np.array("{not json"))
-    expect(tmp_path / "garbled.npz", "unreadable metadata")
+    expect(tmp_path / "garbled.npz", "without TinyTorch metadata")
     newer = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION + 1, "kind": "trainer", "meta": {}}
     np.savez(tmp_path / "newer.npz", __meta__=np.array(json.dumps(newer)))
     expect(tmp_path / "newer.npz", "newer TinyTorch")
@@ -420,7 +420,7 @@ def test_checkpoint_that_does_not_fit_the_model_changes_nothing(trained, tmp_pat
     assert t.epoch == 0
 
     fewer = Sequential(Dense(2, 32), ReLU(), Dense(32, 2))
-    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['model/layers.2.weight'.*not expected: \['model/layers.3.weight'"):
+    with pytest.raises(CheckpointError, match=r"layers.2.weight is missing from the checkpoint.*layers.3.weight is not expected"):
         Trainer(fewer, AdamW(fewer.parameters()), CrossEntropyLoss(), progress=False).load_checkpoint(path)
 
 
@@ -679,93 +679,31 @@ def test_temporary_file_is_recognisable_while_writing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
 
 
-# ---- crafted archives (issue 14) ---------------------------------------------------------------
-def npy_bytes(array):
-    import io
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def meta_npy(kind="k"):
-    header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind, "meta": {}}
-    return npy_bytes(np.array(json.dumps(header)))
-
-
-def crafted(path, members, compression=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression=compression) as zf:
-        for name, data in members:
-            zf.writestr(name, data)
-    return path
-
-
-def huge_header(shape):
-    """An .npy header declaring `shape` of float64, followed by 8 bytes of data."""
-    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
-    header["shape"] = shape
-    import io
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, header)
-    return buf.getvalue() + bytes(8)
-
-
-@pytest.mark.filterwarnings("ignore:Duplicate name")
-@pytest.mark.parametrize("members, match", [
-    ([("__meta__.npy", meta_npy()), ("notes.txt", b"hello")], "not a plainly named .npy"),
-    ([("__meta__.npy", meta_npy()), ("../escape.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
-    ([("__meta__.npy", meta_npy()), ("/abs.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
-    ([("__meta__.npy", meta_npy()), ("a\\b.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", npy_bytes(np.ones(2))), ("w.npy", npy_bytes(np.zeros(3)))],
-     "there twice"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", huge_header((10**6, 10**6)))], r"declares shape \(1000000, 1000000\)"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", huge_header((-1,)))], "declares shape"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", b"\x93NUMPY\x01\x00garbage")], "no readable .npy header"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", b"not numpy at all")], "no readable .npy header"),
-    ([("__meta__.npy", meta_npy()), ("w.npy", npy_bytes(np.ones(4))[:-8])], "declares shape"),
-    ([("__meta__.npy", b"PK")], "no readable .npy header"),
-    ([("w.npy", npy_bytes(np.ones(2)))], "without TinyTorch metadata"),
-])
-def test_crafted_archives_end_in_checkpoint_error(tmp_path, members, match):
-    path = crafted(tmp_path / "crafted.npz", members)
-    with pytest.raises(CheckpointError, match=match):
+# ---- what the plain reader refuses besides a foreign file -------------------------------------
+def test_a_member_that_is_not_an_npy_array_is_refused(tmp_path):
+    path = save_npz_checkpoint(tmp_path / "c.npz", {"w": np.ones(2)}, {}, kind="k")
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("notes.txt", "hello")                  # np.load would give these bytes, not an array
+    with pytest.raises(CheckpointError, match=r"not .npy arrays: \['notes.txt'\]"):
         load_npz_checkpoint(path, kind="k")
 
 
-def test_a_member_that_claims_to_inflate_far_beyond_deflate_is_refused_before_reading(tmp_path, monkeypatch):
-    """A 1 KB file whose header and zip entry both claim a 1 GB array: refused without allocating it."""
-    import struct
-    member = huge_header((125_000_000,))                     # declares 1e9 bytes of float64
-    path = crafted(tmp_path / "liar.npz", [("__meta__.npy", meta_npy()), ("w.npy", member)], zipfile.ZIP_DEFLATED)
-    raw = bytearray(path.read_bytes())
-    start = raw.rindex(b"PK\x01\x02", 0, raw.rindex(b"w.npy"))       # the central directory entry of w.npy
-    header_len = len(member) - 8
-    raw[start + 24:start + 28] = struct.pack("<I", header_len + 10**9)   # its uncompressed size, forged
-    path.write_bytes(bytes(raw))
-    assert path.stat().st_size < 2000
-    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
-    with pytest.raises(CheckpointError, match="inflates"):
-        load_npz_checkpoint(path, kind="k")
-    monkeypatch.undo()
-    compressed = tmp_path / "zeros.npz"                      # a genuine compressed archive still loads
-    np.savez_compressed(compressed, __meta__=np.array(json.dumps(
-        {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "k", "meta": {}})), w=np.zeros(100_000))
-    assert load_npz_checkpoint(compressed, kind="k")[0]["w"].shape == (100_000,)
-
-
-def test_expected_shapes_are_checked_from_the_headers(tmp_path, monkeypatch):
+def test_expected_shapes_are_checked(tmp_path):
     path = save_npz_checkpoint(tmp_path / "c.npz", {"w": np.ones((2, 3)), "b": np.ones(3)}, {}, kind="k")
-    arrays, _ = load_npz_checkpoint(path, kind="k", shapes={"w": (2, 3), "b": (3,)})
+    arrays, _ = load_npz_checkpoint(path, kind="k", shapes={"w": (2, 3), "b": [3]})
     assert arrays["w"].shape == (2, 3)
-    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read before the shapes were checked"))
     for shapes, match in [({"w": (3, 2), "b": (3,)}, r"w: shape \(2, 3\) in the checkpoint, \(3, 2\) expected"),
-                          ({"w": (2, 3)}, r"not expected: \['b'\]"),
-                          ({"w": (2, 3), "b": (3,), "c": (1,)}, r"missing from the checkpoint: \['c'\]")]:
+                          ({"w": (2, 3)}, r"b is not expected"),
+                          ({"w": (2, 3), "b": (3,), "c": (1,)}, r"c is missing from the checkpoint")]:
         with pytest.raises(CheckpointError, match=match):
             load_npz_checkpoint(path, kind="k", shapes=shapes)
+    many = {f"x{i}": (1,) for i in range(10)}
+    with pytest.raises(CheckpointError, match="and 8 more"):  # 12 problems: the first 4 are named
+        load_npz_checkpoint(path, kind="k", shapes=many)
 
 
 def test_trainer_refuses_a_checkpoint_whose_declared_shapes_do_not_fit(trained, tmp_path):
-    """A checkpoint whose optimizer buffer declares another shape is refused from its header."""
+    """A checkpoint whose optimizer buffer has another shape is refused, and nothing changes."""
     trainer, path = trained
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}

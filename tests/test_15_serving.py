@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -283,6 +285,89 @@ def test_a_lying_npy_header_is_a_package_error(tmp_path):
     path.write_bytes(blob)
     with pytest.raises(PackageError):
         npz_headers(path)
+
+
+def npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def crafted(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def huge_header(shape):
+    """An .npy header declaring `shape` of float64, followed by 8 bytes of data."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = shape
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + bytes(8)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("members, match", [
+    ([("w.npy", npy_bytes(np.ones(2))), ("notes.txt", b"hello")], "not a plainly named .npy"),
+    ([("../escape.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("/abs.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("a\\b.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("x/./w.npy", npy_bytes(np.ones(2)))], "not a plainly named .npy"),
+    ([("w.npy", npy_bytes(np.ones(2))), ("w.npy", npy_bytes(np.zeros(3)))], "there twice"),
+    ([("w.npy", huge_header((10**6, 10**6)))], r"declares shape \(1000000, 1000000\)"),
+    ([("w.npy", huge_header((-1,)))], "declares shape"),
+    ([("w.npy", b"\x93NUMPY\x01\x00garbage")], "no readable .npy header"),
+    ([("w.npy", b"not numpy at all")], "no readable .npy header"),
+    ([("w.npy", npy_bytes(np.ones(4))[:-8])], "declares shape"),
+    ([("w.npy", b"PK")], "no readable .npy header"),
+])
+def test_crafted_archives_are_refused_from_their_headers(tmp_path, members, match, monkeypatch):
+    path = crafted(tmp_path / "crafted.npz", members)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
+    with pytest.raises(PackageError, match=match):
+        npz_headers(path)
+
+
+def test_npz_headers_reads_shapes_and_dtypes_without_the_data(tmp_path, monkeypatch):
+    path = tmp_path / "ok.npz"
+    np.savez(path, w=np.ones((2, 3), np.float32), **{"blocks/0.b": np.arange(4)})
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
+    assert npz_headers(path) == {"w": ((2, 3), np.dtype(np.float32)), "blocks/0.b": ((4,), np.dtype(np.int64))}
+    for not_zip in (b"", b"\x80\x04 a pickle", b"PK\x03\x04 cut short"):
+        path.write_bytes(not_zip)
+        with pytest.raises(PackageError, match="not a readable .npz"):
+            npz_headers(path)
+
+
+def test_a_member_that_claims_to_inflate_far_beyond_deflate_is_refused_before_reading(tmp_path, monkeypatch):
+    """A 1 KB file whose header and zip entry both claim a 1 GB array: refused without allocating it."""
+    member = huge_header((125_000_000,))                     # declares 1e9 bytes of float64
+    path = crafted(tmp_path / "liar.npz", [("w.npy", member)], zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    start = raw.rindex(b"PK\x01\x02", 0, raw.rindex(b"w.npy"))       # the central directory entry of w.npy
+    raw[start + 24:start + 28] = struct.pack("<I", len(member) - 8 + 10**9)   # its uncompressed size, forged
+    path.write_bytes(bytes(raw))
+    assert path.stat().st_size < 2000
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
+    with pytest.raises(PackageError, match="inflates"):
+        npz_headers(path)
+    monkeypatch.undo()
+    compressed = tmp_path / "zeros.npz"                      # a genuine compressed archive passes
+    np.savez_compressed(compressed, w=np.zeros(100_000))
+    assert npz_headers(compressed) == {"w": ((100_000,), np.dtype(np.float64))}
+
+
+def test_load_package_checks_every_member_before_numpy_reads_any(tmp_path, monkeypatch):
+    folder = package_tinygpt(tiny_gpt(), tmp_path / "pkg", name="tiny", version="0.1")
+    with zipfile.ZipFile(folder / "weights.npz", "a") as archive:
+        archive.writestr("extra.npy", huge_header((125_000_000,)))      # 1 GB declared, 8 bytes held
+    _rehash(folder)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("array data read"))
+    with pytest.raises(PackageError, match="declares shape"):
+        load_package(folder, kinds=KINDS)
 
 
 def test_a_deeply_nested_manifest_is_a_package_error(tmp_path):

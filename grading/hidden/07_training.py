@@ -209,6 +209,15 @@ more.fit(train_data, epochs=5, resume=True)
 assert more.epoch == 5 and more.history["epoch"] == [1, 2, 3, 4, 5]
 assert more.history["train_loss"][:4] == straight.history["train_loss"]
 
+# a checkpoint that does not fit (no scheduler, other metrics, a generator of its own) is refused and changes nothing
+before_plain = [p.data.copy() for p in net.parameters()]
+try:
+    plain.load_checkpoint(ckpt_dir / "last.npz")
+    raise AssertionError("a checkpoint that does not fit must be refused")
+except CheckpointError:
+    pass
+assert plain.epoch == 0 and all(np.array_equal(a, p.data) for a, p in zip(before_plain, net.parameters())), "unchanged"
+
 # %% grade_id: test-checkpoint-files
 # write_atomically: the writer's exception propagates and leaves the old file and no temporary; a fresh folder is made; save/load keep every dtype and shape bit for bit; a crafted member is refused
 hdir = Path(tempfile.mkdtemp())
@@ -238,3 +247,51 @@ try:
     raise AssertionError("a crafted archive must be refused")
 except CheckpointError:
     pass
+
+# the file and then its folder are synced (the rename survives a power cut); what the header and shape checks accept and refuse
+import stat
+real_fsync, synced = os.fsync, []
+def spy_fsync(fd):
+    synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+    real_fsync(fd)
+os.fsync = spy_fsync
+try:
+    write_atomically(hdir / "synced.bin", lambda f: f.write(b"abc"))
+finally:
+    os.fsync = real_fsync
+assert synced == ([False, True] if hasattr(os, "O_DIRECTORY") else [False]), "the file, then its folder, synced"
+assert _header_problem({**signed, "version": 0}, "demo") is None, "older versions are read"
+for wrong in ({**signed, "version": "1"}, {**signed, "version": None}, {}, [signed], "text", None):
+    assert isinstance(_header_problem(wrong, "demo"), str), f"{wrong!r} is not a 'demo' checkpoint"
+assert _read_header(None) is None and _read_header(np.arange(3)) is None and _read_header(np.array(["{}"])) is None
+assert _read_header(np.array("{not json")) is None and _read_header(np.array("[1, 2]")) == [1, 2]
+(hdir / "cut.npz").write_bytes((hdir / "c.ckpt").read_bytes()[:300])
+np.savez(hdir / "plain.npz", x=np.ones(2))                     # no TinyTorch metadata
+for bad in ("cut.npz", "plain.npz"):
+    try:
+        load_npz_checkpoint(hdir / bad, "h")
+        raise AssertionError(f"{bad} must be refused")
+    except CheckpointError:
+        pass
+assert _shape_problems({}, {}) == [] and _shape_problems({"a": (0, 3)}, {"a": (0, 3)}) == []
+assert len(_shape_problems({"a": (2,), "b": (3,)}, {})) == 2 and len(_shape_problems({}, {"a": (1,)})) == 1
+assert len(_shape_problems({"a": (2, 3)}, {"a": (2, 3, 1)})) == 1 and len(_shape_problems({"a": ()}, {"a": (1,)})) == 1
+
+# %% grade_id: test-plot
+# a regression run with a custom metric: one panel per name in order, titled, "epoch" on the x axis, each curve the history's numbers; the PNG is written
+pnet = Dense(2, 1, rng=np.random.default_rng(3))
+def max_err(out, tgt):
+    return float(np.abs(out - tgt).max()) * len(tgt), len(tgt)
+preg = Trainer(pnet, SGD(pnet.parameters(), lr=0.1), MSELoss(), metrics={"err": max_err}, progress=False)
+pxs = np.random.default_rng(4).standard_normal((32, 2)).astype(np.float32)
+pbatches = [(pxs[i:i + 8], pxs[i:i + 8].sum(axis=1, keepdims=True)) for i in range(0, 32, 8)]
+preg.fit(pbatches, val_data=pbatches[:2], epochs=3)
+pfig = preg.plot_history(tmp_dir / "hidden-plot" / "curves.png")
+assert [ax.get_title() for ax in pfig.axes] == ["loss", "err"], [ax.get_title() for ax in pfig.axes]
+for ax, name in zip(pfig.axes, ["loss", "err"]):
+    assert ax.get_xlabel() == "epoch" and [line.get_label() for line in ax.get_lines()] == ["train", "val"]
+    for line, split in zip(ax.get_lines(), ["train", "val"]):
+        assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == preg.history[f"{split}_{name}"], (name, split)
+assert (tmp_dir / "hidden-plot" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+no_val = straight.plot_history()                     # trained without validation data: no val curves
+assert [[line.get_label() for line in ax.get_lines()] for ax in no_val.axes] == [["train"], ["train"]]

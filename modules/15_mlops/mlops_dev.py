@@ -96,6 +96,7 @@ import sys
 import threading
 import time
 import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,7 +111,7 @@ from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax,
 from tinytorch.core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
-from tinytorch.core.training import npz_headers as checkpoint_npz_headers, process_alive
+from tinytorch.core.training import process_alive
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -933,10 +934,13 @@ print("layer specs: OK")
 # rewrites a file *and* every hash can still fool it; a signature (e.g. an HMAC with a
 # secret key) would be the next step.
 #
-# **No code in data.** Weights are read by module 07's `load_npz_checkpoint`, which
-# sniffs the file and refuses a pickle before numpy sees it, and loads with
-# `allow_pickle=False`. Even a pickle whose hash has been rewritten into the manifest is
-# refused, and nothing is unpickled.
+# **No code in data, no bombs.** Module 07's `load_npz_checkpoint` is made for your own
+# files: it refuses a pickle and loads with `allow_pickle=False`. A package may come from
+# someone else, so `load_package` first reads every `.npz` member by member with
+# `npz_headers`: each must be a plainly named `.npy` (no `../`), there once, must not
+# claim to inflate a thousandfold (a *zip bomb*), and its header's shape and dtype must
+# match its size exactly, all before numpy reads a byte of data. Even a pickle whose hash
+# has been rewritten into the manifest is refused, and nothing is unpickled.
 #
 # **Atomic.** The package is written into a temporary sibling folder, and renamed into
 # place when complete: a reader sees the whole package or nothing.
@@ -1211,18 +1215,48 @@ def file_problems(folder: Path, files: Mapping[str, Any], needed: Iterable[str])
     ### END SOLUTION
 
 
+_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
+
+
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """name -> (shape, dtype) of every array in the .npz at `path`, from the zip directory and
-    the .npy headers alone (no array is read): module 07's checkpoint checks (`npz_headers` of
-    tinytorch.core.training), as PackageError, for a file that is not a zip too."""
+    the .npy headers alone (no array data is read). PackageError unless the file is a zip whose
+    every member is a plainly named .npy, once, that does not inflate like a zip bomb, with a
+    readable header, no object dtype, and exactly the size its header declares."""
     path = Path(path)
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            return checkpoint_npz_headers(path, archive)
-    except CheckpointError as err:
-        raise PackageError(str(err)) from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as err:
+            for info in archive.infolist():
+                name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
+                if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
+                    raise PackageError(f"{what} is not a plainly named .npy array, or is there twice")
+                if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+                    raise PackageError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
+                with archive.open(info) as f:
+                    found[name] = _npy_header(f, info.file_size, what)
+    except PackageError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:
         raise PackageError(f"{path} is not a readable .npz archive ({type(err).__name__}: {err})") from None
+    return found
+
+
+def _npy_header(f: Any, size: int, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header at the start of the open member `f` of `size` bytes;
+    PackageError unless the header is readable, the dtype holds no objects and the data after
+    the header is exactly shape x itemsize bytes."""
+    try:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+    except (ValueError, KeyError, EOFError) as err:
+        raise PackageError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject or f.tell() + data_bytes != size:
+        raise PackageError(f"{what} declares shape {shape} of {dtype} ({data_bytes} bytes; object arrays "
+                           f"only pickle could load) but holds {size - f.tell()} bytes: refused")
+    return tuple(shape), dtype
 
 
 def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTIAL,)) -> ModelPackage:

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,7 +48,7 @@ from ..core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ..core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from ..core.autograd import no_grad
 from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
-from ..core.training import npz_headers as checkpoint_npz_headers, process_alive
+from ..core.training import process_alive
 from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
@@ -845,18 +846,48 @@ def file_problems(folder: Path, files: Mapping[str, Any], needed: Iterable[str])
     return problems
 
 
+_MEMBER = re.compile(r"(?:[A-Za-z0-9_.\-]+/)*[A-Za-z0-9_.\-]+\.npy")   # no '..', '\', absolute paths
+
+
 def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """name -> (shape, dtype) of every array in the .npz at `path`, from the zip directory and
-    the .npy headers alone (no array is read): module 07's checkpoint checks (`npz_headers` of
-    tinytorch.core.training), as PackageError, for a file that is not a zip too."""
+    the .npy headers alone (no array data is read). PackageError unless the file is a zip whose
+    every member is a plainly named .npy, once, that does not inflate like a zip bomb, with a
+    readable header, no object dtype, and exactly the size its header declares."""
     path = Path(path)
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            return checkpoint_npz_headers(path, archive)
-    except CheckpointError as err:
-        raise PackageError(str(err)) from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as err:
+            for info in archive.infolist():
+                name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
+                if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
+                    raise PackageError(f"{what} is not a plainly named .npy array, or is there twice")
+                if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+                    raise PackageError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
+                with archive.open(info) as f:
+                    found[name] = _npy_header(f, info.file_size, what)
+    except PackageError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:
         raise PackageError(f"{path} is not a readable .npz archive ({type(err).__name__}: {err})") from None
+    return found
+
+
+def _npy_header(f: Any, size: int, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header at the start of the open member `f` of `size` bytes;
+    PackageError unless the header is readable, the dtype holds no objects and the data after
+    the header is exactly shape x itemsize bytes."""
+    try:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+    except (ValueError, KeyError, EOFError) as err:
+        raise PackageError(f"{what} has no readable .npy header ({type(err).__name__}: {err})") from None
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject or f.tell() + data_bytes != size:
+        raise PackageError(f"{what} declares shape {shape} of {dtype} ({data_bytes} bytes; object arrays "
+                           f"only pickle could load) but holds {size - f.tell()} bytes: refused")
+    return tuple(shape), dtype
 
 
 def load_package(path: str | os.PathLike, kinds: Iterable[ModelKind] = (SEQUENTIAL,)) -> ModelPackage:
