@@ -118,3 +118,17 @@ def test_importing_tinytorch_changes_no_process_setting() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert "mallopt" not in text, f"{path.relative_to(ROOT)} tunes the allocator"
+
+
+
+@pytest.mark.parametrize("idea, pattern, home, definition", [
+    ("a causal mask", re.compile(r"np\.(triu|tril)\("), "tinytorch/core/attention.py", "def causal_mask("),
+    ("an atomic file replace", re.compile(r"os\.replace\("), "tinytorch/core/training.py", "def write_atomically(")])
+def test_each_idea_is_built_in_one_place(idea: str, pattern: re.Pattern, home: str, definition: str) -> None:
+    """One causal mask (module 11's `causal_mask`) and one atomic write (module 07's
+    `write_atomically`): later modules call them instead of building their own."""
+    assert definition in (ROOT / home).read_text(encoding="utf-8"), f"{home} should define {definition}...)"
+    elsewhere = [f"{p.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}" for p in generated_files()
+                 if p.relative_to(ROOT).as_posix() != home
+                 for text in [p.read_text(encoding="utf-8")] for m in pattern.finditer(text)]
+    assert not elsewhere, f"{idea} is built again at {elsewhere}; call {definition[4:]}...) of {home} instead"

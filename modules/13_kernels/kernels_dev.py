@@ -97,7 +97,7 @@ from tinytorch.core.activations import GELU, Activation, ReLU
 from tinytorch.core.layers import Dense, Module, Sequential
 from tinytorch.core.spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
 from tinytorch.core.losses import CrossEntropyLoss
-from tinytorch.core.attention import MultiHeadAttention
+from tinytorch.core.attention import MultiHeadAttention, causal_mask
 from tinytorch.core.optimizers import Adam, AdamW
 
 # %% [markdown]
@@ -1161,10 +1161,10 @@ _MASKS: dict[tuple[int, str], np.ndarray] = {}
 
 
 def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
-    """(T, T) additive causal mask, 0 on and below the diagonal, -inf above; cached, read-only."""
+    """Module 11's (T, T) `causal_mask`, cached per (T, dtype) and read-only (built once per shape)."""
     key = (int(T), np.dtype(dtype).str)
     if key not in _MASKS:
-        m = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
+        m = causal_mask(T, dtype)
         m.flags.writeable = False
         _MASKS[key] = m
     return _MASKS[key]

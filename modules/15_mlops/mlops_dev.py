@@ -114,6 +114,7 @@ from tinytorch.core.training import CheckpointError, load_npz_checkpoint, save_n
 from tinytorch.core.training import process_alive
 from tinytorch.core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinytorch.core.attention import causal_mask
 
 # %% [markdown]
 # ## 1. Reproducibility: one seed, one fingerprint
@@ -1885,7 +1886,7 @@ class GPTEngine:
         if not 1 <= T <= self.max_length or not 0 <= slot < self.slots or ids.min() < 0 or ids.max() >= self.vocab_size:
             raise ValueError(f"GPTEngine.prefill: needs 1..{self.max_length} ids in [0, {self.vocab_size}) and a "
                              f"slot in [0, {self.slots}), got {T} ids, slot {slot}")
-        future = np.triu(np.full((T, T), -np.inf, dtype=self.dtype), k=1)       # (T, T) causal mask
+        future = causal_mask(T, self.dtype)                                     # (T, T), module 11's
         ### BEGIN SOLUTION
         x = self.wte[ids] + self.wpe[:T]                                        # (T, C)
         for l, (wqkv, bqkv, wo, bo, w1, c1, w2, c2) in enumerate(self.layers):

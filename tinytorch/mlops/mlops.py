@@ -51,6 +51,7 @@ from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_check
 from ..core.training import process_alive
 from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from ..core.attention import causal_mask
 
 # %% auto #0
 __all__ = ['LAYER_TYPES', 'SEQUENTIAL', 'PACKAGE_FORMAT', 'SCHEMA_VERSION', 'MANIFEST', 'STATS_FILE', 'seed_everything',
@@ -1271,7 +1272,7 @@ class GPTEngine:
         if not 1 <= T <= self.max_length or not 0 <= slot < self.slots or ids.min() < 0 or ids.max() >= self.vocab_size:
             raise ValueError(f"GPTEngine.prefill: needs 1..{self.max_length} ids in [0, {self.vocab_size}) and a "
                              f"slot in [0, {self.slots}), got {T} ids, slot {slot}")
-        future = np.triu(np.full((T, T), -np.inf, dtype=self.dtype), k=1)       # (T, T) causal mask
+        future = causal_mask(T, self.dtype)                                     # (T, T), module 11's
         x = self.wte[ids] + self.wpe[:T]                                        # (T, C)
         for l, (wqkv, bqkv, wo, bo, w1, c1, w2, c2) in enumerate(self.layers):
             qkv = _normalize(x, self.mean, self.eps) @ wqkv + bqkv              # (T, 3C), ln1 folded in
