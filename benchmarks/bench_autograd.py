@@ -16,6 +16,7 @@ import numpy as np
 from common import compare, table, write_results
 
 import tinytorch  # noqa: F401  (switches autograd on)
+from tinytorch.core.kernels import tune_allocator
 from tinytorch.core.tensor import Tensor
 
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (smoke test)")
     parser.add_argument("--out", metavar="DIR", help="write the JSON into DIR instead of results/bench_report/ (also with --quick)")
     args = parser.parse_args()
+    tune_allocator()                   # opt in (module 13): keep freed memory for reuse, as training runs do
     n_elem, n_mat, reps = (10_000, 128, 3) if args.quick else (1_000_000, 1024, args.repeats)
     results = {"elementwise_chain": elementwise(n_elem, reps), "matmul": matmul(n_mat, reps)}
     rows = []
