@@ -114,3 +114,21 @@ def test_performance_rows():
         f"| {generation['cached']['tokens_per_s']:,.0f} tokens/s |",
         f"| {generation['cache_speedup']:.2f}x faster than without the cache |",
         f"≥ {generation['target_tokens_per_s']:,.0f} tokens/s"])
+
+
+def test_side_by_side_rows():
+    """The rows from bench_vs_torch.json (fast_model and plain against PyTorch, alternating) and
+    bench_generate.json (module 15's engine against PyTorch's KV-cached decoding)."""
+    runs = load("bench_report/bench_vs_torch.json")["results"]
+    for model, start in (("tinygpt", "side by side, TinyGPT step"), ("lenet5", "side by side, LeNet-5 step")):
+        one, two = runs[f"{model}/1"], runs[f"{model}/2"]
+        assert_in_row(readme_row(start), [
+            f"| {one['fast']['median_ms']:.1f} / {two['fast']['median_ms']:.1f} ms |",
+            f"| {one['fast/pytorch']['ratio_of_medians']:.2f}x / {two['fast/pytorch']['ratio_of_medians']:.2f}x "
+            f"PyTorch (plain layers: {one['plain/pytorch']['ratio_of_medians']:.2f}x / "
+            f"{two['plain/pytorch']['ratio_of_medians']:.2f}x) |"])
+    batch1 = load("bench_report/bench_generate.json")["batch1"]
+    assert batch1["same_tokens_as_torch"]
+    assert_in_row(readme_row("generation with module 15's batched engine"), [
+        f"| {batch1['tinytorch_engine']['tokens_per_s']:,.0f} tokens/s |",
+        f"| {batch1['speedup_vs_torch']:.2f}x PyTorch's KV-cached decoding (same tokens) |"])
