@@ -9,11 +9,13 @@ For each model and thread count, three steps are built on the same shapes:
 
 * **plain**: TinyTorch as the milestones train it today (module 13's `FusedAdamW` for
   TinyGPT, module 06's `SGD` for LeNet-5, the plain layers);
-* **fast**: the same model opted into module 13's `fast_model(model, threads=n)` (one op
-  per Dense layer, per causal attention, per GELU, per cross-entropy; for LeNet-5 also
-  Conv2d + ReLU and the tiled max-pool). With n threads its Dense layers, attentions and
-  convolutions split their batch over n Python threads while numpy's BLAS runs on one
-  (two layers of threads on two cores wait for each other); the step uses n cores either way;
+* **fast**: the same model opted into module 13's `fast_model(model)` (one op per Dense
+  layer, per causal attention, per GELU, per cross-entropy; for LeNet-5 also Conv2d + ReLU,
+  convolved in cache-sized parts of the batch, and the tiled max-pool). With n > 1 threads
+  the step also runs through module 13's `DataParallel(model, loss, threads=n)`: the batch
+  is cut into n parts whose forward and backward run at once on n threads (each on its own
+  copy of the model, sharing the weights), with numpy's BLAS on one thread per part (two
+  layers of threads on two cores would wait for each other); the step uses n cores either way;
 * **pytorch**: the same model and update in PyTorch's CPU build, only when `torch` is
   importable (it is never a dependency: `pip install -e ".[bench]"` adds it).
 
@@ -39,7 +41,7 @@ from common import table, write_results
 
 import tinytorch  # noqa: F401  (switches autograd on)
 from tinytorch.bench.benchmarking import blas_threads, percentile, set_blas_threads
-from tinytorch.core.kernels import FusedAdamW, fast_model, tune_allocator
+from tinytorch.core.kernels import DataParallel, FusedAdamW, fast_model, tune_allocator
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor
@@ -51,43 +53,39 @@ QUICK_GPT = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_lengt
 
 
 # ---- TinyTorch steps -------------------------------------------------------------------------------
+def _step(model, loss_fn, opt, x: Tensor, y: np.ndarray, fast: bool, threads: int):
+    """One training step: the plain model, or fast_model'd and, with threads > 1, DataParallel."""
+    if fast:
+        fast_model(model)
+        fast_model(loss_fn)
+    dp = DataParallel(model, loss_fn, threads=threads) if fast and threads > 1 else None
+
+    def step() -> None:
+        opt.zero_grad()
+        if dp is not None:
+            dp.backward(x, y)
+        else:
+            loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
 def tinygpt_step(cfg: dict, fast: bool, threads: int = 1):
     from tinytorch.tinygpt import LanguageModelLoss, TinyGPT
     model = TinyGPT(vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], num_heads=cfg["num_heads"],
                     num_layers=cfg["num_layers"], max_length=cfg["max_length"], rng=np.random.default_rng(0))
-    loss_fn = LanguageModelLoss()
-    if fast:
-        fast_model(model, threads=threads)
-        fast_model(loss_fn)
     window = np.random.default_rng(1).integers(0, cfg["vocab_size"], size=(cfg["batch"], cfg["max_length"] + 1))
-    x, y = Tensor(window[:, :-1]), window[:, 1:]
     opt = FusedAdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-
-    def step() -> None:
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+    return _step(model, LanguageModelLoss(), opt, Tensor(window[:, :-1]), window[:, 1:], fast, threads)
 
 
 def lenet5_step(batch: int, fast: bool, threads: int = 1):
     rng = np.random.default_rng(0)
     model = bench_lenet5_step.lenet5(rng)
-    loss_fn = CrossEntropyLoss()
-    if fast:
-        fast_model(model, threads=threads)
-        fast_model(loss_fn)
     x = Tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
     y = rng.integers(0, 10, size=batch)
     opt = SGD(model.parameters(), lr=bench_lenet5_step.LR)
-
-    def step() -> None:
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+    return _step(model, CrossEntropyLoss(), opt, x, y, fast, threads)
 
 
 # ---- PyTorch steps (only when torch is importable) ---------------------------------------------------
@@ -176,7 +174,7 @@ def main() -> None:
                     for _ in range(3):
                         step()
                 set_blas_threads(n)
-                r = alternate(steps, rounds, block, blas={"fast": 1})   # fast: its own n threads, BLAS on one
+                r = alternate(steps, rounds, block, blas={"fast": 1})   # fast: n parts on n threads, BLAS on one
                 results[f"{key}/{n}"] = {"model": label, "threads": n, **r}
                 fp = r.get("fast/pytorch")
                 pp = r.get("plain/pytorch")

@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.activations import GELU, gelu
+from tinytorch.core import kernels
 from tinytorch.core.kernels import (
     FusedAdam, FusedAdamW, FusedCrossEntropyLoss, FusedGELU, FusedGELUFunction, SoftmaxCrossEntropyFunction,
     adam_update_allocating, adam_update_inplace, conv2d_loops, conv2d_shifted, fused_gelu, layout, matmul_blas,
     matmul_broadcast, matmul_flops, matmul_loops, softmax_cross_entropy, strided_view, tune_allocator,
     CausalSelfAttentionFunction, Conv2dReLUFunction, FusedCausalSelfAttention, FusedConv2d, FusedCrossEntropy,
     FusedDense, FusedGELULayer, FusedMaxPool2d, FusedSequential, LinearFunction, TiledMaxPoolFunction, fast_model,
-    linear)
+    linear, DataParallel)
 from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import Adam, AdamW
@@ -455,22 +456,31 @@ def _gelu_in_a_network_case():
     return (lambda x, w, b: fused_gelu(dense(x)) * 2.0), [x, dense.weight, dense.bias]
 
 
-def _attention_case(B, T, C, nh, seed, threads=1):
+def _attention_case(B, T, C, nh, seed):
     def build():
         rng = np.random.default_rng(seed)
         ps = [Tensor(rng.standard_normal(s) * 0.5, dtype=F64, requires_grad=True) for s in [(C, C), (C,)] * 3]
-        return ((lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh, threads=threads)),
+        return ((lambda x, *p: CausalSelfAttentionFunction.apply(x, *p, num_heads=nh)),
                 [t64(B, T, C, seed=seed), *ps])
     return build
 
 
-def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, threads=1):
+def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, part_bytes=None):
+    """part_bytes: module 13's CONV_PART_BYTES during the forward (1: one image per part)."""
     def build():
         x, w = t64(*x_shape, seed=seed), t64(*w_shape, seed=seed + 1)
-        params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu, threads=threads)
+        params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu)
+
+        def conv(*inputs):
+            saved = kernels.CONV_PART_BYTES
+            kernels.CONV_PART_BYTES = part_bytes or saved
+            try:
+                return Conv2dReLUFunction.apply(*inputs, **params)
+            finally:
+                kernels.CONV_PART_BYTES = saved
         if not bias:
-            return (lambda x, w: Conv2dReLUFunction.apply(x, w, **params)), [x, w]
-        return (lambda x, w, b: Conv2dReLUFunction.apply(x, w, b, **params)), [x, w, t64(w_shape[0], seed=seed + 2)]
+            return (lambda x, w: conv(x, w)), [x, w]
+        return (lambda x, w, b: conv(x, w, b)), [x, w, t64(w_shape[0], seed=seed + 2)]
     return build
 
 
@@ -480,15 +490,13 @@ GRADCHECK_CASES = {
     "causal_attention": _attention_case(2, 5, 6, 2, seed=0),
     "causal_attention_one_position": _attention_case(3, 1, 4, 4, seed=1),
     "causal_attention_one_head": _attention_case(1, 6, 3, 1, seed=2),
-    "causal_attention_three_threads": _attention_case(4, 5, 6, 3, seed=3, threads=3),
-    "linear_three_threads": lambda: (lambda x, w, b: linear(x, w, b, threads=3),
-                                     [t64(2, 5, 3), t64(3, 4, seed=1), t64(4, seed=2)]),
+    "causal_attention_three_heads": _attention_case(4, 5, 6, 3, seed=3),
     "conv_relu_per_image_dw": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True),
     "conv_relu_one_gemm_dw_padded": _conv_case((2, 3, 4, 4), (2, 3, 3, 3), 1, 1, relu=True, seed=3),
     "conv_no_relu_strided": _conv_case((1, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=4),
     "conv_relu_no_bias": _conv_case((2, 1, 5, 5), (2, 1, 2, 2), 1, 0, relu=True, bias=False, seed=5),
-    "conv_relu_three_threads": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, threads=3),
-    "conv_two_threads_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, threads=2),
+    "conv_relu_one_image_per_part": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, part_bytes=1),
+    "conv_parts_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, part_bytes=300),
     "tiled_max_pool_2x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(2, 2)), [t64(2, 3, 4, 6)]),
     "tiled_max_pool_3x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(3, 2)), [t64(1, 2, 6, 4, seed=1)]),
     "softmax_ce_2d": _ce_case((5, 4)),
@@ -549,19 +557,82 @@ def test_fast_model_equals_the_plain_model_values_and_gradients():
         np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def test_fast_model_on_threads_equals_the_plain_model():
-    plain, fast = _tinygpt_like(0), _tinygpt_like(0)
-    fast_model(fast, threads=2)
-    assert fast.attn.threads == 2 and fast.ff[0].threads == 2
-    x = np.random.default_rng(1).standard_normal((3, 5, 8))
-    xa, xb = Tensor(x, dtype=F64, requires_grad=True), Tensor(x, dtype=F64, requires_grad=True)
-    ya, yb = plain(xa), fast(xb)
-    np.testing.assert_allclose(yb.data, ya.data, rtol=1e-12, atol=1e-12)
-    ya.sum().backward()
-    yb.sum().backward()
-    np.testing.assert_allclose(xb.grad.data, xa.grad.data, rtol=1e-10, atol=1e-12)
+def test_data_parallel_fast_model_equals_the_plain_model_in_one_piece():
+    """fast_model + DataParallel on 3 threads: the loss and gradients of the plain model on the whole batch."""
+    from tinytorch.core.activations import Module
+
+    class Head(Module):                                           # the block, then per-position class scores
+        def __init__(self):
+            super().__init__()
+            self.block, self.out = _tinygpt_like(0), Dense(8, 4, dtype=F64, rng=np.random.default_rng(3))
+
+        def forward(self, x):
+            return self.out(self.block(x))
+
+    class TokenLoss(Module):                                      # mean cross-entropy over (B, T) targets
+        def __init__(self, ignore_index=None):
+            super().__init__()
+            self.ignore_index, self.ce = ignore_index, CrossEntropyLoss(ignore_index=ignore_index)
+
+        def forward(self, logits, targets):
+            return self.ce(logits.reshape(-1, logits.shape[-1]), np.asarray(targets).reshape(-1))
+    x = np.random.default_rng(1).standard_normal((5, 6, 8))
+    y = np.random.default_rng(2).integers(0, 4, size=(5, 6))
+    y[0] = y[3, :4] = -1                                          # parts count different numbers of targets
+    plain, fast = Head(), Head()
+    la = TokenLoss(-1)(plain(Tensor(x, dtype=F64)), y)
+    la.backward()
+    fast_model(fast)
+    dp = DataParallel(fast, TokenLoss(-1), threads=3)
+    assert len(dp.copies) == 2 and all(q.data is p.data for p, q in zip(fast.parameters(), dp.copies[0][2]))
+    np.testing.assert_allclose(dp.backward(x, y), la.item(), rtol=1e-12)
     for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
-        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12, err_msg=name)
+    assert all(q.grad is None for _, _, params in dp.copies for q in params)   # handed over or added, not kept
+
+
+def test_data_parallel_follows_the_model_and_refuses_what_it_cannot_split():
+    model = Sequential(Dense(3, 4, dtype=F64, rng=np.random.default_rng(0)), GELU(), Dense(4, 2, dtype=F64))
+    dp = DataParallel(model, CrossEntropyLoss(), threads=2)
+    x, y = np.random.default_rng(1).standard_normal((4, 3)), np.array([0, 1, 1, 0])
+    model[0].weight.data = model[0].weight.data * 2.0             # a new array (like load_state_dict): followed
+    fast_model(model)                                             # fused classes: followed
+    model.zero_grad()
+    loss = dp.backward(Tensor(x, dtype=F64), y)
+    ref = Sequential(Dense(3, 4, dtype=F64), GELU(), Dense(4, 2, dtype=F64))
+    ref.load_state_dict(model.state_dict())
+    lr = CrossEntropyLoss()(ref(Tensor(x, dtype=F64)), y)
+    lr.backward()
+    np.testing.assert_allclose(loss, lr.item(), rtol=1e-12)
+    for pa, pb in zip(ref.parameters(), model.parameters()):
+        np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12)
+    assert type(dp.copies[0][0][0]) is FusedDense
+    model[2].weight.requires_grad = False                         # frozen in the model: frozen in the copies
+    model.zero_grad()
+    dp.backward(x, y)
+    assert model[2].weight.grad is None and model[0].weight.grad is not None
+    with pytest.raises(ValueError, match="all|ignore_index"):
+        DataParallel(model, CrossEntropyLoss(ignore_index=5)).backward(x, np.full(4, 5))
+    with pytest.raises(ValueError, match="first axis"):
+        dp.backward(x, y[:3])
+    with pytest.raises(ValueError, match="'mean' or 'sum'"):
+        DataParallel(model, CrossEntropyLoss(reduction="none"))
+    with pytest.raises(ValueError, match="positive int"):
+        DataParallel(model, CrossEntropyLoss(), threads=True)
+    with pytest.raises(TypeError):
+        DataParallel("model", CrossEntropyLoss())
+
+
+def test_data_parallel_copies_draw_their_own_dropout_and_pass_on_errors():
+    from tinytorch.core.layers import Dropout
+    rng = np.random.default_rng(4)
+    model = Sequential(Dense(3, 4, dtype=F64, rng=rng), Dropout(0.5, rng=rng))
+    dp = DataParallel(model, CrossEntropyLoss(), threads=2)
+    copy_rng = dp.copies[0][0][1].rng
+    assert copy_rng is not model[1].rng
+    assert not np.array_equal(copy_rng.random(8), np.random.default_rng(4).random(8))
+    with pytest.raises(ValueError):                               # a part's own error reaches the caller
+        dp.backward(np.ones((2, 5)), [0, 1])
 
 
 def test_fast_model_is_idempotent_and_leaves_other_classes_alone():
@@ -623,18 +694,12 @@ def test_fused_lenet_like_model_equals_the_plain_one():
         np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError):
         fast[0](Tensor(np.ones((1, 2, 5, 5))))                    # wrong channels: module 09's error
-    threaded = build()
-    fast_model(threaded, threads=3)
-    assert threaded[0].threads == 3 and threaded[3].threads == 3
-    xc = Tensor(x, dtype=F64, requires_grad=True)
-    lc = FusedCrossEntropyLoss()(threaded(xc), [0, 2])
-    lc.backward()
-    np.testing.assert_allclose(lc.item(), la.item(), rtol=1e-12)
-    np.testing.assert_allclose(xc.grad.data, xa.grad.data, rtol=1e-9, atol=1e-12)
-    for pa, pc in zip(plain.parameters(), threaded.parameters()):
+    lenet = build()
+    fast_model(lenet)
+    dp = DataParallel(lenet, FusedCrossEntropyLoss(), threads=2)
+    np.testing.assert_allclose(dp.backward(x, [0, 2]), la.item(), rtol=1e-12)
+    for pa, pc in zip(plain.parameters(), lenet.parameters()):
         np.testing.assert_allclose(pc.grad.data, pa.grad.data, rtol=1e-9, atol=1e-12)
-    with pytest.raises(ValueError):
-        fast_model(threaded, threads=0)
 
 
 def test_fused_adam_mixed_dtypes_scalars_and_skipped_parameters():

@@ -248,3 +248,46 @@ with no_grad_h():
     cache_b_h = mha_h.new_cache(1, 6)
     assert np.allclose(mha_h(Tensor(x32_h.data[:1]), cache=cache_b_h).data, plain_h, rtol=1e-5, atol=1e-6)
     assert np.allclose(mha_h(Tensor(x32_h.data[:1])).data, plain_h, rtol=1e-5, atol=1e-5)   # fused == cached path
+
+
+# %% grade_id: test-data-parallel
+# Hidden: a GELU network in float64 on 4 threads and an odd batch of 11, against the whole batch in one piece, for the
+# mean, the sum and an ignore_index that leaves whole parts uncounted; 3-D (B, T) targets through a reshaping loss;
+# backward twice adds; the copies keep no gradient.
+from tinytorch.core.activations import GELU as GELU_h
+
+rng_dp_h = np.random.default_rng(1318)
+net_h = Sequential(Dense(5, 6, dtype=np.float64, rng=rng_dp_h), GELU_h(), Dense(6, 4, dtype=np.float64, rng=rng_dp_h))
+x_dp_h = rng_dp_h.standard_normal((11, 5))
+for loss_h, y_dp_h in [(CrossEntropyLoss(), rng_dp_h.integers(0, 4, 11)), (CrossEntropyLoss(reduction="sum"), rng_dp_h.integers(0, 4, 11)),
+                       (CrossEntropyLoss(ignore_index=7), np.array([7, 7, 7, 7, 7, 7, 1, 7, 0, 3, 2]))]:
+    net_h.zero_grad()
+    ref_loss_h = loss_h(net_h(Tensor(x_dp_h, dtype=np.float64)), y_dp_h)
+    ref_loss_h.backward()
+    ref_g_h = [p_.grad.data.copy() for p_ in net_h.parameters()]
+    dp_h = DataParallel(net_h, loss_h, threads=4)
+    net_h.zero_grad()
+    got_h = dp_h.backward(x_dp_h, y_dp_h)
+    assert np.isclose(got_h, ref_loss_h.item(), rtol=1e-12), (loss_h.reduction, got_h, ref_loss_h.item())
+    assert all(np.allclose(p_.grad.data, r_, rtol=1e-10, atol=1e-12) for p_, r_ in zip(net_h.parameters(), ref_g_h))
+    dp_h.backward(x_dp_h, y_dp_h)
+    assert all(np.allclose(p_.grad.data, 2 * r_, rtol=1e-10, atol=1e-12) for p_, r_ in zip(net_h.parameters(), ref_g_h))
+    assert all(q_.grad is None for _m, _l, ps_ in dp_h.copies for q_ in ps_)
+
+
+class TokensLoss_h(Module):
+    reduction, ignore_index = "mean", None
+
+    def forward(self, logits_, targets_):
+        return CrossEntropyLoss()(logits_.reshape(-1, logits_.shape[-1]), np.asarray(targets_).reshape(-1))
+
+
+x3_h = rng_dp_h.standard_normal((3, 4, 5))
+y3_h = rng_dp_h.integers(0, 4, (3, 4))
+net_h.zero_grad()
+ref3_h = TokensLoss_h()(net_h(Tensor(x3_h, dtype=np.float64)), y3_h)
+ref3_h.backward()
+ref3_g_h = [p_.grad.data.copy() for p_ in net_h.parameters()]
+net_h.zero_grad()
+assert np.isclose(DataParallel(net_h, TokensLoss_h(), threads=2).backward(x3_h, y3_h), ref3_h.item(), rtol=1e-12)
+assert all(np.allclose(p_.grad.data, r_, rtol=1e-10, atol=1e-12) for p_, r_ in zip(net_h.parameters(), ref3_g_h))

@@ -51,7 +51,7 @@
 # `results/bench_report/bench_kernels.json`. Notebook measurements here are kept short (a
 # few hundred milliseconds each).
 #
-# **Points: 22** (the total of this module's graded test cells)
+# **Points: 25** (the total of this module's graded test cells)
 
 # %%
 # Colab set-up (the first cell of every module): on Google Colab, fetch TinyTorch
@@ -83,10 +83,11 @@ its composed reference from modules 02 and 04 (values and gradients, tested).
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import math
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,7 @@ from numpy.lib.stride_tricks import as_strided
 from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
 from tinytorch.core.activations import GELU, Activation, ReLU
 from tinytorch.core.layers import Dense, Module, Sequential
-from tinytorch.core.spatial import Conv2d, Conv2dFunction, MaxPool2d, col2im
+from tinytorch.core.spatial import Conv2d, MaxPool2d, col2im, im2col
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.attention import MultiHeadAttention, causal_mask
 from tinytorch.core.optimizers import Adam, AdamW
@@ -1066,11 +1067,14 @@ print(tune_allocator())
 #   and the three projection gradients are again one GEMM each way on the stacked
 #   `(B T, 3C)` gradient. Masked entries have $A = 0$, so they get no gradient.
 # * `Conv2dReLUFunction`: module 09's im2col convolution with the bias and a following
-#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs);
-#   backward masks by the kept output and sums the weight gradient per image when an image
-#   has more output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75),
-#   else as one GEMM; `fast_model(model, threads=n)` splits the batch over n threads
-#   (numpy lets go of Python's lock inside its kernels).
+#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs).
+#   It convolves the batch **in parts of a few images**: LeNet-5's first layer has a
+#   75 x 50,176 column matrix at batch 64 (15 MB), which is written to memory and read back
+#   by a product that does only 6 multiply-adds per number read; a part's columns (under
+#   1 MiB, `CONV_PART_BYTES`) are still in the cache when the product reads them. Backward
+#   masks by the kept output and sums the weight gradient per image when an image has more
+#   output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75), else as one
+#   GEMM per part.
 # * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
 #   maxima of strided views; backward finds each tile's first maximum by comparison
 #   instead of keeping an index array.
@@ -1091,70 +1095,34 @@ print(tune_allocator())
 
 # %% nbgrader={"grade": false, "grade_id": "fused-model", "locked": false, "schema_version": 3, "solution": true}
 #| export
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A pool of n worker threads, made once (numpy releases the GIL inside its kernels)."""
-    if n not in _POOLS:
-        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-kernels")
-    return _POOLS[n]
-
-
-def _cuts(n_rows: int, threads: int) -> list[tuple[int, int]]:
-    """[start, stop) row ranges cutting n_rows into min(threads, n_rows) nearly equal parts."""
-    c = np.linspace(0, n_rows, max(1, min(int(threads), n_rows)) + 1).astype(int)
-    return list(zip(c[:-1].tolist(), c[1:].tolist()))
-
-
-def _on_threads(fn: Any, parts: list) -> list:
-    """[fn(p) for p in parts], on as many threads as there are parts."""
-    return [fn(parts[0])] if len(parts) == 1 else list(_pool(len(parts)).map(fn, parts))
-
-
 class LinearFunction(Function):
     """y = x @ W + b in one op: x (..., in), W (in, out), b (out,) or absent -> (..., out).
-    Params: threads (the rows are cut into that many parts, each multiplied on a thread).
     Keeps x (as (R, in)) and W."""
-    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         x2 = x.reshape(-1, x.shape[-1])                          # (R, in), a view when contiguous
-        self.x2, self.w, self.shape, self.parts = x2, w, x.shape, _cuts(x2.shape[0], threads)
-        y = np.empty((x2.shape[0], w.shape[1]), dtype=np.result_type(x2, w))   # (R, out), the one new array
-
-        def part(rows: tuple[int, int]) -> None:
-            np.matmul(x2[rows[0]:rows[1]], w, out=y[rows[0]:rows[1]])
-            if b is not None:
-                y[rows[0]:rows[1]] += b
-        _on_threads(part, self.parts)
+        self.x2, self.w, self.shape = x2, w, x.shape
+        y = x2 @ w                                               # (R, out), the one new array
+        if b is not None:
+            y += b
         return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g2 = grad.reshape(-1, grad.shape[-1])                    # (R, out)
         need = [t.requires_grad for t in self.inputs] + [False]
-        dx = np.empty(self.x2.shape, dtype=np.result_type(g2, self.w)) if need[0] else None
-
-        def part(rows: tuple[int, int]) -> tuple[Any, Any]:
-            a, z = rows
-            if need[0]:
-                np.matmul(g2[a:z], self.w.T, out=dx[a:z])
-            dw = self.x2[a:z].T @ g2[a:z] if need[1] else None   # (in, out), this part's rows
-            return dw, (np.add.reduce(g2[a:z], axis=0) if need[2] else None)
-        res = _on_threads(part, self.parts)
-        dw = sum((r[0] for r in res[1:]), res[0][0]) if need[1] else None
-        dx = dx.reshape(self.shape) if need[0] else None
+        dx = (g2 @ self.w.T).reshape(self.shape) if need[0] else None   # (..., in)
+        dw = self.x2.T @ g2 if need[1] else None                 # (in, out)
         if len(self.inputs) == 2:
             return dx, dw
-        return dx, dw, (sum((r[1] for r in res[1:]), res[0][1]) if need[2] else None)   # (out,)
+        return dx, dw, (np.add.reduce(g2, axis=0) if need[2] else None)   # (out,)
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None, threads: int = 1) -> Tensor:
-    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out), on `threads` threads."""
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """Fused x @ w + b: x (..., in), w (in, out), b (out,) or None -> (..., out)."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0] or (b is not None and b.shape != (w.shape[1],)):
         raise ValueError(f"linear: x (..., in), w (in, out) and b (out,) do not fit: x {x.shape}, w {w.shape}, "
                          f"b {None if b is None else b.shape}")
-    inputs = (x, w) if b is None else (x, w, b)
-    return LinearFunction.apply(*inputs, threads=threads)
+    return LinearFunction.apply(*((x, w) if b is None else (x, w, b)))
 
 
 _MASKS: dict[tuple[int, str], np.ndarray] = {}
@@ -1173,16 +1141,10 @@ def _causal_mask(T: int, dtype: np.dtype) -> np.ndarray:
 class CausalSelfAttentionFunction(Function):
     """Causal multi-head self-attention, projections included, in one op: x (B, T, C),
     Wq, Wk, Wv (C, C), bq, bk, bv (C,) -> the merged heads (B, T, C), before the output
-    projection. Params: num_heads (divides C), threads (the batch is cut into that many
-    parts, each attended on a thread). Keeps x (as (B T, C)), the stacked weights (C, 3C),
-    q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
+    projection. Params: num_heads (divides C). Keeps x (as (B T, C)), the stacked weights
+    (C, 3C), q, k, v as (3, B, nh, T, hs) and the attention weights (B, nh, T, T)."""
     def forward(self, x: np.ndarray, wq: np.ndarray, bq: np.ndarray, wk: np.ndarray, bk: np.ndarray,
-                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1, threads: int = 1) -> np.ndarray:
-        self.parts = None
-        if threads > 1 and x.shape[0] > 1:                       # one op per part of the batch, on threads
-            self.parts = [(a, z, type(self)()) for a, z in _cuts(x.shape[0], threads)]
-            run = lambda p: p[2].forward(x[p[0]:p[1]], wq, bq, wk, bk, wv, bv, num_heads=num_heads)
-            return np.concatenate(_on_threads(run, self.parts))
+                wv: np.ndarray, bv: np.ndarray, num_heads: int = 1) -> np.ndarray:
         B, T, C = x.shape
         nh, hs = num_heads, C // num_heads
         x2 = x.reshape(B * T, C)                                 # (B T, C)
@@ -1205,14 +1167,6 @@ class CausalSelfAttentionFunction(Function):
         return y.transpose(0, 2, 1, 3).reshape(B, T, C)         # (B, T, C), merged heads (a copy)
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        if self.parts is not None:                               # the parts' gradients: x's stacked, weights' summed
-            def run(p: tuple) -> tuple:
-                p[2].inputs = self.inputs
-                return p[2].backward(grad[p[0]:p[1]])
-            res = _on_threads(run, self.parts)
-            out = [np.concatenate([r[0] for r in res]) if res[0][0] is not None else None]
-            out += [sum((r[i] for r in res[1:]), res[0][i]) if res[0][i] is not None else None for i in range(1, 7)]
-            return tuple(out)
         B, T, C, nh, hs = self.shape
         q, k, v = self.qkv[0], self.qkv[1], self.qkv[2]
         att, scale = self.att, 1.0 / math.sqrt(hs)
@@ -1239,87 +1193,81 @@ class CausalSelfAttentionFunction(Function):
 
 
 class FusedDense(Dense):
-    """Module 03's Dense computing with `linear` (one op) on `threads` threads (set by
-    `fast_model`): same parameters and state."""
-    threads: int = 1
-
+    """Module 03's Dense computing with `linear` (one op): same parameters and state."""
     def forward(self, x: Tensor) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             return super().forward(x)                            # its own error
-        return linear(x, self.weight, self.bias, threads=self.threads)
+        return linear(x, self.weight, self.bias)
 
 
-def _conv_part_backward(part: Conv2dFunction, grad: np.ndarray, need: list[bool]) -> tuple[Any, Any, Any]:
-    """dx, dw, db of one forward `part` (its kept columns) for its images' gradient (N, C_out, H_out, W_out)."""
-    N, C_out = grad.shape[:2]
-    K, L = part.cols.shape[0], grad[0, 0].size
-    dx = dw = db = None
-    if need[0]:
-        g_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L*N)
-        dx = col2im(part.w2.T @ g_last, part.x_shape, part.kernel, part.stride, part.padding)
-    if need[1]:
-        if L >= K:                                               # per image: (N, C_out, L) @ (N, L, K), summed
-            dw = np.matmul(grad.reshape(N, C_out, L), part.cols.reshape(K, N, L).transpose(1, 2, 0)).sum(axis=0)
-        else:                                                    # one GEMM over all images
-            g2 = np.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(C_out, -1)   # (C_out, N*L)
-            dw = (part.cols @ g2.T).T
-    if part.has_bias and need[2]:
-        db = np.einsum("ncl->c", grad.reshape(N, C_out, L))
-    return dx, dw, db
+#: a part of the batch holds as many images as keep its im2col columns under this many bytes
+CONV_PART_BYTES = 1 << 20
 
 
-class Conv2dReLUFunction(Conv2dFunction):
-    """Module 09's convolution with the bias and, optionally, ReLU fused into its output:
-    x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out, H_out, W_out).
-    Params as Conv2dFunction's, relu (bool) and threads: the batch is cut into that many
-    parts, convolved (forward and backward) on as many threads. Backward masks the gradient
-    by the kept output (> 0) and sums the weight gradient either as one GEMM over all
-    images or, when an image has more output pixels than a filter has weights, as one
-    stacked per-image product (fewer passes over the large column matrix)."""
+class Conv2dReLUFunction(Function):
+    """Module 09's im2col convolution with the bias and, optionally, ReLU fused into its
+    output: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out,
+    H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
+    parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
+    each kept for the backward pass. Backward masks the gradient by the kept output (> 0) and
+    sums each part's weight gradient either as one stacked per-image product, when an image
+    has more output pixels than a filter has weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False,
-                threads: int = 1) -> np.ndarray:
-        self.parts = [(a, b, Conv2dFunction()) for a, b in _cuts(x.shape[0], threads)]
-
-        def run(part: tuple[int, int, Conv2dFunction]) -> np.ndarray:
-            a, b, fn = part
-            out = fn.forward(x[a:b], weight, bias, stride=stride, padding=padding)   # (b - a, C_out, H_out, W_out)
+                stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
+        if x.dtype.kind != "f":                                  # uint8 images, integer test data
+            x = x.astype(weight.dtype)
+        N, C_out, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
+        H_out, W_out = ((x.shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+        K, L = weight[0].size, H_out * W_out
+        n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
+        self.parts = [(a, min(a + n, N)) for a in range(0, N, n)]
+        self.w2, self.cols = weight.reshape(C_out, K), []        # (C_out, K); each part's (K, n L)
+        out = np.empty((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))
+        for a, z in self.parts:
+            cols = im2col(x[a:z], kernel, stride, padding)       # (K, (z - a) L), columns (n, y, x)
+            part = out[a:z].reshape(z - a, C_out, L)             # a view: the product lands in NCHW order
+            np.matmul(self.w2, cols.reshape(K, z - a, L).transpose(1, 0, 2), out=part)
+            if bias is not None:
+                part += bias[:, None]
             if relu:
-                np.maximum(out, 0, out=out)                      # in place: no second array
-            return out
-        outs = _on_threads(run, self.parts)
-        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+                np.maximum(part, 0, out=part)                    # in place, while the part is in cache
+            self.cols.append(cols)
+        self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
         self.out, self.has_bias = (out if relu else None), bias is not None
         return out
 
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
         if self.out is not None:
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
+        N, C_out = grad.shape[:2]
+        K, L = self.w2.shape[1], grad[0, 0].size
         need = [t.requires_grad for t in self.inputs] + [False]
-        run = lambda part: _conv_part_backward(part[2], grad[part[0]:part[1]], need)
-        res = _on_threads(run, self.parts)
-        dx, dw, db = res[0]
-        if len(res) > 1:                                         # the parts' images, and sums over them
-            dx = np.concatenate([r[0] for r in res]) if need[0] else None
-            dw = sum((r[1] for r in res[1:]), dw) if need[1] else None
-            db = sum((r[2] for r in res[1:]), db) if db is not None else None
-        dw = dw.reshape(self.inputs[1].shape) if dw is not None else None
+        dx = np.empty(self.x_shape, dtype=grad.dtype) if need[0] else None
+        dw = np.zeros((C_out, K), dtype=grad.dtype) if need[1] else None
+        for (a, z), cols in zip(self.parts, self.cols):
+            g, n = grad[a:z], z - a                              # (n, C_out, H_out, W_out)
+            if need[0]:
+                g_last = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L n)
+                dx[a:z] = col2im(self.w2.T @ g_last, (n, *self.x_shape[1:]), self.kernel, self.stride, self.padding)
+            if need[1] and L >= K:                               # per image: (n, C_out, L) @ (n, L, K), summed
+                dw += np.matmul(g.reshape(n, C_out, L), cols.reshape(K, n, L).transpose(1, 2, 0)).sum(axis=0)
+            elif need[1]:                                        # one GEMM over the part's images
+                dw += (cols @ np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(C_out, -1).T).T
+        db = np.einsum("nchw->c", grad) if self.has_bias and need[2] else None
+        dw = dw.reshape(self.inputs[1].shape) if need[1] else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
 
 class FusedConv2d(Conv2d):
     """Module 09's Conv2d computing with `Conv2dReLUFunction` (a `FusedSequential` also fuses
-    a following ReLU into it) on `threads` threads (set by `fast_model`): same parameters and state."""
-    threads: int = 1
-
+    a following ReLU into it): same parameters and state."""
     def forward(self, x: Tensor, relu: bool = False) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             return super().forward(x)                            # its own error
         inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
-        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu,
-                                        threads=self.threads)
+        return Conv2dReLUFunction.apply(*inputs, stride=self.stride, padding=self.padding, relu=relu)
 
 
 class TiledMaxPoolFunction(Function):
@@ -1389,9 +1337,7 @@ class FusedGELULayer(GELU):
 class FusedCausalSelfAttention(MultiHeadAttention):
     """Module 11's MultiHeadAttention with `CausalSelfAttentionFunction` for causal
     self-attention without a cache, extra mask, active dropout or returned weights
-    (`last_weights` is then None) on `threads` threads (set by `fast_model`); anything else
-    runs module 11's forward."""
-    threads: int = 1
+    (`last_weights` is then None); anything else runs module 11's forward."""
 
     def forward(self, query: Any, key: Any = None, value: Any = None, mask: Any = None, *,
                 cache: Any = None, return_weights: bool = False) -> Any:
@@ -1403,9 +1349,9 @@ class FusedCausalSelfAttention(MultiHeadAttention):
             return super().forward(query, key, value, mask, cache=cache, return_weights=return_weights)
         y = CausalSelfAttentionFunction.apply(query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
                                               self.k_proj.bias, self.v_proj.weight, self.v_proj.bias,
-                                              num_heads=self.num_heads, threads=self.threads)   # (B, T, C)
+                                              num_heads=self.num_heads)   # (B, T, C)
         self.last_weights = None
-        return linear(y, self.out_proj.weight, self.out_proj.bias, threads=self.threads)   # (B, T, C)
+        return linear(y, self.out_proj.weight, self.out_proj.bias)   # (B, T, C)
 
 
 class FusedCrossEntropy(CrossEntropyLoss):
@@ -1423,17 +1369,13 @@ FUSIONS: dict[type, type] = {Dense: FusedDense, GELU: FusedGELULayer, MultiHeadA
                              MaxPool2d: FusedMaxPool2d}
 
 
-def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: int = 1) -> dict[str, int]:
+def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[str, int]:
     """Opt in: give every module of `model` (itself included) whose class is exactly a key of
     `fusions` (default `FUSIONS`) that fused subclass, in place. Parameters, state_dict and
     checkpoints are unchanged; results equal the plain model's up to float rounding.
-    threads: the fused convolutions, Dense layers and attentions split their batch (rows)
-    over this many threads (best with numpy's BLAS on one thread).
     Returns {plain class name: how many were swapped}."""
     if not isinstance(model, Module):
         raise TypeError(f"fast_model: expected a Module, got {type(model).__name__}")
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"fast_model: threads must be a positive int, got {threads!r}")
     table = FUSIONS if fusions is None else fusions
     swapped: dict[str, int] = {}
     for m in model.modules():
@@ -1441,9 +1383,6 @@ def fast_model(model: Module, fusions: dict[type, type] | None = None, threads: 
         if fused is not None:
             swapped[type(m).__name__] = swapped.get(type(m).__name__, 0) + 1
             m.__class__ = fused
-    for m in model.modules():
-        if isinstance(m, (FusedConv2d, FusedDense, FusedCausalSelfAttention)):
-            m.threads = int(threads)
     return swapped
 
 # %% nbgrader={"grade": true, "grade_id": "test-fused-model", "locked": true, "points": 4, "schema_version": 3, "solution": false}
@@ -1485,8 +1424,10 @@ from tinytorch.core.activations import ReLU, relu
 from tinytorch.core.layers import Sequential
 from tinytorch.core.spatial import Conv2d, MaxPool2d, conv2d, max_pool2d
 
-for (N, C, H, W), (C_out, k), s, pad in [((2, 2, 7, 6), (3, 3), 1, 1), ((3, 2, 5, 5), (2, 4), 1, 0),
-                                         ((1, 1, 8, 8), (2, 3), 2, 0)]:   # both weight-gradient strategies
+for (N, C, H, W), (C_out, k), s, pad, part_bytes in [
+        ((2, 2, 7, 6), (3, 3), 1, 1, 1 << 20), ((3, 2, 5, 5), (2, 4), 1, 0, 1 << 20), ((1, 1, 8, 8), (2, 3), 2, 0, 1 << 20),
+        ((3, 2, 7, 6), (3, 3), 1, 1, 1), ((3, 3, 4, 4), (2, 3), 1, 0, 1)]:   # both weight-gradient strategies; parts of one image
+    CONV_PART_BYTES = part_bytes
     x, w, b = (Tensor(rng.standard_normal(sh), dtype=np.float64, requires_grad=True)
                for sh in ((N, C, H, W), (C_out, C, k, k), (C_out,)))
     for use_relu in (False, True):
@@ -1496,6 +1437,7 @@ for (N, C, H, W), (C_out, k), s, pad in [((2, 2, 7, 6), (3, 3), 1, 1), ((3, 2, 5
         assert np.allclose(fused(x, w, b).data, composed.data), ((N, C, H, W), k, s, pad, use_relu)
         assert gradcheck(fused, [x, w, b])
     assert gradcheck(lambda x, w: Conv2dReLUFunction.apply(x, w, stride=(s, s), padding=(pad, pad), relu=True), [x, w])
+CONV_PART_BYTES = 1 << 20
 for shape, kernel in [((2, 3, 4, 6), (2, 2)), ((1, 2, 6, 6), (3, 2))]:
     x = Tensor(rng.standard_normal(shape), dtype=np.float64, requires_grad=True)
     assert np.array_equal(TiledMaxPoolFunction.apply(x, kernel=kernel).data, max_pool2d(x, kernel).data)
@@ -1518,7 +1460,206 @@ print("linear, fused causal attention, conv + ReLU, tiled max-pool == their comp
       "gradcheck), fast_model: OK")
 
 # %% [markdown]
-# ## 8. float32 vs float64
+# ## 8. Data parallelism over cores: `DataParallel`
+#
+# This machine has more than one core, and a training step of TinyGPT keeps about one of
+# them busy: BLAS can use two threads inside one product, but everything between the
+# products (softmax, GELU, LayerNorm, the engine's Python) runs on one. Splitting every op
+# over threads costs a hand-over per op, hundreds per step, each slower than the small ops
+# it hands over. The cheaper cut is the one used to train across many GPUs: **data
+# parallelism**. Cut the batch into parts, run the forward and backward of each part on its
+# own thread on its own copy of the model, and add the copies' parameter gradients. One
+# hand-over per step, and everything in the step runs in parallel, as numpy lets go of
+# Python's lock inside its kernels.
+#
+# Two things make the sum equal the gradient of the whole batch in one piece:
+#
+# * **Weights.** A mean loss over the whole batch is not the mean of the parts' means when
+#   the parts count different numbers of targets (an odd batch, or targets equal to
+#   `ignore_index`, which are not counted). With $n_i$ counted targets in part $i$ and
+#   $N = \sum_i n_i$, the whole loss is $L = \sum_i (n_i / N) L_i$, so part $i$ starts its
+#   backward from $n_i / N$ instead of 1. A summed loss takes weight 1 for every part.
+# * **Shared weights, separate gradients.** Each copy's parameters are new `Tensor`s around
+#   the *same* arrays (`copy.deepcopy` with a memo that maps each parameter array to itself),
+#   so an optimizer's in-place update reaches every copy, while each backward fills its own
+#   copy's `.grad` without racing the others.
+#
+# The first part runs on the model itself, on the calling thread; its gradients land in
+# the model's `.grad` directly, the other parts' are added to them. Batch statistics
+# (`BatchNorm` in training mode) would be computed per part, so results then differ from one
+# piece; each copy's dropout draws from its own generator.
+#
+# Write `_weights` (each part's share of the loss) and `_add_grads` (the copies' gradients
+# into the model's).
+
+# %% nbgrader={"grade": false, "grade_id": "data-parallel", "locked": false, "schema_version": 3, "solution": true}
+#| export
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n worker threads, made once per n."""
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch-data-parallel")
+    return _POOLS[n]
+
+
+def _cuts(n_rows: int, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges cutting n_rows into min(parts, n_rows) nearly equal parts."""
+    c = np.linspace(0, n_rows, max(1, min(int(parts), n_rows)) + 1).astype(int)
+    return list(zip(c[:-1].tolist(), c[1:].tolist()))
+
+
+def _respawn_generators(model: Module) -> None:
+    """Give each random generator held by a module of `model` an independent child, in place
+    (a deep copy would otherwise draw the same numbers as the original)."""
+    children: dict[int, np.random.Generator] = {}
+    for m in model.modules():
+        for name, value in list(getattr(m, "__dict__", {}).items()):
+            if isinstance(value, np.random.Generator):
+                setattr(m, name, children.setdefault(id(value), value.spawn(1)[0]))
+
+
+class DataParallel:
+    """Opt in: the forward and backward of one training step with the batch cut into
+    `threads` parts, each run at once on its own thread and its own copy of `model` (the
+    copies share the parameter arrays). The copies' gradients are added into the model's
+    parameters, each part's loss weighted by its share of the batch, so they equal the whole
+    batch's gradients up to float rounding.
+
+        dp = DataParallel(model, loss_fn, threads=2)     # after fast_model, if used
+        optimizer.zero_grad()
+        loss = dp.backward(x, targets)                   # a float; the model's .grad filled
+        optimizer.step()
+
+    loss_fn(model(x), targets) must reduce by "mean" (the default) or "sum" over the targets;
+    targets equal to its `ignore_index` are not counted. Gradients go to parameters only."""
+
+    def __init__(self, model: Module, loss_fn: Any, threads: int = 2):
+        if not isinstance(model, Module) or not callable(loss_fn):
+            raise TypeError(f"DataParallel: expected a Module and a callable loss, got {type(model).__name__} "
+                            f"and {type(loss_fn).__name__}")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"DataParallel: threads must be a positive int, got {threads!r}")
+        self.reduction = getattr(loss_fn, "reduction", "mean")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"DataParallel: the loss must reduce by 'mean' or 'sum', not {self.reduction!r}")
+        self.model, self.loss_fn, self.threads = model, loss_fn, int(threads)
+        self.ignore_index = getattr(loss_fn, "ignore_index", None)
+        self.params = model.parameters()
+        self.copies: list[tuple[Module, Any, list[Tensor]]] = []   # (model, loss_fn, parameters) of parts 2, 3, ...
+        for _ in range(self.threads - 1):
+            m, lf = copy.deepcopy((model, loss_fn), {id(p.data): p.data for p in self.params})
+            _respawn_generators(m)
+            self.copies.append((m, lf, m.parameters()))
+
+    def _sync(self) -> None:
+        """Point each copy at the model's current arrays, flags and fused classes; clear its gradients."""
+        for m, _, params in self.copies:
+            if len(params) != len(self.params):
+                raise RuntimeError("DataParallel: the model's parameters changed since it was made; make a new one")
+            for p, q in zip(self.params, params):
+                q.data, q.requires_grad, q.grad = p.data, p.requires_grad, None
+            for a, b in zip(self.model.modules(), m.modules()):
+                b.__class__, b.training = a.__class__, a.training
+
+    def _weights(self, targets: np.ndarray, parts: list[tuple[int, int]]) -> list[float]:
+        """w_i for each part [a, z) of the batch, such that sum_i w_i * (part i's loss) is the whole batch's loss."""
+        ### BEGIN SOLUTION
+        if self.reduction == "sum":
+            return [1.0] * len(parts)
+        counts = [targets[a:z].size if self.ignore_index is None else int(np.count_nonzero(targets[a:z] != self.ignore_index))
+                  for a, z in parts]
+        return [c / sum(counts) for c in counts]
+        ### END SOLUTION
+
+    def _add_grads(self) -> None:
+        """Move each copy's parameter gradients into the model's `.grad` (adding where there is one)."""
+        ### BEGIN SOLUTION
+        for _, _, params in self.copies:
+            for p, q in zip(self.params, params):
+                g, q.grad = q.grad, None                         # the copy keeps nothing
+                if g is None:
+                    continue
+                if p.grad is None:
+                    p.grad = g                                   # the copy's array is its own: hand it over
+                else:
+                    np.add(p.grad.data, g.data, out=p.grad.data)
+        ### END SOLUTION
+
+    def backward(self, x: Any, targets: Any) -> float:
+        """Forward and backward of loss_fn(model(x), targets) in parts (the first axis of x and
+        targets); adds into the parameters' `.grad` like `loss.backward()`. Returns the loss."""
+        xs = x.data if isinstance(x, Tensor) else np.asarray(x)
+        ts = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+        if xs.ndim == 0 or ts.ndim == 0 or len(xs) != len(ts) or len(ts) == 0:
+            raise ValueError(f"DataParallel: x and targets need the same non-empty first axis (the batch), "
+                             f"got shapes {xs.shape} and {ts.shape}")
+        if self.ignore_index is not None and self.reduction == "mean" and not np.any(ts != self.ignore_index):
+            raise ValueError(f"DataParallel: every target equals ignore_index={self.ignore_index}: the mean is undefined")
+        self._sync()
+        parts = _cuts(len(ts), self.threads)
+        weights = self._weights(ts, parts)
+        runs = [(self.model, self.loss_fn)] + [(m, lf) for m, lf, _ in self.copies]
+
+        def run(i: int) -> float:
+            model, loss_fn = runs[i]
+            (a, z), w = parts[i], weights[i]
+            loss = loss_fn(model(Tensor(xs[a:z], dtype=xs.dtype)), ts[a:z])
+            loss.backward(np.full(loss.shape, w, dtype=loss.dtype))   # this part's share of the whole loss
+            return w * float(loss.data)
+        live = [i for i in range(len(parts)) if weights[i] != 0]   # a part with nothing counted adds nothing
+        futures = [_pool(self.threads - 1).submit(run, i) for i in live if i > 0]
+        try:
+            total = run(0) if 0 in live else 0.0               # the first part on this thread
+        finally:
+            wait(futures)                                        # every part is done before anything else
+        total += sum(f.result() for f in futures)                # (raises a part's error, if any)
+        self._add_grads()
+        return total
+
+# %% nbgrader={"grade": true, "grade_id": "test-data-parallel", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+def dp_reference(model, loss_fn, x, y):
+    """The whole batch in one piece: (loss, gradients)."""
+    model.zero_grad()
+    loss = loss_fn(model(Tensor(x, dtype=x.dtype)), y)
+    loss.backward()
+    return loss.item(), [p.grad.data.copy() for p in model.parameters()]
+
+
+rng = np.random.default_rng(18)
+net = Sequential(Dense(4, 8, dtype=np.float64, rng=rng), ReLU(), Dense(8, 3, dtype=np.float64, rng=rng))
+x = rng.standard_normal((7, 4))
+for threads in (1, 2, 3, 9):                                     # 9 > the batch: one row per part
+    for loss_fn, y in [(CrossEntropyLoss(), rng.integers(0, 3, 7)), (CrossEntropyLoss(reduction="sum"), rng.integers(0, 3, 7)),
+                       (CrossEntropyLoss(ignore_index=-1), np.array([-1, -1, -1, 2, 0, 1, -1]))]:
+        ref_loss, ref_grads = dp_reference(net, loss_fn, x, y)
+        dp = DataParallel(net, loss_fn, threads=threads)
+        net.zero_grad()
+        assert np.isclose(dp.backward(x, y), ref_loss, rtol=1e-12), (threads, loss_fn)
+        for g, r in zip([p.grad.data for p in net.parameters()], ref_grads):
+            assert np.allclose(g, r, rtol=1e-10, atol=1e-12), (threads, loss_fn)
+dp = DataParallel(net, CrossEntropyLoss(), threads=2)
+y = rng.integers(0, 3, 7)
+for p in net.parameters():
+    p.data -= 0.1 * p.data                                       # an in-place update reaches every copy
+ref_loss, ref_grads = dp_reference(net, CrossEntropyLoss(), x, y)
+net.zero_grad()
+dp.backward(x, y)
+dp.backward(x, y)                                                # gradients add up, like loss.backward()
+for g, r in zip([p.grad.data for p in net.parameters()], ref_grads):
+    assert np.allclose(g, 2 * r, rtol=1e-10, atol=1e-12)
+for bad in [lambda: DataParallel(net, CrossEntropyLoss(reduction="none")), lambda: DataParallel(net, CrossEntropyLoss(), 0),
+            lambda: dp.backward(x, y[:5])]:
+    try:
+        bad()
+        raise AssertionError("expected a ValueError")
+    except ValueError:
+        pass
+print("DataParallel: the parts' weighted gradients == the whole batch's, for mean, sum and ignore_index: OK")
+
+# %% [markdown]
+# ## 9. float32 vs float64
 #
 # A float32 number is 4 bytes, a float64 one 8. Half the bytes means half the memory
 # traffic for elementwise kernels (which are memory-bound) and twice as many numbers per
@@ -1542,7 +1683,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
     speedups[f"dtype: float32 vs float64, {name}"] = t64 / t32
 
 # %% [markdown]
-# ## 9. What the framework uses, and what each buys
+# ## 10. What the framework uses, and what each buys
 #
 # | kernel | used where | status |
 # |---|---|---|
@@ -1584,7 +1725,7 @@ for name, ratio in speedups.items():
 # 1. **Arithmetic intensity.** A 512 x 512 float32 matmul does $2 \cdot 512^3$ FLOPs on
 #    $3 \cdot 512^2 \cdot 4$ bytes of operands; `np.exp` on 1M float32 numbers does roughly
 #    20 FLOPs per number on 8 bytes read and written. Compute FLOPs per byte for both. From
-#    your measurements in sections 1 and 8, which one is limited by memory bandwidth and
+#    your measurements in sections 1 and 9, which one is limited by memory bandwidth and
 #    which by arithmetic? Why did float32 help one more than the other?
 # 2. **Memory of the column matrix.** For LeNet-5's second convolution (section 3), how many
 #    bytes does im2col's column matrix take at batch 64, and how many does `conv2d_shifted`
