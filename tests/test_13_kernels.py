@@ -465,19 +465,21 @@ def _attention_case(B, T, C, nh, seed):
     return build
 
 
-def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, part_bytes=None):
-    """part_bytes: module 13's CONV_PART_BYTES during the forward (1: one image per part)."""
+def _conv_case(x_shape, w_shape, stride, padding, relu, bias=True, seed=0, part_bytes=None, batch_last=True):
+    """part_bytes: module 13's CONV_PART_BYTES during the forward (1: one image per part); batch_last: these
+    (narrow) outputs take batch-last columns (BATCH_LAST_BELOW as it is), else batch-first ones (it is 0)."""
     def build():
         x, w = t64(*x_shape, seed=seed), t64(*w_shape, seed=seed + 1)
         params = dict(stride=(stride, stride), padding=(padding, padding), relu=relu)
 
         def conv(*inputs):
-            saved = kernels.CONV_PART_BYTES
-            kernels.CONV_PART_BYTES = part_bytes or saved
+            saved = kernels.CONV_PART_BYTES, kernels.BATCH_LAST_BELOW
+            kernels.CONV_PART_BYTES = part_bytes or saved[0]
+            kernels.BATCH_LAST_BELOW = saved[1] if batch_last else 0
             try:
                 return Conv2dReLUFunction.apply(*inputs, **params)
             finally:
-                kernels.CONV_PART_BYTES = saved
+                kernels.CONV_PART_BYTES, kernels.BATCH_LAST_BELOW = saved
         if not bias:
             return (lambda x, w: conv(x, w)), [x, w]
         return (lambda x, w, b: conv(x, w, b)), [x, w, t64(w_shape[0], seed=seed + 2)]
@@ -491,12 +493,16 @@ GRADCHECK_CASES = {
     "causal_attention_one_position": _attention_case(3, 1, 4, 4, seed=1),
     "causal_attention_one_head": _attention_case(1, 6, 3, 1, seed=2),
     "causal_attention_three_heads": _attention_case(4, 5, 6, 3, seed=3),
-    "conv_relu_per_image_dw": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True),
+    "conv_relu_per_image_dw": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True, batch_last=False),
+    "conv_relu_batch_last": _conv_case((2, 2, 7, 7), (3, 2, 3, 3), 1, 0, relu=True),
+    "conv_batch_first_strided_padded": _conv_case((2, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=11, batch_last=False),
     "conv_relu_one_gemm_dw_padded": _conv_case((2, 3, 4, 4), (2, 3, 3, 3), 1, 1, relu=True, seed=3),
     "conv_no_relu_strided": _conv_case((1, 2, 7, 6), (2, 2, 3, 2), 2, 1, relu=False, seed=4),
     "conv_relu_no_bias": _conv_case((2, 1, 5, 5), (2, 1, 2, 2), 1, 0, relu=True, bias=False, seed=5),
-    "conv_relu_one_image_per_part": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, part_bytes=1),
-    "conv_parts_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, part_bytes=300),
+    "conv_relu_one_image_per_part": _conv_case((4, 2, 6, 6), (3, 2, 3, 3), 1, 1, relu=True, seed=6, part_bytes=1,
+                                               batch_last=False),
+    "conv_parts_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, part_bytes=300,
+                                         batch_last=False),
     "tiled_max_pool_2x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(2, 2)), [t64(2, 3, 4, 6)]),
     "tiled_max_pool_3x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(3, 2)), [t64(1, 2, 6, 4, seed=1)]),
     "softmax_ce_2d": _ce_case((5, 4)),

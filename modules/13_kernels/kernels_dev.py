@@ -1074,7 +1074,9 @@ print(tune_allocator())
 #   1 MiB, `CONV_PART_BYTES`) are still in the cache when the product reads them. Backward
 #   masks by the kept output and sums the weight gradient per image when an image has more
 #   output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75), else as one
-#   GEMM per part.
+#   GEMM per part. Narrow outputs (LeNet-5's second layer: 10 x 10) take **batch-last**
+#   columns instead, ordered (y, x, n): im2col then copies runs of `W_out * N` numbers
+#   instead of `W_out`, at the price of transposing the input and the output once.
 # * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
 #   maxima of strided views; backward finds each tile's first maximum by comparison
 #   instead of keeping an index array.
@@ -1203,6 +1205,8 @@ class FusedDense(Dense):
 
 #: a part of the batch holds as many images as keep its im2col columns under this many bytes
 CONV_PART_BYTES = 1 << 20
+#: outputs narrower than this many pixels are convolved with batch-last columns
+BATCH_LAST_BELOW = 16
 
 
 class Conv2dReLUFunction(Function):
@@ -1210,9 +1214,10 @@ class Conv2dReLUFunction(Function):
     output: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out,
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
-    each kept for the backward pass. Backward masks the gradient by the kept output (> 0) and
-    sums each part's weight gradient either as one stacked per-image product, when an image
-    has more output pixels than a filter has weights, or as one GEMM over the part."""
+    each kept for the backward pass; outputs narrower than BATCH_LAST_BELOW take one
+    batch-last column matrix instead. Backward masks the gradient by the kept output (> 0)
+    and sums each part's weight gradient either as one stacked per-image product, when an
+    image has more output pixels than a filter has weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
         if x.dtype.kind != "f":                                  # uint8 images, integer test data
@@ -1220,6 +1225,10 @@ class Conv2dReLUFunction(Function):
         N, C_out, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
         H_out, W_out = ((x.shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
         K, L = weight[0].size, H_out * W_out
+        self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
+        self.has_bias, self.batch_last = bias is not None, W_out < BATCH_LAST_BELOW
+        if self.batch_last:
+            return self._forward_batch_last(x, weight, bias, relu, H_out, W_out)
         n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
         self.parts = [(a, min(a + n, N)) for a in range(0, N, n)]
         self.w2, self.cols = weight.reshape(C_out, K), []        # (C_out, K); each part's (K, n L)
@@ -1233,11 +1242,41 @@ class Conv2dReLUFunction(Function):
             if relu:
                 np.maximum(part, 0, out=part)                    # in place, while the part is in cache
             self.cols.append(cols)
-        self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
-        self.out, self.has_bias = (out if relu else None), bias is not None
+        self.out = out if relu else None
         return out
 
+    def _forward_batch_last(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
+                            H_out: int, W_out: int) -> np.ndarray:
+        """The whole batch with columns (c, i, j) x (y, x, n): copied in runs of W_out * N numbers."""
+        (N, C, H, W), (kh, kw), (sh, sw), (ph, pw) = x.shape, self.kernel, self.stride, self.padding
+        xb = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=x.dtype)   # (C, Hp, Wp, N), batch last
+        xb[:, ph:ph + H, pw:pw + W] = x.transpose(1, 2, 3, 0)
+        cols = np.empty((C, kh, kw, H_out, W_out, N), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, i, j] = xb[:, i:i + sh * (H_out - 1) + 1:sh, j:j + sw * (W_out - 1) + 1:sw]
+        self.w2, self.cols = weight.reshape(weight.shape[0], -1), cols.reshape(C * kh * kw, -1)   # (K, L N)
+        out = self.w2 @ self.cols                                # (C_out, L N)
+        if bias is not None:
+            out += bias[:, None]
+        if relu:
+            np.maximum(out, 0, out=out)
+        self.out = out if relu else None
+        return out.reshape(-1, H_out, W_out, N).transpose(3, 0, 1, 2).copy()   # (N, C_out, H_out, W_out)
+
+    def _backward_batch_last(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        C_out, need = grad.shape[1], [t.requires_grad for t in self.inputs] + [False]
+        g = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L N), our own copy
+        if self.out is not None:
+            g *= self.out > 0                                    # ReLU's backward
+        dx = col2im(self.w2.T @ g, self.x_shape, self.kernel, self.stride, self.padding) if need[0] else None
+        dw = (self.cols @ g.T).T.reshape(self.inputs[1].shape) if need[1] else None
+        db = np.add.reduce(g, axis=1) if self.has_bias and need[2] else None
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.batch_last:
+            return self._backward_batch_last(grad)
         if self.out is not None:
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
         N, C_out = grad.shape[:2]
@@ -1424,10 +1463,11 @@ from tinytorch.core.activations import ReLU, relu
 from tinytorch.core.layers import Sequential
 from tinytorch.core.spatial import Conv2d, MaxPool2d, conv2d, max_pool2d
 
-for (N, C, H, W), (C_out, k), s, pad, part_bytes in [
-        ((2, 2, 7, 6), (3, 3), 1, 1, 1 << 20), ((3, 2, 5, 5), (2, 4), 1, 0, 1 << 20), ((1, 1, 8, 8), (2, 3), 2, 0, 1 << 20),
-        ((3, 2, 7, 6), (3, 3), 1, 1, 1), ((3, 3, 4, 4), (2, 3), 1, 0, 1)]:   # both weight-gradient strategies; parts of one image
-    CONV_PART_BYTES = part_bytes
+for (N, C, H, W), (C_out, k), s, pad, part_bytes, narrow in [          # batch-first columns (narrow 0), in parts or not,
+        ((2, 2, 7, 6), (3, 3), 1, 1, 1 << 20, 0), ((3, 2, 5, 5), (2, 4), 1, 0, 1 << 20, 0),   # both weight-gradient
+        ((3, 2, 7, 6), (3, 3), 1, 1, 1, 0), ((3, 3, 4, 4), (2, 3), 1, 0, 1, 0),               # strategies; batch-last
+        ((2, 2, 7, 6), (3, 3), 1, 1, 1 << 20, 16), ((1, 1, 8, 8), (2, 3), 2, 1, 1 << 20, 16)]:   # columns (narrow 16)
+    CONV_PART_BYTES, BATCH_LAST_BELOW = part_bytes, narrow
     x, w, b = (Tensor(rng.standard_normal(sh), dtype=np.float64, requires_grad=True)
                for sh in ((N, C, H, W), (C_out, C, k, k), (C_out,)))
     for use_relu in (False, True):
@@ -1437,7 +1477,7 @@ for (N, C, H, W), (C_out, k), s, pad, part_bytes in [
         assert np.allclose(fused(x, w, b).data, composed.data), ((N, C, H, W), k, s, pad, use_relu)
         assert gradcheck(fused, [x, w, b])
     assert gradcheck(lambda x, w: Conv2dReLUFunction.apply(x, w, stride=(s, s), padding=(pad, pad), relu=True), [x, w])
-CONV_PART_BYTES = 1 << 20
+CONV_PART_BYTES, BATCH_LAST_BELOW = 1 << 20, 16
 for shape, kernel in [((2, 3, 4, 6), (2, 2)), ((1, 2, 6, 6), (3, 2))]:
     x = Tensor(rng.standard_normal(shape), dtype=np.float64, requires_grad=True)
     assert np.array_equal(TiledMaxPoolFunction.apply(x, kernel=kernel).data, max_pool2d(x, kernel).data)
@@ -1485,7 +1525,11 @@ print("linear, fused causal attention, conv + ReLU, tiled max-pool == their comp
 #   copy's `.grad` without racing the others.
 #
 # The first part runs on the model itself, on the calling thread; its gradients land in
-# the model's `.grad` directly, the other parts' are added to them. Batch statistics
+# the model's `.grad` directly, the other parts' are added to them. Between numpy's kernels
+# each thread runs Python (the ops' bookkeeping, the engine), which needs the interpreter's
+# lock; by default a thread that wants it may wait up to 5 ms for the other to let go, so
+# while the parts run, `DataParallel` asks Python to hand it over every 0.1 ms
+# (`sys.setswitchinterval`; measured: about 6% off TinyGPT's step, 13% off LeNet-5's). Batch statistics
 # (`BatchNorm` in training mode) would be computed per part, so results then differ from one
 # piece; each copy's dropout draws from its own generator.
 #
@@ -1495,6 +1539,8 @@ print("linear, fused causal attention, conv + ReLU, tiled max-pool == their comp
 # %% nbgrader={"grade": false, "grade_id": "data-parallel", "locked": false, "schema_version": 3, "solution": true}
 #| export
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+#: seconds a thread may hold Python's lock while another waits for it, during DataParallel.backward
+SWITCH_INTERVAL = 1e-4
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
@@ -1609,11 +1655,14 @@ class DataParallel:
             loss.backward(np.full(loss.shape, w, dtype=loss.dtype))   # this part's share of the whole loss
             return w * float(loss.data)
         live = [i for i in range(len(parts)) if weights[i] != 0]   # a part with nothing counted adds nothing
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)                   # hand Python's lock over sooner while parts run
         futures = [_pool(self.threads - 1).submit(run, i) for i in live if i > 0]
         try:
             total = run(0) if 0 in live else 0.0               # the first part on this thread
         finally:
             wait(futures)                                        # every part is done before anything else
+            sys.setswitchinterval(switch)
         total += sum(f.result() for f in futures)                # (raises a part's error, if any)
         self._add_grads()
         return total

@@ -35,13 +35,13 @@ from .attention import MultiHeadAttention, causal_mask
 from .optimizers import Adam, AdamW
 
 # %% auto #0
-__all__ = ['CONV_PART_BYTES', 'FUSIONS', 'matmul_flops', 'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout',
-           'strided_view', 'conv2d_loops', 'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy',
-           'FusedCrossEntropyLoss', 'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating',
-           'adam_update_inplace', 'FusedAdam', 'FusedAdamW', 'tune_allocator', 'LinearFunction', 'linear',
-           'CausalSelfAttentionFunction', 'FusedDense', 'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction',
-           'FusedMaxPool2d', 'FusedSequential', 'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy',
-           'fast_model', 'DataParallel']
+__all__ = ['CONV_PART_BYTES', 'BATCH_LAST_BELOW', 'FUSIONS', 'SWITCH_INTERVAL', 'matmul_flops', 'matmul_loops',
+           'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops', 'conv2d_shifted',
+           'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss', 'FusedGELUFunction',
+           'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam', 'FusedAdamW',
+           'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
+           'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction', 'FusedMaxPool2d', 'FusedSequential',
+           'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model', 'DataParallel']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
 def matmul_flops(n: int, k: int, m: int) -> int:
@@ -542,6 +542,8 @@ class FusedDense(Dense):
 
 #: a part of the batch holds as many images as keep its im2col columns under this many bytes
 CONV_PART_BYTES = 1 << 20
+#: outputs narrower than this many pixels are convolved with batch-last columns
+BATCH_LAST_BELOW = 16
 
 
 class Conv2dReLUFunction(Function):
@@ -549,9 +551,10 @@ class Conv2dReLUFunction(Function):
     output: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out,
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
-    each kept for the backward pass. Backward masks the gradient by the kept output (> 0) and
-    sums each part's weight gradient either as one stacked per-image product, when an image
-    has more output pixels than a filter has weights, or as one GEMM over the part."""
+    each kept for the backward pass; outputs narrower than BATCH_LAST_BELOW take one
+    batch-last column matrix instead. Backward masks the gradient by the kept output (> 0)
+    and sums each part's weight gradient either as one stacked per-image product, when an
+    image has more output pixels than a filter has weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
         if x.dtype.kind != "f":                                  # uint8 images, integer test data
@@ -559,6 +562,10 @@ class Conv2dReLUFunction(Function):
         N, C_out, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
         H_out, W_out = ((x.shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
         K, L = weight[0].size, H_out * W_out
+        self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
+        self.has_bias, self.batch_last = bias is not None, W_out < BATCH_LAST_BELOW
+        if self.batch_last:
+            return self._forward_batch_last(x, weight, bias, relu, H_out, W_out)
         n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
         self.parts = [(a, min(a + n, N)) for a in range(0, N, n)]
         self.w2, self.cols = weight.reshape(C_out, K), []        # (C_out, K); each part's (K, n L)
@@ -572,11 +579,41 @@ class Conv2dReLUFunction(Function):
             if relu:
                 np.maximum(part, 0, out=part)                    # in place, while the part is in cache
             self.cols.append(cols)
-        self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
-        self.out, self.has_bias = (out if relu else None), bias is not None
+        self.out = out if relu else None
         return out
 
+    def _forward_batch_last(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
+                            H_out: int, W_out: int) -> np.ndarray:
+        """The whole batch with columns (c, i, j) x (y, x, n): copied in runs of W_out * N numbers."""
+        (N, C, H, W), (kh, kw), (sh, sw), (ph, pw) = x.shape, self.kernel, self.stride, self.padding
+        xb = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=x.dtype)   # (C, Hp, Wp, N), batch last
+        xb[:, ph:ph + H, pw:pw + W] = x.transpose(1, 2, 3, 0)
+        cols = np.empty((C, kh, kw, H_out, W_out, N), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, i, j] = xb[:, i:i + sh * (H_out - 1) + 1:sh, j:j + sw * (W_out - 1) + 1:sw]
+        self.w2, self.cols = weight.reshape(weight.shape[0], -1), cols.reshape(C * kh * kw, -1)   # (K, L N)
+        out = self.w2 @ self.cols                                # (C_out, L N)
+        if bias is not None:
+            out += bias[:, None]
+        if relu:
+            np.maximum(out, 0, out=out)
+        self.out = out if relu else None
+        return out.reshape(-1, H_out, W_out, N).transpose(3, 0, 1, 2).copy()   # (N, C_out, H_out, W_out)
+
+    def _backward_batch_last(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        C_out, need = grad.shape[1], [t.requires_grad for t in self.inputs] + [False]
+        g = np.ascontiguousarray(grad.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L N), our own copy
+        if self.out is not None:
+            g *= self.out > 0                                    # ReLU's backward
+        dx = col2im(self.w2.T @ g, self.x_shape, self.kernel, self.stride, self.padding) if need[0] else None
+        dw = (self.cols @ g.T).T.reshape(self.inputs[1].shape) if need[1] else None
+        db = np.add.reduce(g, axis=1) if self.has_bias and need[2] else None
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
     def backward(self, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if self.batch_last:
+            return self._backward_batch_last(grad)
         if self.out is not None:
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
         N, C_out = grad.shape[:2]
@@ -726,6 +763,8 @@ def fast_model(model: Module, fusions: dict[type, type] | None = None) -> dict[s
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #26852df9
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+#: seconds a thread may hold Python's lock while another waits for it, during DataParallel.backward
+SWITCH_INTERVAL = 1e-4
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
@@ -836,11 +875,14 @@ class DataParallel:
             loss.backward(np.full(loss.shape, w, dtype=loss.dtype))   # this part's share of the whole loss
             return w * float(loss.data)
         live = [i for i in range(len(parts)) if weights[i] != 0]   # a part with nothing counted adds nothing
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)                   # hand Python's lock over sooner while parts run
         futures = [_pool(self.threads - 1).submit(run, i) for i in live if i > 0]
         try:
             total = run(0) if 0 in live else 0.0               # the first part on this thread
         finally:
             wait(futures)                                        # every part is done before anything else
+            sys.setswitchinterval(switch)
         total += sum(f.result() for f in futures)                # (raises a part's error, if any)
         self._add_grads()
         return total
