@@ -518,6 +518,20 @@ GRADCHECK_CASES = {
 test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 
+@pytest.mark.parametrize("shape, kernel, stride", [((2, 3, 7, 6), (3, 2), (1, 1)), ((3, 2, 9, 8), (3, 3), (2, 3)),
+                                                   ((1, 1, 4, 4), (4, 4), (1, 1))])
+def test_columns_equal_module_09s_im2col_in_both_orders(shape, kernel, stride):
+    from tinytorch.core.spatial import batch_last, im2col
+    x = np.random.default_rng(0).standard_normal(shape)
+    ref = im2col(x, kernel, stride)
+    out_hw = tuple((shape[2 + a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+    np.testing.assert_array_equal(kernels._columns(x, kernel, stride, out_hw), ref)
+    buf = np.full(ref.size + 5, np.nan)
+    np.testing.assert_array_equal(kernels._columns(x, kernel, stride, out_hw, out=buf), ref)
+    xb = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+    np.testing.assert_array_equal(kernels._columns(xb, kernel, stride, out_hw, batch_last=True), batch_last(ref, shape[0]))
+
+
 def test_every_op_of_this_module_is_in_a_gradcheck_case():
     assert {SoftmaxCrossEntropyFunction, FusedGELUFunction, LinearFunction, CausalSelfAttentionFunction,
             Conv2dReLUFunction, TiledMaxPoolFunction} <= ops_in_cases(GRADCHECK_CASES)

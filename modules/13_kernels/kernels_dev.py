@@ -96,7 +96,7 @@ from numpy.lib.stride_tricks import as_strided
 from tinytorch.core.tensor import DEFAULT_FLOAT, Function, Tensor
 from tinytorch.core.activations import GELU, Activation, ReLU
 from tinytorch.core.layers import Dense, Module, Sequential
-from tinytorch.core.spatial import Conv2d, MaxPool2d, col2im, im2col
+from tinytorch.core.spatial import Conv2d, MaxPool2d, col2im
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.attention import MultiHeadAttention, causal_mask
 from tinytorch.core.optimizers import Adam, AdamW
@@ -1071,10 +1071,15 @@ print(tune_allocator())
 #   It convolves the batch **in parts of a few images**: LeNet-5's first layer has a
 #   75 x 50,176 column matrix at batch 64 (15 MB), which is written to memory and read back
 #   by a product that does only 6 multiply-adds per number read; a part's columns (under
-#   1 MiB, `CONV_PART_BYTES`) are still in the cache when the product reads them. Backward
-#   masks by the kept output and sums the weight gradient per image when an image has more
-#   output pixels than a filter has weights (LeNet-5's first layer: 784 vs 75), else as one
-#   GEMM per part. Narrow outputs (LeNet-5's second layer: 10 x 10) take **batch-last**
+#   1 MiB, `CONV_PART_BYTES`) are still in the cache when the product reads them. They are
+#   not kept: backward copies each part's columns again from the kept input (a
+#   *recomputation*, as in activation checkpointing), which costs less than writing 15 MB to
+#   memory and reading it back. Columns are one copy of one strided view (section 2's
+#   idea, made with the `np.ndarray` constructor, which checks the bounds itself), not
+#   module 09's `sliding_window_view`, whose Python overhead counts when a layer makes
+#   sixteen parts. Backward masks by the kept output and sums the weight gradient per image
+#   when an image has more output pixels than a filter has weights (LeNet-5's first layer:
+#   784 vs 75), else as one GEMM per part. Narrow outputs (LeNet-5's second layer: 10 x 10) take **batch-last**
 #   columns instead, ordered (y, x, n): im2col then copies runs of `W_out * N` numbers
 #   instead of `W_out`, at the price of transposing the input and the output once.
 # * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
@@ -1209,13 +1214,36 @@ CONV_PART_BYTES = 1 << 20
 BATCH_LAST_BELOW = 16
 
 
+def _columns(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
+             batch_last: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+    """Module 09's im2col as one copy of one strided view (section 2's idea) of padded images:
+    xp (n, C, Hp, Wp) -> (C*kh*kw, n*H_out*W_out), columns (n, y, x); with batch_last,
+    xp (C, Hp, Wp, n) -> (C*kh*kw, H_out*W_out*n), columns (y, x, n). Rows (c, i, j).
+    out: a flat buffer of at least that many numbers to copy into (else a new array)."""
+    (kh, kw), (sh, sw), (H_out, W_out) = kernel, stride, out_hw
+    if batch_last:
+        C, n = xp.shape[0], xp.shape[3]
+        sC, sH, sW, sN = xp.strides
+        shape, strides = (C, kh, kw, H_out, W_out, n), (sC, sH, sW, sH * sh, sW * sw, sN)
+    else:
+        n, C = xp.shape[:2]
+        sN, sC, sH, sW = xp.strides
+        shape, strides = (C, kh, kw, n, H_out, W_out), (sC, sH, sW, sN, sH * sh, sW * sw)
+    view = np.ndarray(shape, dtype=xp.dtype, buffer=xp, strides=strides)   # numpy refuses views outside xp
+    if out is None:
+        return view.copy().reshape(C * kh * kw, -1)             # the one copy, C order
+    cols = out[:view.size].reshape(shape)
+    np.copyto(cols, view)
+    return cols.reshape(C * kh * kw, -1)
+
+
 class Conv2dReLUFunction(Function):
     """Module 09's im2col convolution with the bias and, optionally, ReLU fused into its
     output: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out,
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
-    each kept for the backward pass; outputs narrower than BATCH_LAST_BELOW take one
-    batch-last column matrix instead. Backward masks the gradient by the kept output (> 0)
+    made again from the kept input in the backward pass; outputs narrower than
+    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the gradient by the kept output (> 0)
     and sums each part's weight gradient either as one stacked per-image product, when an
     image has more output pixels than a filter has weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
@@ -1230,32 +1258,32 @@ class Conv2dReLUFunction(Function):
         if self.batch_last:
             return self._forward_batch_last(x, weight, bias, relu, H_out, W_out)
         n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
-        self.parts = [(a, min(a + n, N)) for a in range(0, N, n)]
-        self.w2, self.cols = weight.reshape(C_out, K), []        # (C_out, K); each part's (K, n L)
+        (ph, pw), (H, W) = padding, x.shape[2:]
+        xp = np.ascontiguousarray(x) if ph == pw == 0 else np.zeros((N, x.shape[1], H + 2 * ph, W + 2 * pw), x.dtype)
+        if ph or pw:
+            xp[:, :, ph:ph + H, pw:pw + W] = x                   # padded once, for every part
+        self.parts, self.w2, self.xp = [(a, min(a + n, N)) for a in range(0, N, n)], weight.reshape(C_out, K), xp
+        self.scratch = np.empty(K * min(n, N) * L, dtype=xp.dtype)   # one part's columns, made again in backward
         out = np.empty((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))
         for a, z in self.parts:
-            cols = im2col(x[a:z], kernel, stride, padding)       # (K, (z - a) L), columns (n, y, x)
+            cols = _columns(xp[a:z], kernel, stride, (H_out, W_out), out=self.scratch)   # (K, (z - a) L), (n, y, x)
             part = out[a:z].reshape(z - a, C_out, L)             # a view: the product lands in NCHW order
             np.matmul(self.w2, cols.reshape(K, z - a, L).transpose(1, 0, 2), out=part)
             if bias is not None:
                 part += bias[:, None]
             if relu:
                 np.maximum(part, 0, out=part)                    # in place, while the part is in cache
-            self.cols.append(cols)
-        self.out = out if relu else None
+        self.out_hw, self.out = (H_out, W_out), (out if relu else None)
         return out
 
     def _forward_batch_last(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
                             H_out: int, W_out: int) -> np.ndarray:
         """The whole batch with columns (c, i, j) x (y, x, n): copied in runs of W_out * N numbers."""
-        (N, C, H, W), (kh, kw), (sh, sw), (ph, pw) = x.shape, self.kernel, self.stride, self.padding
+        (N, C, H, W), (ph, pw) = x.shape, self.padding
         xb = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=x.dtype)   # (C, Hp, Wp, N), batch last
         xb[:, ph:ph + H, pw:pw + W] = x.transpose(1, 2, 3, 0)
-        cols = np.empty((C, kh, kw, H_out, W_out, N), dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                cols[:, i, j] = xb[:, i:i + sh * (H_out - 1) + 1:sh, j:j + sw * (W_out - 1) + 1:sw]
-        self.w2, self.cols = weight.reshape(weight.shape[0], -1), cols.reshape(C * kh * kw, -1)   # (K, L N)
+        self.w2 = weight.reshape(weight.shape[0], -1)          # (C_out, K)
+        self.cols = _columns(xb, self.kernel, self.stride, (H_out, W_out), batch_last=True)   # (K, L N)
         out = self.w2 @ self.cols                                # (C_out, L N)
         if bias is not None:
             out += bias[:, None]
@@ -1284,11 +1312,13 @@ class Conv2dReLUFunction(Function):
         need = [t.requires_grad for t in self.inputs] + [False]
         dx = np.empty(self.x_shape, dtype=grad.dtype) if need[0] else None
         dw = np.zeros((C_out, K), dtype=grad.dtype) if need[1] else None
-        for (a, z), cols in zip(self.parts, self.cols):
+        for a, z in self.parts:
             g, n = grad[a:z], z - a                              # (n, C_out, H_out, W_out)
             if need[0]:
                 g_last = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L n)
                 dx[a:z] = col2im(self.w2.T @ g_last, (n, *self.x_shape[1:]), self.kernel, self.stride, self.padding)
+            if need[1]:                                          # the part's columns again, into the cache
+                cols = _columns(self.xp[a:z], self.kernel, self.stride, self.out_hw, out=self.scratch)
             if need[1] and L >= K:                               # per image: (n, C_out, L) @ (n, L, K), summed
                 dw += np.matmul(g.reshape(n, C_out, L), cols.reshape(K, n, L).transpose(1, 2, 0)).sum(axis=0)
             elif need[1]:                                        # one GEMM over the part's images
