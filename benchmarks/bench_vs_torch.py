@@ -21,7 +21,9 @@ For each model and thread count, three steps are built on the same shapes:
 
 They are timed *alternately* (round r: a few steps of plain, then fast, then pytorch, each
 step timed alone and the first of each block dropped as a warm-up), for many rounds, so
-that the load of a shared machine hits them alike. Reported per variant: the median step
+that the load of a shared machine hits them alike. Before each block the script waits
+SETTLE seconds, untimed: the previous block's idle worker threads (OpenBLAS's spin for
+about 0.1 s before sleeping) would otherwise hold a core during the next block's steps. Reported per variant: the median step
 and its spread (25th-75th percentile, min-max); and the ratio fast / pytorch as the ratio
 of medians and as the median of the per-round ratios. numpy's OpenBLAS threads are set with
 module 14's `set_blas_threads`, PyTorch's with `torch.set_num_threads`. The load average
@@ -49,6 +51,9 @@ from tinytorch.core.tensor import Tensor
 import bench_lenet5_step
 import bench_tinygpt
 
+#: seconds before each timed block: the previous block's idle worker threads (OpenBLAS's spin
+#: about 0.1 s before they sleep, PyTorch's OpenMP ones briefly) would otherwise take a core
+SETTLE = 0.25
 QUICK_GPT = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_length=16, batch=4)
 
 
@@ -105,15 +110,18 @@ def set_threads(n: int, have_torch: bool) -> None:
         torch.set_num_threads(n)
 
 
-def alternate(steps: dict, rounds: int, block: int, blas: dict | None = None) -> dict:
+def alternate(steps: dict, rounds: int, block: int, blas: dict | None = None, settle: float = 0.0) -> dict:
     """Time the steps in turn, `block` steps each per round (the first of a block is dropped).
-    blas: {name: BLAS threads for that step's block} (set before its block, outside the timing)."""
+    blas: {name: BLAS threads for that step's block} (set before its block, outside the timing).
+    settle: seconds to wait before each block (outside the timing) for the previous block's
+    idle worker threads to stop spinning (OpenBLAS's spin for about 0.1 s before they sleep)."""
     samples: dict[str, list[float]] = {name: [] for name in steps}
     per_round: dict[str, list[float]] = {name: [] for name in steps}
     default = blas_threads()
     for _ in range(rounds):
         for name, step in steps.items():
             set_blas_threads((blas or {}).get(name, default))
+            time.sleep(settle)
             times = []
             for _ in range(block + 1):
                 t0 = time.perf_counter()
@@ -174,7 +182,7 @@ def main() -> None:
                     for _ in range(3):
                         step()
                 set_blas_threads(n)
-                r = alternate(steps, rounds, block, blas={"fast": 1})   # fast: n parts on n threads, BLAS on one
+                r = alternate(steps, rounds, block, blas={"fast": 1}, settle=0.0 if args.quick else SETTLE)   # fast: n parts on n threads, BLAS on one
                 results[f"{key}/{n}"] = {"model": label, "threads": n, **r}
                 fp = r.get("fast/pytorch")
                 pp = r.get("plain/pytorch")

@@ -1777,6 +1777,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # | fused softmax-cross-entropy | module 04's `CrossEntropyLoss` is composed; TinyGPT's `LanguageModelLoss` uses it | **available, not adopted** |
 # | fused GELU | module 02's `GELU` allocates about nine temporaries; TinyGPT's feed-forward uses it | **available, not adopted** |
 # | one op per layer: `fast_model` (section 7) | Dense, causal attention, GELU, cross-entropy, Conv2d + ReLU, tiled max-pool | **opt-in**: `benchmarks/bench_vs_torch.py` measures it against PyTorch; the milestones keep the plain layers |
+# | data parallelism over cores: `DataParallel` (section 8) | any model whose loss reduces by mean or sum | **opt-in**: `bench_vs_torch.py`'s two-thread steps; the milestones train on one thread of Python |
 #
 # Why the last two are not adopted: TinyGPT is meant to train with the *same*
 # `CrossEntropyLoss` and activations that trained the MLP, and swapping them in buys little
@@ -1788,9 +1789,12 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 #
 # Fusing *every* layer is another matter: `fast_model` removes most of the step's nodes,
 # temporaries and broadcasting reductions at once, which brings TinyGPT's and LeNet-5's
-# steps to about PyTorch's time (measured side by side: `tito bench --only vs_torch`). It stays
-# an opt-in because its float results differ from the plain layers' in the last bits, and
-# the milestones are reproduced bit for bit.
+# one-thread steps under PyTorch's time, and with `DataParallel` TinyGPT's two-thread step
+# too (measured side by side: `tito bench --only vs_torch`; LeNet-5's two-thread step is
+# still slower: its parts are memory-bound and small, and two threads share one memory bus
+# and one interpreter lock). Both stay opt-ins because their float results differ from the
+# plain layers' in the last bits (a different order of the same sums), and the milestones
+# are reproduced bit for bit.
 #
 # The speed-ups measured in this notebook (ratios of times, reference over fast kernel):
 
