@@ -34,6 +34,7 @@
 # | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
 # | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
 # | `LinearFunction`, `CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`, `fast_model` | a Dense layer, a whole causal attention, a convolution with its ReLU, a max-pool, each as one op; an opt-in that swaps a model's layers for fused subclasses |
+# | `DataParallel` | a training step's batch cut into parts run at once on threads, each on a copy of the model sharing its weights; the parts' gradients weighted and added |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/kernels.py`.
