@@ -348,6 +348,22 @@ def test_profiler_restores_everything_after_an_exception():
     assert patched_state() == before
 
 
+def test_profiler_refuses_ops_on_another_thread_and_names_them():
+    """A DataParallel step runs parts on pool threads: one profiler stack cannot time them."""
+    from tinytorch.core.kernels import DataParallel
+    model = Sequential(Dense(3, 4, rng=np.random.default_rng(0)), ReLU(), Dense(4, 2))
+    dp = DataParallel(model, CrossEntropyLoss(), threads=2)
+    x, y = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32), np.array([0, 1, 1, 0])
+    before = patched_state()
+    with pytest.raises(RuntimeError, match="another thread"):
+        with OpProfiler():
+            dp.backward(x, y)
+    assert patched_state() == before
+    with OpProfiler() as prof:                                     # one thread: profiled as usual
+        DataParallel(model, CrossEntropyLoss(), threads=1).backward(x, y)
+    assert prof.stats["MatMul"].forward_calls == 2
+
+
 # ---- tito bench ----------------------------------------------------------------------------------
 def test_tito_bench_quick_writes_a_report(tmp_path, capsys):
     out = tmp_path / "report"

@@ -273,9 +273,9 @@ for bad in ("cut.npz", "plain.npz"):
         raise AssertionError(f"{bad} must be refused")
     except CheckpointError:
         pass
-assert _shape_problems({}, {}) == [] and _shape_problems({"a": (0, 3)}, {"a": (0, 3)}) == []
-assert len(_shape_problems({"a": (2,), "b": (3,)}, {})) == 2 and len(_shape_problems({}, {"a": (1,)})) == 1
-assert len(_shape_problems({"a": (2, 3)}, {"a": (2, 3, 1)})) == 1 and len(_shape_problems({"a": ()}, {"a": (1,)})) == 1
+assert shape_problems({}, {}) == [] and shape_problems({"a": (0, 3)}, {"a": (0, 3)}) == []
+assert len(shape_problems({"a": (2,), "b": (3,)}, {})) == 2 and len(shape_problems({}, {"a": (1,)})) == 1
+assert len(shape_problems({"a": (2, 3)}, {"a": (2, 3, 1)})) == 1 and len(shape_problems({"a": ()}, {"a": (1,)})) == 1
 
 # %% grade_id: test-plot
 # a regression run with a custom metric: one panel per name in order, titled, "epoch" on the x axis, each curve the history's numbers; the PNG is written

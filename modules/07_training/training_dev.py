@@ -257,7 +257,7 @@ print("TrainingDivergedError: OK")
 # member's header before any data (module 15).
 #
 # **You write** the cores of `write_atomically`, `save_npz_checkpoint` and the read, and the
-# checks `_read_header`, `_header_problem`, `_shape_problems` (they *return* what is wrong).
+# checks `_read_header`, `_header_problem`, `shape_problems` (they *return* what is wrong).
 
 # %% nbgrader={"grade": false, "grade_id": "checkpoint-files", "locked": false, "schema_version": 3, "solution": true}
 #| export
@@ -418,15 +418,16 @@ def _header_problem(header: Any, kind: str) -> str | None:
     ### END SOLUTION
 
 
-def _shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
+def shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
     """What keeps arrays of `shapes` (name -> shape) from being exactly `expected` (name ->
-    shape): names missing, names not expected, other shapes. [] when they fit."""
+    shape): names missing, names not expected, other shapes. [] when they fit. (Module 15's
+    model packages check their arrays with it too.)"""
     ### BEGIN SOLUTION
-    problems = [f"{name} is missing from the checkpoint" for name in expected if name not in shapes]
+    problems = [f"{name} is missing" for name in expected if name not in shapes]
     problems += [f"{name} is not expected" for name in shapes if name not in expected]
     for name, shape in expected.items():
         if name in shapes and tuple(shapes[name]) != tuple(shape):
-            problems.append(f"{name}: shape {tuple(shapes[name])} in the checkpoint, {tuple(shape)} expected")
+            problems.append(f"{name} has shape {tuple(shapes[name])}, {tuple(shape)} expected")
     return problems
     ### END SOLUTION
 
@@ -442,7 +443,7 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str,
     problem = _header_problem(header, kind)
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
-    problems = _shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
+    problems = shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
     if problems:
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
         raise CheckpointError(f"{path} does not fit: " + "; ".join(problems[:4]) + more)
@@ -476,8 +477,8 @@ assert not (tmp_dir / "marker").exists(), "nothing may be unpickled"
 assert _read_header(np.array(json.dumps(signed))) == signed and _header_problem(signed, "demo") is None
 for wrong in ({**signed, "format": "other"}, {**signed, "version": CHECKPOINT_VERSION + 1}, {**signed, "kind": "x"}):
     assert isinstance(_header_problem(wrong, "demo"), str), f"{wrong} is not a 'demo' checkpoint"
-assert _shape_problems({"w": (2, 3)}, {"w": [2, 3]}) == [], "a list is the same shape"
-assert len(_shape_problems({"w": (2, 3), "c": (1,)}, {"w": (3, 2), "b": (3,)})) == 3, "each: missing, extra, other"
+assert shape_problems({"w": (2, 3)}, {"w": [2, 3]}) == [], "a list is the same shape"
+assert len(shape_problems({"w": (2, 3), "c": (1,)}, {"w": (3, 2), "b": (3,)})) == 3, "each: missing, extra, other"
 print("checkpoint files: OK")
 
 # %% [markdown]

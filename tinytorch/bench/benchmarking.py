@@ -17,6 +17,7 @@ import io
 import math
 import os
 import platform
+import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -673,7 +674,8 @@ class OpProfiler:
             loss = loss_fn(model(x), y); loss.backward(); optimizer.step()
         print(prof.table())
 
-    Only one profiler can be active at a time; the patched methods are restored on exit.
+    Only one profiler can be active at a time, timing the ops of the thread that entered it
+    (an op on another thread is an error); the patched methods are restored on exit.
     """
     _active: ClassVar[OpProfiler | None] = None
 
@@ -685,10 +687,14 @@ class OpProfiler:
         self._stack: list[list[Any]] = []  # frames: [child seconds, object being timed]
         self._saved: list[tuple[Any, str, Any]] = []
         self._start = 0.0
+        self._thread = threading.get_ident()
 
     # ---- the timing core ------------------------------------------------------------------
     def _timed(self, name: str, phase: str, owner: Any, call: Callable[[], Any]) -> Any:
         """Run `call()`; add its self time to `stats[name]` under `phase` (forward/backward)."""
+        if threading.get_ident() != self._thread:         # one stack, one clock: one thread
+            raise RuntimeError(f"OpProfiler: {name} ran on another thread than the profiled one (module 13's "
+                               f"DataParallel runs parts on threads); profile a step on one thread")
         if self._stack and self._stack[-1][1] is owner:   # the same op re-entered (super().backward)
             return call()
         frame = [0.0, owner]
@@ -751,6 +757,7 @@ class OpProfiler:
             self._restore()
             raise
         OpProfiler._active = self
+        self._thread = threading.get_ident()               # the thread whose ops are timed
         self._start = self.clock()
         return self
 

@@ -34,7 +34,8 @@ with warnings.catch_warnings():      # without ipywidgets, tqdm.auto falls back 
 
 # %% auto #0
 __all__ = ['Metric', 'METRICS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'accuracy', 'TrainingDivergedError', 'CheckpointError',
-           'process_alive', 'write_atomically', 'save_npz_checkpoint', 'load_npz_checkpoint', 'Trainer', 'in_notebook']
+           'process_alive', 'write_atomically', 'save_npz_checkpoint', 'shape_problems', 'load_npz_checkpoint',
+           'Trainer', 'in_notebook']
 
 # %% ../../modules/07_training/training_dev.ipynb #60775615
 Metric = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
@@ -261,14 +262,15 @@ def _header_problem(header: Any, kind: str) -> str | None:
     return None
 
 
-def _shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
+def shape_problems(shapes: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
     """What keeps arrays of `shapes` (name -> shape) from being exactly `expected` (name ->
-    shape): names missing, names not expected, other shapes. [] when they fit."""
-    problems = [f"{name} is missing from the checkpoint" for name in expected if name not in shapes]
+    shape): names missing, names not expected, other shapes. [] when they fit. (Module 15's
+    model packages check their arrays with it too.)"""
+    problems = [f"{name} is missing" for name in expected if name not in shapes]
     problems += [f"{name} is not expected" for name in shapes if name not in expected]
     for name, shape in expected.items():
         if name in shapes and tuple(shapes[name]) != tuple(shape):
-            problems.append(f"{name}: shape {tuple(shapes[name])} in the checkpoint, {tuple(shape)} expected")
+            problems.append(f"{name} has shape {tuple(shapes[name])}, {tuple(shape)} expected")
     return problems
 
 
@@ -283,7 +285,7 @@ def load_npz_checkpoint(path: str | os.PathLike, kind: str,
     problem = _header_problem(header, kind)
     if problem is not None:
         raise CheckpointError(f"{path} {problem}")
-    problems = _shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
+    problems = shape_problems({name: a.shape for name, a in arrays.items()}, shapes) if shapes is not None else []
     if problems:
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
         raise CheckpointError(f"{path} does not fit: " + "; ".join(problems[:4]) + more)

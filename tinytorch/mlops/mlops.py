@@ -47,7 +47,7 @@ from ..core.tensor import Tensor, manual_seed
 from ..core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ..core.layers import Dense, Dropout, Flatten, Sequential, StateDictError
 from ..core.autograd import no_grad
-from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, write_atomically
+from ..core.training import CheckpointError, load_npz_checkpoint, save_npz_checkpoint, shape_problems, write_atomically
 from ..core.training import process_alive
 from ..core.spatial import AvgPool2d, Conv2d, MaxPool2d
 from ..core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
@@ -859,11 +859,12 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
+            size = path.stat().st_size                           # no member is larger than the file
             for info in archive.infolist():
                 name, what = info.filename[:-4], f"{path}: member {info.filename!r}"
                 if not _MEMBER.fullmatch(info.filename) or {".", ".."} & set(name.split("/")) or name in found:
                     raise PackageError(f"{what} is not a plainly named .npy array, or is there twice")
-                if info.compress_size > path.stat().st_size or info.file_size > 1100 * info.compress_size + 2**16:
+                if info.compress_size > size or info.file_size > 1100 * info.compress_size + 2**16:
                     raise PackageError(f"{what} inflates {info.compress_size} bytes to {info.file_size}: refused")
                 with archive.open(info) as f:
                     found[name] = _npy_header(f, info.file_size, what)
@@ -1186,11 +1187,9 @@ def gpt_weight_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 def check_shapes(shapes: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], where: str) -> None:
     """PackageError naming the first differences if `shapes` (name -> shape, e.g. from
-    `npz_headers`) is not exactly `expected` (missing, unexpected or differently shaped)."""
-    problems = [f"{name} is missing" for name in expected if name not in shapes]
-    problems += [f"{name} is not expected" for name in shapes if name not in expected]
-    problems += [f"{name} has shape {tuple(shapes[name])}, the config says {tuple(expected[name])}"
-                 for name in expected if name in shapes and tuple(shapes[name]) != tuple(expected[name])]
+    `npz_headers`) is not exactly `expected` (missing, unexpected or differently shaped:
+    module 07's `shape_problems`)."""
+    problems = shape_problems(shapes, expected)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise PackageError(f"{where}: the arrays do not fit the model's config: {'; '.join(problems[:3])}{more}")
