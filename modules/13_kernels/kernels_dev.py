@@ -1645,8 +1645,8 @@ class DataParallel:
         ### BEGIN SOLUTION
         if self.reduction == "sum":
             return [1.0] * len(parts)
-        counts = [targets[a:z].size if self.ignore_index is None else int(np.count_nonzero(targets[a:z] != self.ignore_index))
-                  for a, z in parts]
+        counted = np.ones(targets.shape, bool) if self.ignore_index is None else targets != self.ignore_index
+        counts = [int(np.count_nonzero(counted[a:z])) for a, z in parts]
         return [c / sum(counts) for c in counts]
         ### END SOLUTION
 
