@@ -12,10 +12,12 @@ For each model and thread count, three steps are built on the same shapes:
 * **fast**: the same model opted into module 13's `fast_model(model)` (one op per Dense
   layer, per causal attention, per GELU, per cross-entropy; for LeNet-5 also Conv2d + ReLU,
   convolved in cache-sized parts of the batch, and the tiled max-pool). With n > 1 threads
-  the step also runs through module 13's `DataParallel(model, loss, threads=n)`: the batch
-  is cut into n parts whose forward and backward run at once on n threads (each on its own
-  copy of the model, sharing the weights), with numpy's BLAS on one thread per part (two
-  layers of threads on two cores would wait for each other); the step uses n cores either way;
+  the step also runs through module 13's `ProcessDataParallel(model, loss, processes=n)`:
+  the batch is cut into n parts whose forward and backward run at once, the first in this
+  process and the others in forked worker processes (each with its own copy of the model,
+  the weights in shared memory, no shared interpreter lock), with numpy's BLAS on one
+  thread per part (two layers of threads on two cores would wait for each other); where
+  `fork` is missing, `DataParallel`'s n threads instead. The step uses n cores either way;
 * **pytorch**: the same model and update in PyTorch's CPU build, only when `torch` is
   importable (it is never a dependency: `pip install -e ".[bench]"` adds it).
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import multiprocessing
 import os
 import time
 
@@ -43,7 +46,7 @@ from common import table, write_results
 
 import tinytorch  # noqa: F401  (switches autograd on)
 from tinytorch.bench.benchmarking import blas_threads, percentile, set_blas_threads
-from tinytorch.core.kernels import DataParallel, FusedAdamW, fast_model, tune_allocator
+from tinytorch.core.kernels import DataParallel, FusedAdamW, ProcessDataParallel, fast_model, tune_allocator
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor
@@ -59,11 +62,15 @@ QUICK_GPT = dict(vocab_size=65, d_model=32, num_heads=4, num_layers=2, max_lengt
 
 # ---- TinyTorch steps -------------------------------------------------------------------------------
 def _step(model, loss_fn, opt, x: Tensor, y: np.ndarray, fast: bool, threads: int):
-    """One training step: the plain model, or fast_model'd and, with threads > 1, DataParallel."""
+    """One training step: the plain model, or fast_model'd and, with threads > 1, in parts on
+    that many worker processes (threads where fork is missing)."""
     if fast:
         fast_model(model)
         fast_model(loss_fn)
-    dp = DataParallel(model, loss_fn, threads=threads) if fast and threads > 1 else None
+    dp = None
+    if fast and threads > 1:
+        dp = (ProcessDataParallel(model, loss_fn, processes=threads) if "fork" in multiprocessing.get_all_start_methods()
+              else DataParallel(model, loss_fn, threads=threads))
 
     def step() -> None:
         opt.zero_grad()
@@ -182,7 +189,7 @@ def main() -> None:
                     for _ in range(3):
                         step()
                 set_blas_threads(n)
-                r = alternate(steps, rounds, block, blas={"fast": 1}, settle=0.0 if args.quick else SETTLE)   # fast: n parts on n threads, BLAS on one
+                r = alternate(steps, rounds, block, blas={"fast": 1}, settle=0.0 if args.quick else SETTLE)   # fast: n parts at once, BLAS on one
                 results[f"{key}/{n}"] = {"model": label, "threads": n, **r}
                 fp = r.get("fast/pytorch")
                 pp = r.get("plain/pytorch")

@@ -20,7 +20,7 @@ from tinytorch.core.kernels import (
     matmul_broadcast, matmul_flops, matmul_loops, softmax_cross_entropy, strided_view, tune_allocator,
     CausalSelfAttentionFunction, Conv2dReLUFunction, FusedCausalSelfAttention, FusedConv2d, FusedCrossEntropy,
     FusedDense, FusedGELULayer, FusedMaxPool2d, FusedSequential, LinearFunction, TiledMaxPoolFunction, fast_model,
-    linear, DataParallel)
+    linear, DataParallel, ProcessDataParallel)
 from tinytorch.core.layers import Dense, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import Adam, AdamW
@@ -653,6 +653,59 @@ def test_data_parallel_copies_draw_their_own_dropout_and_pass_on_errors():
     assert not np.array_equal(copy_rng.random(8), np.random.default_rng(4).random(8))
     with pytest.raises(ValueError):                               # a part's own error reaches the caller
         dp.backward(np.ones((2, 5)), [0, 1])
+
+
+def _whole_batch(model, loss_fn, x, y):
+    model.zero_grad()
+    loss = loss_fn(model(Tensor(x, dtype=x.dtype)), y)
+    loss.backward()
+    return loss.item(), [None if p.grad is None else p.grad.data.copy() for p in model.parameters()]
+
+
+def test_process_data_parallel_equals_the_whole_batch_and_follows_the_model(monkeypatch):
+    rng = np.random.default_rng(11)
+    model = Sequential(Dense(4, 8, dtype=F64, rng=rng), GELU(), Dense(8, 3, dtype=F64, rng=rng))
+    x, y = rng.standard_normal((9, 4)), np.array([0, -1, -1, -1, 2, 1, -1, 0, 2])
+    loss_fn = CrossEntropyLoss(ignore_index=-1)
+    ref_loss, ref = _whole_batch(model, loss_fn, x, y)
+    monkeypatch.setattr(kernels, "INPUT_BYTES", 100)              # the first worker's inputs fit, the second's do not
+    with ProcessDataParallel(model, loss_fn, processes=3) as dp:
+        assert len(dp.workers) == 2 and all(w[0].is_alive() for w in dp.workers)
+        model.zero_grad()
+        np.testing.assert_allclose(dp.backward(x, y), ref_loss, rtol=1e-12)
+        for p, r in zip(model.parameters(), ref):
+            np.testing.assert_allclose(p.grad.data, r, rtol=1e-10, atol=1e-12)
+        for p in model.parameters():
+            p.data -= 0.1 * p.grad.data                           # in place: in shared memory, seen by the workers
+        model[0].weight.data = model[0].weight.data * 0.5         # rebound: copied back into shared memory
+        model[2].bias.requires_grad = False                       # frozen here: frozen in the workers
+        ref_loss, ref = _whole_batch(model, loss_fn, x, y)
+        model.zero_grad()
+        np.testing.assert_allclose(dp.backward(Tensor(x, dtype=F64), y), ref_loss, rtol=1e-12)
+        assert model[2].bias.grad is None
+        for p, r in zip(model.parameters(), ref):
+            if p.requires_grad:
+                np.testing.assert_allclose(p.grad.data, r, rtol=1e-10, atol=1e-12)
+        with pytest.raises(ValueError, match="in a ProcessDataParallel worker|in_features"):
+            dp.backward(np.ones((9, 5)), y)                       # every part fails; the error keeps its type
+        np.testing.assert_allclose(dp.backward(x, y), ref_loss, rtol=1e-12)   # the workers are still serving
+    assert not any(w[0].is_alive() for w in dp.workers)
+    with pytest.raises(RuntimeError, match="closed"):
+        dp.backward(x, y)
+
+
+def test_process_data_parallel_reports_a_worker_error_and_needs_fork(monkeypatch):
+    model = Sequential(Dense(3, 2, dtype=F64, rng=np.random.default_rng(0)))
+    with ProcessDataParallel(model, CrossEntropyLoss(), processes=2) as dp:
+        with pytest.raises(ValueError, match=r"\[5\] \(in a ProcessDataParallel worker\)"):
+            dp.backward(np.ones((4, 3)), np.array([0, 1, 5, 1]))   # class 5 of 2, only in the worker's half
+    import multiprocessing
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    with pytest.raises(RuntimeError, match="fork"):
+        ProcessDataParallel(model, CrossEntropyLoss())
+    with pytest.raises(ValueError, match="positive int"):
+        monkeypatch.undo()
+        ProcessDataParallel(model, CrossEntropyLoss(), processes=0)
 
 
 def test_fast_model_is_idempotent_and_leaves_other_classes_alone():

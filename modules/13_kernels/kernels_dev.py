@@ -34,7 +34,7 @@
 # | `FusedGELUFunction`, `fused_gelu`, `FusedGELU` | module 02's GELU allocating 4 input-sized arrays per forward + backward instead of 22 |
 # | `adam_update_allocating`, `adam_update_inplace` | one Adam(W) step written both ways |
 # | `LinearFunction`, `CausalSelfAttentionFunction`, `Conv2dReLUFunction`, `TiledMaxPoolFunction`, `fast_model` | a Dense layer, a whole causal attention, a convolution with its ReLU, a max-pool, each as one op; an opt-in that swaps a model's layers for fused subclasses |
-# | `DataParallel` | a training step's batch cut into parts run at once on threads, each on a copy of the model sharing its weights; the parts' gradients weighted and added |
+# | `DataParallel`, `ProcessDataParallel` | a training step's batch cut into parts run at once on threads (or worker processes), each on a copy of the model sharing its weights; the parts' gradients weighted and added |
 #
 # **Where it goes.** `tito export` compiles the `#| export` cells into
 # `tinytorch/core/kernels.py`.
@@ -84,10 +84,14 @@ its composed reference from modules 02 and 04 (values and gradients, tested).
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import ctypes
 import math
+import mmap
+import multiprocessing
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -1597,6 +1601,14 @@ def _respawn_generators(model: Module) -> None:
                 setattr(m, name, children.setdefault(id(value), value.spawn(1)[0]))
 
 
+def _part_backward(model: Module, loss_fn: Any, x: np.ndarray, targets: np.ndarray, weight: float) -> float:
+    """Forward and backward of one part of the batch, its loss's gradient seeded with `weight`
+    (its share of the whole loss); returns weight * its loss."""
+    loss = loss_fn(model(Tensor(x, dtype=x.dtype)), targets)
+    loss.backward(np.full(loss.shape, weight, dtype=loss.dtype))
+    return weight * float(loss.data)
+
+
 class DataParallel:
     """Opt in: the forward and backward of one training step with the batch cut into
     `threads` parts, each run at once on its own thread and its own copy of `model` (the
@@ -1664,27 +1676,29 @@ class DataParallel:
                     np.add(p.grad.data, g.data, out=p.grad.data)
         ### END SOLUTION
 
-    def backward(self, x: Any, targets: Any) -> float:
-        """Forward and backward of loss_fn(model(x), targets) in parts (the first axis of x and
-        targets); adds into the parameters' `.grad` like `loss.backward()`. Returns the loss."""
+    def _plan(self, x: Any, targets: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[float]]:
+        """(x, targets) as arrays, the parts [a, z) of the batch and their weights; ValueError if they do not fit."""
         xs = x.data if isinstance(x, Tensor) else np.asarray(x)
         ts = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
         if xs.ndim == 0 or ts.ndim == 0 or len(xs) != len(ts) or len(ts) == 0:
-            raise ValueError(f"DataParallel: x and targets need the same non-empty first axis (the batch), "
+            raise ValueError(f"{type(self).__name__}: x and targets need the same non-empty first axis (the batch), "
                              f"got shapes {xs.shape} and {ts.shape}")
         if self.ignore_index is not None and self.reduction == "mean" and not np.any(ts != self.ignore_index):
-            raise ValueError(f"DataParallel: every target equals ignore_index={self.ignore_index}: the mean is undefined")
-        self._sync()
+            raise ValueError(f"{type(self).__name__}: every target equals ignore_index={self.ignore_index}: "
+                             f"the mean is undefined")
         parts = _cuts(len(ts), self.threads)
-        weights = self._weights(ts, parts)
+        return xs, ts, parts, self._weights(ts, parts)
+
+    def backward(self, x: Any, targets: Any) -> float:
+        """Forward and backward of loss_fn(model(x), targets) in parts (the first axis of x and
+        targets); adds into the parameters' `.grad` like `loss.backward()`. Returns the loss."""
+        xs, ts, parts, weights = self._plan(x, targets)
+        self._sync()
         runs = [(self.model, self.loss_fn)] + [(m, lf) for m, lf, _ in self.copies]
 
         def run(i: int) -> float:
-            model, loss_fn = runs[i]
             (a, z), w = parts[i], weights[i]
-            loss = loss_fn(model(Tensor(xs[a:z], dtype=xs.dtype)), ts[a:z])
-            loss.backward(np.full(loss.shape, w, dtype=loss.dtype))   # this part's share of the whole loss
-            return w * float(loss.data)
+            return _part_backward(*runs[i], xs[a:z], ts[a:z], w)
         live = [i for i in range(len(parts)) if weights[i] != 0]   # a part with nothing counted adds nothing
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)                   # hand Python's lock over sooner while parts run
@@ -1739,6 +1753,187 @@ for bad in [lambda: DataParallel(net, CrossEntropyLoss(reduction="none")), lambd
 print("DataParallel: the parts' weighted gradients == the whole batch's, for mean, sum and ignore_index: OK")
 
 # %% [markdown]
+# ### Processes instead of threads: `ProcessDataParallel`
+#
+# Threads share one interpreter lock. Between numpy's kernels each part runs Python (the
+# ops' bookkeeping, the engine), and a part that finishes a kernel waits for the lock while
+# the other part holds it. When a part's kernels are long (TinyGPT's products) the waits
+# hide behind them; when they are short (LeNet-5's, a few hundred microseconds each) the two
+# parts take nearly twice as long side by side as one alone. Processes have an interpreter
+# each. `ProcessDataParallel` runs the parts after the first in **worker processes** forked
+# from this one, each with its own copy of the model, and talks to them over pipes:
+#
+# * **weights** live in shared memory: the model's parameter arrays are moved into
+#   anonymous shared mappings before the fork, so the optimizer's in-place update in this
+#   process is what every worker computes with (no copying per step);
+# * **gradients** come back through shared buffers, one per parameter and worker, which this
+#   process adds into the model's `.grad` after the parts are done;
+# * a part's inputs go through a shared buffer of `INPUT_BYTES` per worker (larger ones
+#   through the pipe); its weight (`_weights`, as above) and the modules' `training` flags go
+#   over the pipe; its loss, or its error, comes back.
+#
+# It needs the `fork` start method (Linux, macOS; not Windows) and a model that is not
+# changed in structure after it is made. Call `close()` (or use `with`) to stop the workers;
+# they also stop when this process ends.
+
+# %%
+#| export
+def _shared_array(a: np.ndarray) -> np.ndarray:
+    """A copy of `a` in anonymous shared memory (MAP_SHARED): processes forked later see its
+    changes and it sees theirs."""
+    buf = mmap.mmap(-1, max(1, a.nbytes))
+    out = np.frombuffer(buf, dtype=a.dtype, count=a.size).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+#: bytes of shared memory per worker for a part's inputs (larger parts go through the pipe)
+INPUT_BYTES = 16 << 20
+
+
+def _put_inputs(buf: np.ndarray, x: np.ndarray, targets: np.ndarray) -> tuple:
+    """Copy a part's inputs into the shared uint8 `buf` when they fit: ("shared", layouts);
+    else ("sent", x, targets), to go through the pipe."""
+    x, targets = np.ascontiguousarray(x), np.ascontiguousarray(targets)
+    if x.dtype.hasobject or targets.dtype.hasobject or x.nbytes + targets.nbytes > buf.size:
+        return ("sent", x, targets)
+    buf[:x.nbytes] = x.reshape(-1).view(np.uint8)
+    buf[x.nbytes:x.nbytes + targets.nbytes] = targets.reshape(-1).view(np.uint8)
+    return ("shared", x.shape, x.dtype.str, targets.shape, targets.dtype.str)
+
+
+def _get_inputs(buf: np.ndarray, sent: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The worker's side of `_put_inputs`: views of the shared buffer, or what was sent."""
+    if sent[0] == "sent":
+        return sent[1], sent[2]
+    _, x_shape, x_dtype, t_shape, t_dtype = sent
+    x = np.frombuffer(buf, dtype=x_dtype, count=math.prod(x_shape)).reshape(x_shape)
+    offset = x.nbytes
+    return x, np.frombuffer(buf, dtype=t_dtype, count=math.prod(t_shape), offset=offset).reshape(t_shape)
+
+
+def _serve_parts(model: Module, loss_fn: Any, grads: list[np.ndarray], inputs: np.ndarray, conn: Any) -> None:
+    """A worker process's loop: for each (inputs, weight, training flags, requires_grad flags)
+    received, run the part and write its parameter gradients into `grads`; reply ("ok",
+    weighted loss, which gradients came) or ("error", type name, message)."""
+    params, modules = model.parameters(), model.modules()
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:                                         # the parent is gone
+            return
+        if job is None:
+            return
+        sent, weight, training, need = job
+        try:
+            x, targets = _get_inputs(inputs, sent)
+            for m, flag in zip(modules, training):
+                m.training = flag
+            for p, flag in zip(params, need):
+                p.grad, p.requires_grad = None, flag
+            loss = _part_backward(model, loss_fn, x, targets, weight)
+            for g, p in zip(grads, params):
+                if p.grad is not None:
+                    g[...] = p.grad.data
+            conn.send(("ok", loss, [p.grad is not None for p in params]))
+        except Exception as err:                                 # reported to the parent, which raises it
+            conn.send(("error", type(err).__name__, str(err)))
+
+
+def _stop_workers(workers: list[tuple[Any, Any]]) -> None:
+    for proc, conn in workers:
+        try:
+            conn.send(None)
+            conn.close()
+        except OSError:
+            pass
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.terminate()
+
+
+class ProcessDataParallel(DataParallel):
+    """DataParallel whose parts after the first run in `processes - 1` worker processes forked
+    from this one (no shared interpreter lock), the model's parameters moved into shared
+    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork."""
+
+    def __init__(self, model: Module, loss_fn: Any, processes: int = 2):
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise RuntimeError("ProcessDataParallel: needs the 'fork' start method (Linux, macOS); "
+                               "use DataParallel (threads) here")
+        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1:
+            raise ValueError(f"ProcessDataParallel: processes must be a positive int, got {processes!r}")
+        super().__init__(model, loss_fn, threads=1)              # checks; no thread copies
+        self.threads = int(processes)                            # the number of parts
+        for p in self.params:
+            p.data = _shared_array(p.data)                       # the workers will see every update
+        self.shared = [p.data for p in self.params]
+        ctx, self.workers = multiprocessing.get_context("fork"), []
+        for _ in range(self.threads - 1):
+            grads = [_shared_array(np.zeros_like(p.data)) for p in self.params]
+            inputs = _shared_array(np.zeros(INPUT_BYTES, dtype=np.uint8))
+            conn, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve_parts, args=(model, loss_fn, grads, inputs, child), daemon=True)
+            proc.start()
+            child.close()
+            self.workers.append((proc, conn, grads, inputs))
+        self._finalizer = weakref.finalize(self, _stop_workers, [(proc, conn) for proc, conn, _, _ in self.workers])
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when this object is collected or the process ends)."""
+        self._finalizer()
+
+    def __enter__(self) -> ProcessDataParallel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _sync(self) -> None:
+        """Put any parameter array rebound since (load_state_dict, a new array) back into shared memory."""
+        for i, p in enumerate(self.params):
+            if p.data is not self.shared[i]:
+                if p.data.shape != self.shared[i].shape or p.data.dtype != self.shared[i].dtype:
+                    raise RuntimeError("ProcessDataParallel: a parameter changed shape or dtype; make a new one")
+                self.shared[i][...] = p.data
+                p.data = self.shared[i]
+
+    def backward(self, x: Any, targets: Any) -> float:
+        """Forward and backward of loss_fn(model(x), targets) in parts, the first here and the
+        others in the workers; adds into the parameters' `.grad`. Returns the loss."""
+        if not self._finalizer.alive:
+            raise RuntimeError("ProcessDataParallel: closed")
+        xs, ts, parts, weights = self._plan(x, targets)
+        self._sync()
+        training, need = [m.training for m in self.model.modules()], [p.requires_grad for p in self.params]
+        sent = []
+        for i in range(1, len(parts)):
+            if weights[i] != 0:                                  # a part with nothing counted adds nothing
+                (a, z), (_, conn, grads, inputs) = parts[i], self.workers[i - 1]
+                conn.send((_put_inputs(inputs, xs[a:z], ts[a:z]), weights[i], training, need))
+                sent.append((conn, grads))
+        try:
+            (a, z) = parts[0]
+            total = _part_backward(self.model, self.loss_fn, xs[a:z], ts[a:z], weights[0]) if weights[0] else 0.0
+        finally:
+            replies = [(conn.recv(), grads) for conn, grads in sent]   # every part is done before anything else
+        for reply, grads in replies:
+            if reply[0] == "error":
+                kind = getattr(builtins, reply[1], None)
+                raise (kind if isinstance(kind, type) and issubclass(kind, Exception) else RuntimeError)(
+                    f"{reply[2]} (in a ProcessDataParallel worker)")
+        for reply, grads in replies:
+            total += reply[1]
+            for p, g, came in zip(self.params, grads, reply[2]):
+                if not came:
+                    continue
+                if p.grad is None:
+                    p.grad = Tensor._wrap(g.copy())
+                else:
+                    np.add(p.grad.data, g, out=p.grad.data)
+        return total
+
+# %% [markdown]
 # ## 9. float32 vs float64
 #
 # A float32 number is 4 bytes, a float64 one 8. Half the bytes means half the memory
@@ -1778,7 +1973,7 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 # | fused softmax-cross-entropy | module 04's `CrossEntropyLoss` is composed; TinyGPT's `LanguageModelLoss` uses it | **available, not adopted** |
 # | fused GELU | module 02's `GELU` allocates about nine temporaries; TinyGPT's feed-forward uses it | **available, not adopted** |
 # | one op per layer: `fast_model` (section 7) | Dense, causal attention, GELU, cross-entropy, Conv2d + ReLU, tiled max-pool | **opt-in**: `benchmarks/bench_vs_torch.py` measures it against PyTorch; the milestones keep the plain layers |
-# | data parallelism over cores: `DataParallel` (section 8) | any model whose loss reduces by mean or sum | **opt-in**: `bench_vs_torch.py`'s two-thread steps; the milestones train on one thread of Python |
+# | data parallelism over cores: `DataParallel`, `ProcessDataParallel` (section 8) | any model whose loss reduces by mean or sum | **opt-in**: `bench_vs_torch.py`'s two-thread steps (processes); the milestones train on one thread of Python |
 #
 # Why the last two are not adopted: TinyGPT is meant to train with the *same*
 # `CrossEntropyLoss` and activations that trained the MLP, and swapping them in buys little
@@ -1790,12 +1985,12 @@ for name, f32, f64 in [("matmul 512", lambda: a32 @ b32, lambda: a64 @ b64),
 #
 # Fusing *every* layer is another matter: `fast_model` removes most of the step's nodes,
 # temporaries and broadcasting reductions at once, which brings TinyGPT's and LeNet-5's
-# one-thread steps under PyTorch's time, and with `DataParallel` TinyGPT's two-thread step
-# too (measured side by side: `tito bench --only vs_torch`; LeNet-5's two-thread step is
-# still slower: its parts are memory-bound and small, and two threads share one memory bus
-# and one interpreter lock). Both stay opt-ins because their float results differ from the
-# plain layers' in the last bits (a different order of the same sums), and the milestones
-# are reproduced bit for bit.
+# one-thread steps to about PyTorch's time or under it, and with data parallelism their
+# two-core steps too (measured side by side: `tito bench --only vs_torch`; with threads,
+# LeNet-5's small parts wait for each other's interpreter lock, which is why the benchmark
+# uses `ProcessDataParallel`). They stay opt-ins because their float results differ from
+# the plain layers' in the last bits (a different order of the same sums), and the
+# milestones are reproduced bit for bit.
 #
 # The speed-ups measured in this notebook (ratios of times, reference over fast kernel):
 

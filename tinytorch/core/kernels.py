@@ -16,10 +16,14 @@ its composed reference from modules 02 and 04 (values and gradients, tested).
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import ctypes
 import math
+import mmap
+import multiprocessing
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -35,13 +39,14 @@ from .attention import MultiHeadAttention, causal_mask
 from .optimizers import Adam, AdamW
 
 # %% auto #0
-__all__ = ['CONV_PART_BYTES', 'BATCH_LAST_BELOW', 'FUSIONS', 'SWITCH_INTERVAL', 'matmul_flops', 'matmul_loops',
+__all__ = ['CONV_PART_BYTES', 'BATCH_LAST_BELOW', 'FUSIONS', 'SWITCH_INTERVAL', 'INPUT_BYTES', 'matmul_flops', 'matmul_loops',
            'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops', 'conv2d_shifted',
            'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss', 'FusedGELUFunction',
            'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam', 'FusedAdamW',
            'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
            'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction', 'FusedMaxPool2d', 'FusedSequential',
-           'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model', 'DataParallel']
+           'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model', 'DataParallel',
+           'ProcessDataParallel']
 
 # %% ../../modules/13_kernels/kernels_dev.ipynb #b395ba95
 def matmul_flops(n: int, k: int, m: int) -> int:
@@ -815,6 +820,14 @@ def _respawn_generators(model: Module) -> None:
                 setattr(m, name, children.setdefault(id(value), value.spawn(1)[0]))
 
 
+def _part_backward(model: Module, loss_fn: Any, x: np.ndarray, targets: np.ndarray, weight: float) -> float:
+    """Forward and backward of one part of the batch, its loss's gradient seeded with `weight`
+    (its share of the whole loss); returns weight * its loss."""
+    loss = loss_fn(model(Tensor(x, dtype=x.dtype)), targets)
+    loss.backward(np.full(loss.shape, weight, dtype=loss.dtype))
+    return weight * float(loss.data)
+
+
 class DataParallel:
     """Opt in: the forward and backward of one training step with the batch cut into
     `threads` parts, each run at once on its own thread and its own copy of `model` (the
@@ -878,27 +891,29 @@ class DataParallel:
                 else:
                     np.add(p.grad.data, g.data, out=p.grad.data)
 
-    def backward(self, x: Any, targets: Any) -> float:
-        """Forward and backward of loss_fn(model(x), targets) in parts (the first axis of x and
-        targets); adds into the parameters' `.grad` like `loss.backward()`. Returns the loss."""
+    def _plan(self, x: Any, targets: Any) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[float]]:
+        """(x, targets) as arrays, the parts [a, z) of the batch and their weights; ValueError if they do not fit."""
         xs = x.data if isinstance(x, Tensor) else np.asarray(x)
         ts = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
         if xs.ndim == 0 or ts.ndim == 0 or len(xs) != len(ts) or len(ts) == 0:
-            raise ValueError(f"DataParallel: x and targets need the same non-empty first axis (the batch), "
+            raise ValueError(f"{type(self).__name__}: x and targets need the same non-empty first axis (the batch), "
                              f"got shapes {xs.shape} and {ts.shape}")
         if self.ignore_index is not None and self.reduction == "mean" and not np.any(ts != self.ignore_index):
-            raise ValueError(f"DataParallel: every target equals ignore_index={self.ignore_index}: the mean is undefined")
-        self._sync()
+            raise ValueError(f"{type(self).__name__}: every target equals ignore_index={self.ignore_index}: "
+                             f"the mean is undefined")
         parts = _cuts(len(ts), self.threads)
-        weights = self._weights(ts, parts)
+        return xs, ts, parts, self._weights(ts, parts)
+
+    def backward(self, x: Any, targets: Any) -> float:
+        """Forward and backward of loss_fn(model(x), targets) in parts (the first axis of x and
+        targets); adds into the parameters' `.grad` like `loss.backward()`. Returns the loss."""
+        xs, ts, parts, weights = self._plan(x, targets)
+        self._sync()
         runs = [(self.model, self.loss_fn)] + [(m, lf) for m, lf, _ in self.copies]
 
         def run(i: int) -> float:
-            model, loss_fn = runs[i]
             (a, z), w = parts[i], weights[i]
-            loss = loss_fn(model(Tensor(xs[a:z], dtype=xs.dtype)), ts[a:z])
-            loss.backward(np.full(loss.shape, w, dtype=loss.dtype))   # this part's share of the whole loss
-            return w * float(loss.data)
+            return _part_backward(*runs[i], xs[a:z], ts[a:z], w)
         live = [i for i in range(len(parts)) if weights[i] != 0]   # a part with nothing counted adds nothing
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)                   # hand Python's lock over sooner while parts run
@@ -910,4 +925,160 @@ class DataParallel:
             sys.setswitchinterval(switch)
         total += sum(f.result() for f in futures)                # (raises a part's error, if any)
         self._add_grads()
+        return total
+
+# %% ../../modules/13_kernels/kernels_dev.ipynb #944a00d5
+def _shared_array(a: np.ndarray) -> np.ndarray:
+    """A copy of `a` in anonymous shared memory (MAP_SHARED): processes forked later see its
+    changes and it sees theirs."""
+    buf = mmap.mmap(-1, max(1, a.nbytes))
+    out = np.frombuffer(buf, dtype=a.dtype, count=a.size).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+#: bytes of shared memory per worker for a part's inputs (larger parts go through the pipe)
+INPUT_BYTES = 16 << 20
+
+
+def _put_inputs(buf: np.ndarray, x: np.ndarray, targets: np.ndarray) -> tuple:
+    """Copy a part's inputs into the shared uint8 `buf` when they fit: ("shared", layouts);
+    else ("sent", x, targets), to go through the pipe."""
+    x, targets = np.ascontiguousarray(x), np.ascontiguousarray(targets)
+    if x.dtype.hasobject or targets.dtype.hasobject or x.nbytes + targets.nbytes > buf.size:
+        return ("sent", x, targets)
+    buf[:x.nbytes] = x.reshape(-1).view(np.uint8)
+    buf[x.nbytes:x.nbytes + targets.nbytes] = targets.reshape(-1).view(np.uint8)
+    return ("shared", x.shape, x.dtype.str, targets.shape, targets.dtype.str)
+
+
+def _get_inputs(buf: np.ndarray, sent: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The worker's side of `_put_inputs`: views of the shared buffer, or what was sent."""
+    if sent[0] == "sent":
+        return sent[1], sent[2]
+    _, x_shape, x_dtype, t_shape, t_dtype = sent
+    x = np.frombuffer(buf, dtype=x_dtype, count=math.prod(x_shape)).reshape(x_shape)
+    offset = x.nbytes
+    return x, np.frombuffer(buf, dtype=t_dtype, count=math.prod(t_shape), offset=offset).reshape(t_shape)
+
+
+def _serve_parts(model: Module, loss_fn: Any, grads: list[np.ndarray], inputs: np.ndarray, conn: Any) -> None:
+    """A worker process's loop: for each (inputs, weight, training flags, requires_grad flags)
+    received, run the part and write its parameter gradients into `grads`; reply ("ok",
+    weighted loss, which gradients came) or ("error", type name, message)."""
+    params, modules = model.parameters(), model.modules()
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:                                         # the parent is gone
+            return
+        if job is None:
+            return
+        sent, weight, training, need = job
+        try:
+            x, targets = _get_inputs(inputs, sent)
+            for m, flag in zip(modules, training):
+                m.training = flag
+            for p, flag in zip(params, need):
+                p.grad, p.requires_grad = None, flag
+            loss = _part_backward(model, loss_fn, x, targets, weight)
+            for g, p in zip(grads, params):
+                if p.grad is not None:
+                    g[...] = p.grad.data
+            conn.send(("ok", loss, [p.grad is not None for p in params]))
+        except Exception as err:                                 # reported to the parent, which raises it
+            conn.send(("error", type(err).__name__, str(err)))
+
+
+def _stop_workers(workers: list[tuple[Any, Any]]) -> None:
+    for proc, conn in workers:
+        try:
+            conn.send(None)
+            conn.close()
+        except OSError:
+            pass
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.terminate()
+
+
+class ProcessDataParallel(DataParallel):
+    """DataParallel whose parts after the first run in `processes - 1` worker processes forked
+    from this one (no shared interpreter lock), the model's parameters moved into shared
+    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork."""
+
+    def __init__(self, model: Module, loss_fn: Any, processes: int = 2):
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise RuntimeError("ProcessDataParallel: needs the 'fork' start method (Linux, macOS); "
+                               "use DataParallel (threads) here")
+        if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1:
+            raise ValueError(f"ProcessDataParallel: processes must be a positive int, got {processes!r}")
+        super().__init__(model, loss_fn, threads=1)              # checks; no thread copies
+        self.threads = int(processes)                            # the number of parts
+        for p in self.params:
+            p.data = _shared_array(p.data)                       # the workers will see every update
+        self.shared = [p.data for p in self.params]
+        ctx, self.workers = multiprocessing.get_context("fork"), []
+        for _ in range(self.threads - 1):
+            grads = [_shared_array(np.zeros_like(p.data)) for p in self.params]
+            inputs = _shared_array(np.zeros(INPUT_BYTES, dtype=np.uint8))
+            conn, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve_parts, args=(model, loss_fn, grads, inputs, child), daemon=True)
+            proc.start()
+            child.close()
+            self.workers.append((proc, conn, grads, inputs))
+        self._finalizer = weakref.finalize(self, _stop_workers, [(proc, conn) for proc, conn, _, _ in self.workers])
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when this object is collected or the process ends)."""
+        self._finalizer()
+
+    def __enter__(self) -> ProcessDataParallel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _sync(self) -> None:
+        """Put any parameter array rebound since (load_state_dict, a new array) back into shared memory."""
+        for i, p in enumerate(self.params):
+            if p.data is not self.shared[i]:
+                if p.data.shape != self.shared[i].shape or p.data.dtype != self.shared[i].dtype:
+                    raise RuntimeError("ProcessDataParallel: a parameter changed shape or dtype; make a new one")
+                self.shared[i][...] = p.data
+                p.data = self.shared[i]
+
+    def backward(self, x: Any, targets: Any) -> float:
+        """Forward and backward of loss_fn(model(x), targets) in parts, the first here and the
+        others in the workers; adds into the parameters' `.grad`. Returns the loss."""
+        if not self._finalizer.alive:
+            raise RuntimeError("ProcessDataParallel: closed")
+        xs, ts, parts, weights = self._plan(x, targets)
+        self._sync()
+        training, need = [m.training for m in self.model.modules()], [p.requires_grad for p in self.params]
+        sent = []
+        for i in range(1, len(parts)):
+            if weights[i] != 0:                                  # a part with nothing counted adds nothing
+                (a, z), (_, conn, grads, inputs) = parts[i], self.workers[i - 1]
+                conn.send((_put_inputs(inputs, xs[a:z], ts[a:z]), weights[i], training, need))
+                sent.append((conn, grads))
+        try:
+            (a, z) = parts[0]
+            total = _part_backward(self.model, self.loss_fn, xs[a:z], ts[a:z], weights[0]) if weights[0] else 0.0
+        finally:
+            replies = [(conn.recv(), grads) for conn, grads in sent]   # every part is done before anything else
+        for reply, grads in replies:
+            if reply[0] == "error":
+                kind = getattr(builtins, reply[1], None)
+                raise (kind if isinstance(kind, type) and issubclass(kind, Exception) else RuntimeError)(
+                    f"{reply[2]} (in a ProcessDataParallel worker)")
+        for reply, grads in replies:
+            total += reply[1]
+            for p, g, came in zip(self.params, grads, reply[2]):
+                if not came:
+                    continue
+                if p.grad is None:
+                    p.grad = Tensor._wrap(g.copy())
+                else:
+                    np.add(p.grad.data, g, out=p.grad.data)
         return total
