@@ -68,9 +68,15 @@ def _step(model, loss_fn, opt, x: Tensor, y: np.ndarray, fast: bool, threads: in
         fast_model(model)
         fast_model(loss_fn)
     dp = None
-    if fast and threads > 1:
-        dp = (ProcessDataParallel(model, loss_fn, processes=threads) if "fork" in multiprocessing.get_all_start_methods()
-              else DataParallel(model, loss_fn, threads=threads))
+    if fast and threads > 1 and "fork" in multiprocessing.get_all_start_methods():
+        previous = blas_threads()
+        set_blas_threads(1)                  # a worker keeps the BLAS threads it is forked with: one per part
+        try:
+            dp = ProcessDataParallel(model, loss_fn, processes=threads)
+        finally:
+            set_blas_threads(previous)
+    elif fast and threads > 1:
+        dp = DataParallel(model, loss_fn, threads=threads)
 
     def step() -> None:
         opt.zero_grad()

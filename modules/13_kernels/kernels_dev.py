@@ -1773,7 +1773,8 @@ print("DataParallel: the parts' weighted gradients == the whole batch's, for mea
 #   over the pipe; its loss, or its error, comes back.
 #
 # It needs the `fork` start method (Linux, macOS; not Windows) and a model that is not
-# changed in structure after it is made. Call `close()` (or use `with`) to stop the workers;
+# changed in structure after it is made. A worker keeps the number of BLAS threads this
+# process had when it was forked: with two parts on two cores, make it with one. Call `close()` (or use `with`) to stop the workers;
 # they also stop when this process ends.
 
 # %%
@@ -1855,7 +1856,9 @@ def _stop_workers(workers: list[tuple[Any, Any]]) -> None:
 class ProcessDataParallel(DataParallel):
     """DataParallel whose parts after the first run in `processes - 1` worker processes forked
     from this one (no shared interpreter lock), the model's parameters moved into shared
-    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork."""
+    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork. The
+    workers keep the BLAS thread count this process has when they are made (one BLAS
+    thread per part is what fills the cores without oversubscribing them)."""
 
     def __init__(self, model: Module, loss_fn: Any, processes: int = 2):
         if "fork" not in multiprocessing.get_all_start_methods():

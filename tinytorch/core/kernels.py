@@ -1005,7 +1005,9 @@ def _stop_workers(workers: list[tuple[Any, Any]]) -> None:
 class ProcessDataParallel(DataParallel):
     """DataParallel whose parts after the first run in `processes - 1` worker processes forked
     from this one (no shared interpreter lock), the model's parameters moved into shared
-    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork."""
+    memory first. Same `backward(x, targets)`; `close()` stops the workers. Needs fork. The
+    workers keep the BLAS thread count this process has when they are made (one BLAS
+    thread per part is what fills the cores without oversubscribing them)."""
 
     def __init__(self, model: Module, loss_fn: Any, processes: int = 2):
         if "fork" not in multiprocessing.get_all_start_methods():
