@@ -1084,9 +1084,10 @@ print(tune_allocator())
 #   module 09's `sliding_window_view`, whose Python overhead counts when a layer makes
 #   sixteen parts. Backward masks by the kept output and sums the weight gradient per image
 #   when an image has more output pixels than a filter has weights (LeNet-5's first layer:
-#   784 vs 75), else as one GEMM per part. Narrow outputs (LeNet-5's second layer: 10 x 10) take **batch-last**
-#   columns instead, ordered (y, x, n): im2col then copies runs of `W_out * N` numbers
-#   instead of `W_out`, at the price of transposing the input and the output once.
+#   784 vs 75), else as one GEMM per part. Narrow outputs (LeNet-5's second layer: 10 x 10)
+#   take **batch-last** columns instead, ordered (y, x, n): im2col then copies runs of
+#   `W_out * N` numbers instead of `W_out`, at the price of transposing the input and the
+#   output once.
 # * `TiledMaxPoolFunction`: max pooling with non-overlapping tiles as `kh*kw - 1` in-place
 #   maxima of strided views; backward finds each tile's first maximum by comparison
 #   instead of keeping an index array.
@@ -1248,9 +1249,10 @@ class Conv2dReLUFunction(Function):
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
     made again from the kept input in the backward pass; outputs narrower than
-    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the gradient by the kept output (> 0)
-    and sums each part's weight gradient either as one stacked per-image product, when an
-    image has more output pixels than a filter has weights, or as one GEMM over the part."""
+    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the
+    gradient by the kept output (> 0) and sums each part's weight gradient either as one
+    stacked per-image product, when an image has more output pixels than a filter has
+    weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
         if x.dtype.kind != "f":                                  # uint8 images, integer test data

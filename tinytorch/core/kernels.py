@@ -580,9 +580,10 @@ class Conv2dReLUFunction(Function):
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
     made again from the kept input in the backward pass; outputs narrower than
-    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the gradient by the kept output (> 0)
-    and sums each part's weight gradient either as one stacked per-image product, when an
-    image has more output pixels than a filter has weights, or as one GEMM over the part."""
+    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the
+    gradient by the kept output (> 0) and sums each part's weight gradient either as one
+    stacked per-image product, when an image has more output pixels than a filter has
+    weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
         if x.dtype.kind != "f":                                  # uint8 images, integer test data
