@@ -593,13 +593,11 @@ class Conv2dReLUFunction(Function):
         K, L = weight[0].size, H_out * W_out
         self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
         self.has_bias, self.batch_last = bias is not None, W_out < BATCH_LAST_BELOW
+        ph, pw = padding                                         # padded once, for every part
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else np.ascontiguousarray(x)
         if self.batch_last:
-            return self._forward_batch_last(x, weight, bias, relu, H_out, W_out)
+            return self._forward_batch_last(xp, weight, bias, relu, H_out, W_out)
         n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
-        (ph, pw), (H, W) = padding, x.shape[2:]
-        xp = np.ascontiguousarray(x) if ph == pw == 0 else np.zeros((N, x.shape[1], H + 2 * ph, W + 2 * pw), x.dtype)
-        if ph or pw:
-            xp[:, :, ph:ph + H, pw:pw + W] = x                   # padded once, for every part
         self.parts, self.w2, self.xp = [(a, min(a + n, N)) for a in range(0, N, n)], weight.reshape(C_out, K), xp
         self.scratch = np.empty(K * min(n, N) * L, dtype=xp.dtype)   # one part's columns, made again in backward
         out = np.empty((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))
@@ -614,12 +612,11 @@ class Conv2dReLUFunction(Function):
         self.out_hw, self.out = (H_out, W_out), (out if relu else None)
         return out
 
-    def _forward_batch_last(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
+    def _forward_batch_last(self, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
                             H_out: int, W_out: int) -> np.ndarray:
-        """The whole batch with columns (c, i, j) x (y, x, n): copied in runs of W_out * N numbers."""
-        (N, C, H, W), (ph, pw) = x.shape, self.padding
-        xb = np.zeros((C, H + 2 * ph, W + 2 * pw, N), dtype=x.dtype)   # (C, Hp, Wp, N), batch last
-        xb[:, ph:ph + H, pw:pw + W] = x.transpose(1, 2, 3, 0)
+        """The whole (padded) batch with columns (c, i, j) x (y, x, n): copied in runs of W_out * N numbers."""
+        N = xp.shape[0]
+        xb = np.ascontiguousarray(xp.transpose(1, 2, 3, 0))      # (C, Hp, Wp, N), batch last
         self.w2 = weight.reshape(weight.shape[0], -1)          # (C_out, K)
         self.cols = _columns(xb, self.kernel, self.stride, (H_out, W_out), batch_last=True)   # (K, L N)
         out = self.w2 @ self.cols                                # (C_out, L N)
