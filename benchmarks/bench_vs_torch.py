@@ -25,11 +25,12 @@ They are timed *alternately* (round r: a few steps of plain, then fast, then pyt
 step timed alone and the first of each block dropped as a warm-up), for many rounds, so
 that the load of a shared machine hits them alike. Before each block the script waits
 SETTLE seconds, untimed: the previous block's idle worker threads (OpenBLAS's spin for
-about 0.1 s before sleeping) would otherwise hold a core during the next block's steps. Reported per variant: the median step
-and its spread (25th-75th percentile, min-max); and the ratio fast / pytorch as the ratio
-of medians and as the median of the per-round ratios. numpy's OpenBLAS threads are set with
-module 14's `set_blas_threads`, PyTorch's with `torch.set_num_threads`. The load average
-before and after is recorded: compare only runs taken on an idle machine.
+about 0.1 s before sleeping) would otherwise hold a core during the next block's steps.
+Reported per variant: the median step and its spread (25th-75th percentile, min-max); and
+the ratio fast / pytorch as the ratio of medians and as the median of the per-round
+ratios. numpy's OpenBLAS threads are set with module 14's `set_blas_threads`, PyTorch's
+with `torch.set_num_threads`. The load average before and after is recorded: compare only
+runs taken on an idle machine.
 """
 from __future__ import annotations
 
