@@ -503,6 +503,8 @@ GRADCHECK_CASES = {
                                                batch_last=False),
     "conv_parts_one_gemm_dw": _conv_case((3, 3, 4, 4), (2, 3, 3, 3), 1, 0, relu=False, seed=7, part_bytes=300,
                                          batch_last=False),
+    "conv_strided_parts_one_gemm_dw": _conv_case((3, 3, 5, 5), (2, 3, 3, 3), 2, 0, relu=True, seed=8, part_bytes=300,
+                                                 batch_last=False),
     "tiled_max_pool_2x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(2, 2)), [t64(2, 3, 4, 6)]),
     "tiled_max_pool_3x2": lambda: (lambda x: TiledMaxPoolFunction.apply(x, kernel=(3, 2)), [t64(1, 2, 6, 4, seed=1)]),
     "softmax_ce_2d": _ce_case((5, 4)),
@@ -520,7 +522,7 @@ test_gradcheck = gradcheck_test(GRADCHECK_CASES)
 
 @pytest.mark.parametrize("shape, kernel, stride", [((2, 3, 7, 6), (3, 2), (1, 1)), ((3, 2, 9, 8), (3, 3), (2, 3)),
                                                    ((1, 1, 4, 4), (4, 4), (1, 1))])
-def test_columns_equal_module_09s_im2col_in_both_orders(shape, kernel, stride):
+def test_columns_equal_module_09s_im2col_in_every_order(shape, kernel, stride):
     from tinytorch.core.spatial import batch_last, im2col
     x = np.random.default_rng(0).standard_normal(shape)
     ref = im2col(x, kernel, stride)
@@ -529,7 +531,13 @@ def test_columns_equal_module_09s_im2col_in_both_orders(shape, kernel, stride):
     buf = np.full(ref.size + 5, np.nan)
     np.testing.assert_array_equal(kernels._columns(x, kernel, stride, out_hw, out=buf), ref)
     xb = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
-    np.testing.assert_array_equal(kernels._columns(xb, kernel, stride, out_hw, batch_last=True), batch_last(ref, shape[0]))
+    np.testing.assert_array_equal(kernels._columns(xb, kernel, stride, out_hw, "batch_last"), batch_last(ref, shape[0]))
+    if stride == (1, 1):                     # wide columns: drop the wrapped-round ones, and they are im2col's
+        (n, C, H, W), (H_out, W_out) = shape, out_hw
+        wide = kernels._columns(x, kernel, stride, out_hw, "wide").reshape(C * kernel[0] * kernel[1], n, -1)
+        assert wide.shape[2] == (H_out - 1) * W + W_out
+        rows = np.concatenate([wide, np.zeros(wide.shape[:2] + (W - W_out,))], axis=2)   # (K, n, H_out * W)
+        np.testing.assert_array_equal(rows.reshape(-1, n, H_out, W)[..., :W_out].reshape(ref.shape), ref)
 
 
 def test_every_op_of_this_module_is_in_a_gradcheck_case():

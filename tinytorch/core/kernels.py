@@ -552,16 +552,25 @@ BATCH_LAST_BELOW = 16
 
 
 def _columns(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int],
-             batch_last: bool = False, out: np.ndarray | None = None) -> np.ndarray:
-    """Module 09's im2col as one copy of one strided view (section 2's idea) of padded images:
-    xp (n, C, Hp, Wp) -> (C*kh*kw, n*H_out*W_out), columns (n, y, x); with batch_last,
-    xp (C, Hp, Wp, n) -> (C*kh*kw, H_out*W_out*n), columns (y, x, n). Rows (c, i, j).
+             order: str = "image", out: np.ndarray | None = None) -> np.ndarray:
+    """Module 09's im2col as one copy of one strided view (section 2's idea) of padded images,
+    rows (c, i, j), in one of three column orders:
+    "image": xp (n, C, Hp, Wp) -> (C*kh*kw, n*H_out*W_out), columns (n, y, x);
+    "batch_last": xp (C, Hp, Wp, n) -> (C*kh*kw, H_out*W_out*n), columns (y, x, n);
+    "wide" (stride 1 only): xp (n, C, Hp, Wp) -> (C*kh*kw, n*R), R = (H_out - 1)*Wp + W_out,
+    columns (n, r): output pixel (y, x) is r = y*Wp + x, and the Wp - W_out columns after each
+    output row are windows wrapping round the image's edge (computed, then dropped). Each
+    (row, image) is then one run of R consecutive numbers of xp: the copy runs at memory speed.
     out: a flat buffer of at least that many numbers to copy into (else a new array)."""
     (kh, kw), (sh, sw), (H_out, W_out) = kernel, stride, out_hw
-    if batch_last:
+    if order == "batch_last":
         C, n = xp.shape[0], xp.shape[3]
         sC, sH, sW, sN = xp.strides
         shape, strides = (C, kh, kw, H_out, W_out, n), (sC, sH, sW, sH * sh, sW * sw, sN)
+    elif order == "wide":
+        n, C, _, Wp = xp.shape
+        sN, sC, sH, sW = xp.strides
+        shape, strides = (C, kh, kw, n, (H_out - 1) * Wp + W_out), (sC, sH, sW, sN, sW)
     else:
         n, C = xp.shape[:2]
         sN, sC, sH, sW = xp.strides
@@ -579,37 +588,42 @@ class Conv2dReLUFunction(Function):
     output: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,) -> (N, C_out,
     H_out, W_out). Params: stride, padding (pairs), relu (bool). The batch is convolved in
     parts of a few images whose column matrix fits in the processor's cache (CONV_PART_BYTES),
-    made again from the kept input in the backward pass; outputs narrower than
-    BATCH_LAST_BELOW take one batch-last column matrix instead, kept. Backward masks the
-    gradient by the kept output (> 0) and sums each part's weight gradient either as one
-    stacked per-image product, when an image has more output pixels than a filter has
-    weights, or as one GEMM over the part."""
+    made again from the kept input in the backward pass; with stride 1 the columns are
+    "wide" (`_columns`) and the output is a view that drops their wrapped-round pixels.
+    Outputs narrower than BATCH_LAST_BELOW take one batch-last column matrix instead, kept.
+    Backward masks the gradient by the kept output (> 0) and sums each part's weight
+    gradient either as one stacked per-image product, when an image has more output pixels
+    than a filter has weights, or as one GEMM over the part."""
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0), relu: bool = False) -> np.ndarray:
         if x.dtype.kind != "f":                                  # uint8 images, integer test data
             x = x.astype(weight.dtype)
         N, C_out, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
         H_out, W_out = ((x.shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
-        K, L = weight[0].size, H_out * W_out
+        K = weight[0].size
         self.x_shape, self.kernel, self.stride, self.padding = x.shape, kernel, stride, padding
         self.has_bias, self.batch_last = bias is not None, W_out < BATCH_LAST_BELOW
         ph, pw = padding                                         # padded once, for every part
         xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else np.ascontiguousarray(x)
         if self.batch_last:
             return self._forward_batch_last(xp, weight, bias, relu, H_out, W_out)
-        n = max(1, CONV_PART_BYTES // max(1, K * L * x.itemsize))   # images per part
+        self.order = "wide" if tuple(stride) == (1, 1) else "image"
+        pitch = xp.shape[3] if self.order == "wide" else W_out   # numbers from one output row to the next
+        R = (H_out - 1) * pitch + W_out                          # an image's columns (wide: with wrapped ones)
+        n = max(1, CONV_PART_BYTES // max(1, K * R * x.itemsize))   # images per part
         self.parts, self.w2, self.xp = [(a, min(a + n, N)) for a in range(0, N, n)], weight.reshape(C_out, K), xp
-        self.scratch = np.empty(K * min(n, N) * L, dtype=xp.dtype)   # one part's columns, made again in backward
-        out = np.empty((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))
+        self.scratch = np.empty(K * min(n, N) * R, dtype=xp.dtype)   # one part's columns, made again in backward
+        rows = np.empty((N, C_out, H_out * pitch), dtype=np.result_type(x, weight))   # output rows `pitch` apart
         for a, z in self.parts:
-            cols = _columns(xp[a:z], kernel, stride, (H_out, W_out), out=self.scratch)   # (K, (z - a) L), (n, y, x)
-            part = out[a:z].reshape(z - a, C_out, L)             # a view: the product lands in NCHW order
-            np.matmul(self.w2, cols.reshape(K, z - a, L).transpose(1, 0, 2), out=part)
+            cols = _columns(xp[a:z], kernel, stride, (H_out, W_out), self.order, out=self.scratch)   # (K, (z - a) R)
+            part = rows[a:z, :, :R]                              # a view: the product lands in NCHW order
+            np.matmul(self.w2, cols.reshape(K, z - a, R).transpose(1, 0, 2), out=part)
             if bias is not None:
                 part += bias[:, None]
             if relu:
                 np.maximum(part, 0, out=part)                    # in place, while the part is in cache
-        self.out_hw, self.out = (H_out, W_out), (out if relu else None)
+        out = rows.reshape(N, C_out, H_out, pitch)[..., :W_out]  # a view (wide: without the wrapped pixels)
+        self.out_hw, self.pitch, self.out = (H_out, W_out), pitch, (out if relu else None)
         return out
 
     def _forward_batch_last(self, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, relu: bool,
@@ -618,7 +632,7 @@ class Conv2dReLUFunction(Function):
         N = xp.shape[0]
         xb = np.ascontiguousarray(xp.transpose(1, 2, 3, 0))      # (C, Hp, Wp, N), batch last
         self.w2 = weight.reshape(weight.shape[0], -1)          # (C_out, K)
-        self.cols = _columns(xb, self.kernel, self.stride, (H_out, W_out), batch_last=True)   # (K, L N)
+        self.cols = _columns(xb, self.kernel, self.stride, (H_out, W_out), "batch_last")   # (K, L N)
         out = self.w2 @ self.cols                                # (C_out, L N)
         if bias is not None:
             out += bias[:, None]
@@ -643,21 +657,29 @@ class Conv2dReLUFunction(Function):
         if self.out is not None:
             grad = grad * (self.out > 0)                         # ReLU's backward (a new array)
         N, C_out = grad.shape[:2]
-        K, L = self.w2.shape[1], grad[0, 0].size
+        (H_out, W_out), K, pitch = self.out_hw, self.w2.shape[1], self.pitch
+        R = (H_out - 1) * pitch + W_out
         need = [t.requires_grad for t in self.inputs] + [False]
         dx = np.empty(self.x_shape, dtype=grad.dtype) if need[0] else None
         dw = np.zeros((C_out, K), dtype=grad.dtype) if need[1] else None
+        if need[1] and self.order == "wide":                     # the gradient laid out like the output rows,
+            rows = np.zeros((self.parts[0][1], C_out, H_out * pitch), dtype=grad.dtype)   # 0 at wrapped pixels
         for a, z in self.parts:
             g, n = grad[a:z], z - a                              # (n, C_out, H_out, W_out)
             if need[0]:
                 g_last = np.ascontiguousarray(g.transpose(1, 2, 3, 0)).reshape(C_out, -1)   # (C_out, L n)
                 dx[a:z] = col2im(self.w2.T @ g_last, (n, *self.x_shape[1:]), self.kernel, self.stride, self.padding)
-            if need[1]:                                          # the part's columns again, into the cache
-                cols = _columns(self.xp[a:z], self.kernel, self.stride, self.out_hw, out=self.scratch)
-            if need[1] and L >= K:                               # per image: (n, C_out, L) @ (n, L, K), summed
-                dw += np.matmul(g.reshape(n, C_out, L), cols.reshape(K, n, L).transpose(1, 2, 0)).sum(axis=0)
-            elif need[1]:                                        # one GEMM over the part's images
-                dw += (cols @ np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(C_out, -1).T).T
+            if not need[1]:
+                continue
+            cols = _columns(self.xp[a:z], self.kernel, self.stride, self.out_hw, self.order, out=self.scratch)
+            if self.order == "wide":                             # (K, n R): the part's columns again, into the cache
+                rows[:n].reshape(n, C_out, H_out, pitch)[..., :W_out] = g
+                g = rows[:n, :, :R]
+            g = g.reshape(n, C_out, R)
+            if R >= K:                                           # per image: (n, C_out, R) @ (n, R, K), summed
+                dw += np.matmul(g, cols.reshape(K, n, R).transpose(1, 2, 0)).sum(axis=0)
+            else:                                                # one GEMM over the part's images
+                dw += (cols @ np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(C_out, -1).T).T
         db = np.einsum("nchw->c", grad) if self.has_bias and need[2] else None
         dw = dw.reshape(self.inputs[1].shape) if need[1] else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
