@@ -585,6 +585,56 @@ def test_fast_model_equals_the_plain_model_values_and_gradients():
         np.testing.assert_allclose(pb.grad.data, pa.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), kernel=st.sampled_from([(2, 2), (3, 2), (2, 3)]), overlap=st.booleans())
+def test_relu_then_max_pool_runs_as_pool_then_relu_with_equal_values_and_gradients(seed, kernel, overlap):
+    """FusedSequential swaps ReLU, MaxPool2d: exactly equal outputs and input gradients, with small
+    integers for many tied maxima and windows with nothing positive; tiled (module 13's pool) or
+    overlapping windows (module 09's)."""
+    from tinytorch.core.activations import ReLU
+    from tinytorch.core.spatial import Conv2d, MaxPool2d
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(2, 3, 6, 6)).astype(np.float64)
+    up = rng.standard_normal((2, 3) + tuple((6 - k) // (1 if overlap else k) + 1 for k in kernel))
+    results = []
+    for fuse in (False, True):
+        net = Sequential(ReLU(), MaxPool2d(kernel, stride=1 if overlap else None))
+        if fuse:
+            fast_model(net)
+            assert type(net) is FusedSequential
+        xt = Tensor(x, requires_grad=True)
+        y = net(xt)
+        y.backward(up)
+        results.append((y.data, xt.grad.data))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+
+
+def test_conv_relu_max_pool_runs_the_convolution_without_its_mask():
+    """Conv2d, ReLU, MaxPool2d in a FusedSequential: the convolution runs with relu=False (the ReLU
+    comes after the pool); Conv2d, ReLU alone still fuse the ReLU into the convolution."""
+    from tinytorch.core.activations import ReLU
+    from tinytorch.core.spatial import Conv2d, MaxPool2d
+    seen = []
+    original = Conv2dReLUFunction.forward
+
+    def spy(self, *args, relu=False, **kwargs):
+        seen.append(relu)
+        return original(self, *args, relu=relu, **kwargs)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 1, 6, 6)))
+    try:
+        Conv2dReLUFunction.forward = spy
+        for layers, relu in [((ReLU(), MaxPool2d(2)), False), ((ReLU(),), True)]:
+            net = Sequential(Conv2d(1, 2, 3, rng=np.random.default_rng(1)), *layers)
+            ref = net(x).data
+            fast_model(net)
+            seen.clear()
+            np.testing.assert_allclose(net(x).data, ref, rtol=1e-12, atol=1e-12)
+            assert seen == [relu]
+    finally:
+        Conv2dReLUFunction.forward = original
+
+
 def test_data_parallel_fast_model_equals_the_plain_model_in_one_piece():
     """fast_model + DataParallel on 3 threads: the loss and gradients of the plain model on the whole batch."""
     from tinytorch.core.activations import Module

@@ -1072,7 +1072,9 @@ print(tune_allocator())
 #   and the three projection gradients are again one GEMM each way on the stacked
 #   `(B T, 3C)` gradient. Masked entries have $A = 0$, so they get no gradient.
 # * `Conv2dReLUFunction`: module 09's im2col convolution with the bias and a following
-#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs).
+#   ReLU applied in place on its output (a `FusedSequential` spots `Conv2d, ReLU` pairs;
+#   it runs `ReLU, MaxPool2d` as `MaxPool2d, ReLU`, which gives the same values and
+#   gradients with a quarter of the ReLU's work and no mask in the convolution's backward).
 #   It convolves the batch **in parts of a few images**: LeNet-5's first layer has a
 #   75 x 50,176 column matrix at batch 64 (15 MB), which is written to memory and read back
 #   by a product that does only 6 multiply-adds per number read; a part's columns (under
@@ -1416,11 +1418,19 @@ class FusedMaxPool2d(MaxPool2d):
 
 
 class FusedSequential(Sequential):
-    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op, and
+    a ReLU followed by a max-pool the other way round: max and ReLU commute (relu(max(s)) =
+    max(relu(s)), and the gradients agree too, the first maximum of a window being the same
+    whenever it is positive), so the ReLU touches one number per window, and the convolution
+    before it needs no mask in its backward."""
     def forward(self, x: Any) -> Any:
         layers, i = self.layers, 0
         while i < len(layers):
-            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+            kinds = [type(m) for m in layers[i:i + 3]]
+            if kinds[0] is ReLU and len(kinds) > 1 and issubclass(kinds[1], MaxPool2d):
+                x = layers[i](layers[i + 1](x))                  # the pool first, then the ReLU
+                i += 2
+            elif kinds[:2] == [FusedConv2d, ReLU] and not (len(kinds) > 2 and issubclass(kinds[2], MaxPool2d)):
                 x = layers[i](x, relu=True)
                 i += 2
             else:
@@ -1562,6 +1572,19 @@ yb.sum().backward()
 for pa, pb in zip(plain.parameters(), fast.parameters()):
     assert np.allclose(pa.grad.data, pb.grad.data, rtol=1e-4, atol=1e-5)
 assert fast.state_dict().keys() == plain.state_dict().keys()
+# ReLU then max-pool runs as max-pool then ReLU: exactly the same values and gradients, even with
+# tied maxima and windows with nothing positive (their gradient is 0 either way)
+ties = np.array([[[[-1, -2, 3, 3], [-3, -1, 0, 3], [0, 0, 2, -1], [0, 0, 1, 2]]]], dtype=np.float64)
+up = rng.standard_normal((1, 1, 2, 2))
+grads = []
+for net in (Sequential(ReLU(), MaxPool2d(2)), Sequential(ReLU(), MaxPool2d(2))):
+    if grads:
+        fast_model(net)
+    xt = Tensor(ties, requires_grad=True)
+    y = net(xt)
+    y.backward(up)
+    grads.append((y.data, xt.grad.data))
+assert np.array_equal(grads[0][0], grads[1][0]) and np.array_equal(grads[0][1], grads[1][1])
 print("linear, fused causal attention, conv + ReLU, tiled max-pool == their compositions (values, gradients, "
       "gradcheck), fast_model: OK")
 

@@ -741,11 +741,19 @@ class FusedMaxPool2d(MaxPool2d):
 
 
 class FusedSequential(Sequential):
-    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op."""
+    """Module 03's Sequential that runs a FusedConv2d followed by a ReLU layer as one op, and
+    a ReLU followed by a max-pool the other way round: max and ReLU commute (relu(max(s)) =
+    max(relu(s)), and the gradients agree too, the first maximum of a window being the same
+    whenever it is positive), so the ReLU touches one number per window, and the convolution
+    before it needs no mask in its backward."""
     def forward(self, x: Any) -> Any:
         layers, i = self.layers, 0
         while i < len(layers):
-            if type(layers[i]) is FusedConv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+            kinds = [type(m) for m in layers[i:i + 3]]
+            if kinds[0] is ReLU and len(kinds) > 1 and issubclass(kinds[1], MaxPool2d):
+                x = layers[i](layers[i + 1](x))                  # the pool first, then the ReLU
+                i += 2
+            elif kinds[:2] == [FusedConv2d, ReLU] and not (len(kinds) > 2 and issubclass(kinds[2], MaxPool2d)):
                 x = layers[i](x, relu=True)
                 i += 2
             else:
