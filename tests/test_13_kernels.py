@@ -752,6 +752,25 @@ def test_process_data_parallel_equals_the_whole_batch_and_follows_the_model(monk
         dp.backward(x, y)
 
 
+def test_receive_polls_then_sleeps_and_gets_every_message(monkeypatch):
+    """_receive: a message sent while it polls, and one sent after SPIN_S (it then sleeps in recv)."""
+    import multiprocessing
+    import threading
+    import time
+    monkeypatch.setattr(kernels, "SPIN_S", 0.05)
+    here, there = multiprocessing.Pipe()
+    for delay in (0.01, 0.15):                                   # inside the poll, after it
+        timer = threading.Timer(delay, there.send, args=(("part", delay),))
+        start = time.perf_counter()
+        timer.start()
+        assert kernels._receive(here) == ("part", delay)
+        assert time.perf_counter() - start >= delay * 0.9
+        timer.join()
+    there.close()
+    with pytest.raises(EOFError):                                # the other end is gone
+        kernels._receive(here)
+
+
 def test_process_data_parallel_reports_a_worker_error_and_needs_fork(monkeypatch):
     model = Sequential(Dense(3, 2, dtype=F64, rng=np.random.default_rng(0)))
     with ProcessDataParallel(model, CrossEntropyLoss(), processes=2) as dp:

@@ -91,6 +91,7 @@ import math
 import mmap
 import multiprocessing
 import sys
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
@@ -1826,10 +1827,16 @@ print("DataParallel: the parts' weighted gradients == the whole batch's, for mea
 #   through the pipe); its weight (`_weights`, as above) and the modules' `training` flags go
 #   over the pipe; its loss, or its error, comes back.
 #
+# * a process that waits for a message **polls its pipe for `SPIN_S` seconds** before it
+#   sleeps in the kernel: a worker that has just sent its part back gets the next one
+#   within a training loop's pause, and waking a process that sleeps costs about 0.1 ms
+#   here (more on a virtual machine), about what a whole part of LeNet-5's step costs in
+#   Python between two kernels. A longer pause costs at most `SPIN_S` of a spinning core.
+#
 # It needs the `fork` start method (Linux, macOS; not Windows) and a model that is not
 # changed in structure after it is made. A worker keeps the number of BLAS threads this
-# process had when it was forked: with two parts on two cores, make it with one. Call `close()` (or use `with`) to stop the workers;
-# they also stop when this process ends.
+# process had when it was forked: with two parts on two cores, make it with one. Call
+# `close()` (or use `with`) to stop the workers; they also stop when this process ends.
 
 # %%
 #| export
@@ -1844,6 +1851,16 @@ def _shared_array(a: np.ndarray) -> np.ndarray:
 
 #: bytes of shared memory per worker for a part's inputs (larger parts go through the pipe)
 INPUT_BYTES = 16 << 20
+#: seconds a process waiting for a message polls its pipe before it sleeps
+SPIN_S = 0.005
+
+
+def _receive(conn: Any) -> Any:
+    """conn.recv(), after polling the pipe for up to SPIN_S seconds (no sleep, no wake-up to pay)."""
+    end = time.perf_counter() + SPIN_S
+    while not conn.poll(0) and time.perf_counter() < end:
+        pass
+    return conn.recv()
 
 
 def _put_inputs(buf: np.ndarray, x: np.ndarray, targets: np.ndarray) -> tuple:
@@ -1874,7 +1891,7 @@ def _serve_parts(model: Module, loss_fn: Any, grads: list[np.ndarray], inputs: n
     params, modules = model.parameters(), model.modules()
     while True:
         try:
-            job = conn.recv()
+            job = _receive(conn)
         except EOFError:                                         # the parent is gone
             return
         if job is None:
@@ -1973,7 +1990,7 @@ class ProcessDataParallel(DataParallel):
             (a, z) = parts[0]
             total = _part_backward(self.model, self.loss_fn, xs[a:z], ts[a:z], weights[0]) if weights[0] else 0.0
         finally:
-            replies = [(conn.recv(), grads) for conn, grads in sent]   # every part is done before anything else
+            replies = [(_receive(conn), grads) for conn, grads in sent]   # every part is done before anything else
         for reply, grads in replies:
             if reply[0] == "error":
                 kind = getattr(builtins, reply[1], None)

@@ -23,6 +23,7 @@ import math
 import mmap
 import multiprocessing
 import sys
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
@@ -39,11 +40,11 @@ from .attention import MultiHeadAttention, causal_mask
 from .optimizers import Adam, AdamW
 
 # %% auto #0
-__all__ = ['CONV_PART_BYTES', 'BATCH_LAST_BELOW', 'FUSIONS', 'SWITCH_INTERVAL', 'INPUT_BYTES', 'matmul_flops', 'matmul_loops',
-           'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops', 'conv2d_shifted',
-           'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss', 'FusedGELUFunction',
-           'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam', 'FusedAdamW',
-           'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
+__all__ = ['CONV_PART_BYTES', 'BATCH_LAST_BELOW', 'FUSIONS', 'SWITCH_INTERVAL', 'INPUT_BYTES', 'SPIN_S', 'matmul_flops',
+           'matmul_loops', 'matmul_broadcast', 'matmul_blas', 'layout', 'strided_view', 'conv2d_loops',
+           'conv2d_shifted', 'SoftmaxCrossEntropyFunction', 'softmax_cross_entropy', 'FusedCrossEntropyLoss',
+           'FusedGELUFunction', 'fused_gelu', 'FusedGELU', 'adam_update_allocating', 'adam_update_inplace', 'FusedAdam',
+           'FusedAdamW', 'tune_allocator', 'LinearFunction', 'linear', 'CausalSelfAttentionFunction', 'FusedDense',
            'Conv2dReLUFunction', 'FusedConv2d', 'TiledMaxPoolFunction', 'FusedMaxPool2d', 'FusedSequential',
            'FusedGELULayer', 'FusedCausalSelfAttention', 'FusedCrossEntropy', 'fast_model', 'DataParallel',
            'ProcessDataParallel']
@@ -967,6 +968,16 @@ def _shared_array(a: np.ndarray) -> np.ndarray:
 
 #: bytes of shared memory per worker for a part's inputs (larger parts go through the pipe)
 INPUT_BYTES = 16 << 20
+#: seconds a process waiting for a message polls its pipe before it sleeps
+SPIN_S = 0.005
+
+
+def _receive(conn: Any) -> Any:
+    """conn.recv(), after polling the pipe for up to SPIN_S seconds (no sleep, no wake-up to pay)."""
+    end = time.perf_counter() + SPIN_S
+    while not conn.poll(0) and time.perf_counter() < end:
+        pass
+    return conn.recv()
 
 
 def _put_inputs(buf: np.ndarray, x: np.ndarray, targets: np.ndarray) -> tuple:
@@ -997,7 +1008,7 @@ def _serve_parts(model: Module, loss_fn: Any, grads: list[np.ndarray], inputs: n
     params, modules = model.parameters(), model.modules()
     while True:
         try:
-            job = conn.recv()
+            job = _receive(conn)
         except EOFError:                                         # the parent is gone
             return
         if job is None:
@@ -1096,7 +1107,7 @@ class ProcessDataParallel(DataParallel):
             (a, z) = parts[0]
             total = _part_backward(self.model, self.loss_fn, xs[a:z], ts[a:z], weights[0]) if weights[0] else 0.0
         finally:
-            replies = [(conn.recv(), grads) for conn, grads in sent]   # every part is done before anything else
+            replies = [(_receive(conn), grads) for conn, grads in sent]   # every part is done before anything else
         for reply, grads in replies:
             if reply[0] == "error":
                 kind = getattr(builtins, reply[1], None)
