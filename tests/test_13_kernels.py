@@ -894,3 +894,20 @@ def test_bench_vs_torch_quick_runs_without_torch(tmp_path, monkeypatch):
     for res in data["results"].values():
         assert "pytorch" not in res and res["plain"]["median_ms"] > 0 and res["fast"]["steps"] == 4
         assert res["fast/plain"]["ratio_of_medians"] > 0
+
+
+def test_profile_before_after_profiles_a_tree_in_a_child_and_takes_medians(monkeypatch):
+    """benchmarks/profile_before_after.py: a child process profiles the fast step with the code
+    of the tree it is given (here this one), and the comparison is the median per op over the
+    rounds, an op missing from a round counting as 0 there."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    import profile_before_after as pba
+    one = pba.run_child(root, "lenet5", steps=2, quick=True)
+    assert {"Conv2dReLUFunction", "TiledMaxPoolFunction", "LinearFunction"} <= set(one["ops"])
+    assert 0 < sum(one["ops"].values()) <= one["step"]
+    rounds = [{"ops": {"A": 1.0, "B": 4.0}, "engine": 1.0, "outside ops": 0.5, "step": 7.0},
+              {"ops": {"A": 3.0}, "engine": 2.0, "outside ops": 0.5, "step": 5.0},
+              {"ops": {"A": 2.0, "B": 2.0}, "engine": 3.0, "outside ops": 0.5, "step": 6.0}]
+    assert pba.medians(rounds) == {"A": 2.0, "B": 2.0, "(engine)": 2.0, "(outside ops)": 0.5, "(step)": 6.0}
