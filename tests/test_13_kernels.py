@@ -592,7 +592,7 @@ def test_relu_then_max_pool_runs_as_pool_then_relu_with_equal_values_and_gradien
     integers for many tied maxima and windows with nothing positive; tiled (module 13's pool) or
     overlapping windows (module 09's)."""
     from tinytorch.core.activations import ReLU
-    from tinytorch.core.spatial import Conv2d, MaxPool2d
+    from tinytorch.core.spatial import MaxPool2d
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, size=(2, 3, 6, 6)).astype(np.float64)
     up = rng.standard_normal((2, 3) + tuple((6 - k) // (1 if overlap else k) + 1 for k in kernel))
@@ -756,15 +756,12 @@ def test_receive_polls_then_sleeps_and_gets_every_message(monkeypatch):
     """_receive: a message sent while it polls, and one sent after SPIN_S (it then sleeps in recv)."""
     import multiprocessing
     import threading
-    import time
     monkeypatch.setattr(kernels, "SPIN_S", 0.05)
     here, there = multiprocessing.Pipe()
     for delay in (0.01, 0.15):                                   # inside the poll, after it
         timer = threading.Timer(delay, there.send, args=(("part", delay),))
-        start = time.perf_counter()
         timer.start()
         assert kernels._receive(here) == ("part", delay)
-        assert time.perf_counter() - start >= delay * 0.9
         timer.join()
     there.close()
     with pytest.raises(EOFError):                                # the other end is gone

@@ -1829,9 +1829,9 @@ print("DataParallel: the parts' weighted gradients == the whole batch's, for mea
 #
 # * a process that waits for a message **polls its pipe for `SPIN_S` seconds** before it
 #   sleeps in the kernel: a worker that has just sent its part back gets the next one
-#   within a training loop's pause, and waking a process that sleeps costs about 0.1 ms
-#   here (more on a virtual machine), about what a whole part of LeNet-5's step costs in
-#   Python between two kernels. A longer pause costs at most `SPIN_S` of a spinning core.
+#   within a training loop's pause without being woken, which costs about 0.1 ms per
+#   message on this (virtual) machine, twice per step. A longer pause costs at most
+#   `SPIN_S` of a spinning core.
 #
 # It needs the `fork` start method (Linux, macOS; not Windows) and a model that is not
 # changed in structure after it is made. A worker keeps the number of BLAS threads this
