@@ -1825,8 +1825,7 @@ print("DataParallel: the parts' weighted gradients == the whole batch's, for mea
 #   process adds into the model's `.grad` after the parts are done;
 # * a part's inputs go through a shared buffer of `INPUT_BYTES` per worker (larger ones
 #   through the pipe); its weight (`_weights`, as above) and the modules' `training` flags go
-#   over the pipe; its loss, or its error, comes back.
-#
+#   over the pipe; its loss, or its error, comes back;
 # * a process that waits for a message **polls its pipe for `SPIN_S` seconds** before it
 #   sleeps in the kernel: a worker that has just sent its part back gets the next one
 #   within a training loop's pause without being woken, which costs about 0.1 ms per
